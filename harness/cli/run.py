@@ -1,0 +1,81 @@
+"""``probebench run [SUITE]``: run a suite and print its table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from harness.cli.common import REGISTRY_OPTION, load, stdout_console
+from harness.suite import DEFAULT_SUITE
+
+
+def _seeds(text: str | None) -> list[int] | None:
+    from harness.errors import UserError
+
+    if text is None:
+        return None
+    try:
+        seeds = [int(s) for s in text.replace(" ", "").split(",") if s]
+    except ValueError:
+        raise UserError(f"--seeds takes comma-separated integers like 0,1,2, got {text!r}") from None
+    if not seeds or min(seeds) < 0:
+        raise UserError(f"--seeds needs at least one non-negative integer, got {text!r}")
+    return seeds
+
+
+def run(
+    ctx: typer.Context,
+    suite: str = typer.Argument(DEFAULT_SUITE, help="Suite name from registry.toml."),
+    registry: Path = REGISTRY_OPTION,
+    seeds: str = typer.Option(None, "--seeds", help="Comma-separated seeds overriding the suite's, e.g. 0,1,2."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto (cuda when available)."),
+    out: Path = typer.Option(None, "--out", help="Output folder (default: results/<run-id>)."),
+    data_root: str = typer.Option(None, "--data-root", help="Folder with local data files for real datasets."),
+    cache_dir: Path = typer.Option(None, "--cache-dir", help="Artifact cache (default: $PROBEBENCH_CACHE or ~/.cache/probebench)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Ignore cached artifacts and recompute everything."),
+):
+    """Run a benchmark suite: train, score, evaluate, and write results/<run-id>/."""
+    from harness import results
+    from harness.cache import ArtifactStore
+    from harness.suite import parse_suite
+
+    config, reg = load(ctx, registry)
+    resolved = parse_suite(config, suite, reg, seeds=_seeds(seeds), data_root=data_root)
+
+    from harness.pipeline.run import resolve_device, run_suite
+
+    target = out or Path("results") / results.run_id(resolved.name)
+    outcome = run_suite(resolved, reg, ArtifactStore(cache_dir, fresh=fresh), resolve_device(device), target)
+    show_summary(target)
+    if outcome.failures:
+        from harness.console import console
+
+        console.print(f"[red]{len(outcome.failures)} component failure(s); see {target / 'run.json'}[/]")
+        raise typer.Exit(1)
+
+
+def show_summary(run_dir: Path) -> None:
+    """Print the run's main table (clean test data, methods x metrics)."""
+    from harness import results
+    from harness.report.tables import render
+
+    table, head = results.load_run(run_dir)
+    directions = {m: d["higher_is_better"] for m, d in head.get("metrics", {}).items()}
+    console = stdout_console()
+    clean = table[table["corruption"] == results.CLEAN]
+    for (dataset, classifier), part in clean.groupby(["dataset", "classifier"], sort=False):
+        acc = part[part["method"] == "-"]
+        title = f"{head['suite']['name']}: {dataset} / {classifier}, clean test, seeds {sorted(part['seed'].unique().tolist())}"
+        methods = part[part["method"] != "-"]
+        if len(acc):
+            numbers, labels = results.pivot(acc, ["dataset"], ["metric"])
+            console.print(render(numbers, labels, directions, title=title))
+        if len(methods):
+            numbers, labels = results.pivot(methods, ["method"], ["metric"])
+            console.print(render(numbers, labels, directions))
+    console.print(f"results: {run_dir}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)

@@ -1,0 +1,37 @@
+"""One rich console on stderr for progress and messages, so bars are not torn."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+
+console = Console(stderr=True, highlight=False)
+_live = None  # the one rich Progress on screen; nested stages add tasks to it
+
+
+@contextmanager
+def task(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A progress bar for one piece of work; yields ``advance(n=1)``.
+
+    Nested calls share one live display (rich allows only one), each adding its
+    own bar and removing it when done.
+    """
+    global _live
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    owner = _live is None
+    if owner:
+        _live = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                         TimeElapsedColumn(), console=console, transient=True)
+        _live.start()
+    bar = _live
+    task_id = bar.add_task(description, total=total)
+    try:
+        yield lambda n=1: bar.advance(task_id, n)
+    finally:
+        bar.remove_task(task_id)
+        if owner:
+            bar.stop()
+            _live = None

@@ -1,0 +1,131 @@
+"""The Protocol of each component kind.
+
+Every component is a class with a kebab-case class attribute ``name``, unique
+within its kind. The keyword arguments of its constructor are its options:
+suites pass them through, and ``probebench show`` lists them (with help taken
+from an optional ``option_help`` dict). An optional class attribute ``version``
+(default ``"1"``) is part of every cache key the component's output enters:
+bump it when a change alters results. No component hard-codes a device.
+
+Shapes and ranges: images are float32 ``[N, C, H, W]`` in [0, 1]; labels are
+int64 ``[N]``; a score is float ``[N]`` where **higher means more confident the
+classifier's prediction is right** (uncertainty methods negate their measure).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # torch stays out of CLI start-up
+    import torch
+
+    from harness.pipeline.context import Batch, Context
+
+
+@runtime_checkable
+class Dataset(Protocol):
+    name: ClassVar[str]
+    num_classes: int
+    shape: tuple[int, int, int]
+
+    def load(self, split: str, root: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images float32 [N,C,H,W] in [0,1] and labels int64 [N] for ``split``
+        ("train" or "test"). Reads local files under ``root`` only; raises
+        ``harness.errors.UserError`` saying where to get them when missing."""
+
+
+@runtime_checkable
+class Corruption(Protocol):
+    name: ClassVar[str]
+
+    def __call__(self, images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+        """Corrupted copy of ``images`` at ``severity`` 1..5 (same shape, in [0,1])."""
+
+
+@runtime_checkable
+class Classifier(Protocol):
+    name: ClassVar[str]
+
+    def build(self, num_classes: int, shape: tuple[int, int, int]) -> torch.nn.Module:
+        """An untrained model mapping [N,C,H,W] images to [N,num_classes] logits."""
+
+
+@runtime_checkable
+class Generator(Protocol):
+    name: ClassVar[str]
+
+    def build(self, shape: tuple[int, int, int]) -> Any:
+        """An invertible flow (an nn.Module) with ``encode(x) -> z``,
+        ``decode(z) -> x`` and ``log_prob(x) -> [N]``."""
+
+
+@runtime_checkable
+class Prober(Protocol):
+    name: ClassVar[str]
+
+    def fit(self, features: torch.Tensor, hit: torch.Tensor) -> None:
+        """Learn P(hit) from features [N,D] and boolean outcomes [N]."""
+
+    def predict(self, features: torch.Tensor) -> torch.Tensor:
+        """P(hit) in [0,1], shape [N]. Uses no label."""
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    name: ClassVar[str]
+
+    def score(self, ctx: Context, batch: Batch) -> torch.Tensor:
+        """Confidence [N] that each prediction is right (higher = more confident).
+        May define ``prepare(ctx)``, called once per trained classifier."""
+
+
+@dataclass
+class Correction:
+    """What a corrector returns: edited images [N,C,H,W] in [0,1] and the
+    optimisation steps each sample took (0 where it was left alone)."""
+
+    images: torch.Tensor
+    steps: torch.Tensor
+
+
+@runtime_checkable
+class Corrector(Protocol):
+    name: ClassVar[str]
+
+    def correct(self, ctx: Context, images: torch.Tensor) -> Correction:
+        """Edit ``images`` without labels so that misses may become hits."""
+
+
+@runtime_checkable
+class Metric(Protocol):
+    name: ClassVar[str]
+    higher_is_better: ClassVar[bool]
+
+    def __call__(self, confidence: Any, hit: Any) -> Any:
+        """The metric of numpy ``confidence`` and boolean ``hit`` along the
+        last axis: float for 1-d inputs, an array for [B, N] (bootstrap)."""
+
+
+KINDS: dict[str, type] = {
+    "dataset": Dataset,
+    "corruption": Corruption,
+    "classifier": Classifier,
+    "generator": Generator,
+    "prober": Prober,
+    "scorer": Scorer,
+    "corrector": Corrector,
+    "metric": Metric,
+}
+
+# What a class must define for its kind; checked when a plugin registers it.
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "dataset": ("name", "load"),
+    "corruption": ("name", "__call__"),
+    "classifier": ("name", "build"),
+    "generator": ("name", "build"),
+    "prober": ("name", "fit", "predict"),
+    "scorer": ("name", "score"),
+    "corrector": ("name", "correct"),
+    "metric": ("name", "higher_is_better", "__call__"),
+}

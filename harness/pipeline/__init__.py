@@ -1,0 +1,1 @@
+"""Pipeline stages: data -> train -> features -> score -> evaluate (see DESIGN.md)."""

@@ -1,0 +1,63 @@
+"""Data stage: load a dataset's splits, check them, and corrupt test images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from harness.cache import hash_key
+from harness.errors import UserError
+from harness.suite import ComponentSpec, CorruptionSpec
+
+
+@dataclass
+class Splits:
+    dataset: object
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+
+
+def check_images(images: torch.Tensor, where: str, shape: tuple[int, ...] | None = None) -> None:
+    """Images must be float [N,C,H,W] in [0,1] (of ``shape`` when given) and finite."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
+        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise UserError(f"{where}: expected float images [N,C,H,W], got {got}")
+    if shape is not None and tuple(images.shape[1:]) != tuple(shape):
+        raise UserError(f"{where}: expected images of shape [N,{','.join(map(str, shape))}], got {list(images.shape)}")
+    if not torch.isfinite(images).all():
+        raise UserError(f"{where}: images contain NaN or infinite values")
+    if images.numel() and (images.min() < 0 or images.max() > 1):
+        raise UserError(
+            f"{where}: pixel values must lie in [0,1], got [{images.min():.3g}, {images.max():.3g}]; divide by 255?"
+        )
+
+
+def load_splits(registry, spec: ComponentSpec, data_root: str | None) -> Splits:
+    dataset = registry.create("dataset", spec.name, spec.options)
+    splits = {}
+    for split in ("train", "test"):
+        images, labels = dataset.load(split, data_root)
+        where = f"dataset {spec.name!r} split {split!r}"
+        check_images(images, where, tuple(dataset.shape))
+        labels = torch.as_tensor(labels).long()
+        if labels.shape != (len(images),):
+            raise UserError(f"{where}: {len(images)} images but labels of shape {list(labels.shape)}")
+        if len(labels) and (labels.min() < 0 or labels.max() >= dataset.num_classes):
+            raise UserError(f"{where}: labels must lie in 0..{dataset.num_classes - 1}")
+        splits[split] = (images.float().contiguous(), labels)
+    return Splits(dataset, *splits["train"], *splits["test"])
+
+
+def corruption_generator(seed: int, name: str, severity: int) -> torch.Generator:
+    """The torch.Generator a corruption gets: fixed by (run seed, corruption, severity)."""
+    return torch.Generator().manual_seed(int(hash_key(seed, name, severity)[:12], 16))
+
+
+def corrupt(registry, spec: CorruptionSpec, images: torch.Tensor, severity: int, seed: int) -> torch.Tensor:
+    corruption = registry.create("corruption", spec.name, spec.options)
+    out = corruption(images.clone(), severity, corruption_generator(seed, spec.name, severity))
+    check_images(out, f"corruption {spec.name!r} severity {severity}", tuple(images.shape[1:]))
+    return out

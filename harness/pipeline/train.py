@@ -1,0 +1,86 @@
+"""Train stage: fit a classifier on the training split, cached by everything
+that determines the weights (dataset and options, classifier and options,
+plugin versions, seed)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from harness.cache import ArtifactStore, hash_key
+from harness.console import task
+from harness.errors import UserError
+from harness.suite import ComponentSpec
+
+# Training hyper-parameters a classifier component may set as attributes.
+DEFAULTS = {"epochs": 5, "lr": 1e-3, "batch_size": 128, "weight_decay": 0.0}
+
+
+def classifier_key(registry, dataset_spec: ComponentSpec, classifier_spec: ComponentSpec, seed: int) -> str:
+    return hash_key(
+        "classifier",
+        dataset_spec.name,
+        dataset_spec.options,
+        getattr(registry.get("dataset", dataset_spec.name), "version", "1"),
+        classifier_spec.name,
+        classifier_spec.options,
+        getattr(registry.get("classifier", classifier_spec.name), "version", "1"),
+        seed,
+    )
+
+
+def build_model(registry, spec: ComponentSpec, num_classes: int, shape) -> tuple[object, torch.nn.Module]:
+    component = registry.create("classifier", spec.name, spec.options)
+    return component, component.build(num_classes, tuple(shape))
+
+
+def fit(component, model: torch.nn.Module, images, labels, seed: int, device, label: str) -> None:
+    """Adam with a cosine learning-rate schedule; deterministic given ``seed``."""
+    hp = {k: getattr(component, k, v) for k, v in DEFAULTS.items()}
+    generator = torch.Generator().manual_seed(seed)
+    optimiser = torch.optim.Adam(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
+    steps_per_epoch = math.ceil(len(images) / hp["batch_size"])
+    total = max(1, hp["epochs"] * steps_per_epoch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=hp["lr"], total_steps=total)
+    model.to(device).train()
+    with task(f"train {label}", total) as advance:
+        for _epoch in range(hp["epochs"]):
+            order = torch.randperm(len(images), generator=generator)
+            for start in range(0, len(images), hp["batch_size"]):
+                idx = order[start : start + hp["batch_size"]]
+                x, y = images[idx].to(device), labels[idx].to(device)
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+                if not torch.isfinite(loss):
+                    raise UserError(f"training {label} diverged (loss {loss.item()}); lower the classifier's lr")
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                schedule.step()
+                advance()
+    model.eval()
+
+
+def trained_classifier(
+    registry, store: ArtifactStore, dataset_spec, classifier_spec, splits, seed: int, device
+) -> tuple[torch.nn.Module, str]:
+    """The classifier trained with ``seed`` (from the cache when it is there) and its key."""
+    key = classifier_key(registry, dataset_spec, classifier_spec, seed)
+    dataset = splits.dataset
+    torch.manual_seed(seed)
+    component, model = build_model(registry, classifier_spec, dataset.num_classes, dataset.shape)
+
+    def build() -> dict:
+        fit(component, model, splits.train_images, splits.train_labels, seed, device,
+            f"{classifier_spec.label} seed {seed}")
+        return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}
+
+    payload = store.get_or_build("classifier", key, build)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, KeyError) as exc:
+        raise UserError(
+            f"cached classifier {store.path('classifier', key)} does not fit {classifier_spec.name!r}: "
+            f"{str(exc).splitlines()[0]}; delete it or run with --fresh"
+        ) from None
+    return model.to(device).eval(), key

@@ -1,0 +1,1 @@
+"""Turning result tables into what a person reads: terminal tables, markdown, CSV."""
