@@ -25,12 +25,12 @@ class _Group(TyperGroup):
             from harness.console import console
 
             console.print(f"[red]error:[/] {exc}", soft_wrap=True)
-            raise click.exceptions.Exit(exc.exit_code) from None
+            raise SystemExit(exc.exit_code) from None
         except KeyboardInterrupt:
             from harness.console import console
 
             console.print("[yellow]interrupted: finished stages are cached; run the same command again to resume[/]")
-            raise click.exceptions.Exit(130) from None
+            raise SystemExit(130) from None
 
 
 app = typer.Typer(

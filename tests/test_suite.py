@@ -1,0 +1,65 @@
+"""registry.toml suites: parsing and one-line validation errors."""
+
+import pytest
+
+from harness.errors import UserError
+from harness.registry import Registry
+from harness.suite import load_config, parse_suite
+from tests.conftest import REPO, builtin_modules
+
+
+@pytest.fixture
+def registry():
+    return Registry(builtin_modules())
+
+
+def write(tmp_path, body: str):
+    path = tmp_path / "registry.toml"
+    path.write_text('[plugins]\nbuiltin = []\n' + body)
+    return load_config(path)
+
+
+BASE = '[suite.s]\ndataset = "mnist-5k"\nclassifier = "cnn"\nscorers = ["msp"]\nmetrics = ["auroc"]\n'
+
+
+def test_default_suite_parses_and_validates(registry):
+    suite = parse_suite(load_config(REPO / "registry.toml"), "mnist-quick", registry)
+    assert suite.dataset.name == "mnist-5k"
+    assert "msp" in [s.name for s in suite.scorers]
+
+
+def test_component_tables_carry_options_and_labels(tmp_path, registry):
+    config = write(tmp_path, BASE.replace('classifier = "cnn"', 'classifier = { name = "cnn", epochs = 2, label = "cnn-2" }'))
+    suite = parse_suite(config, "s", registry)
+    assert suite.classifier.options == {"epochs": 2}
+    assert suite.classifier.label == "cnn-2"
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (BASE + "scorer = []\n", r"suite 's': unknown key 'scorer' \(did you mean 'scorers'"),
+        (BASE + "seeds = 3\n", r"key 'seeds' must be a list"),
+        (BASE + "seeds = [-1]\n", r"'seeds' must be a non-empty list of non-negative"),
+        (BASE.replace('["msp"]', '["mps"]'), r"suite 's': unknown scorer 'mps' \(did you mean 'msp'"),
+        (BASE.replace('"cnn"', '{ name = "cnn", epochs = "x" }'), r"option 'epochs' must be int"),
+        (BASE.replace('metrics = ["auroc"]\n', ""), r"missing key 'metrics'"),
+        (BASE + "bootstrap = { resample = 3 }\n", r"unknown bootstrap key 'resample'"),
+    ],
+)
+def test_bad_suites_fail_in_one_line(tmp_path, registry, body, message):
+    with pytest.raises(UserError, match=message) as info:
+        parse_suite(write(tmp_path, body), "s", registry)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_suite_suggests(tmp_path, registry):
+    with pytest.raises(UserError, match=r"unknown suite 'S' .*suites: s"):
+        parse_suite(write(tmp_path, BASE), "S", registry)
+
+
+def test_malformed_toml_names_line(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[plugins]\nbuiltin = [1,,2]\n")
+    with pytest.raises(UserError, match=r"bad.toml: malformed TOML: .*line"):
+        load_config(path)
