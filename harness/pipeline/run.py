@@ -8,7 +8,7 @@ only its own cells: the failure is recorded and the run goes on.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +68,9 @@ def run_suite(suite: Suite, registry, store: ArtifactStore, device: torch.device
     for seed in suite.seeds:
         ctx = _context(suite, registry, store, splits, seed, device)
         scorers = _prepared_scorers(suite, registry, ctx, outcome.failures)
+        facts = {label: s.facts for label, s in scorers.items() if getattr(s, "facts", None)}
+        if facts:  # what a component learnt about itself in prepare (e.g. a prober's training data)
+            run_header.setdefault("component_facts", {})[str(seed)] = facts
         cells = _cells(suite)
         with task(f"score seed {seed}", len(cells)) as advance:
             for corruption, severity in cells:
@@ -86,8 +89,11 @@ def run_suite(suite: Suite, registry, store: ArtifactStore, device: torch.device
 
 
 def _context(suite, registry, store, splits, seed: int, device) -> Context:
-    def train_other(other_seed: int) -> torch.nn.Module:
-        return trained_classifier(registry, store, suite.dataset, suite.classifier, splits, other_seed, device)[0]
+    def train_other(other_seed: int, subset: torch.Tensor | None = None, options: dict | None = None):
+        spec = suite.classifier
+        if options:
+            spec = replace(spec, options={**spec.options, **options})
+        return trained_classifier(registry, store, suite.dataset, spec, splits, other_seed, device, subset)[0]
 
     model, key = trained_classifier(registry, store, suite.dataset, suite.classifier, splits, seed, device)
 
@@ -96,7 +102,7 @@ def _context(suite, registry, store, splits, seed: int, device) -> Context:
 
     dataset = splits.dataset
     return Context(model, key, dataset.num_classes, tuple(dataset.shape), device, seed, suite.batch_size,
-                   splits.train_images, splits.train_labels, artifact, train_other)
+                   splits.train_images, splits.train_labels, artifact, train_other, registry=registry)
 
 
 def _failure(failures: list, kind: str, label: str, stage: str, cell: str, exc: BaseException) -> None:
@@ -136,7 +142,8 @@ def _score_cell(suite, registry, ctx, scorers, splits, corruption, severity, fai
     images = splits.test_images
     if corruption is not None:
         images = corrupt(registry, corruption, images, severity, ctx.seed)
-    batch = Batch(ctx, images)
+    batch = Batch(ctx, images, cell={"split": "test", "corruption": name, "severity": severity,
+                                     "options": corruption.options if corruption else {}})
     labels = splits.test_labels
     hit = (batch.predictions == labels).numpy()
     cell = f"seed={ctx.seed} corruption={name} severity={severity}"
