@@ -299,3 +299,32 @@ def test_a_run_records_too_few_misses_as_a_failure(runner, tiny_registry, tmp_pa
     assert "too few hits" in failures[0]["message"] or "too few misses" in failures[0]["message"]
     table = pd.read_csv(out / "results.csv", keep_default_na=False)
     assert "msp" in set(table["method"]) and "prober" not in set(table["method"])
+
+
+def test_output_stats_match_their_definitions():
+    from plugins.scorers.prober import output_stats
+
+    logits = torch.randn(50, 10) * 5
+    logits[0] = torch.tensor([40.0] + [0.0] * 9)  # max softmax rounds to 1 in float32
+    probs = logits.double().softmax(dim=1)
+    top_p = probs.topk(2, dim=1).values
+    top_z = logits.topk(2, dim=1).values
+    rest = probs.sort(dim=1, descending=True).values[:, 1:].sum(dim=1)  # 1 - p_max without cancellation
+    expected = torch.stack([top_p[:, 0], rest.log(), top_p[:, 0] - top_p[:, 1],
+                            (probs * probs.log()).sum(dim=1), top_z[:, 0], top_z[:, 0] - top_z[:, 1]], dim=1)
+    stats = output_stats(logits)
+    assert torch.allclose(stats.double(), expected, rtol=1e-4, atol=1e-5)
+    assert torch.isfinite(stats).all()
+    assert stats[0, 1] == pytest.approx(np.log(9) - 40, abs=1e-3)  # log(9 e^-40), not -inf, where p_max rounds to 1
+
+
+def test_default_suite_has_the_reference_recipe_and_the_best_variant():
+    from harness.suite import load_config, parse_suite
+    from tests.conftest import REPO
+
+    config = load_config(REPO / "registry.toml")
+    suite = parse_suite(config, "mnist-quick", Registry(config.builtin, autoload=False))
+    scorers = {spec.label: spec for spec in suite.scorers}
+    assert {"msp", "prober-ref", "prober"} <= set(scorers)
+    assert scorers["prober-ref"].options["source"] == "train" and scorers["prober-ref"].options["outputs"] == "none"
+    assert ProberScorer().source == "crossfit"
