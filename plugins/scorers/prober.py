@@ -134,9 +134,10 @@ class ProberScorer:
         n_hit, n_miss = int(hit.sum()), int((~hit).sum())
         if min(n_hit, n_miss) < self.min_misses:
             fewer = "misses" if n_miss < n_hit else "hits"
+            remedy = "use source='crossfit', " if self.source == "train" else "use more folds, "
             raise TooFewMisses(
                 f"too few {fewer} to learn from: source={self.source!r} gives {n_miss} misses and {n_hit} hits "
-                f"at layer {'+'.join(self.layers)} (min_misses={self.min_misses}); use source='crossfit', "
+                f"at layer {'+'.join(self.layers) or '(outputs only)'} (min_misses={self.min_misses}); {remedy}"
                 f"add corruptions with augment=[...], or lower min_misses"
             )
         torch.manual_seed(int(hash_key("prober-fit", ctx.seed)[:12], 16))
