@@ -134,7 +134,7 @@ class ProberScorer:
         n_hit, n_miss = int(hit.sum()), int((~hit).sum())
         if min(n_hit, n_miss) < self.min_misses:
             fewer = "misses" if n_miss < n_hit else "hits"
-            remedy = "use source='crossfit', " if self.source == "train" else "use more folds, "
+            remedy = "use source='crossfit', " if self.source == "train" else "use fewer folds (weaker fold models), "
             raise TooFewMisses(
                 f"too few {fewer} to learn from: source={self.source!r} gives {n_miss} misses and {n_hit} hits "
                 f"at layer {'+'.join(self.layers) or '(outputs only)'} (min_misses={self.min_misses}); {remedy}"
