@@ -74,14 +74,31 @@ def ensure_writable(out: Path) -> None:
 
 
 def write_run(out: Path, rows: list[dict], run_header: dict, samples) -> None:
-    """Write results.csv, scores.csv.gz and run.json atomically (header last)."""
+    """Write results.csv, scores.csv.gz and run.json atomically (header last).
+
+    A failure to write (disk full, permissions) leaves no half-written file and
+    becomes one clear line; finished stages stay cached, so rerunning is cheap.
+    """
+    try:
+        _write_run(out, rows, run_header, samples)
+    except OSError as exc:
+        raise UserError(
+            f"could not write results to {out}: {exc.strerror or exc}; nothing half-written was left. "
+            "Free space or choose another --out, then run the same command again (finished stages are cached)"
+        ) from None
+
+
+def _write_run(out: Path, rows: list[dict], run_header: dict, samples) -> None:
     import pandas as pd
 
     table = pd.DataFrame(rows, columns=COLUMNS)
     atomic_write(out / "results.csv", lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
     if samples is not None:
-        atomic_write(out / "scores.csv.gz",
-                     lambda tmp: samples.to_csv(tmp, index=False, float_format="%.7g", compression="gzip"))
+        import gzip
+
+        # gzip without a file name or time stamp in its header: same scores, same bytes
+        data = gzip.compress(samples.to_csv(index=False, float_format="%.7g").encode(), mtime=0)
+        atomic_write(out / "scores.csv.gz", lambda tmp: tmp.write_bytes(data))
     atomic_write(out / "run.json", lambda tmp: tmp.write_text(json.dumps(run_header, indent=2, default=str) + "\n"))
 
 

@@ -51,7 +51,11 @@ def run(
     if outcome.failures:
         from harness.console import console
 
-        console.print(f"[red]{len(outcome.failures)} component failure(s); see {target / 'run.json'}[/]")
+        console.print(f"[red]{len(outcome.failures)} component failure(s); the other results are complete:[/]")
+        for failure in outcome.failures:
+            console.print(f"  {failure['kind']} {failure['plugin']!r} in {failure['stage']} "
+                          f"({failure['cell']}): {failure['message']}", soft_wrap=True)
+        console.print(f"recorded under 'failures' in {target / 'run.json'}")
         raise typer.Exit(1)
 
 

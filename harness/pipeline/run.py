@@ -67,11 +67,12 @@ def run_suite(suite: Suite, registry, store: ArtifactStore, device: torch.device
     samples = []
     for seed in suite.seeds:
         ctx = _context(suite, registry, store, splits, seed, device)
-        scorers = _prepared_scorers(suite, registry, ctx, outcome.failures)
+        scorers = [_Scorer(spec, registry, ctx, outcome.failures) for spec in suite.scorers]
         cells = _cells(suite)
         with task(f"score seed {seed}", len(cells)) as advance:
             for corruption, severity in cells:
-                rows, frame = _score_cell(suite, registry, ctx, scorers, splits, corruption, severity, outcome.failures)
+                rows, frame = _score_cell(suite, registry, store, ctx, scorers, splits, corruption, severity,
+                                          outcome.failures)
                 outcome.rows += rows
                 samples.append(frame)
                 advance()
@@ -105,21 +106,27 @@ def _failure(failures: list, kind: str, label: str, stage: str, cell: str, exc: 
     console.print(f"[red]{kind} {label!r} failed in {stage} ({cell}): {message}[/]")
 
 
-def _prepared_scorers(suite, registry, ctx, failures) -> dict:
-    scorers = {}
-    for spec in suite.scorers:
-        try:
-            scorer = registry.create("scorer", spec.name, spec.options)
+class _Scorer:
+    """A suite's scorer for one seed, created and prepared only when a cell
+    actually needs computing (a fully cached cell costs no preparation)."""
+
+    def __init__(self, spec, registry, ctx, failures):
+        self.spec, self.registry, self.ctx, self.failures = spec, registry, ctx, failures
+        self.cls = registry.get("scorer", spec.name)
+        self.key = hash_key("scores", ctx.classifier_key, spec.name, spec.options,
+                            getattr(self.cls, "version", "1"), registry.entry("scorer", spec.name).plugin.version)
+        self._instance = None
+        self.failed = False
+
+    def instance(self):
+        """The prepared scorer; raises what creating or preparing it raised."""
+        if self._instance is None:
+            scorer = self.registry.create("scorer", self.spec.name, self.spec.options)
             if hasattr(scorer, "prepare"):
-                torch.manual_seed(ctx.seed)
-                scorer.prepare(ctx)
-        except UserError:
-            raise
-        except Exception as exc:
-            _failure(failures, "scorer", spec.label, "prepare", f"seed={ctx.seed}", exc)
-            continue
-        scorers[spec.label] = scorer
-    return scorers
+                torch.manual_seed(self.ctx.seed)
+                scorer.prepare(self.ctx)
+            self._instance = scorer
+        return self._instance
 
 
 def _cells(suite) -> list[tuple]:
@@ -129,34 +136,72 @@ def _cells(suite) -> list[tuple]:
     return cells
 
 
-def _score_cell(suite, registry, ctx, scorers, splits, corruption, severity, failures):
+def _cell_images(registry, splits, corruption, severity, seed):
+    if corruption is None:
+        return splits.test_images
+    return corrupt(registry, corruption, splits.test_images, severity, seed)
+
+
+def _score_cell(suite, registry, store, ctx, scorers, splits, corruption, severity, failures):
+    """Tidy rows and per-sample frame of one cell; each (scorer, cell) score
+    vector is cached, so an interrupted run recomputes nothing it finished."""
     import pandas as pd
 
     name = corruption.name if corruption else results.CLEAN
-    images = splits.test_images
-    if corruption is not None:
-        images = corrupt(registry, corruption, images, severity, ctx.seed)
-    batch = Batch(ctx, images)
-    labels = splits.test_labels
-    hit = (batch.predictions == labels).numpy()
     cell = f"seed={ctx.seed} corruption={name} severity={severity}"
+    cell_key = hash_key(ctx.classifier_key, corruption.name if corruption else None,
+                        corruption.options if corruption else None,
+                        getattr(registry.get("corruption", corruption.name), "version", "1") if corruption else None,
+                        severity)
+    batch = None
+
+    def get_batch() -> Batch:
+        nonlocal batch
+        if batch is None:
+            batch = Batch(ctx, _cell_images(registry, splits, corruption, severity, ctx.seed))
+        return batch
+
+    predictions = store.get_or_build("predictions", cell_key,
+                                     lambda: {"predictions": get_batch().predictions})["predictions"]
+    labels = splits.test_labels
+    hit = (predictions == labels).numpy()
 
     confidences = {}
-    for label, scorer in scorers.items():
+    for scorer in scorers:
+        label = scorer.spec.label
+        if scorer.failed:
+            continue
+        key = hash_key(scorer.key, cell_key)
+        cached = store.load("scores", key)
+        if cached is not None:
+            confidences[label] = cached["scores"].numpy()
+            continue
+        try:
+            instance = scorer.instance()
+        except UserError:
+            raise
+        except Exception as exc:
+            scorer.failed = True  # preparation failed: every cell of this seed would fail the same way
+            _failure(failures, "scorer", label, "prepare", f"seed={ctx.seed}", exc)
+            continue
         try:
             torch.manual_seed(ctx.seed)
-            confidences[label] = check_scores(scorer.score(ctx, batch), len(labels))
+            scores = check_scores(instance.score(ctx, get_batch()), len(labels))
         except UserError:
             raise
         except Exception as exc:
             _failure(failures, "scorer", label, "score", cell, exc)
+            continue
+        store.save("scores", key, {"scores": torch.from_numpy(scores)})
+        confidences[label] = scores
 
     keys = {"suite": suite.name, "dataset": suite.dataset.label, "corruption": name, "severity": severity,
             "classifier": suite.classifier.label, "seed": ctx.seed}
     metrics = {m: registry.create("metric", m) for m in suite.metrics}
     rows = [{**keys, **row} for row in evaluate_cell(confidences, hit, metrics, suite.bootstrap)]
     frame = pd.DataFrame({**keys, "index": np.arange(len(labels)), "label": labels.numpy(),
-                          "prediction": batch.predictions.numpy(), "hit": hit.astype(int)})
-    for label in scorers:
+                          "prediction": predictions.numpy(), "hit": hit.astype(int)})
+    for scorer in scorers:
+        label = scorer.spec.label
         frame[label] = confidences.get(label, np.full(len(labels), np.nan))
     return rows, frame

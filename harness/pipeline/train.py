@@ -26,6 +26,7 @@ def classifier_key(registry, dataset_spec: ComponentSpec, classifier_spec: Compo
         classifier_spec.name,
         classifier_spec.options,
         getattr(registry.get("classifier", classifier_spec.name), "version", "1"),
+        registry.entry("classifier", classifier_spec.name).plugin.version,
         seed,
     )
 
