@@ -268,3 +268,30 @@ def test_sigkill_then_resume_equals_uninterrupted(tiny_registry, tmp_path):
     assert _run_cli(registry, resumed, cache).wait() == 0
     for filename in ("results.csv", "scores.csv.gz"):
         assert (resumed / filename).read_bytes() == (reference / filename).read_bytes()
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tiny_registry, tmp_path):
+    env = {**os.environ, "PROBEBENCH_CACHE": str(tmp_path / "cache"), "PROBEBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "harness", "run", "tiny", "--registry", str(tiny_registry()),
+                                "--out", str(tmp_path / "run")], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "cache" / "data").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "run the same command again to resume" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "results.csv").exists()
+
+
+def test_fresh_ignores_the_cache(runner, tiny_registry, tmp_path, monkeypatch):
+    monkeypatch.setenv("PROBEBENCH_CACHE", str(tmp_path / "cache"))
+    registry = tiny_registry()
+    assert invoke(runner, "run", "tiny", "--registry", registry, "--out", tmp_path / "a").exit_code == 0
+    checkpoint = next((tmp_path / "cache" / "classifier").glob("*.pt"))
+    before = checkpoint.stat().st_mtime_ns
+    result = invoke(runner, "run", "tiny", "--registry", registry, "--out", tmp_path / "b", "--fresh")
+    assert result.exit_code == 0
+    assert checkpoint.stat().st_mtime_ns > before  # retrained and rewritten
+    assert (tmp_path / "a" / "results.csv").read_bytes() == (tmp_path / "b" / "results.csv").read_bytes()
