@@ -18,6 +18,7 @@ the ``probebench`` entry-point group.
 
 from __future__ import annotations
 
+import functools
 import io
 import types
 from collections import OrderedDict
@@ -145,6 +146,22 @@ def tiny_images(ctx: Context, n: int = 40, seed: int = 7) -> tuple[torch.Tensor,
 
 # -- one check per kind -------------------------------------------------------
 
+def _one_thread(check):
+    """Run a check on one thread: on tiny tensors, thread hand-offs cost more
+    than the arithmetic (on a busy 2-core machine, 50x more)."""
+
+    @functools.wraps(check)
+    def run(*args, **kwargs):
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return check(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+
+    return run
+
+
 def _check_image_batch(images, where: str, shape=None) -> None:
     from harness.errors import UserError
     from harness.pipeline.data import check_images
@@ -156,6 +173,7 @@ def _check_image_batch(images, where: str, shape=None) -> None:
     assert images.dtype == torch.float32, f"{where}: images must be float32, got {images.dtype}"
 
 
+@_one_thread
 def check_dataset(dataset, root: str | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Both splits load as float32 [N,C,H,W] in [0,1] of ``dataset.shape`` with
     int64 labels in 0..num_classes-1; returns ``{split: (images, labels)}``."""
@@ -176,6 +194,7 @@ def check_dataset(dataset, root: str | None = None) -> dict[str, tuple[torch.Ten
     return splits
 
 
+@_one_thread
 def check_corruption(corruption, images: torch.Tensor | None = None) -> dict[int, torch.Tensor]:
     """Every severity 1..5 keeps shape and [0, 1], the same generator seed gives
     the same output, and severity 5 changes the images at least as much as 1."""
@@ -195,6 +214,7 @@ def check_corruption(corruption, images: torch.Tensor | None = None) -> dict[int
     return outputs
 
 
+@_one_thread
 def check_classifier(classifier, num_classes: int = NUM_CLASSES, shape: tuple[int, int, int] = (1, 28, 28)):
     """``build`` returns an nn.Module mapping [N,C,H,W] to [N,num_classes] logits
     with named hidden layers; returns the model."""
@@ -210,6 +230,7 @@ def check_classifier(classifier, num_classes: int = NUM_CLASSES, shape: tuple[in
     return model
 
 
+@_one_thread
 def check_generator(generator, shape: tuple[int, int, int] = SHAPE, atol: float = 1e-4):
     """``decode(encode(x))`` gives back ``x`` within ``atol`` and ``log_prob`` is a
     finite [N]; returns the flow."""
@@ -235,6 +256,7 @@ def _auroc(score: np.ndarray, positive: np.ndarray) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+@_one_thread
 def check_prober(prober, dim: int = 8, n: int = 400, min_auroc: float = 0.9) -> np.ndarray:
     """Fitted on synthetic features where hit/miss is learnable (20% misses),
     ``predict`` returns P(hit) [N] in [0, 1] with AUROC >= ``min_auroc``."""
@@ -251,6 +273,7 @@ def check_prober(prober, dim: int = 8, n: int = 400, min_auroc: float = 0.9) -> 
     return p_hit
 
 
+@_one_thread
 def check_scorer(scorer, ctx: Context | None = None, images: torch.Tensor | None = None) -> np.ndarray:
     """Runs ``prepare(ctx)`` (if any) and ``score(ctx, batch)`` as the pipeline
     does: scores are a finite float [N], the same seed gives the same scores,
@@ -276,6 +299,7 @@ def check_scorer(scorer, ctx: Context | None = None, images: torch.Tensor | None
     return runs[0]
 
 
+@_one_thread
 def check_corrector(corrector, ctx: Context | None = None, images: torch.Tensor | None = None) -> Correction:
     """``correct(ctx, images)`` returns a ``Correction``: images of the same shape
     in [0, 1], int64 steps [N] >= 0, the same output for the same seed, and the
@@ -301,6 +325,7 @@ def check_corrector(corrector, ctx: Context | None = None, images: torch.Tensor 
     return results[0]
 
 
+@_one_thread
 def check_metric(metric, n: int = 60, resamples: int = 4) -> float:
     """A float for 1-d inputs and one value per row for [B, N] inputs (equal to
     the 1-d values), with a boolean ``higher_is_better``. Returns the 1-d value."""
