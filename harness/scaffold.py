@@ -400,11 +400,11 @@ testpaths = ["tests"]
 
 README = '''# ${dist}
 
-A [probebench](https://github.com/) ${kind} plugin registering `${component}`.
+A probebench ${kind} plugin registering `${component}`.
 
 ```bash
 pip install -e '.[test]'   # from this folder; probebench must be installed
-pytest                     # the contract test in tests/
+python -m pytest           # the contract test in tests/
 probebench plugins         # lists "${component}" with its version
 probebench show ${kind} ${component}
 ```

@@ -137,3 +137,16 @@ def test_ls_with_the_plugin_installed_does_not_import_torch(example_site):
         "heavy = [m for m in ('torch', 'pandas') if m in sys.modules]; assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env=subprocess_env(example_site))
+
+
+def test_a_registry_file_of_ones_own_suites_uses_the_shipped_builtins(runner, tmp_path):
+    from harness.suite import load_config
+    from tests.conftest import builtin_modules
+
+    mine = tmp_path / "mine.toml"
+    mine.write_text('[suite.mine]\ndataset = "mnist-5k"\nclassifier = "cnn"\nscorers = ["msp"]\nmetrics = ["auroc"]\n')
+    assert load_config(mine).builtin == builtin_modules()
+    result = runner.invoke(app, ["ls", "scorers", "--registry", str(mine)])
+    assert result.exit_code == 0 and "msp" in result.output
+    mine.write_text("[plugins]\nbuiltin = []\n" + mine.read_text())
+    assert load_config(mine).builtin == []

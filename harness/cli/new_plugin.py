@@ -36,7 +36,7 @@ def new_plugin(
     console.print(f"wrote {root}/ — {kind} {names.component!r} in {names.module}/__init__.py, "
                   f"test in tests/test_{names.module}.py", soft_wrap=True, markup=False)
     console.print("next:", markup=False)
-    for step in (f"pip install -e '{root}[test]'", f"pytest {root}", f"probebench show {kind} {names.component}",
+    for step in (f"pip install -e '{root}[test]'", f"python -m pytest {root}", f"probebench show {kind} {names.component}",
                  "docs/plugins.md: the contract of every kind and how to run your component in a suite"):
         console.print(f"  {step}", soft_wrap=True, markup=False)
 
