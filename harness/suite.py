@@ -24,6 +24,11 @@ def default_registry_path() -> Path:
     env = os.environ.get("PROBEBENCH_REGISTRY")
     if env:
         return Path(env)
+    return project_registry_path()
+
+
+def project_registry_path() -> Path:
+    """The registry.toml probebench ships: beside the source, else the installed copy."""
     beside_source = Path(__file__).resolve().parent.parent / "registry.toml"
     if beside_source.exists():
         return beside_source
@@ -101,6 +106,10 @@ def load_config(path: Path | str | None = None) -> Config:
         raise UserError(f"{path}: unknown top-level table [{key}]{suggest(key, ['plugins', 'suite'])}")
     plugins = data.get("plugins", {})
     builtin = plugins.get("builtin", [])
+    if "plugins" not in data:  # a file of one's own suites: the built-ins probebench ships
+        shipped = project_registry_path()
+        if shipped.is_file() and shipped.resolve() != path.resolve():
+            builtin = load_config(shipped).builtin
     if not isinstance(builtin, list) or not all(isinstance(m, str) for m in builtin):
         raise UserError(f"{path}: [plugins] builtin must be a list of module names")
     return Config(path, builtin, data.get("suite", {}))
