@@ -30,11 +30,13 @@ def suite_dict(name: str = "mnist-quick", seeds=(0,), corruptions=(), epochs: in
 
 
 def make_run(out: Path, name: str = "mnist-quick", seeds=(0,), corruptions=(), n: int = 200, epochs: int = 8,
-             separation: float = 2.0, started: str = "2026-01-01T00:00:00+00:00", pngs: int = 0) -> Path:
+             separation: float = 2.0, started: str = "2026-01-01T00:00:00+00:00", pngs: int = 0,
+             suite: dict | None = None) -> Path:
     """A run folder whose numbers are computed, by the real metrics, from
     synthetic per-sample scores: ``msp`` separates hits from misses by
     ``separation`` (a probability), ``entropy`` by half as much (negative)."""
-    suite = suite_dict(name, seeds, corruptions, epochs)
+    suite = suite or suite_dict(name, seeds, corruptions, epochs)
+    name = suite["name"]
     cells = [(results.CLEAN, 0)] + [(c, s) for c, sevs in corruptions for s in sevs]
     rows, frames = [], []
     for seed in seeds:
@@ -78,7 +80,7 @@ def _write_png(path: Path) -> None:
 
 
 def write_table(out: Path, rows: list[dict], suite: dict | None = None, started: str = "2026-01-01T00:00:00+00:00",
-                directions: dict | None = None) -> Path:
+                directions: dict | None = None, scales: dict | None = None) -> Path:
     """A run folder holding exactly ``rows`` (tidy dicts; missing keys get defaults)."""
     suite = suite or suite_dict()
     defaults = {"suite": suite["name"], "dataset": "mnist-5k", "corruption": "none", "severity": 0,
@@ -86,7 +88,8 @@ def write_table(out: Path, rows: list[dict], suite: dict | None = None, started:
     table = pd.DataFrame([{**defaults, **row} for row in rows], columns=results.COLUMNS)
     directions = directions or {"auroc": True, "fpr95": False, "accuracy": True, "aurc": False}
     head = {"suite": suite, "started": started, "config_hash": results.config_hash(suite),
-            "git_commit": "abc", "metrics": {m: {"higher_is_better": d} for m, d in directions.items()}}
+            "git_commit": "abc", "metrics": {m: {"higher_is_better": d, "scale": (scales or {}).get(m, 1)}
+                                             for m, d in directions.items()}}
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "results.csv", index=False)
     (out / "run.json").write_text(json.dumps(head))

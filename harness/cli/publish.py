@@ -52,7 +52,7 @@ def suite_markdown(suite_dict: dict, config: str, runs: list[Path]) -> str:
     table, heads = results.combine(runs)
     directions = results.directions(list(heads.values()))
     scales = results.scales(list(heads.values()))
-    views = [("Miss detection on clean test data", board.View(["method"], ["metric"],
+    views = [("Clean test data", board.View(["method"], ["metric"],
                                                                 where={"corruption": [results.CLEAN]}))]
     if (table["corruption"] != results.CLEAN).any() and "auroc" in set(table["metric"]):
         views += [("AUROC by corruption (mean over severities)", board.View(["method"], ["corruption"], ["auroc"])),
@@ -115,7 +115,7 @@ def publish(
         "over seeds (each seed trains its own classifier); brackets: 95% percentile-bootstrap",
         "intervals over test samples. AURC and E-AURC are ×1000. Definitions: `probebench ls metrics`.", "",
     ]
-    text = "\n".join(header) + "\n".join(blocks)
+    text = "\n".join(header) + "\n" + "\n".join(blocks)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)

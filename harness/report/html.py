@@ -214,8 +214,9 @@ def build(run: Path, corruption: str | None = None, severity: int | None = None,
         methods = score_methods(cell)
         where = "clean test data" if chosen == results.CLEAN else f"{chosen}, severity {sev}"
         seeds = sorted(cell["seed"].unique().tolist())
-        lines = f"{where}, {len(cell) // max(1, len(seeds))} samples, seed{'s' if len(seeds) > 1 else ''} " \
-                f"{', '.join(map(str, seeds))}" + (" (one line per seed)" if len(seeds) > 1 else "")
+        pooled = f"{where}, {len(cell) // max(1, len(seeds))} samples, seed{'s' if len(seeds) > 1 else ''} " \
+                 f"{', '.join(map(str, seeds))}"
+        lines = pooled + (" (one line per seed)" if len(seeds) > 1 else "")
         if not methods:
             for name in ("roc", "risk-coverage", "accuracy-percentile", "reliability"):
                 body[name] = _missing("no method has scores in this run")
@@ -240,7 +241,7 @@ def build(run: Path, corruption: str | None = None, severity: int | None = None,
                     cell, probabilistic, _metric_means(table, chosen, sev, "ece"),
                     f"Reliability — {where}")),
                     f"Accuracy per confidence bin (15 equal-width bins, all seeds pooled) against the diagonal of "
-                    f"perfect calibration; {lines}. Only methods whose scores lie in [0, 1] are drawn: "
+                    f"perfect calibration; {pooled}. Only methods whose scores lie in [0, 1] are drawn: "
                     + ", ".join(probabilistic) + ".")
                 body["reliability"] = _img(rel)
                 plotted.append(rel)

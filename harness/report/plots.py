@@ -27,7 +27,7 @@ def _plt():
 
 def png(fig, dpi: int = 110) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=dpi)  # layout="constrained": no second draw for a tight bbox
     _plt().close(fig)
     return buffer.getvalue()
 
@@ -48,7 +48,7 @@ def _by_seed(cell, method):
 def roc_figure(cell, methods, auroc: dict, title: str):
     """ROC of detecting misses (positive) by low confidence, one curve per method and seed."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=FIGSIZE)
+    fig, ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
     colours = _colours(methods)
     for method in methods:
         for i, (_seed, conf, hit) in enumerate(_by_seed(cell, method)):
@@ -67,7 +67,7 @@ def roc_figure(cell, methods, auroc: dict, title: str):
 def risk_coverage_figure(cell, methods, aurc: dict, title: str):
     """Selective risk (miss rate among accepted) vs coverage, most confident first."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=FIGSIZE)
+    fig, ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
     colours = _colours(methods)
     for method in methods:
         for i, (_seed, conf, hit) in enumerate(_by_seed(cell, method)):
@@ -88,7 +88,7 @@ def accuracy_percentile_figure(cell, methods, title: str):
     """GradTrust's accuracy-vs-percentile curve: accuracy after removing the
     p% least confident samples."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=FIGSIZE)
+    fig, ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
     colours = _colours(methods)
     for method in methods:
         lines = [curves.accuracy_vs_percentile(conf, hit) for _seed, conf, hit in _by_seed(cell, method)]
@@ -110,7 +110,7 @@ def reliability_figure(cell, methods, ece: dict, title: str, bins: int = 15):
     accuracy per confidence bin against the diagonal, with bin counts below."""
     plt = _plt()
     fig, axes = plt.subplots(2, len(methods), figsize=(3.4 * len(methods) + 0.6, 4.8), squeeze=False,
-                             gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
+                             gridspec_kw={"height_ratios": [3, 1]}, sharex=True, layout="constrained")
     for column, method in enumerate(methods):
         ax, counts_ax = axes[0, column], axes[1, column]
         conf = cell[method].to_numpy(dtype=float)
@@ -133,7 +133,6 @@ def reliability_figure(cell, methods, ece: dict, title: str, bins: int = 15):
         if column == 0:
             ax.legend(loc="upper left", fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     return fig
 
 
@@ -144,7 +143,7 @@ def heatmap_figure(matrix, row_labels, col_labels, title: str, higher_is_better:
     matrix = np.asarray(matrix, dtype=float)
     width = max(6.0, 0.9 * len(col_labels) + 2.0)
     height = max(2.2, 0.45 * len(row_labels) + 1.4)
-    fig, ax = plt.subplots(figsize=(width, height))
+    fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
     cmap = "RdYlGn" if higher_is_better else "RdYlGn_r"
     image = ax.imshow(np.ma.masked_invalid(matrix), cmap=cmap, aspect="auto")
     ax.set_xticks(range(len(col_labels)), [str(c) for c in col_labels], rotation=30, ha="right")
@@ -157,5 +156,4 @@ def heatmap_figure(matrix, row_labels, col_labels, title: str, higher_is_better:
                     color="black" if abs(value - middle) < 0.35 * (np.ptp(finite) or 1) else "white")
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
     return fig

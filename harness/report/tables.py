@@ -213,7 +213,8 @@ def render_sections(sections: list[Section], directions: dict, fmt: str, scales:
     return "\n".join(one(s, directions, scales) for s in sections)
 
 
-def render(numbers, labels, directions: dict[str, bool], fmt: str = "table", title: str = ""):
+def render(numbers, labels, directions: dict[str, bool], fmt: str = "table", title: str = "",
+           scales: dict | None = None):
     """One pivot as a rich Table (fmt 'table') or a string (the other formats)."""
-    rendered = render_sections([Section(title, numbers, labels)], directions, fmt)
+    rendered = render_sections([Section(title, numbers, labels)], directions, fmt, scales)
     return rendered[0] if fmt == "table" else rendered
