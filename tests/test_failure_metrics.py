@@ -176,3 +176,19 @@ def test_perfect_and_reversed_detector():
     assert AUPRMiss()(confidence, hit) == 1.0 and AUPRHit()(confidence, hit) == 1.0
     assert FPR95()(confidence, hit) == 0.0 and FPR95()(-confidence, hit) == 1.0
     assert EAURC()(confidence, hit) == 0.0 and EAURC()(-confidence, hit) > 0
+
+
+def test_the_shared_ranking_is_released_with_its_batch():
+    import gc
+
+    from plugins.metrics import failure
+
+    confidence, hit = random_case(0, n=50)
+    confidence, hit = confidence.copy(), hit.copy()
+    confidence.flags.writeable = hit.flags.writeable = False
+    first = AUROC()(confidence, hit)
+    assert failure._last_ranking and AURC()(confidence, hit) == pytest.approx(1000 * geifman_aurc(confidence, hit))
+    assert AUROC()(confidence, hit) == first
+    del confidence, hit
+    gc.collect()
+    assert failure._last_ranking == []

@@ -25,6 +25,7 @@ Conventions (part of the results contract):
 
 from __future__ import annotations
 
+import weakref
 from functools import cached_property
 
 import numpy as np
@@ -62,7 +63,6 @@ class _Ranked:
             order = np.argsort(conf, axis=-1, kind="stable")
             conf = np.take_along_axis(conf, order, axis=-1)
             hits = np.take_along_axis(hits, order, axis=-1)
-        self.score = conf
         self.miss = ~hits
         self.n = conf.shape[-1]
         self.tp = np.cumsum(self.miss, axis=-1, dtype=np.int64)
@@ -75,7 +75,7 @@ class _Ranked:
 
     @cached_property
     def positions(self):
-        return np.broadcast_to(np.arange(self.n), self.score.shape)
+        return np.broadcast_to(np.arange(self.n), self.miss.shape)
 
     @cached_property
     def fp(self):
@@ -120,24 +120,26 @@ class _Ranked:
         return (self.expected_errors / np.arange(1, self.n + 1)).mean(axis=-1)
 
 
-_last_ranking: list = []  # [(confidence, hit, _Ranked)] of the last read-only batch
+_last_ranking: list = []  # [(weakref to confidence, weakref to hit, _Ranked)] of the last read-only batch
 
 
 def _ranked(confidence, hit) -> _Ranked:
     """A ``_Ranked`` of the inputs, shared by the metrics evaluated one after
     another on the same bootstrap batch. Only read-only arrays that own their
     data are memoised (the evaluator hands out such batches), so an array that
-    could have changed in place since the last call is never served stale."""
+    could have changed in place since the last call is never served stale; the
+    memo is dropped as soon as the batch is."""
 
     def frozen(a):
         return isinstance(a, np.ndarray) and not a.flags.writeable and a.base is None
 
     if not (frozen(confidence) and frozen(hit)):
         return _Ranked(confidence, hit)
-    if _last_ranking and _last_ranking[0][0] is confidence and _last_ranking[0][1] is hit:
+    if _last_ranking and _last_ranking[0][0]() is confidence and _last_ranking[0][1]() is hit:
         return _last_ranking[0][2]
     ranking = _Ranked(confidence, hit)
-    _last_ranking[:] = [(confidence, hit, ranking)]
+    _last_ranking[:] = [(weakref.ref(confidence), weakref.ref(hit), ranking)]
+    weakref.finalize(confidence, _last_ranking.clear)
     return ranking
 
 
