@@ -51,7 +51,7 @@ class Resamples:
         if rows == 0:
             return cls(np.zeros((0, n), dtype=np.int64))
         offsets = (np.arange(rows) * n)[:, None]
-        counts = np.bincount((indices + offsets).ravel(), minlength=rows * n).reshape(rows, n)
+        counts = np.bincount((indices + offsets).ravel(), minlength=rows * n).astype(np.int32).reshape(rows, n)
         return cls(counts)
 
     @classmethod
