@@ -104,7 +104,14 @@ class Metric(Protocol):
 
     def __call__(self, confidence: Any, hit: Any) -> Any:
         """The metric of numpy ``confidence`` and boolean ``hit`` along the
-        last axis: float for 1-d inputs, an array for [B, N] (bootstrap)."""
+        last axis: float for 1-d inputs, an array for [B, N] (bootstrap).
+
+        Must not depend on the order of the samples: the bootstrap hands
+        over resamples sorted by confidence (read-only arrays). Optional class
+        attributes: ``needs_confidence = False`` (describes the classifier
+        alone, like accuracy), ``scale`` (the factor the value is already
+        multiplied by, e.g. 1000 for AURC; tables and ``compare`` tolerances
+        use it)."""
 
 
 KINDS: dict[str, type] = {

@@ -53,9 +53,11 @@ def _root(
     ctx.obj = {"debug": debug, "disabled": list(disable_plugin)}
 
 
-from harness.cli import leaderboard, ls, new_plugin, plugins, run, show  # noqa: E402  (commands register on `app`)
+from harness.cli import (  # noqa: E402  (commands register on `app`)
+    compare, leaderboard, ls, new_plugin, plugins, publish, report, run, show,
+)
 
-for _module in (run, ls, show, plugins, new_plugin, leaderboard):
+for _module in (run, ls, show, plugins, new_plugin, leaderboard, report, compare, publish):
     _module.register(app)
 
 

@@ -74,10 +74,10 @@ def show_summary(run_dir: Path) -> None:
         methods = part[part["method"] != "-"]
         if len(acc):
             numbers, labels = results.pivot(acc, ["dataset"], ["metric"])
-            console.print(render(numbers, labels, directions, title=title))
+            console.print(render(numbers, labels, directions, title=title, scales=results.scales(head)))
         if len(methods):
             numbers, labels = results.pivot(methods, ["method"], ["metric"])
-            console.print(render(numbers, labels, directions))
+            console.print(render(numbers, labels, directions, scales=results.scales(head)))
     console.print(f"results: {run_dir}")
 
 

@@ -60,7 +60,8 @@ def run_suite(suite: Suite, registry, store: ArtifactStore, device: torch.device
     started = time.time()
     run_header = results.header(suite.as_dict(), str(device), results.now())
     metrics = {name: registry.create("metric", name) for name in suite.metrics}
-    run_header["metrics"] = {name: {"higher_is_better": bool(m.higher_is_better)} for name, m in metrics.items()}
+    run_header["metrics"] = {name: {"higher_is_better": bool(m.higher_is_better), "scale": getattr(m, "scale", 1)}
+                             for name, m in metrics.items()}
 
     splits = load_splits(registry, suite.dataset, suite.data_root)
     outcome = RunOutcome(out, [])
