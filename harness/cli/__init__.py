@@ -53,9 +53,9 @@ def _root(
     ctx.obj = {"debug": debug, "disabled": list(disable_plugin)}
 
 
-from harness.cli import leaderboard, ls, plugins, run  # noqa: E402  (commands register on `app`)
+from harness.cli import corruption_grid, leaderboard, ls, plugins, run  # noqa: E402  (commands register on `app`)
 
-for _module in (run, ls, plugins, leaderboard):
+for _module in (run, ls, plugins, leaderboard, corruption_grid):
     _module.register(app)
 
 
