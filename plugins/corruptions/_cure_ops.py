@@ -30,7 +30,7 @@ LEVELS: dict[str, tuple[float, ...]] = {
     "gaussian-blur": (0.5, 0.8, 1.1, 1.5, 2.0),        # sigma, px at side 32
     "noise": (0.04, 0.08, 0.12, 0.18, 0.26),           # std of additive Gaussian noise
     "rain": (0.006, 0.012, 0.02, 0.03, 0.045),         # fraction of pixels starting a streak
-    "shadow": (0.25, 0.4, 0.55, 0.7, 0.85),            # darkness inside the shadow band
+    "shadow": (0.2, 0.32, 0.48, 0.68, 0.9),             # darkness inside the shadow band
     "snow": (0.01, 0.02, 0.035, 0.05, 0.07),           # fraction of pixels holding a flake
     "haze": (0.3, 0.6, 0.9, 1.3, 1.8),                 # extinction coefficient
 }
@@ -236,8 +236,8 @@ def shadow(x, level, g):
     ys = torch.linspace(-1, 1, h).view(1, h, 1)
     xs = torch.linspace(-1, 1, w).view(1, 1, w)
     theta = torch.rand(n, generator=g).view(n, 1, 1) * math.pi
-    centre = (torch.rand(n, generator=g).view(n, 1, 1) - 0.5) * 0.8
-    width = 0.4 + 0.5 * torch.rand(n, generator=g).view(n, 1, 1)
+    centre = (torch.rand(n, generator=g).view(n, 1, 1) - 0.5) * 0.6
+    width = 0.5 + 0.3 * torch.rand(n, generator=g).view(n, 1, 1)
     dist = xs * theta.cos() + ys * theta.sin() - centre
     band = torch.sigmoid((width / 2 - dist.abs()) / 0.05).unsqueeze(1).to(x.device, x.dtype)
     return x * (1 - LEVELS["shadow"][level] * band)

@@ -27,7 +27,7 @@ CHALLENGES: tuple[tuple[str, str], ...] = (
     ("gaussian-blur", "Gaussian blur of sigma 0.5 .. 2.0 px at 32 px side."),
     ("noise", "Additive Gaussian noise of std 0.04 .. 0.26."),
     ("rain", "Bright slanted streaks (0.6% .. 4.5% of pixels start one) over a dimmed scene."),
-    ("shadow", "A straight shadow band of random direction and width, darkness 0.25 .. 0.85."),
+    ("shadow", "A straight shadow band of random direction and width, darkness 0.2 .. 0.9."),
     ("snow", "A white veil (5% .. 30%) and soft flakes on 1% .. 7% of pixels."),
     ("haze", "Atmospheric scattering toward a grey-white airlight over a random depth map, "
              "extinction 0.3 .. 1.8."),
