@@ -32,7 +32,14 @@ class Dataset(Protocol):
     def load(self, split: str, root: str | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Images float32 [N,C,H,W] in [0,1] and labels int64 [N] for ``split``
         ("train" or "test"). Reads local files under ``root`` only; raises
-        ``harness.errors.UserError`` saying where to get them when missing."""
+        ``harness.errors.UserError`` saying where to get them when missing.
+
+        A dataset that ships pre-corrupted test sets (CIFAR-10-C, CURE-TSR) may
+        also define ``cells(root) -> list[(corruption, severity)]``, called with
+        ``load`` before any training (so missing files fail at once), and
+        ``load_cell(corruption, severity, root) -> (images, labels)``, called
+        once per listed cell; each becomes a results row group like a suite's
+        corruption at that severity."""
 
 
 @runtime_checkable

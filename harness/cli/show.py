@@ -93,7 +93,7 @@ def print_description(info: dict) -> None:
 def show(
     ctx: typer.Context,
     kind: str = typer.Argument(..., help="Kind of component (scorer, corrector, ...; plural works too)."),
-    name: str = typer.Argument(None, help="Registered name, as `probebench ls KIND` lists it."),
+    name: str = typer.Argument(None, help="Registered name, as `probebench ls KIND` lists it (with --out: names or patterns, comma-separated)."),
     out: Path = typer.Option(None, "--out", help="corruptions only: write a PNG grid of every corruption and level."),
     dataset: str = typer.Option(None, "--dataset", help="With --out: dataset to draw the image from (default: the default suite's)."),
     data_root: str = typer.Option(None, "--data-root", help="With --out: folder with local data files."),
@@ -133,7 +133,12 @@ def _corruption_grid(config, reg, name: str | None, out: Path, dataset: str | No
             f"`probebench show corruptions --out` needs harness.report.grids, which this probebench "
             f"lacks ({exc}); update probebench"
         ) from None
-    names = [reg.entry("corruption", name).name] if name else reg.names("corruption")
+    names = []
+    for part in (name or "*").split(","):  # names or fnmatch patterns, comma-separated
+        if any(c in part for c in "*?["):
+            names += reg.names("corruption", part)
+        elif part:
+            names.append(reg.entry("corruption", part).name)
     if not names:
         raise UserError("no corruptions are registered; install or enable a corruption plugin (`probebench ls`)")
     if dataset:

@@ -1,4 +1,10 @@
-"""Data stage: load a dataset's splits, check them, and corrupt test images."""
+"""Data stage: load a dataset's splits, check them, and corrupt test images.
+
+Test cells come from two places: the suite's corruptions applied to the clean
+test split (``corrupt``), and pre-corrupted test sets that a dataset ships
+itself (CIFAR-10-C, CURE-TSR), which it lists with an optional
+``cells(root)`` and serves with ``load_cell(corruption, severity, root)``.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ class Splits:
     train_labels: torch.Tensor
     test_images: torch.Tensor
     test_labels: torch.Tensor
+    cells: tuple[tuple[str, int], ...] = ()  # (corruption, severity) the dataset ships pre-corrupted
 
 
 def check_images(images: torch.Tensor, where: str, shape: tuple[int, ...] | None = None) -> None:
@@ -35,20 +42,36 @@ def check_images(images: torch.Tensor, where: str, shape: tuple[int, ...] | None
         )
 
 
+def _checked(dataset, images, labels, where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    check_images(images, where, tuple(dataset.shape))
+    labels = torch.as_tensor(labels).long()
+    if labels.shape != (len(images),):
+        raise UserError(f"{where}: {len(images)} images but labels of shape {list(labels.shape)}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= dataset.num_classes):
+        raise UserError(f"{where}: labels must lie in 0..{dataset.num_classes - 1}")
+    return images.float().contiguous(), labels
+
+
 def load_splits(registry, spec: ComponentSpec, data_root: str | None) -> Splits:
+    """Both splits, checked, and the list of the dataset's own corrupted cells:
+    everything a run needs from disk is found (or its absence reported) here,
+    before anything is trained."""
     dataset = registry.create("dataset", spec.name, spec.options)
     splits = {}
     for split in ("train", "test"):
         images, labels = dataset.load(split, data_root)
-        where = f"dataset {spec.name!r} split {split!r}"
-        check_images(images, where, tuple(dataset.shape))
-        labels = torch.as_tensor(labels).long()
-        if labels.shape != (len(images),):
-            raise UserError(f"{where}: {len(images)} images but labels of shape {list(labels.shape)}")
-        if len(labels) and (labels.min() < 0 or labels.max() >= dataset.num_classes):
-            raise UserError(f"{where}: labels must lie in 0..{dataset.num_classes - 1}")
-        splits[split] = (images.float().contiguous(), labels)
-    return Splits(dataset, *splits["train"], *splits["test"])
+        splits[split] = _checked(dataset, images, labels, f"dataset {spec.name!r} split {split!r}")
+    cells = ()
+    if hasattr(dataset, "cells"):
+        cells = tuple((str(name), int(severity)) for name, severity in dataset.cells(data_root))
+    return Splits(dataset, *splits["train"], *splits["test"], cells)
+
+
+def load_cell(splits: Splits, corruption: str, severity: int, data_root: str | None):
+    """(images, labels) of a pre-corrupted test cell the dataset ships."""
+    dataset = splits.dataset
+    images, labels = dataset.load_cell(corruption, severity, data_root)
+    return _checked(dataset, images, labels, f"dataset {dataset.name!r} cell {corruption!r} severity {severity}")
 
 
 def corruption_generator(seed: int, name: str, severity: int) -> torch.Generator:

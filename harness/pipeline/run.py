@@ -1,6 +1,7 @@
 """Run a suite: every (seed x test cell x method) through the stages, into tidy rows.
 
-A test cell is the clean test split or one (corruption, severity) of it. A
+A test cell is the clean test split, one (corruption, severity) of it, or a
+pre-corrupted (corruption, severity) test set the dataset ships itself. A
 component that raises, or returns scores of the wrong shape or with NaN, fails
 only its own cells: the failure is recorded and the run goes on.
 """
@@ -20,7 +21,7 @@ from harness.console import console, task
 from harness.errors import UserError
 from harness.evaluate import evaluate_cell
 from harness.pipeline.context import Batch, Context
-from harness.pipeline.data import corrupt, load_splits
+from harness.pipeline.data import corrupt, load_cell, load_splits
 from harness.pipeline.train import trained_classifier
 from harness.suite import Suite
 
@@ -69,7 +70,7 @@ def run_suite(suite: Suite, registry, store: ArtifactStore, device: torch.device
     for seed in suite.seeds:
         ctx = _context(suite, registry, store, splits, seed, device)
         scorers = [_Scorer(spec, registry, ctx, outcome.failures) for spec in suite.scorers]
-        cells = _cells(suite)
+        cells = _cells(suite) + list(splits.cells)
         with task(f"score seed {seed}", len(cells)) as advance:
             for corruption, severity in cells:
                 rows, frame = _score_cell(suite, registry, store, ctx, scorers, splits, corruption, severity,
@@ -137,10 +138,23 @@ def _cells(suite) -> list[tuple]:
     return cells
 
 
-def _cell_images(registry, splits, corruption, severity, seed):
+def _cell_data(registry, splits, corruption, severity, seed, data_root):
+    """(images, labels) of a cell; ``corruption`` is None (clean), a suite's
+    CorruptionSpec, or the name of a cell the dataset ships."""
     if corruption is None:
-        return splits.test_images
-    return corrupt(registry, corruption, splits.test_images, severity, seed)
+        return splits.test_images, splits.test_labels
+    if isinstance(corruption, str):
+        return load_cell(splits, corruption, severity, data_root)
+    return corrupt(registry, corruption, splits.test_images, severity, seed), splits.test_labels
+
+
+def _cell_key(registry, ctx, corruption, severity) -> str:
+    if isinstance(corruption, str):  # a dataset's own cell: the classifier key already names the dataset
+        return hash_key(ctx.classifier_key, "dataset-cell", corruption, severity)
+    return hash_key(ctx.classifier_key, corruption.name if corruption else None,
+                    corruption.options if corruption else None,
+                    getattr(registry.get("corruption", corruption.name), "version", "1") if corruption else None,
+                    severity)
 
 
 def _score_cell(suite, registry, store, ctx, scorers, splits, corruption, severity, failures):
@@ -148,23 +162,27 @@ def _score_cell(suite, registry, store, ctx, scorers, splits, corruption, severi
     vector is cached, so an interrupted run recomputes nothing it finished."""
     import pandas as pd
 
-    name = corruption.name if corruption else results.CLEAN
+    name = corruption if isinstance(corruption, str) else corruption.name if corruption else results.CLEAN
     cell = f"seed={ctx.seed} corruption={name} severity={severity}"
-    cell_key = hash_key(ctx.classifier_key, corruption.name if corruption else None,
-                        corruption.options if corruption else None,
-                        getattr(registry.get("corruption", corruption.name), "version", "1") if corruption else None,
-                        severity)
-    batch = None
+    cell_key = _cell_key(registry, ctx, corruption, severity)
+    data = batch = None
+
+    def get_data():
+        nonlocal data
+        if data is None:
+            data = _cell_data(registry, splits, corruption, severity, ctx.seed, suite.data_root)
+        return data
 
     def get_batch() -> Batch:
         nonlocal batch
         if batch is None:
-            batch = Batch(ctx, _cell_images(registry, splits, corruption, severity, ctx.seed))
+            batch = Batch(ctx, get_data()[0])
         return batch
 
-    predictions = store.get_or_build("predictions", cell_key,
-                                     lambda: {"predictions": get_batch().predictions})["predictions"]
-    labels = splits.test_labels
+    cached = store.get_or_build("predictions", cell_key,
+                                lambda: {"predictions": get_batch().predictions, "labels": get_data()[1]})
+    predictions = cached["predictions"]
+    labels = cached.get("labels", splits.test_labels)  # entries cached before labels were stored
     hit = (predictions == labels).numpy()
 
     confidences = {}
