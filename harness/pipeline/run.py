@@ -19,6 +19,7 @@ from harness.cache import ArtifactStore, hash_key
 from harness.console import console, task
 from harness.errors import UserError
 from harness.evaluate import evaluate_cell
+from harness.pipeline import correct as correction
 from harness.pipeline.context import Batch, Context
 from harness.pipeline.data import corrupt, load_splits
 from harness.pipeline.train import trained_classifier
@@ -61,6 +62,8 @@ def run_suite(suite: Suite, registry, store: ArtifactStore, device: torch.device
     run_header = results.header(suite.as_dict(), str(device), results.now())
     metrics = {name: registry.create("metric", name) for name in suite.metrics}
     run_header["metrics"] = {name: {"higher_is_better": bool(m.higher_is_better)} for name, m in metrics.items()}
+    if suite.correctors:
+        run_header["metrics"].update({k: {"higher_is_better": v} for k, v in correction.CORRECTION_METRICS.items()})
 
     splits = load_splits(registry, suite.dataset, suite.data_root)
     outcome = RunOutcome(out, [])
@@ -68,12 +71,16 @@ def run_suite(suite: Suite, registry, store: ArtifactStore, device: torch.device
     for seed in suite.seeds:
         ctx = _context(suite, registry, store, splits, seed, device)
         scorers = _prepared_scorers(suite, registry, ctx, outcome.failures)
+        corrections = correction.setup(suite.correctors, registry, ctx) if suite.correctors else None
         cells = _cells(suite)
         with task(f"score seed {seed}", len(cells)) as advance:
             for corruption, severity in cells:
                 rows, frame = _score_cell(suite, registry, ctx, scorers, splits, corruption, severity, outcome.failures)
                 outcome.rows += rows
                 samples.append(frame)
+                if corrections is not None:
+                    outcome.rows += correction.correct_cell(suite, registry, ctx, corrections, splits, corruption,
+                                                            severity, out, outcome.failures)
                 advance()
 
     import pandas as pd
