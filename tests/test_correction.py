@@ -227,9 +227,10 @@ def test_correct_images_rows_artifacts_and_isolated_failures(ctx, tmp_path):
     from tests.conftest import builtin_modules
 
     registry = Registry(builtin_modules())
-    specs = [ComponentSpec("prober-latent", {"lr": 0.05}), ComponentSpec("pixel-prober", {"lr": 0.01})]
+    specs = [ComponentSpec("prober-latent", {"lr": 0.05}), ComponentSpec("pixel-prober", {"lr": 0.01}),
+             ComponentSpec("monotone-path", {"lr": 0.05})]
     state = stage.setup(specs, registry, ctx)
-    assert [b.method for b in state.bound] == ["prober-latent", "pixel-prober"]
+    assert [b.method for b in state.bound] == ["prober-latent", "pixel-prober", "monotone-path"]
 
     class Broken:
         def correct(self, ctx, images):
@@ -241,14 +242,20 @@ def test_correct_images_rows_artifacts_and_isolated_failures(ctx, tmp_path):
     rows = stage.correct_images(ctx, state, images, labels, BOOT, out=tmp_path, tag="seed0_none-0",
                                 on_failure=lambda label, exc: failures.append((label, str(exc))))
     table = pd.DataFrame(rows)
-    assert set(table["method"]) == {"prober-latent", "pixel-prober"}
+    assert set(table["method"]) == {"prober-latent", "pixel-prober", "monotone-path"}
     value = table.set_index(["method", "metric"])["value"]
     assert value["prober-latent", "correction-rate"] == 1.0 and value["prober-latent", "break-rate"] == 0.0
     # threshold 0.5 flags exactly the six misses; all are fixed: accuracy 10/16 -> 16/16
     assert value["prober-latent", "net-accuracy-gain"] == pytest.approx(6 / 16)
     assert failures == [("broken", "returned steps of shape [3], expected [16]")]
     saved = torch.load(tmp_path / "corrections" / "prober-latent_seed0_none-0.pt", weights_only=True)
-    assert saved["edited"].shape == images.shape and saved["stop_level"] == pytest.approx(toy.hit_level())
+    assert saved["stop_level"] == pytest.approx(toy.hit_level()) and saved["steps"].shape == (16,)
+    changed = saved["index"]
+    assert torch.equal(changed, (saved["steps"] > 0).nonzero().squeeze(1)) and 6 <= len(changed) < 16
+    again = ProberLatent(lr=0.05).correct(replace(ctx, extras={**ctx.extras, "prober_threshold": 0.5}), images)
+    assert torch.equal(saved["edited"], again.images[changed])
+    path = torch.load(tmp_path / "corrections" / "monotone-path_seed0_none-0.pt", weights_only=True)
+    assert path["details.path"].shape == (len(path["index"]), 8, 1, 4, 4)
     assert (tmp_path / "corrections" / "prober-latent_grid.png").stat().st_size > 1000
 
 
@@ -309,9 +316,9 @@ def test_suite_validation_checks_corrector_names_and_options(tmp_path):
 
 
 def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_registry, tmp_path, one_thread):
-    """The whole pipeline on the tiny suite, with a pixel-space "flow" and a
-    prober made of the CNN's own margin, injected where the generator and
-    prober stages will put theirs."""
+    """The whole pipeline on the tiny suite (with an untrained CNN: this tests
+    the wiring, not accuracy), a pixel-space "flow" and a prober made of the
+    CNN's own margin, injected where the generator and prober stages will put theirs."""
     from harness.cache import ArtifactStore
     from harness.pipeline import run
     from harness.registry import Registry
@@ -337,8 +344,15 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
         splits = real_load(*args, **kwargs)
         return replace(splits, test_images=splits.test_images[:64], test_labels=splits.test_labels[:64])
 
+    def untrained(registry, store, dataset_spec, classifier_spec, splits, seed, device):
+        from harness.pipeline.train import build_model
+
+        torch.manual_seed(seed)
+        return build_model(registry, classifier_spec, 10, (1, 28, 28))[1].eval(), f"untrained-{seed}"
+
     real_load = run.load_splits
     monkeypatch.setattr(run, "_context", with_extras)
+    monkeypatch.setattr(run, "trained_classifier", untrained)
     monkeypatch.setattr(run, "load_splits", first_64_test_images)
     registry = Registry(builtin_modules())
     suite = parse_suite(load_config(tiny_registry()), "tiny", registry)
@@ -359,5 +373,6 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
     assert head["metrics"]["break-rate"] == {"higher_is_better": False}
     assert [c["name"] for c in head["suite"]["correctors"]] == ["prober-latent", "confidence-ascent"]
     saved = torch.load(out / "corrections" / "prober-latent_seed0_none-0.pt", weights_only=True)
-    assert saved["edited"].shape == (64, 1, 28, 28) and saved["calibrated_on"] == "training split"
+    assert saved["steps"].shape == (64,) and saved["edited"].shape == (len(saved["index"]), 1, 28, 28)
+    assert saved["calibrated_on"] == "training split"
     assert (out / "corrections" / "confidence-ascent_grid.png").exists()

@@ -59,7 +59,11 @@ prober, edit the flagged images, re-classify". Labels only judge:
 Rates, the gain and the edit size carry percentile-bootstrap intervals over
 the samples they average (``harness.evaluate``); the others have none.
 Artifacts in ``<run>/corrections/``: per (method, seed, cell) a ``.pt`` of
-tensors (edited images, steps, predictions, P(hit), flags, details) and per
+tensors, loadable with ``torch.load(weights_only=True)``: ``index`` of the
+samples the corrector changed (steps > 0) and their ``edited`` images (the
+rest are the cell's images unchanged), per-sample ``steps``, ``labels``,
+``prediction_before``/``_after``, ``p_hit``, ``flagged``, the threshold and
+stop level, and ``details.*`` (a path only for changed samples, float16); per
 method one PNG grid of original / edited / delta for corrected misses.
 """
 
@@ -387,15 +391,18 @@ def _save(out: Path, method, tag, state, images, labels, edited, steps, before, 
     from harness.cache import atomic_write
 
     folder = Path(out) / "corrections"
+    changed = (steps > 0).nonzero().squeeze(1)  # the others are their original test image, bit for bit
     payload = {
-        "edited": edited, "steps": steps, "labels": labels, "prediction_before": before,
-        "prediction_after": after, "p_hit": p_hit, "flagged": torch.as_tensor(flagged),
+        "index": changed, "edited": edited[changed], "steps": steps, "labels": labels,
+        "prediction_before": before, "prediction_after": after, "p_hit": p_hit, "flagged": torch.as_tensor(flagged),
         "threshold": state.threshold, "stop_level": state.level, "calibrated_on": state.calibrated_on,
     }
     for key, value in details.items():
-        if isinstance(value, torch.Tensor):
+        if isinstance(value, torch.Tensor) and len(value) == len(steps):
             value = value.detach().cpu()
-            payload[f"details.{key}"] = value.half() if value.is_floating_point() and value.dim() > 2 else value
+            if value.dim() > 1:  # images or paths: only the changed samples, paths in half precision
+                value = value[changed].half() if value.dim() > 4 else value[changed]
+            payload[f"details.{key}"] = value
     atomic_write(folder / f"{_filename(method)}_{_filename(tag)}.pt", lambda tmp: torch.save(payload, tmp))
     if method not in state.grids:
         state.grids.add(method)
@@ -407,36 +414,45 @@ def _save(out: Path, method, tag, state, images, labels, edited, steps, before, 
 
 
 def save_grid(path, images, edited, indices, before, after, labels, title: str) -> None:
-    """A PNG: one column per sample, rows original / edited / delta (x' - x)."""
+    """A PNG: one column per sample, rows original / edited / delta (x' - x,
+    red where the edit added intensity, blue where it removed it, scaled per
+    column to its largest |delta|). Drawn as one mosaic on one axes (fast)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import colormaps
 
-    cols = max(1, len(indices))
-    fig, axes = plt.subplots(3, cols, figsize=(1.6 * cols + 0.8, 5.2), squeeze=False)
+    channels, height, width = images.shape[1:]
+    pad, cols = 2, max(1, len(indices))
+    canvas = np.ones((3 * (height + pad) + pad, cols * (width + pad) + pad, 3))
+    bounds = []
     for col, i in enumerate(indices.tolist()):
-        x, x_edit = images[i], edited[i]
-        delta = (x_edit - x).mean(dim=0)
-        bound = float(delta.abs().max()) or 1.0
-        for row, (picture, kwargs) in enumerate([
-            (_picture(x), {"cmap": "gray", "vmin": 0, "vmax": 1}),
-            (_picture(x_edit), {"cmap": "gray", "vmin": 0, "vmax": 1}),
-            (delta.numpy(), {"cmap": "seismic", "vmin": -bound, "vmax": bound}),
-        ]):
-            axes[row][col].imshow(picture, **kwargs)
-            axes[row][col].set_xticks([])
-            axes[row][col].set_yticks([])
-        axes[0][col].set_title(f"label {int(labels[i])}\npred {int(before[i])} → {int(after[i])}", fontsize=8)
-        axes[2][col].set_xlabel(f"|δ|max {bound:.2f}", fontsize=7)
-    for row, name in enumerate(("original", "edited", "delta x'-x")):
-        axes[row][0].set_ylabel(name, fontsize=8)
-    fig.suptitle(title, fontsize=9)
+        delta = (edited[i] - images[i]).mean(dim=0).numpy()
+        bound = float(np.abs(delta).max()) or 1.0
+        bounds.append(bound)
+        tiles = [_rgb(images[i]), _rgb(edited[i]), colormaps["seismic"](0.5 + 0.5 * delta / bound)[..., :3]]
+        left = pad + col * (width + pad)
+        for row, tile in enumerate(tiles):
+            top = pad + row * (height + pad)
+            canvas[top : top + height, left : left + width] = tile
+    fig, ax = plt.subplots(figsize=(1.1 * cols + 1.2, 4.4))
+    ax.imshow(canvas, interpolation="nearest")
+    ax.set_xticks([pad + col * (width + pad) + width / 2 for col in range(len(bounds))])
+    ax.set_xticklabels([f"|δ|≤{b:.2f}" for b in bounds], fontsize=7)
+    ax.set_yticks([pad + row * (height + pad) + height / 2 for row in range(3)])
+    ax.set_yticklabels(["original", "edited", "x'-x\nred +, blue -"], fontsize=8)
+    ax.tick_params(length=0)
+    for col, i in enumerate(indices.tolist()):
+        ax.text(pad + col * (width + pad) + width / 2, -1, f"label {int(labels[i])}\n{int(before[i])} → {int(after[i])}",
+                ha="center", va="bottom", fontsize=7)
+    ax.set_title(title, fontsize=9, pad=24)
     fig.tight_layout()
     with open(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=100)
+        fig.savefig(handle, format="png", dpi=110)
     plt.close(fig)
 
 
-def _picture(image: torch.Tensor):
-    return image[0].numpy() if image.shape[0] == 1 else image.permute(1, 2, 0).numpy()
+def _rgb(image: torch.Tensor) -> np.ndarray:
+    picture = image.clamp(0, 1).permute(1, 2, 0).numpy()
+    return np.repeat(picture, 3, axis=2) if picture.shape[2] == 1 else picture[..., :3]
