@@ -17,6 +17,7 @@ and editing it one image at a time give the same result.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,9 +25,6 @@ import torch
 
 from harness.errors import UserError
 from harness.kinds import Correction
-
-STOP_RULES = ("prober", "flip", "either")
-TARGETS = ("prober", "runner-up")
 
 
 # -- latents of any structure as rows of a matrix ------------------------------
@@ -38,7 +36,7 @@ class Flat:
         self.is_seq = isinstance(z, (list, tuple))
         parts = list(z) if self.is_seq else [z]
         self.shapes = [tuple(p.shape[1:]) for p in parts]
-        self.sizes = [int(torch.tensor(s).prod()) if s else 1 for s in self.shapes]
+        self.sizes = [math.prod(shape) for shape in self.shapes]
         self.rows = torch.cat([p.reshape(len(p), -1) for p in parts], dim=1)
 
     def unflatten(self, rows: torch.Tensor):
