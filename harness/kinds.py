@@ -14,7 +14,7 @@ classifier's prediction is right** (uncertainty methods negate their measure).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # torch stays out of CLI start-up
@@ -90,10 +90,14 @@ class Scorer(Protocol):
 @dataclass
 class Correction:
     """What a corrector returns: edited images [N,C,H,W] in [0,1] and the
-    optimisation steps each sample took (0 where it was left alone)."""
+    optimisation steps each sample took (0 where it was left alone: such a
+    sample is returned unchanged). ``details`` holds optional per-sample
+    tensors (first dimension N) worth keeping, e.g. ``path`` [N,T,C,H,W] of a
+    trajectory; the correction stage saves them with the edited images."""
 
     images: torch.Tensor
     steps: torch.Tensor
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -77,6 +77,7 @@ class Suite:
     data_root: str | None = None
     batch_size: int = 256
     description: str = ""
+    correctors: tuple[ComponentSpec, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """The suite as resolved, for the run header and cache keys."""
@@ -127,7 +128,11 @@ _SUITE_KEYS = {
     "bootstrap": dict,
     "data_root": str,
     "batch_size": int,
+    "correctors": list,
 }
+# Suite keys that provide what correctors need (added by the generator and prober stages).
+_GENERATOR_KEYS = ("generator", "generators")
+_PROBER_KEYS = ("prober", "probers")
 _REQUIRED_KEYS = ("dataset", "classifier", "scorers", "metrics")
 
 
@@ -173,11 +178,18 @@ def parse_suite(config: Config, name: str, registry=None, **overrides: Any) -> S
         bootstrap=_bootstrap(raw.get("bootstrap", {}), where),
         data_root=raw.get("data_root"),
         batch_size=raw.get("batch_size", 256),
+        correctors=tuple(_component(c, where, "correctors") for c in raw.get("correctors", [])),
     )
     labels = [s.label for s in suite.scorers]
     for label in labels:
         if labels.count(label) > 1:
             raise UserError(f"{where}: scorer {label!r} appears twice; give one a distinct 'label'")
+    corrector_labels = [s.label for s in suite.correctors]
+    for label in corrector_labels:
+        if corrector_labels.count(label) > 1:
+            raise UserError(f"{where}: corrector {label!r} appears twice; give one a distinct 'label'")
+    if suite.correctors:
+        _check_correctors_have_inputs(raw, where)
     if registry is not None:
         validate(suite, registry, where)
     return suite
@@ -194,6 +206,19 @@ def _component(value: Any, where: str, key: str) -> ComponentSpec:
         label = options.pop("label", "")
         return ComponentSpec(name, options, label)
     raise UserError(f"{where}: entries of {key!r} must be names or tables with a 'name', got {value!r}")
+
+
+def _check_correctors_have_inputs(raw: dict, where: str) -> None:
+    """Correctors edit in a generator's latent space guided by a prober: the
+    suite must name both (a scorer named ``prober*`` counts as a prober)."""
+    has_generator = any(raw.get(key) for key in _GENERATOR_KEYS)
+    scorer_names = [s if isinstance(s, str) else s.get("name", "") for s in raw.get("scorers", [])]
+    has_prober = any(raw.get(key) for key in _PROBER_KEYS) or any(
+        isinstance(n, str) and n.startswith("prober") for n in scorer_names)
+    if not (has_generator and has_prober):
+        missing = " and ".join(k for k, ok in (("a generator", has_generator), ("a prober", has_prober)) if not ok)
+        raise UserError(f"{where}: correctors need a generator and a prober; the suite lacks {missing} "
+                        f"(keys {' or '.join(_GENERATOR_KEYS)}, {' or '.join(_PROBER_KEYS)})")
 
 
 def _metric_name(value: Any, where: str) -> str:
@@ -234,6 +259,8 @@ def validate(suite: Suite, registry, where: str) -> None:
         try:
             cls = registry.get(kind, spec.name)
             options = dict(spec.options)
+            if kind == "corrector":
+                options.pop("generator", None)  # pins the generator label; read by the correction stage
             if ":" in spec.name:
                 options["variant"] = spec.name.split(":", 1)[1]
             check_options(kind, spec.name, cls, options)
@@ -248,3 +275,5 @@ def validate(suite: Suite, registry, where: str) -> None:
         check("corruption", spec)
     for metric in suite.metrics:
         check("metric", ComponentSpec(metric))
+    for spec in suite.correctors:
+        check("corrector", spec)

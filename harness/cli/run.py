@@ -75,8 +75,12 @@ def show_summary(run_dir: Path) -> None:
         if len(acc):
             numbers, labels = results.pivot(acc, ["dataset"], ["metric"])
             console.print(render(numbers, labels, directions, title=title, scales=results.scales(head)))
-        if len(methods):
-            numbers, labels = results.pivot(methods, ["method"], ["metric"])
+        # one table per set of metrics, so correctors are not shown beside scorers' empty columns
+        blocks: dict[frozenset, list] = {}
+        for method, metric_names in methods.groupby("method", sort=False)["metric"]:
+            blocks.setdefault(frozenset(metric_names), []).append(method)
+        for names in blocks.values():
+            numbers, labels = results.pivot(methods[methods["method"].isin(names)], ["method"], ["metric"])
             console.print(render(numbers, labels, directions, scales=results.scales(head)))
     console.print(f"results: {run_dir}")
 

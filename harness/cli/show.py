@@ -151,7 +151,7 @@ def _corruption_grid(config, reg, name: str | None, out: Path, dataset: str | No
     corruption_grid(reg, spec, names, out, data_root=data_root)
     from harness.console import console
 
-    console.print(f"wrote {out} ({len(names)} corruption(s) on dataset {spec.name!r})")
+    console.print(f"wrote {out} ({len(names)} corruption(s) on dataset {spec.name!r})", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -20,6 +20,7 @@ from harness.cache import ArtifactStore, hash_key
 from harness.console import console, task
 from harness.errors import UserError
 from harness.evaluate import evaluate_cell
+from harness.pipeline import correct as correction
 from harness.pipeline.context import Batch, Context
 from harness.pipeline.data import corrupt, load_cell, load_splits
 from harness.pipeline.train import trained_classifier
@@ -63,6 +64,9 @@ def run_suite(suite: Suite, registry, store: ArtifactStore, device: torch.device
     metrics = {name: registry.create("metric", name) for name in suite.metrics}
     run_header["metrics"] = {name: {"higher_is_better": bool(m.higher_is_better), "scale": getattr(m, "scale", 1)}
                              for name, m in metrics.items()}
+    if suite.correctors:
+        run_header["metrics"].update({k: {"higher_is_better": v, "scale": 1}
+                                      for k, v in correction.CORRECTION_METRICS.items()})
 
     splits = load_splits(registry, suite.dataset, suite.data_root)
     outcome = RunOutcome(out, [])
@@ -70,6 +74,7 @@ def run_suite(suite: Suite, registry, store: ArtifactStore, device: torch.device
     for seed in suite.seeds:
         ctx = _context(suite, registry, store, splits, seed, device)
         scorers = [_Scorer(spec, registry, ctx, outcome.failures) for spec in suite.scorers]
+        corrections = correction.setup(suite.correctors, registry, ctx) if suite.correctors else None
         cells = _cells(suite) + list(splits.cells)
         with task(f"score seed {seed}", len(cells)) as advance:
             for corruption, severity in cells:
@@ -77,6 +82,9 @@ def run_suite(suite: Suite, registry, store: ArtifactStore, device: torch.device
                                           outcome.failures)
                 outcome.rows += rows
                 samples.append(frame)
+                if corrections is not None:
+                    outcome.rows += correction.correct_cell(suite, registry, ctx, corrections, splits, corruption,
+                                                            severity, out, outcome.failures)
                 advance()
 
     import pandas as pd
@@ -138,7 +146,7 @@ def _cells(suite) -> list[tuple]:
     return cells
 
 
-def _cell_data(registry, splits, corruption, severity, seed, data_root):
+def cell_data(registry, splits, corruption, severity, seed, data_root):
     """(images, labels) of a cell; ``corruption`` is None (clean), a suite's
     CorruptionSpec, or the name of a cell the dataset ships."""
     if corruption is None:
@@ -146,6 +154,13 @@ def _cell_data(registry, splits, corruption, severity, seed, data_root):
     if isinstance(corruption, str):
         return load_cell(splits, corruption, severity, data_root)
     return corrupt(registry, corruption, splits.test_images, severity, seed), splits.test_labels
+
+
+def cell_name(corruption) -> str:
+    """The corruption column of a cell: ``none``, a corruption plugin's name, or a dataset cell's."""
+    if corruption is None:
+        return results.CLEAN
+    return corruption if isinstance(corruption, str) else corruption.name
 
 
 def _cell_key(registry, ctx, corruption, severity) -> str:
@@ -162,7 +177,7 @@ def _score_cell(suite, registry, store, ctx, scorers, splits, corruption, severi
     vector is cached, so an interrupted run recomputes nothing it finished."""
     import pandas as pd
 
-    name = corruption if isinstance(corruption, str) else corruption.name if corruption else results.CLEAN
+    name = cell_name(corruption)
     cell = f"seed={ctx.seed} corruption={name} severity={severity}"
     cell_key = _cell_key(registry, ctx, corruption, severity)
     data = batch = None
@@ -170,7 +185,7 @@ def _score_cell(suite, registry, store, ctx, scorers, splits, corruption, severi
     def get_data():
         nonlocal data
         if data is None:
-            data = _cell_data(registry, splits, corruption, severity, ctx.seed, suite.data_root)
+            data = cell_data(registry, splits, corruption, severity, ctx.seed, suite.data_root)
         return data
 
     def get_batch() -> Batch:
