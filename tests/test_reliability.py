@@ -274,7 +274,10 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tiny_registry, tmp_path):
     env = {**os.environ, "PROBEBENCH_CACHE": str(tmp_path / "cache"), "PROBEBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}
     process = subprocess.Popen([sys.executable, "-m", "harness", "run", "tiny", "--registry", str(tiny_registry()),
                                 "--out", str(tmp_path / "run")], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               # a shell's background job ignores SIGINT and children inherit that;
+                               # restore the default so Python turns it into KeyboardInterrupt
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not (tmp_path / "cache" / "data").exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
