@@ -166,7 +166,7 @@ def test_gradient_scorers_at_an_earlier_layer(registry, images):
     last = scores(registry, "gradtrust:demo", ctx, batch)
     early = scores(registry, "gradtrust:demo", ctx, batch, layer="fc_layer.3")
     assert not torch.allclose(last.double(), early.double())
-    scores(registry, "gradtrust", ctx, batch, layer="fc_layer.0")
+    scores(registry, "gradtrust", ctx, batch, layer="conv_layer.3")  # a conv layer: flatten in the tail
     scores(registry, "grad-norm", ctx, batch, layer="fc_layer.3")
     with pytest.raises(UserError, match="not found"):
         registry.create("scorer", "gradtrust", {"layer": "fc_layer.99"}).prepare(ctx)
@@ -176,6 +176,25 @@ def test_gradient_scorers_at_an_earlier_layer(registry, images):
         registry.create("scorer", "gradtrust", {"k": 10}).prepare(ctx)
     with pytest.raises(UserError, match="unknown variant"):
         registry.create("scorer", "gradtrust:nope")
+
+
+class Untraceable(nn.Module):
+    """Control flow on a shape defeats torch.fx (no trunk/tail cut), not vmap."""
+
+    def __init__(self, dropout: float = 0.3):
+        super().__init__()
+        self.net = make_cnn(dropout=dropout)
+
+    def forward(self, x):
+        return self.net(x) if x.shape[-1] >= 28 else -self.net(x)
+
+
+def test_gradients_fall_back_to_the_whole_model(images):
+    model = Untraceable().eval()
+    plan = G.plan(model, None, 10, images[:4])
+    assert not plan.split.traced and plan.layer == "net.fc_layer.6"
+    trust = G.demo_trust(plan, images.double())
+    torch.testing.assert_close(trust, G.demo_trust_closed_form(model(images).double()), rtol=1e-4, atol=0)
 
 
 # -- MC dropout ------------------------------------------------------------------
@@ -213,14 +232,6 @@ def test_mc_dropout_is_deterministic_given_the_seed_and_shares_samples(registry,
 
 
 def test_mc_dropout_falls_back_when_the_graph_cannot_be_cut(images):
-    class Untraceable(nn.Module):  # data-dependent control flow defeats torch.fx
-        def __init__(self):
-            super().__init__()
-            self.net = make_cnn()
-
-        def forward(self, x):
-            return self.net(x) if x.sum() >= 0 else -self.net(x)
-
     class Skip(nn.Module):  # a skip connection crosses the dropout's input
         def __init__(self):
             super().__init__()
