@@ -37,7 +37,12 @@ class GradNorm(_LayerGradients):
     the last linear layer's weight and bias,
     ||(sigmoid(z) - 1) h^T||^2 + ||sigmoid(z) - 1||^2 under a square root.
     A large gradient = uncertain, so the score is minus the norm (higher = more
-    confident). ``layer`` takes the gradient at another layer instead."""
+    confident). ``layer`` takes the gradient at another layer instead.
+
+    Measured on mnist-5k with the cnn, this published orientation detects misses
+    worse than chance (AUROC 0.21 ± 0.04 over seeds 0-2): a confident softmax
+    prediction has many strongly negative logits, each adding |sigmoid(z_c) - 1|
+    ≈ 1 to the gradient. The sign is kept as published."""
 
     name = "grad-norm"
     version = "1"
@@ -75,7 +80,8 @@ class GradTrust(_LayerGradients):
       mean_r v_r, in [1, C]. At a final linear layer this equals
       max_c (z_c - 1/C)^4 / mean_c (z_c - 1/C)^4 exactly (a test holds the
       gradient path to it). On mnist-5k this orientation (higher = more
-      confident) detects misses (see README).
+      trust) detects misses: AUROC 0.90 ± 0.01 over seeds 0-2 (reversed 0.10);
+      the counterfactual form reaches 0.96, like msp.
 
     ``layer`` takes the gradient at another (earlier) layer, e.g. ``fc_layer.3``
     of the cnn, where no closed form exists; gradients are per sample via
