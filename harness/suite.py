@@ -72,6 +72,7 @@ class Suite:
     data_root: str | None = None
     batch_size: int = 256
     description: str = ""
+    generators: tuple[ComponentSpec, ...] = ()  # flows trained on the training split (harness/pipeline/generate.py)
 
     def as_dict(self) -> dict[str, Any]:
         """The suite as resolved, for the run header and cache keys."""
@@ -112,6 +113,7 @@ _SUITE_KEYS = {
     "classifier": (str, dict),
     "scorers": list,
     "metrics": list,
+    "generators": list,
     "seeds": list,
     "corruptions": list,
     "clean": bool,
@@ -158,6 +160,7 @@ def parse_suite(config: Config, name: str, registry=None, **overrides: Any) -> S
         classifier=_component(raw["classifier"], where, "classifier"),
         scorers=tuple(_component(s, where, "scorers") for s in raw["scorers"]),
         metrics=tuple(_metric_name(m, where) for m in raw["metrics"]),
+        generators=tuple(_component(g, where, "generators") for g in raw.get("generators", [])),
         seeds=tuple(seeds),
         corruptions=tuple(_corruption(c, where) for c in raw.get("corruptions", [])),
         clean=raw.get("clean", True),
@@ -165,10 +168,11 @@ def parse_suite(config: Config, name: str, registry=None, **overrides: Any) -> S
         data_root=raw.get("data_root"),
         batch_size=raw.get("batch_size", 256),
     )
-    labels = [s.label for s in suite.scorers]
-    for label in labels:
-        if labels.count(label) > 1:
-            raise UserError(f"{where}: scorer {label!r} appears twice; give one a distinct 'label'")
+    for kind, specs in (("scorer", suite.scorers), ("generator", suite.generators)):
+        labels = [s.label for s in specs]
+        for label in labels:
+            if labels.count(label) > 1:
+                raise UserError(f"{where}: {kind} {label!r} appears twice; give one a distinct 'label'")
     if registry is not None:
         validate(suite, registry, where)
     return suite
@@ -237,5 +241,7 @@ def validate(suite: Suite, registry, where: str) -> None:
         check("scorer", spec)
     for spec in suite.corruptions:
         check("corruption", spec)
+    for spec in suite.generators:
+        check("generator", spec)
     for metric in suite.metrics:
         check("metric", ComponentSpec(metric))

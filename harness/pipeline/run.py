@@ -21,6 +21,8 @@ from harness.errors import UserError
 from harness.evaluate import evaluate_cell
 from harness.pipeline.context import Batch, Context
 from harness.pipeline.data import corrupt, load_splits
+from harness.pipeline.generate import METRICS as GENERATOR_METRICS
+from harness.pipeline.generate import generator_stage
 from harness.pipeline.train import trained_classifier
 from harness.suite import Suite
 
@@ -61,12 +63,15 @@ def run_suite(suite: Suite, registry, store: ArtifactStore, device: torch.device
     run_header = results.header(suite.as_dict(), str(device), results.now())
     metrics = {name: registry.create("metric", name) for name in suite.metrics}
     run_header["metrics"] = {name: {"higher_is_better": bool(m.higher_is_better)} for name, m in metrics.items()}
+    if suite.generators:
+        run_header["metrics"].update(GENERATOR_METRICS)
 
     splits = load_splits(registry, suite.dataset, suite.data_root)
     outcome = RunOutcome(out, [])
     samples = []
     for seed in suite.seeds:
         ctx = _context(suite, registry, store, splits, seed, device)
+        outcome.rows += generator_stage(suite, registry, store, splits, ctx, out, outcome.failures, _failure)
         scorers = _prepared_scorers(suite, registry, ctx, outcome.failures)
         cells = _cells(suite)
         with task(f"score seed {seed}", len(cells)) as advance:
