@@ -73,7 +73,7 @@ def show_summary(run_dir: Path) -> None:
             console.print(render(numbers, labels, directions, title=title))
         if len(methods):
             numbers, labels = results.pivot(methods, ["method"], ["metric"])
-            console.print(render(numbers, labels, directions))
+            console.print(render(numbers, labels, directions, title="" if len(acc) else title))
     console.print(f"results: {run_dir}")
 
 

@@ -108,13 +108,18 @@ def check_shape(shape, levels: int, name: str) -> tuple[int, int, int]:
 def _multiscale(shape, levels: int, encode_steps) -> tuple[nf.MultiscaleFlow, list[tuple[int, ...]]]:
     """A MultiscaleFlow from ``encode_steps(level, c, h, w) -> [flows]``, the flows one
     level applies in the encoding direction to a [c, h, w] input (a Squeeze
-    included); every level but the last then factors out half its channels.
+    included), followed by a per-element affine; every level but the last then
+    factors out half its channels.
     Returns the model and its latent shapes, deepest level first (normflows' order)."""
     c, h, w = shape
     levels_flows, latent_shapes = [], []
     for level in range(levels):
         steps = encode_steps(level, c, h, w)
         c, h, w = 4 * c, h // 2, w // 2
+        # a learned per-element affine before the latents leave: lets the model
+        # give each latent unit variance (bounded couplings cannot stretch the
+        # near-constant background that far); constant once trained, so decoding stays linear in it
+        steps.append(nf.flows.AffineConstFlow((c, h, w)))
         last = level == levels - 1
         latent_shapes.append((c, h, w) if last else (c // 2, h, w))
         levels_flows.append(list(reversed(steps)))  # normflows applies a level's list when decoding

@@ -28,8 +28,8 @@ _SHARED_HELP = {
 class _FlowGenerator:
     version = "1"
 
-    def __init__(self, levels: int = 2, blocks: int = 4, hidden: int = 32, epochs: int = 20, lr: float = 1e-3,
-                 batch_size: int = 64, warmup: int = 200, alpha: float = 0.05, max_log_scale: float = 2.0):
+    def _set(self, levels: int, blocks: int, hidden: int, epochs: int, lr: float, batch_size: int, warmup: int,
+             alpha: float, max_log_scale: float) -> None:
         from harness.errors import UserError
 
         for key, value in (("levels", levels), ("blocks", blocks), ("hidden", hidden), ("epochs", epochs),
@@ -44,9 +44,9 @@ class _FlowGenerator:
             raise UserError(f"generator {self.name!r}: option 'alpha' must lie in (0, 0.5), got {alpha}")
         if not max_log_scale > 0:
             raise UserError(f"generator {self.name!r}: option 'max_log_scale' must be positive, got {max_log_scale}")
-        self.max_log_scale = max_log_scale
         self.levels, self.blocks, self.hidden = levels, blocks, hidden
-        self.epochs, self.lr, self.batch_size, self.warmup, self.alpha = epochs, lr, batch_size, warmup, alpha
+        self.epochs, self.lr, self.batch_size, self.warmup = epochs, lr, batch_size, warmup
+        self.alpha, self.max_log_scale = alpha, max_log_scale
 
 
 class Glow(_FlowGenerator):
@@ -56,10 +56,15 @@ class Glow(_FlowGenerator):
     bounded, ``max_log_scale * tanh(s / max_log_scale)``, so latent
     optimisation cannot blow decoded values up through a scale (normflows'
     default sigmoid map divides when decoding). ActNorm initialises from the
-    first training batch."""
+    first training batch. Before its latents leave, each level applies a
+    learned per-element affine (normflows ``AffineConstFlow``)."""
 
     name = "glow"
     option_help = dict(_SHARED_HELP)
+
+    def __init__(self, levels: int = 2, blocks: int = 4, hidden: int = 64, epochs: int = 24, lr: float = 3e-3,
+                 batch_size: int = 64, warmup: int = 200, alpha: float = 0.05, max_log_scale: float = 2.0):
+        self._set(levels, blocks, hidden, epochs, lr, batch_size, warmup, alpha, max_log_scale)
 
     def build(self, shape):
         from plugins.generators._flow_nets import ImageFlow, build_glow, check_shape
@@ -73,11 +78,16 @@ class RealNVP(_FlowGenerator):
     """RealNVP (Dinh et al. 2017) without batch norm, actnorm or 1x1 convs: per
     level ``blocks`` checkerboard-mask affine couplings, a squeeze, ``blocks``
     channel-mask couplings, then half the channels are factored out; the last
-    level ends with ``blocks`` more checkerboard couplings. Log-scales are
-    bounded: ``max_log_scale * tanh(s / max_log_scale)``."""
+    level ends with ``blocks`` more checkerboard couplings, and every level a
+    learned per-element affine. Log-scales are bounded:
+    ``max_log_scale * tanh(s / max_log_scale)``."""
 
     name = "realnvp"
     option_help = {**_SHARED_HELP, "blocks": "couplings per mask type and level"}
+
+    def __init__(self, levels: int = 2, blocks: int = 2, hidden: int = 32, epochs: int = 24, lr: float = 3e-3,
+                 batch_size: int = 64, warmup: int = 200, alpha: float = 0.05, max_log_scale: float = 2.0):
+        self._set(levels, blocks, hidden, epochs, lr, batch_size, warmup, alpha, max_log_scale)
 
     def build(self, shape):
         from plugins.generators._flow_nets import ImageFlow, build_realnvp, check_shape
