@@ -64,7 +64,10 @@ class Generator(Protocol):
 
     def build(self, shape: tuple[int, int, int]) -> Any:
         """An invertible flow (an nn.Module) with ``encode(x) -> z``,
-        ``decode(z) -> x`` and ``log_prob(x) -> [N]``."""
+        ``decode(z) -> x`` and ``log_prob(x) -> [N]``; the generator stage
+        (harness/pipeline/generate.py) trains it on ``bits_per_dim(x,
+        generator) -> [N]`` and may read ``epochs``, ``lr``, ``batch_size``,
+        ``warmup`` from the component. An unsupported shape is a UserError."""
 
 
 @runtime_checkable

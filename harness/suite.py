@@ -78,6 +78,7 @@ class Suite:
     batch_size: int = 256
     description: str = ""
     correctors: tuple[ComponentSpec, ...] = ()
+    generators: tuple[ComponentSpec, ...] = ()  # flows trained on the training split (harness/pipeline/generate.py)
 
     def as_dict(self) -> dict[str, Any]:
         """The suite as resolved, for the run header and cache keys."""
@@ -122,6 +123,7 @@ _SUITE_KEYS = {
     "classifier": (str, dict),
     "scorers": list,
     "metrics": list,
+    "generators": list,
     "seeds": list,
     "corruptions": list,
     "clean": bool,
@@ -130,9 +132,6 @@ _SUITE_KEYS = {
     "batch_size": int,
     "correctors": list,
 }
-# Suite keys that provide what correctors need (added by the generator and prober stages).
-_GENERATOR_KEYS = ("generator", "generators")
-_PROBER_KEYS = ("prober", "probers")
 _REQUIRED_KEYS = ("dataset", "classifier", "scorers", "metrics")
 
 
@@ -172,6 +171,7 @@ def parse_suite(config: Config, name: str, registry=None, **overrides: Any) -> S
         classifier=_component(raw["classifier"], where, "classifier"),
         scorers=tuple(_component(s, where, "scorers") for s in raw["scorers"]),
         metrics=tuple(_metric_name(m, where) for m in raw["metrics"]),
+        generators=tuple(_component(g, where, "generators") for g in raw.get("generators", [])),
         seeds=tuple(seeds),
         corruptions=tuple(_corruption(c, where) for c in raw.get("corruptions", [])),
         clean=raw.get("clean", True),
@@ -180,14 +180,11 @@ def parse_suite(config: Config, name: str, registry=None, **overrides: Any) -> S
         batch_size=raw.get("batch_size", 256),
         correctors=tuple(_component(c, where, "correctors") for c in raw.get("correctors", [])),
     )
-    labels = [s.label for s in suite.scorers]
-    for label in labels:
-        if labels.count(label) > 1:
-            raise UserError(f"{where}: scorer {label!r} appears twice; give one a distinct 'label'")
-    corrector_labels = [s.label for s in suite.correctors]
-    for label in corrector_labels:
-        if corrector_labels.count(label) > 1:
-            raise UserError(f"{where}: corrector {label!r} appears twice; give one a distinct 'label'")
+    for kind, specs in (("scorer", suite.scorers), ("generator", suite.generators), ("corrector", suite.correctors)):
+        labels = [s.label for s in specs]
+        for label in labels:
+            if labels.count(label) > 1:
+                raise UserError(f"{where}: {kind} {label!r} appears twice; give one a distinct 'label'")
     if suite.correctors:
         _check_correctors_have_inputs(raw, where)
     if registry is not None:
@@ -210,15 +207,14 @@ def _component(value: Any, where: str, key: str) -> ComponentSpec:
 
 def _check_correctors_have_inputs(raw: dict, where: str) -> None:
     """Correctors edit in a generator's latent space guided by a prober: the
-    suite must name both (a scorer named ``prober*`` counts as a prober)."""
-    has_generator = any(raw.get(key) for key in _GENERATOR_KEYS)
+    suite must name a generator and a scorer named ``prober*``."""
+    has_generator = bool(raw.get("generators"))
     scorer_names = [s if isinstance(s, str) else s.get("name", "") for s in raw.get("scorers", [])]
-    has_prober = any(raw.get(key) for key in _PROBER_KEYS) or any(
-        isinstance(n, str) and n.startswith("prober") for n in scorer_names)
+    has_prober = any(isinstance(n, str) and n.startswith("prober") for n in scorer_names)
     if not (has_generator and has_prober):
-        missing = " and ".join(k for k, ok in (("a generator", has_generator), ("a prober", has_prober)) if not ok)
-        raise UserError(f"{where}: correctors need a generator and a prober; the suite lacks {missing} "
-                        f"(keys {' or '.join(_GENERATOR_KEYS)}, {' or '.join(_PROBER_KEYS)})")
+        missing = " and ".join(k for k, ok in (("'generators'", has_generator),
+                                               ("a 'prober' scorer", has_prober)) if not ok)
+        raise UserError(f"{where}: correctors need a generator and a prober; the suite lacks {missing}")
 
 
 def _metric_name(value: Any, where: str) -> str:
@@ -273,6 +269,8 @@ def validate(suite: Suite, registry, where: str) -> None:
         check("scorer", spec)
     for spec in suite.corruptions:
         check("corruption", spec)
+    for spec in suite.generators:
+        check("generator", spec)
     for metric in suite.metrics:
         check("metric", ComponentSpec(metric))
     for spec in suite.correctors:

@@ -290,10 +290,10 @@ def test_suites_naming_correctors_need_a_generator_and_a_prober(tmp_path):
     path.write_text('[plugins]\nbuiltin = []\n[suite.s]\ndataset = "mnist-5k"\nclassifier = "cnn"\n'
                     'scorers = ["msp"]\nmetrics = ["auroc"]\ncorrectors = ["prober-latent"]\n')
     with pytest.raises(UserError, match=r"suite 's': correctors need a generator and a prober; the suite lacks "
-                                        r"a generator and a prober"):
+                                        r"'generators' and a 'prober' scorer"):
         parse_suite(load_config(path), "s", Registry(builtin_modules()))
     _check_correctors_have_inputs({"generators": ["glow"], "scorers": ["msp", "prober"]}, "here")  # passes
-    with pytest.raises(UserError, match="lacks a prober"):
+    with pytest.raises(UserError, match="lacks a 'prober' scorer"):
         _check_correctors_have_inputs({"generators": ["glow"], "scorers": ["msp"]}, "here")
 
 

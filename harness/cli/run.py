@@ -35,7 +35,8 @@ def run(
     cache_dir: Path = typer.Option(None, "--cache-dir", help="Artifact cache (default: $PROBEBENCH_CACHE or ~/.cache/probebench)."),
     fresh: bool = typer.Option(False, "--fresh", help="Ignore cached artifacts and recompute everything."),
     show: str = typer.Option(
-        "auroc,aupr-miss,fpr95,aurc,correction-rate,break-rate,net-accuracy-gain,median-steps",
+        "auroc,aupr-miss,fpr95,aurc,correction-rate,break-rate,net-accuracy-gain,median-steps,"
+        "bits-per-dim,reconstruction-error,train-seconds",
         "--show", help="Comma-separated metrics of the printed summary (when the suite has them); all are "
         "in results.csv and `probebench leaderboard`. 'all' shows every one.",
     ),
@@ -82,13 +83,15 @@ def show_summary(run_dir: Path, metrics: list[str] | None = None) -> None:
         if len(acc):
             numbers, labels = results.pivot(acc, ["dataset"], ["metric"])
             console.print(render(numbers, labels, directions, title=title, scales=results.scales(head)))
+            title = ""
         # one table per set of metrics, so correctors are not shown beside scorers' empty columns
         blocks: dict[frozenset, list] = {}
         for method, metric_names in methods.groupby("method", sort=False)["metric"]:
             blocks.setdefault(frozenset(metric_names), []).append(method)
         for names in blocks.values():
             numbers, labels = results.pivot(methods[methods["method"].isin(names)], ["method"], ["metric"])
-            console.print(render(numbers, labels, directions, scales=results.scales(head)))
+            console.print(render(numbers, labels, directions, title=title, scales=results.scales(head)))
+            title = ""
     console.print(f"results: {run_dir}  (every metric: probebench leaderboard {run_dir})")
 
 

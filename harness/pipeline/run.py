@@ -23,6 +23,8 @@ from harness.evaluate import evaluate_cell
 from harness.pipeline import correct as correction
 from harness.pipeline.context import Batch, Context
 from harness.pipeline.data import corrupt, load_cell, load_splits
+from harness.pipeline.generate import METRICS as GENERATOR_METRICS
+from harness.pipeline.generate import generator_stage
 from harness.pipeline.train import trained_classifier
 from harness.suite import Suite
 
@@ -67,12 +69,15 @@ def run_suite(suite: Suite, registry, store: ArtifactStore, device: torch.device
     if suite.correctors:
         run_header["metrics"].update({k: {"higher_is_better": v, "scale": 1}
                                       for k, v in correction.CORRECTION_METRICS.items()})
+    if suite.generators:
+        run_header["metrics"].update(GENERATOR_METRICS)
 
     splits = load_splits(registry, suite.dataset, suite.data_root)
     outcome = RunOutcome(out, [])
     samples = []
     for seed in suite.seeds:
         ctx = _context(suite, registry, store, splits, seed, device)
+        outcome.rows += generator_stage(suite, registry, store, splits, ctx, out, outcome.failures, _failure)
         scorers = [_Scorer(spec, registry, ctx, outcome.failures) for spec in suite.scorers]
         corrections = correction.setup(suite.correctors, registry, ctx) if suite.correctors else None
         cells = _cells(suite) + list(splits.cells)
