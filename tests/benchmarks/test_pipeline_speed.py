@@ -1,0 +1,72 @@
+"""Pipeline kernels against their limits, on mnist-5k test images and the built-in cnn.
+
+Tracked ratios (extra_info):
+- feature extraction at ``fc_layer.4`` (forward hook) / a plain forward pass: the
+  hook overhead, target close to 1;
+- scoring the logit-based scorers and MC dropout at 2x and 4x the test images /
+  at 1x: linear growth means ratios near 2 and 4.
+
+Run with `pytest tests/benchmarks --benchmark-only`. Nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from harness.pipeline.context import Batch, Context
+from harness.pipeline.features import forward
+from plugins.classifiers._cnn_net import CNNNet
+
+BATCH_SIZE = 256
+
+
+def best_of(fn, repeat: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@pytest.fixture(scope="module")
+def setup():
+    from plugins.datasets.mnist5k import Mnist5k
+
+    images, _ = Mnist5k().load("test")
+    torch.manual_seed(0)
+    model = CNNNet(10, (1, 28, 28)).eval()
+    ctx = Context(model, "bench", 10, (1, 28, 28), torch.device("cpu"), 0, BATCH_SIZE, images[:8],
+                  torch.zeros(8, dtype=torch.long), lambda stage, parts, build: build(), lambda seed: model)
+    forward(model, images, (), BATCH_SIZE)  # warm up
+    return model, images, ctx
+
+
+def test_feature_extraction_vs_plain_forward(benchmark, setup):
+    model, images, _ctx = setup
+    plain = best_of(lambda: forward(model, images, (), BATCH_SIZE), 5)
+    benchmark.pedantic(forward, args=(model, images, ("fc_layer.4",), BATCH_SIZE), rounds=5, iterations=1)
+    benchmark.extra_info.update({"plain_forward_s": plain,
+                                 "ratio_features_vs_plain_forward": benchmark.stats.stats.min / plain})
+
+
+def _score_all(ctx, images):
+    from plugins.scorers.logits import Doctor, Energy, Margin
+    from plugins.scorers.mc_dropout import MCDropout
+    from plugins.scorers.softmax import MSP, Entropy
+
+    batch = Batch(ctx, images)
+    for scorer in (MSP(), Entropy(), Margin(), Energy(), Doctor(), MCDropout()):
+        scorer.score(ctx, batch)
+
+
+def test_scoring_grows_linearly_with_test_images(benchmark, setup):
+    _model, images, ctx = setup
+    one = best_of(lambda: _score_all(ctx, images))
+    two = best_of(lambda: _score_all(ctx, images.repeat(2, 1, 1, 1)))
+    benchmark.pedantic(_score_all, args=(ctx, images.repeat(4, 1, 1, 1)), rounds=3, iterations=1)
+    four = benchmark.stats.stats.min
+    benchmark.extra_info.update({"seconds_1x": one, "ratio_2x_vs_1x": two / one, "ratio_4x_vs_1x": four / one})
