@@ -54,10 +54,10 @@ def _root(
 
 
 from harness.cli import (  # noqa: E402  (commands register on `app`)
-    compare, leaderboard, ls, new_plugin, plugins, publish, report, run, show,
+    compare, layers, leaderboard, ls, new_plugin, plugins, publish, report, run, show,
 )
 
-for _module in (run, ls, show, plugins, new_plugin, leaderboard, report, compare, publish):
+for _module in (run, ls, show, plugins, new_plugin, layers, leaderboard, report, compare, publish):
     _module.register(app)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from harness.pipeline.features import forward
+from harness.pipeline.features import cached_forward, forward
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,11 @@ class Context:
     caches a component's own expensive output under a key made of ``parts``
     plus this context's classifier key; ``train_classifier(seed)`` returns
     another classifier of the same suite trained with ``seed`` (cached), for
-    ensembles; ``extras`` holds what later stages add (prober, generator).
+    ensembles, or with ``subset`` (indices into the training split) and
+    ``options`` (overriding the classifier's) a model trained on part of the
+    training data, e.g. the fold models of cross-fitting; ``registry`` looks
+    components up by name (e.g. corruptions for augmentation); ``extras`` holds
+    what later stages add (prober, generator).
     """
 
     classifier: torch.nn.Module
@@ -36,8 +40,9 @@ class Context:
     train_images: torch.Tensor
     train_labels: torch.Tensor
     artifact: Callable[[str, Any, Callable[[], dict]], dict]
-    train_classifier: Callable[[int], torch.nn.Module]
+    train_classifier: Callable[..., torch.nn.Module]
     extras: dict[str, Any] = field(default_factory=dict)
+    registry: Any = None
 
     def forward(self, images: torch.Tensor, layers: tuple[str, ...] = ()):
         """Logits and features at ``layers`` of the classifier, batched, on the CPU."""
@@ -45,11 +50,18 @@ class Context:
 
 
 class Batch:
-    """Test images of one cell with their lazily computed, shared model outputs."""
+    """Test images of one cell with their lazily computed, shared model outputs.
 
-    def __init__(self, ctx: Context, images: torch.Tensor):
+    ``cell`` describes which images these are (e.g. ``{"split": "test",
+    "corruption": "none", "options": {}, "severity": 0}``); when given, the
+    logits and features are cached per (classifier, layer, cell) in the
+    artifact store. Leave it None for images made on the fly (edited ones).
+    """
+
+    def __init__(self, ctx: Context, images: torch.Tensor, cell: dict | None = None):
         self.ctx = ctx
         self.images = images
+        self.cell = cell
         self._features: dict[str, torch.Tensor] = {}
         self._logits: torch.Tensor | None = None
 
@@ -58,7 +70,10 @@ class Batch:
         missing = tuple(layer for layer in layers if layer not in self._features)
         if self._logits is not None and not missing:
             return
-        logits, features = self.ctx.forward(self.images, missing)
+        if self.cell is None:
+            logits, features = self.ctx.forward(self.images, missing)
+        else:
+            logits, features = cached_forward(self.ctx, self.images, missing, self.cell)
         self._logits = logits if self._logits is None else self._logits
         self._features.update(features)
 

@@ -53,3 +53,34 @@ def forward(
     return (torch.cat(logits) if logits else empty), {
         layer: torch.cat(parts) if parts else empty for layer, parts in captured.items()
     }
+
+
+LOGITS = "<logits>"  # the key the logits are cached under beside the named layers
+
+
+def cached_forward(ctx, images, layers: tuple[str, ...], where: dict):
+    """Like ``ctx.forward`` but each output (the logits and every layer) is an
+    artifact of stage ``features``, keyed by the classifier (``ctx.artifact``
+    adds its key), the layer and ``where`` — a plain description of which
+    images these are, e.g. ``{"split": "test", "corruption": "noise",
+    "options": {}, "severity": 3}``. ``where`` must determine ``images`` given
+    the classifier's key (which fixes dataset, options and seed): it is the
+    caller's promise, not checked. At most one forward pass, and only when
+    something is missing; it then computes every requested output at once.
+    ``images`` may be a function returning them, called only for that pass."""
+    computed: dict[str, torch.Tensor] = {}
+
+    def build(name: str) -> dict:
+        if not computed:
+            logits, features = ctx.forward(images() if callable(images) else images, tuple(layers))
+            computed.update(features)
+            computed[LOGITS] = logits
+        return {"features": computed[name].contiguous()}
+
+    outputs = {}
+    for name in (LOGITS, *layers):
+        if name != LOGITS:
+            resolve_layer(ctx.classifier, name)  # a typo fails before anything is cached
+        outputs[name] = ctx.artifact("features", [name, where], lambda name=name: build(name))["features"]
+    logits = outputs.pop(LOGITS)
+    return logits, outputs

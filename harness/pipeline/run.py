@@ -9,7 +9,7 @@ only its own cells: the failure is recorded and the run goes on.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +79,12 @@ def run_suite(suite: Suite, registry, store: ArtifactStore, device: torch.device
         ctx = _context(suite, registry, store, splits, seed, device)
         outcome.rows += generator_stage(suite, registry, store, splits, ctx, out, outcome.failures, _failure)
         scorers = [_Scorer(spec, registry, ctx, outcome.failures) for spec in suite.scorers]
-        corrections = correction.setup(suite.correctors, registry, ctx) if suite.correctors else None
+        corrections = None
+        if suite.correctors:
+            for scorer in scorers:  # correctors are guided by the suite's prober, prepared first
+                if scorer.spec.name == "prober" and not scorer.failed:
+                    scorer.instance()
+            corrections = correction.setup(suite.correctors, registry, ctx)
         cells = _cells(suite) + list(splits.cells)
         with task(f"score seed {seed}", len(cells)) as advance:
             for corruption, severity in cells:
@@ -91,6 +96,9 @@ def run_suite(suite: Suite, registry, store: ArtifactStore, device: torch.device
                     outcome.rows += correction.correct_cell(suite, registry, ctx, corrections, splits, corruption,
                                                             severity, out, outcome.failures)
                 advance()
+        facts = {s.spec.label: s._instance.facts for s in scorers if getattr(s._instance, "facts", None)}
+        if facts:  # what a component learnt about itself in prepare (e.g. a prober's training data)
+            run_header.setdefault("component_facts", {})[str(seed)] = facts
 
     import pandas as pd
 
@@ -102,8 +110,11 @@ def run_suite(suite: Suite, registry, store: ArtifactStore, device: torch.device
 
 
 def _context(suite, registry, store, splits, seed: int, device) -> Context:
-    def train_other(other_seed: int) -> torch.nn.Module:
-        return trained_classifier(registry, store, suite.dataset, suite.classifier, splits, other_seed, device)[0]
+    def train_other(other_seed: int, subset: torch.Tensor | None = None, options: dict | None = None):
+        spec = suite.classifier
+        if options:
+            spec = replace(spec, options={**spec.options, **options})
+        return trained_classifier(registry, store, suite.dataset, spec, splits, other_seed, device, subset)[0]
 
     model, key = trained_classifier(registry, store, suite.dataset, suite.classifier, splits, seed, device)
 
@@ -112,7 +123,7 @@ def _context(suite, registry, store, splits, seed: int, device) -> Context:
 
     dataset = splits.dataset
     return Context(model, key, dataset.num_classes, tuple(dataset.shape), device, seed, suite.batch_size,
-                   splits.train_images, splits.train_labels, artifact, train_other)
+                   splits.train_images, splits.train_labels, artifact, train_other, registry=registry)
 
 
 def _failure(failures: list, kind: str, label: str, stage: str, cell: str, exc: BaseException) -> None:
@@ -196,7 +207,7 @@ def _score_cell(suite, registry, store, ctx, scorers, splits, corruption, severi
     def get_batch() -> Batch:
         nonlocal batch
         if batch is None:
-            batch = Batch(ctx, get_data()[0])
+            batch = Batch(ctx, get_data()[0], cell={"split": "test", "cell": cell_key})
         return batch
 
     cached = store.get_or_build("predictions", cell_key,

@@ -17,8 +17,11 @@ from harness.suite import ComponentSpec
 DEFAULTS = {"epochs": 5, "lr": 1e-3, "batch_size": 128, "weight_decay": 0.0}
 
 
-def classifier_key(registry, dataset_spec: ComponentSpec, classifier_spec: ComponentSpec, seed: int) -> str:
-    return hash_key(
+def classifier_key(registry, dataset_spec: ComponentSpec, classifier_spec: ComponentSpec, seed: int,
+                   subset: str | None = None) -> str:
+    """The cache key of a trained classifier; ``subset`` is the digest of the
+    training indices when the model saw only part of the training split."""
+    parts = [
         "classifier",
         dataset_spec.name,
         dataset_spec.options,
@@ -28,7 +31,17 @@ def classifier_key(registry, dataset_spec: ComponentSpec, classifier_spec: Compo
         getattr(registry.get("classifier", classifier_spec.name), "version", "1"),
         registry.entry("classifier", classifier_spec.name).plugin.version,
         seed,
-    )
+    ]
+    if subset is not None:  # keys of full-data models stay as they were
+        parts.append({"subset": subset})
+    return hash_key(*parts)
+
+
+def subset_digest(indices: torch.Tensor) -> str:
+    """A short hash of the training indices a model is restricted to."""
+    import hashlib
+
+    return hashlib.sha256(indices.to(torch.int64).contiguous().numpy().tobytes()).hexdigest()[:24]
 
 
 def build_model(registry, spec: ComponentSpec, num_classes: int, shape) -> tuple[object, torch.nn.Module]:
@@ -63,17 +76,26 @@ def fit(component, model: torch.nn.Module, images, labels, seed: int, device, la
 
 
 def trained_classifier(
-    registry, store: ArtifactStore, dataset_spec, classifier_spec, splits, seed: int, device
+    registry, store: ArtifactStore, dataset_spec, classifier_spec, splits, seed: int, device,
+    subset: torch.Tensor | None = None,
 ) -> tuple[torch.nn.Module, str]:
-    """The classifier trained with ``seed`` (from the cache when it is there) and its key."""
-    key = classifier_key(registry, dataset_spec, classifier_spec, seed)
+    """The classifier trained with ``seed`` (from the cache when it is there) and its key.
+
+    With ``subset`` (indices into the training split) it is trained on those
+    images only, cached under a key that includes their digest."""
+    digest = None if subset is None else subset_digest(subset)
+    key = classifier_key(registry, dataset_spec, classifier_spec, seed, digest)
     dataset = splits.dataset
     torch.manual_seed(seed)
     component, model = build_model(registry, classifier_spec, dataset.num_classes, dataset.shape)
+    images, labels = splits.train_images, splits.train_labels
+    label = f"{classifier_spec.label} seed {seed}"
+    if subset is not None:
+        images, labels = images[subset], labels[subset]
+        label += f" on {len(subset)} of {len(splits.train_labels)} images"
 
     def build() -> dict:
-        fit(component, model, splits.train_images, splits.train_labels, seed, device,
-            f"{classifier_spec.label} seed {seed}")
+        fit(component, model, images, labels, seed, device, label)
         return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}
 
     payload = store.get_or_build("classifier", key, build)

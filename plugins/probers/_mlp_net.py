@@ -1,0 +1,180 @@
+"""The torch side of the ``mlp`` and ``linear`` probers (imported only when fitting).
+
+Class index 0 is *miss*, 1 is *hit*: P(hit) = softmax(net(features))[:, 1].
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+IMBALANCE = ("weighted", "sampler", "fixed", "none")
+
+
+class ProbeNet(nn.Module):
+    """Standardise the features with stored training statistics, then Linear+ReLU
+    per hidden size and a final Linear to 2 logits (miss, hit)."""
+
+    def __init__(self, in_dim: int, hidden: list[int]):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(in_dim))
+        self.register_buffer("std", torch.ones(in_dim))
+        layers: list[nn.Module] = []
+        width = in_dim
+        for size in hidden:
+            layers += [nn.Linear(width, size), nn.ReLU()]
+            width = size
+        layers.append(nn.Linear(width, 2))
+        self.body = nn.Sequential(*layers)
+
+    def standardise_with(self, features: torch.Tensor) -> None:
+        self.mean.copy_(features.mean(dim=0))
+        # Dead ReLU units have std 0: leave them at 0 after centring instead of dividing by 0.
+        self.std.copy_(features.std(dim=0, unbiased=False).clamp_min(1e-6))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.body((features - self.mean) / self.std)
+
+    def p_hit(self, features: torch.Tensor) -> torch.Tensor:
+        return self(features).softmax(dim=1)[:, 1]
+
+
+def class_weights(hit: torch.Tensor, imbalance: str, miss_weight: float = 4.0) -> torch.Tensor:
+    """Cross-entropy weights [w_miss, w_hit] for ``imbalance``:
+
+    - ``weighted``: n / (2 n_c), so each class carries half the loss (scikit-learn's "balanced");
+    - ``fixed``: ``miss_weight`` : 1, the reference code's 4 : 1;
+    - ``sampler`` and ``none``: 1 : 1 (the sampler balances the batches instead).
+    """
+    if imbalance == "weighted":
+        n = len(hit)
+        n_hit = int(hit.sum())
+        n_miss = n - n_hit
+        return torch.tensor([n / (2 * max(n_miss, 1)), n / (2 * max(n_hit, 1))])
+    if imbalance == "fixed":
+        return torch.tensor([float(miss_weight), 1.0])
+    return torch.ones(2)
+
+
+def sample_weights(hit: torch.Tensor) -> torch.Tensor:
+    """Per-sample draw weights of the balanced sampler: 1 / (its class's count)."""
+    n_hit = int(hit.sum())
+    n_miss = len(hit) - n_hit
+    return torch.where(hit, 1.0 / max(n_hit, 1), 1.0 / max(n_miss, 1))
+
+
+def stratified_split(hit: torch.Tensor, train_ratio: float, generator: torch.Generator):
+    """(fit indices, validation indices): ``train_ratio`` of each class to fit,
+    at least one sample of each class on both sides when the class has two."""
+    fit_parts, valid_parts = [], []
+    for cls in (False, True):
+        members = torch.nonzero(hit == cls).flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        n_fit = int(round(len(members) * train_ratio))
+        if len(members) >= 2:
+            n_fit = min(max(n_fit, 1), len(members) - 1)
+        fit_parts.append(members[:n_fit])
+        valid_parts.append(members[n_fit:])
+    return torch.cat(fit_parts).sort().values, torch.cat(valid_parts).sort().values
+
+
+def _auroc(p_hit: np.ndarray, hit: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    if hit.all() or not hit.any():
+        return float("nan")
+    return float(roc_auc_score(hit, p_hit))
+
+
+def _quantiles(values: np.ndarray) -> dict:
+    if len(values) == 0:
+        return {}
+    q = np.quantile(values, [0.0, 0.05, 0.5, 0.95, 1.0])
+    return {k: round(float(v), 6) for k, v in zip(("min", "p05", "p50", "p95", "max"), q)}
+
+
+def evaluate(net: ProbeNet, features: torch.Tensor, hit: torch.Tensor) -> dict:
+    """Validation facts: accuracy at P(hit) 0.5, F1 of hit and of miss, AUROC
+    (hit positive on P(hit), the same number as miss AUROC on -P(hit)), and the
+    range of P(hit) on validation hits and misses."""
+    from sklearn.metrics import f1_score
+
+    with torch.no_grad():
+        p = net.eval().p_hit(features).numpy()
+    y = hit.numpy().astype(bool)
+    pred = p >= 0.5
+    return {
+        "valid_accuracy": round(float((pred == y).mean()), 6),
+        "valid_f1": round(float(f1_score(y, pred, zero_division=0)), 6),
+        "valid_f1_miss": round(float(f1_score(~y, ~pred, zero_division=0)), 6),
+        "valid_auroc": round(_auroc(p, y), 6),
+        "p_hit_valid_hits": _quantiles(p[y]),
+        "p_hit_valid_misses": _quantiles(p[~y]),
+    }
+
+
+def train(net: ProbeNet, features: torch.Tensor, hit: torch.Tensor, *, epochs: int, lr: float, batch_size: int,
+          label_smoothing: float, train_ratio: float, imbalance: str, miss_weight: float, patience: int,
+          weight_decay: float, generator: torch.Generator) -> dict:
+    """Fit ``net`` on a stratified ``train_ratio`` split, keep the epoch with the
+    best validation AUROC, ties broken by the lower validation loss (stop after
+    ``patience`` epochs without improvement; 0 = run all epochs), and return
+    the training facts."""
+    fit_idx, valid_idx = stratified_split(hit, train_ratio, generator)
+    x_fit, y_fit = features[fit_idx], hit[fit_idx]
+    x_valid, y_valid = features[valid_idx], hit[valid_idx]
+    net.standardise_with(x_fit)
+    weights = class_weights(y_fit, imbalance, miss_weight)
+
+    def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        # Each sample's loss weighted by its class's weight. (torch's ``weight=`` would also weigh
+        # the smoothing term of the other class and move the optimum off 0.9 / 0.1: with
+        # n/(2 n_c) weights, hits would settle near P(hit) = 0.5.)
+        per_sample = nn.functional.cross_entropy(logits, target, reduction="none", label_smoothing=label_smoothing)
+        w = weights[target]
+        return (w * per_sample).sum() / w.sum()
+
+    optimiser = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+    draw = sample_weights(y_fit) if imbalance == "sampler" else None
+    targets = y_fit.long()
+
+    best_rank, best_epoch, best_state, epochs_run = (-2.0, 0.0), 0, copy.deepcopy(net.state_dict()), 0
+    for epoch in range(1, epochs + 1):
+        net.train()
+        if draw is None:
+            order = torch.randperm(len(x_fit), generator=generator)
+        else:
+            order = torch.multinomial(draw, len(x_fit), replacement=True, generator=generator)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            loss = loss_fn(net(x_fit[idx]), targets[idx])
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+        epochs_run = epoch
+        with torch.no_grad():
+            valid_logits = net.eval()(x_valid)
+            auroc = _auroc(valid_logits.softmax(dim=1)[:, 1].numpy(), y_valid.numpy().astype(bool))
+            valid_loss = float(loss_fn(valid_logits, y_valid.long()))
+        # Rank epochs by validation AUROC, ties (e.g. a saturated 1.0) by validation loss;
+        # a one-class validation split has no AUROC and is ranked by the loss alone.
+        rank = (-1.0 if np.isnan(auroc) else auroc, -valid_loss)
+        if rank > best_rank:
+            best_rank, best_epoch, best_state = rank, epoch, copy.deepcopy(net.state_dict())
+        elif patience and epoch - best_epoch >= patience:
+            break
+    net.load_state_dict(best_state)
+    net.eval()
+    facts = {
+        "n_hit": int(hit.sum()), "n_miss": int((~hit).sum()),
+        "n_fit": len(fit_idx), "n_valid": len(valid_idx),
+        "n_valid_miss": int((~y_valid).sum()),
+        "loss_weights": {"miss": round(float(weights[0]), 6), "hit": round(float(weights[1]), 6)},
+        "imbalance": imbalance,
+        "best_epoch": best_epoch, "epochs_run": epochs_run,
+    }
+    facts.update(evaluate(net, x_valid, y_valid))
+    return facts
