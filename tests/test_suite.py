@@ -63,3 +63,10 @@ def test_malformed_toml_names_line(tmp_path):
     path.write_text("[plugins]\nbuiltin = [1,,2]\n")
     with pytest.raises(UserError, match=r"bad.toml: malformed TOML: .*line"):
         load_config(path)
+
+
+def test_every_shipped_suite_validates(registry):
+    config = load_config(REPO / "registry.toml")
+    assert {"mnist-quick", "mnist-cure", "mnist-correction"} <= set(config.suites)
+    for name in config.suites:
+        parse_suite(config, name, registry)
