@@ -11,38 +11,19 @@ Run with `pytest tests/benchmarks --benchmark-only`. Nothing here asserts a time
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 
-from harness.pipeline.context import Batch, Context
+from harness.pipeline.context import Batch
 from harness.pipeline.features import forward
-from plugins.classifiers._cnn_net import CNNNet
 
-BATCH_SIZE = 256
-
-
-def best_of(fn, repeat: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+from tests.benchmarks.conftest import BATCH_SIZE
+from tests.benchmarks.timing import best_of
 
 
 @pytest.fixture(scope="module")
-def setup():
-    from plugins.datasets.mnist5k import Mnist5k
-
-    images, _ = Mnist5k().load("test")
-    torch.manual_seed(0)
-    model = CNNNet(10, (1, 28, 28)).eval()
-    ctx = Context(model, "bench", 10, (1, 28, 28), torch.device("cpu"), 0, BATCH_SIZE, images[:8],
-                  torch.zeros(8, dtype=torch.long), lambda stage, parts, build: build(), lambda seed: model)
-    forward(model, images, (), BATCH_SIZE)  # warm up
-    return model, images, ctx
+def setup(mnist_cnn):
+    return mnist_cnn
 
 
 def test_feature_extraction_vs_plain_forward(benchmark, setup):

@@ -27,29 +27,13 @@ from plugins.scorers._mc_dropout import dropout_modules, dropout_sampling
 from plugins.scorers.gradients import GradTrust
 from plugins.scorers.mc_dropout import MCDropout
 
-BATCH_SIZE = 256
-
-
-def best_of(fn, repeat: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+from tests.benchmarks.conftest import BATCH_SIZE
+from tests.benchmarks.timing import best_of
 
 
 @pytest.fixture(scope="module")
-def setup():
-    from plugins.datasets.mnist5k import Mnist5k
-
-    images, _ = Mnist5k().load("test")
-    images = images[:1000]
-    torch.manual_seed(0)
-    model = CNNNet(10, (1, 28, 28)).eval()
-    ctx = Context(model, "bench", 10, (1, 28, 28), torch.device("cpu"), 0, BATCH_SIZE, images[:8],
-                  torch.zeros(8, dtype=torch.long), lambda stage, parts, build: build(), lambda seed: model)
-    forward(model, images, (), BATCH_SIZE)  # warm up
+def setup(mnist_cnn):
+    model, images, ctx = mnist_cnn
     return model, images, ctx, best_of(lambda: forward(model, images, (), BATCH_SIZE), 5)
 
 
