@@ -26,8 +26,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from harness import results
 from harness.report import curves, plots
 from harness.report import leaderboard as board

@@ -12,7 +12,6 @@ Run with `pytest tests/benchmarks --benchmark-only`. Nothing here asserts a time
 from __future__ import annotations
 
 import pytest
-import torch
 
 from harness.pipeline.context import Batch
 from harness.pipeline.features import forward

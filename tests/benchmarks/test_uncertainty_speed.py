@@ -14,14 +14,12 @@ Run with `pytest tests/benchmarks --benchmark-only`. Nothing here asserts a time
 
 from __future__ import annotations
 
-import time
 
 import pytest
 import torch
 
-from harness.pipeline.context import Batch, Context
+from harness.pipeline.context import Batch
 from harness.pipeline.features import forward
-from plugins.classifiers._cnn_net import CNNNet
 from plugins.scorers import _gradients as G
 from plugins.scorers._mc_dropout import dropout_modules, dropout_sampling
 from plugins.scorers.gradients import GradTrust
