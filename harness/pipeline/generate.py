@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from harness.cache import ArtifactStore, hash_key
+from harness.cache import ArtifactStore, hash_key, load_module_state
 from harness.console import console, task
 from harness.errors import UserError
 from harness.suite import ComponentSpec
@@ -105,13 +105,7 @@ def trained_generator(registry, store: ArtifactStore, dataset_spec, generator_sp
         return {"state_dict": {k: v.cpu() for k, v in flow.state_dict().items()}, "train_seconds": seconds}
 
     payload = store.get_or_build("generator", key, build)
-    try:
-        flow.load_state_dict(payload["state_dict"])
-    except (RuntimeError, KeyError) as exc:
-        raise UserError(
-            f"cached generator {store.path('generator', key)} does not fit {generator_spec.name!r}: "
-            f"{str(exc).splitlines()[0]}; delete it or run with --fresh"
-        ) from None
+    load_module_state(store, "generator", key, payload, flow, generator_spec.name)
     flow.to(device).eval().requires_grad_(False)
     return flow, float(payload["train_seconds"]), not trained
 

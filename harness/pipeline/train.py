@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from harness.cache import ArtifactStore, hash_key
+from harness.cache import ArtifactStore, hash_key, load_module_state
 from harness.console import task
 from harness.errors import UserError
 from harness.suite import ComponentSpec
@@ -99,11 +99,5 @@ def trained_classifier(
         return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}
 
     payload = store.get_or_build("classifier", key, build)
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except (RuntimeError, KeyError) as exc:
-        raise UserError(
-            f"cached classifier {store.path('classifier', key)} does not fit {classifier_spec.name!r}: "
-            f"{str(exc).splitlines()[0]}; delete it or run with --fresh"
-        ) from None
+    load_module_state(store, "classifier", key, payload, model, classifier_spec.name)
     return model.to(device).eval(), key
