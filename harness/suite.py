@@ -79,6 +79,7 @@ class Suite:
     description: str = ""
     correctors: tuple[ComponentSpec, ...] = ()
     generators: tuple[ComponentSpec, ...] = ()  # flows trained on the training split (harness/pipeline/generate.py)
+    validation: int = 0  # training images held out as a validation split (harness/pipeline/data.py)
 
     def as_dict(self) -> dict[str, Any]:
         """The suite as resolved, for the run header and cache keys."""
@@ -131,6 +132,7 @@ _SUITE_KEYS = {
     "data_root": str,
     "batch_size": int,
     "correctors": list,
+    "validation": int,
 }
 _REQUIRED_KEYS = ("dataset", "classifier", "scorers", "metrics")
 
@@ -163,6 +165,8 @@ def parse_suite(config: Config, name: str, registry=None, **overrides: Any) -> S
         raise UserError(f"{where}: 'seeds' must be a non-empty list of non-negative integers, got {seeds!r}")
     if raw.get("batch_size", 256) <= 0:
         raise UserError(f"{where}: 'batch_size' must be positive")
+    if raw.get("validation", 0) < 0:
+        raise UserError(f"{where}: 'validation' (training images held out) must be >= 0, got {raw['validation']}")
 
     suite = Suite(
         name=name,
@@ -179,6 +183,7 @@ def parse_suite(config: Config, name: str, registry=None, **overrides: Any) -> S
         data_root=raw.get("data_root"),
         batch_size=raw.get("batch_size", 256),
         correctors=tuple(_component(c, where, "correctors") for c in raw.get("correctors", [])),
+        validation=raw.get("validation", 0),
     )
     for kind, specs in (("scorer", suite.scorers), ("generator", suite.generators), ("corrector", suite.correctors)):
         labels = [s.label for s in specs]

@@ -318,7 +318,9 @@ def test_suite_validation_checks_corrector_names_and_options(tmp_path):
 def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_registry, tmp_path, one_thread):
     """The whole pipeline on the tiny suite (with an untrained CNN: this tests
     the wiring, not accuracy), a pixel-space "flow" and a prober made of the
-    CNN's own margin, injected where the generator and prober stages will put theirs."""
+    CNN's own margin, injected where the generator and prober stages put
+    theirs; the threshold comes from a validation split, and a second run
+    takes every correction from the cache."""
     from harness.cache import ArtifactStore
     from harness.pipeline import run
     from harness.registry import Registry
@@ -336,8 +338,8 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
             top2 = last(features).topk(2, dim=1).values
             return 0.1 + 0.8 * torch.sigmoid(top2[:, 0] - top2[:, 1] - 2)
 
-        ctx.extras.update({"generators": {"pixels": toy.IdentityFlow()},
-                           "prober": stage.LayerProber(model, "fc_layer.4", head)})
+        ctx.extras.update({"generators": {"pixels": toy.IdentityFlow()}, "generator_keys": {"pixels": "identity"},
+                           "prober": stage.LayerProber(model, "fc_layer.4", head), "prober_key": "margin"})
         return ctx
 
     def first_64_test_images(*args, **kwargs):
@@ -347,6 +349,7 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
     def untrained(registry, store, dataset_spec, classifier_spec, splits, seed, device):
         from harness.pipeline.train import build_model
 
+        assert len(splits.train_labels) + len(splits.val_labels) == 300 and len(splits.val_labels) == 100
         torch.manual_seed(seed)
         return build_model(registry, classifier_spec, 10, (1, 28, 28))[1].eval(), f"untrained-{seed}"
 
@@ -356,10 +359,12 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
     monkeypatch.setattr(run, "load_splits", first_64_test_images)
     registry = Registry(builtin_modules())
     suite = parse_suite(load_config(tiny_registry()), "tiny", registry)
-    suite = replace(suite, correctors=(ComponentSpec("prober-latent", {"lr": 0.05, "max_steps": 5}),
-                                       ComponentSpec("confidence-ascent", {"target": "runner-up", "max_steps": 5})))
+    suite = replace(suite, validation=100,
+                    correctors=(ComponentSpec("prober-latent", {"lr": 0.05, "max_steps": 5}),
+                                ComponentSpec("confidence-ascent", {"target": "runner-up", "max_steps": 5})))
     out = tmp_path / "run"
-    outcome = run.run_suite(suite, registry, ArtifactStore(), torch.device("cpu"), out)
+    store = ArtifactStore(tmp_path / "cache")
+    outcome = run.run_suite(suite, registry, store, torch.device("cpu"), out)
     assert outcome.failures == []
     table = pd.read_csv(out / "results.csv", keep_default_na=False, na_values=[""])
     correction = table[table["metric"].isin(stage.CORRECTION_METRICS)]
@@ -374,5 +379,23 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
     assert [c["name"] for c in head["suite"]["correctors"]] == ["prober-latent", "confidence-ascent"]
     saved = torch.load(out / "corrections" / "prober-latent_seed0_none-0.pt", weights_only=True)
     assert saved["steps"].shape == (64,) and saved["edited"].shape == (len(saved["index"]), 1, 28, 28)
-    assert saved["calibrated_on"] == "training split"
+    assert saved["calibrated_on"] == "validation split (100 images)"
+    assert head["correction"]["0"] == {"threshold": saved["threshold"], "stop_level": saved["stop_level"],
+                                       "calibrated_on": "validation split (100 images)"}
     assert (out / "corrections" / "confidence-ascent_grid.png").exists()
+    assert len(list((tmp_path / "cache" / "correction").glob("*.pt"))) == 2  # one per (corrector, cell)
+
+    # resume: a second run edits nothing (a corrector that would run now fails) and writes the same results
+    from plugins.correctors import _engine
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the correction should have come from the cache")
+
+    monkeypatch.setattr(_engine, "prober_latent", must_not_run)
+    monkeypatch.setattr(_engine, "confidence_ascent", must_not_run)
+    again = tmp_path / "again"
+    assert run.run_suite(suite, registry, store, torch.device("cpu"), again).failures == []
+    assert (again / "results.csv").read_bytes() == (out / "results.csv").read_bytes()
+    resaved = torch.load(again / "corrections" / "prober-latent_seed0_none-0.pt", weights_only=True)
+    assert torch.equal(resaved["edited"], saved["edited"])
+    assert (again / "corrections" / "confidence-ascent_grid.png").exists()

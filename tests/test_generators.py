@@ -135,7 +135,7 @@ def test_bad_options_are_user_errors(options, message):
 
 def _splits(digits):
     dataset = SimpleNamespace(shape=(1, 28, 28))
-    return SimpleNamespace(dataset=dataset, train_images=digits, test_images=digits[:32])
+    return SimpleNamespace(dataset=dataset, train_images=digits, test_images=digits[:32], validation=0)
 
 
 def test_trained_generator_is_cached_and_reloaded(tmp_path, digits, monkeypatch):

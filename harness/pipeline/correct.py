@@ -36,8 +36,11 @@ otherwise the stage runs it once per generator. It reads from ``ctx``:
   on test (``flag_threshold`` below: Youden's J for detecting misses).
 
 When ``prober_hit_level`` or ``prober_threshold`` is absent, the stage derives
-it the same way from the classifier's training split (``calibrate``) and says
-so: optimistic if the prober learnt from those outcomes.
+it (``calibrate``) from the suite's validation split (``validation = N`` in
+the suite: training images nothing trains on), or, without one, from the
+classifier's training split, and says so: optimistic, since the classifier
+fits its training images. ``run.json`` records both numbers per seed under
+``correction`` with where they came from.
 
 What the stage measures
 -----------------------
@@ -78,6 +81,7 @@ import numpy as np
 import torch
 
 from harness.console import console, task
+from harness.cache import hash_key
 from harness.errors import UserError
 from harness.evaluate import bootstrap_indices, estimate
 from harness.pipeline.features import resolve_layer
@@ -161,7 +165,7 @@ def prober_outputs(ctx, prober, images: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts) if parts else torch.empty(0)
 
 
-def calibrate(ctx, prober, images: torch.Tensor, labels: torch.Tensor, limit: int = 2000) -> tuple[float, float]:
+def calibrate(ctx, prober, images: torch.Tensor, labels: torch.Tensor, limit: int = 5000) -> tuple[float, float]:
     """(prober_threshold, prober_hit_level) from labelled images (the first ``limit``)."""
     images, labels = images[:limit], labels[:limit]
     hit = (ctx.forward(images)[0].argmax(dim=1) == labels).numpy()
@@ -247,6 +251,7 @@ class Bound:
     method: str
     corrector: Any
     generator: str | None
+    key: str = ""  # what determines its edits: corrector, options, versions, generator
 
 
 @dataclass
@@ -260,6 +265,11 @@ class Setup:
     level: float
     calibrated_on: str
     grids: set[str] = field(default_factory=set)
+    key: str = ""  # prober, threshold, stop level and seed; empty: nothing to key a cache by
+
+    def calibration(self) -> dict:
+        """What run.json records of how the loop was set up."""
+        return {"threshold": self.threshold, "stop_level": self.level, "calibrated_on": self.calibrated_on}
 
 
 def generators_of(extras: dict) -> dict[str, Any]:
@@ -278,31 +288,42 @@ def setup(correctors, registry, ctx) -> Setup:
         raise UserError("correctors need a generator and a prober: ctx.extras holds "
                         f"{sorted(ctx.extras) or 'nothing'}; add a generator and a prober to the suite")
     threshold, level = ctx.extras.get("prober_threshold"), ctx.extras.get("prober_hit_level")
-    source = "validation"
+    source = "ctx.extras"
     if threshold is None or level is None:
-        fit_threshold, fit_level = calibrate(ctx, prober, ctx.train_images, ctx.train_labels)
+        if ctx.val_labels is not None:
+            images, labels, source = ctx.val_images, ctx.val_labels, f"validation split ({len(ctx.val_labels)} images)"
+        else:
+            images, labels, source = ctx.train_images, ctx.train_labels, "training split"
+        fit_threshold, fit_level = calibrate(ctx, prober, images, labels)
         threshold = fit_threshold if threshold is None else threshold
         level = fit_level if level is None else level
-        source = "training split"
-        console.print(f"[yellow]correction: no validation threshold/stop level in ctx.extras; chose them on the "
-                      f"training split (threshold {threshold:.3f}, stop level {level:.3f})[/]")
+        if ctx.val_labels is None:
+            console.print(f"[yellow]correction: the suite has no validation split (add validation = N); chose the "
+                          f"flag threshold ({threshold:.3f}) and stop level ({level:.3f}) on the training split, "
+                          f"where the classifier is optimistic[/]")
+    # cache keys: only when the run says which prober and flows these are (run_suite does)
+    generator_keys, prober_key = ctx.extras.get("generator_keys", {}), ctx.extras.get("prober_key")
+    keyed = prober_key is not None and all(label in generator_keys for label in generators)
     bound = []
     for spec in correctors:
         options = dict(spec.options)
         pinned = options.pop(PIN_KEY, None)
         corrector = registry.create("corrector", spec.name, options)
         if not getattr(corrector, "uses_generator", True):
-            bound.append(Bound(spec.label, corrector, None))
+            labels = [(spec.label, None)]
         elif pinned is not None:
             if pinned not in generators:
                 raise UserError(f"corrector {spec.label!r} names generator {pinned!r}; the suite's generators: "
                                 f"{', '.join(generators)}")
-            bound.append(Bound(spec.label, corrector, pinned))
+            labels = [(spec.label, pinned)]
         else:
-            for label in generators:
-                method = spec.label if len(generators) == 1 else f"{spec.label}@{label}"
-                bound.append(Bound(method, corrector, label))
-    return Setup(bound, generators, prober, float(threshold), float(level), source)
+            labels = [(spec.label if len(generators) == 1 else f"{spec.label}@{g}", g) for g in generators]
+        versions = (getattr(type(corrector), "version", "1"), registry.entry("corrector", spec.name).plugin.version)
+        for method, generator in labels:
+            key = hash_key(spec.name, options, *versions, generator, generator_keys.get(generator)) if keyed else ""
+            bound.append(Bound(method, corrector, generator, key))
+    key = hash_key("correction-setup", prober_key, float(threshold), float(level), ctx.seed) if keyed else ""
+    return Setup(bound, generators, prober, float(threshold), float(level), source, key=key)
 
 
 def check_correction(correction, images: torch.Tensor):
@@ -323,26 +344,35 @@ def check_correction(correction, images: torch.Tensor):
 
 
 def correct_images(ctx, state: Setup, images: torch.Tensor, labels: torch.Tensor, bootstrap, *,
-                   out: Path | None = None, tag: str = "cell", on_failure=None) -> list[dict]:
+                   out: Path | None = None, tag: str = "cell", on_failure=None, cache=None) -> list[dict]:
     """Run every bound corrector on ``images`` and return the metric rows
-    (``method`` filled in). Writes artifacts under ``out/corrections`` when given."""
+    (``method`` filled in). Writes artifacts under ``out/corrections`` when given.
+
+    ``cache(bound, build)``, when given, returns the stored record of ``bound``
+    on these images or builds and stores it: a resumed run edits nothing twice."""
     predictions = ctx.forward(images)[0].argmax(dim=1)
     hit = (predictions == labels).numpy()
     p_hit = prober_outputs(ctx, state.prober, images)
-    flagged = (p_hit < state.threshold).numpy()
+    flagged = p_hit < state.threshold
     rows = []
     with task(f"correct {tag}", len(state.bound)) as advance:
         for bound in state.bound:
-            extras = {**ctx.extras, "prober_threshold": state.threshold, "prober_hit_level": state.level}
-            if bound.generator is not None:
-                extras["generator"] = state.generators[bound.generator]
-            run_ctx = replace(ctx, extras=extras)
-            try:
+
+            def build(bound=bound) -> dict:
+                extras = {**ctx.extras, "prober_threshold": state.threshold, "prober_hit_level": state.level}
+                if bound.generator is not None:
+                    extras["generator"] = state.generators[bound.generator]
                 torch.manual_seed(ctx.seed)
                 started = time.perf_counter()
-                correction = bound.corrector.correct(run_ctx, images)
+                correction = bound.corrector.correct(replace(ctx, extras=extras), images)
                 seconds = time.perf_counter() - started
                 edited, steps = check_correction(correction, images)
+                after = ctx.forward(edited)[0].argmax(dim=1)
+                return _record(state, images, labels, edited, steps, predictions, after, p_hit, flagged, seconds,
+                               getattr(correction, "details", {}) or {})
+
+            try:
+                record = build() if cache is None else cache(bound, build)
             except UserError:
                 raise
             except Exception as exc:
@@ -351,29 +381,33 @@ def correct_images(ctx, state: Setup, images: torch.Tensor, labels: torch.Tensor
                 on_failure(bound.method, exc)
                 advance()
                 continue
-            after = ctx.forward(edited)[0].argmax(dim=1)
-            outcome = Outcome(hit, (after == labels).numpy(), flagged,
-                              (edited - images).flatten(1).norm(dim=1).numpy(), steps.numpy(), seconds)
+            outcome = Outcome(hit, (record["prediction_after"] == labels).numpy(), flagged.numpy(),
+                              record["edit_size"].numpy(), record["steps"].numpy(), float(record["seconds"]))
             rows += [{"method": bound.method, **row} for row in outcome_rows(outcome, bootstrap)]
             if out is not None:
-                _save(out, bound.method, tag, state, images, labels, edited, steps, predictions, after, p_hit,
-                      flagged, getattr(correction, "details", {}) or {})
+                _save(out, bound.method, tag, state, images, record)
             advance()
     return rows
 
 
-def correct_cell(suite, registry, ctx, state: Setup, splits, corruption, severity: int, out: Path,
+def correct_cell(suite, registry, store, ctx, state: Setup, splits, corruption, severity: int, out: Path,
                  failures: list) -> list[dict]:
-    """The tidy rows of every corrector on one test cell (called by ``run_suite``)."""
-    from harness.pipeline.run import _failure, cell_data, cell_name
+    """The tidy rows of every corrector on one test cell (called by ``run_suite``);
+    each (corrector, cell) record is cached in ``store``."""
+    from harness.pipeline.run import _cell_key, _failure, cell_data, cell_name
 
     name = cell_name(corruption)
     images, labels = cell_data(registry, splits, corruption, severity, ctx.seed, suite.data_root)
     cell = f"seed={ctx.seed} corruption={name} severity={severity}"
     keys = {"suite": suite.name, "dataset": suite.dataset.label, "corruption": name, "severity": severity,
             "classifier": suite.classifier.label, "seed": ctx.seed}
+    cell_key = _cell_key(registry, ctx, corruption, severity)
+
+    def cache(bound: Bound, build):
+        return store.get_or_build("correction", hash_key("correction", cell_key, bound.key, state.key), build)
+
     rows = correct_images(ctx, state, images, labels, suite.bootstrap, out=out,
-                          tag=f"seed{ctx.seed}_{name}-{severity}",
+                          tag=f"seed{ctx.seed}_{name}-{severity}", cache=cache if state.key else None,
                           on_failure=lambda label, exc: _failure(failures, "corrector", label, "correct", cell, exc))
     return [{**keys, **row} for row in rows]
 
@@ -383,27 +417,38 @@ def _filename(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in text)
 
 
-def _save(out: Path, method, tag, state, images, labels, edited, steps, before, after, p_hit, flagged, details):
-    from harness.cache import atomic_write
-
-    folder = Path(out) / "corrections"
+def _record(state, images, labels, edited, steps, before, after, p_hit, flagged, seconds, details) -> dict:
+    """Everything one corrector produced on one cell: what ``corrections/*.pt``
+    holds, plus the edit sizes and the wall seconds (cached per cell)."""
     changed = (steps > 0).nonzero().squeeze(1)  # the others are their original test image, bit for bit
-    payload = {
+    record = {
         "index": changed, "edited": edited[changed], "steps": steps, "labels": labels,
         "prediction_before": before, "prediction_after": after, "p_hit": p_hit, "flagged": torch.as_tensor(flagged),
         "threshold": state.threshold, "stop_level": state.level, "calibrated_on": state.calibrated_on,
+        "edit_size": (edited - images).flatten(1).norm(dim=1), "seconds": float(seconds),
     }
     for key, value in details.items():
         if isinstance(value, torch.Tensor) and len(value) == len(steps):
             value = value.detach().cpu()
             if value.dim() > 1:  # images or paths: only the changed samples, paths in half precision
                 value = value[changed].half() if value.dim() > 4 else value[changed]
-            payload[f"details.{key}"] = value
+            record[f"details.{key}"] = value
+    return record
+
+
+def _save(out: Path, method: str, tag: str, state: Setup, images: torch.Tensor, record: dict) -> None:
+    from harness.cache import atomic_write
+
+    folder = Path(out) / "corrections"
+    payload = {k: v for k, v in record.items() if k not in ("edit_size", "seconds")}
     atomic_write(folder / f"{_filename(method)}_{_filename(tag)}.pt", lambda tmp: torch.save(payload, tmp))
     if method not in state.grids:
         state.grids.add(method)
+        before, after, labels = record["prediction_before"], record["prediction_after"], record["labels"]
         corrected = ((before != labels) & (after == labels)).nonzero().squeeze(1)
         if len(corrected):
+            edited = images.clone()
+            edited[record["index"]] = record["edited"]
             atomic_write(folder / f"{_filename(method)}_grid.png",
                          lambda tmp: save_grid(tmp, images, edited, corrected[:8], before, after, labels,
                                                f"{method}: corrected misses ({tag})"))

@@ -25,6 +25,15 @@ class Splits:
     test_images: torch.Tensor
     test_labels: torch.Tensor
     cells: tuple[tuple[str, int], ...] = ()  # (corruption, severity) the dataset ships pre-corrupted
+    # labelled images held out of the training split: nothing trains on them; the
+    # correction stage chooses its flag threshold and stop level on them
+    val_images: torch.Tensor | None = None
+    val_labels: torch.Tensor | None = None
+
+    @property
+    def validation(self) -> int:
+        """How many training images were held out (0: none); part of every training key."""
+        return 0 if self.val_labels is None else len(self.val_labels)
 
 
 def check_images(images: torch.Tensor, where: str, shape: tuple[int, ...] | None = None) -> None:
@@ -52,10 +61,12 @@ def _checked(dataset, images, labels, where: str) -> tuple[torch.Tensor, torch.T
     return images.float().contiguous(), labels
 
 
-def load_splits(registry, spec: ComponentSpec, data_root: str | None) -> Splits:
+def load_splits(registry, spec: ComponentSpec, data_root: str | None, validation: int = 0) -> Splits:
     """Both splits, checked, and the list of the dataset's own corrupted cells:
     everything a run needs from disk is found (or its absence reported) here,
-    before anything is trained."""
+    before anything is trained. With ``validation`` > 0 that many training
+    images (a fixed random draw, the same for every seed) become the
+    validation split and the training split is the rest."""
     dataset = registry.create("dataset", spec.name, spec.options)
     splits = {}
     for split in ("train", "test"):
@@ -64,7 +75,14 @@ def load_splits(registry, spec: ComponentSpec, data_root: str | None) -> Splits:
     cells = ()
     if hasattr(dataset, "cells"):
         cells = tuple((str(name), int(severity)) for name, severity in dataset.cells(data_root))
-    return Splits(dataset, *splits["train"], *splits["test"], cells)
+    if not validation:
+        return Splits(dataset, *splits["train"], *splits["test"], cells)
+    images, labels = splits["train"]
+    if validation >= len(labels):
+        raise UserError(f"validation = {validation} but dataset {spec.name!r} has only {len(labels)} training images")
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(int(hash_key("validation")[:12], 16)))
+    val, train = order[:validation].sort().values, order[validation:].sort().values
+    return Splits(dataset, images[train], labels[train], *splits["test"], cells, images[val], labels[val])
 
 
 def load_cell(splits: Splits, corruption: str, severity: int, data_root: str | None):

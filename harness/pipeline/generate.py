@@ -41,7 +41,9 @@ METRICS = {
 CLASSIFIER = "-"  # generator rows describe no classifier
 
 
-def generator_key(registry, dataset_spec: ComponentSpec, generator_spec: ComponentSpec, seed: int) -> str:
+def generator_key(registry, dataset_spec: ComponentSpec, generator_spec: ComponentSpec, seed: int,
+                  validation: int = 0) -> str:
+    held_out = [{"validation": validation}] if validation else []  # keys without a hold-out stay as they were
     return hash_key(
         "generator",
         dataset_spec.name,
@@ -51,6 +53,7 @@ def generator_key(registry, dataset_spec: ComponentSpec, generator_spec: Compone
         generator_spec.options,
         getattr(registry.get("generator", generator_spec.name), "version", "1"),
         seed,
+        *held_out,
     )
 
 
@@ -90,7 +93,7 @@ def trained_generator(registry, store: ArtifactStore, dataset_spec, generator_sp
     """(flow, training seconds, whether it came from the cache): trained with
     ``seed`` on the training split, or loaded from the cache (the seconds are
     those of the run that trained it)."""
-    key = generator_key(registry, dataset_spec, generator_spec, seed)
+    key = generator_key(registry, dataset_spec, generator_spec, seed, splits.validation)
     component = registry.create("generator", generator_spec.name, generator_spec.options)
     torch.manual_seed(seed)
     flow = component.build(tuple(splits.dataset.shape))
@@ -161,6 +164,7 @@ def generator_stage(suite, registry, store, splits, ctx, out: Path, failures: li
     """Train or load every generator of ``suite`` for ``ctx.seed``, put them in
     ``ctx.extras["generators"]``, save their grids, and return their quality rows."""
     flows = ctx.extras.setdefault("generators", {})
+    keys_of = ctx.extras.setdefault("generator_keys", {})  # label -> cache key, for the correction cache
     rows = []
     keys = {"suite": suite.name, "dataset": suite.dataset.label, "corruption": "none", "severity": 0,
             "classifier": CLASSIFIER, "seed": ctx.seed}
@@ -175,6 +179,7 @@ def generator_stage(suite, registry, store, splits, ctx, out: Path, failures: li
             record_failure(failures, "generator", spec.label, "train", f"seed={ctx.seed}", exc)
             continue
         flows[spec.label] = flow
+        keys_of[spec.label] = generator_key(registry, suite.dataset, spec, ctx.seed, splits.validation)
         values["train-seconds"] = seconds
         origin = "from the cache, trained" if cached else "trained"
         console.print(f"generator {spec.label} seed {ctx.seed}: {values['bits-per-dim']:.3f} bits/dim, "

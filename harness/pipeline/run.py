@@ -72,7 +72,7 @@ def run_suite(suite: Suite, registry, store: ArtifactStore, device: torch.device
     if suite.generators:
         run_header["metrics"].update(GENERATOR_METRICS)
 
-    splits = load_splits(registry, suite.dataset, suite.data_root)
+    splits = load_splits(registry, suite.dataset, suite.data_root, suite.validation)
     outcome = RunOutcome(out, [])
     samples = []
     for seed in suite.seeds:
@@ -83,8 +83,10 @@ def run_suite(suite: Suite, registry, store: ArtifactStore, device: torch.device
         if suite.correctors:
             for scorer in scorers:  # correctors are guided by the suite's prober, prepared first
                 if scorer.spec.name == "prober" and not scorer.failed:
-                    scorer.instance()
+                    if scorer.instance() is ctx.extras.get("prober"):
+                        ctx.extras["prober_key"] = scorer.key
             corrections = correction.setup(suite.correctors, registry, ctx)
+            run_header.setdefault("correction", {})[str(seed)] = corrections.calibration()
         cells = _cells(suite) + list(splits.cells)
         with task(f"score seed {seed}", len(cells)) as advance:
             for corruption, severity in cells:
@@ -93,8 +95,8 @@ def run_suite(suite: Suite, registry, store: ArtifactStore, device: torch.device
                 outcome.rows += rows
                 samples.append(frame)
                 if corrections is not None:
-                    outcome.rows += correction.correct_cell(suite, registry, ctx, corrections, splits, corruption,
-                                                            severity, out, outcome.failures)
+                    outcome.rows += correction.correct_cell(suite, registry, store, ctx, corrections, splits,
+                                                            corruption, severity, out, outcome.failures)
                 advance()
         facts = {s.spec.label: s._instance.facts for s in scorers if getattr(s._instance, "facts", None)}
         if facts:  # what a component learnt about itself in prepare (e.g. a prober's training data)
@@ -123,7 +125,8 @@ def _context(suite, registry, store, splits, seed: int, device) -> Context:
 
     dataset = splits.dataset
     return Context(model, key, dataset.num_classes, tuple(dataset.shape), device, seed, suite.batch_size,
-                   splits.train_images, splits.train_labels, artifact, train_other, registry=registry)
+                   splits.train_images, splits.train_labels, artifact, train_other, registry=registry,
+                   val_images=splits.val_images, val_labels=splits.val_labels)
 
 
 def _failure(failures: list, kind: str, label: str, stage: str, cell: str, exc: BaseException) -> None:

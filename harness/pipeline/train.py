@@ -18,9 +18,10 @@ DEFAULTS = {"epochs": 5, "lr": 1e-3, "batch_size": 128, "weight_decay": 0.0}
 
 
 def classifier_key(registry, dataset_spec: ComponentSpec, classifier_spec: ComponentSpec, seed: int,
-                   subset: str | None = None) -> str:
+                   subset: str | None = None, validation: int = 0) -> str:
     """The cache key of a trained classifier; ``subset`` is the digest of the
-    training indices when the model saw only part of the training split."""
+    training indices when the model saw only part of the training split,
+    ``validation`` the number of images held out of that split."""
     parts = [
         "classifier",
         dataset_spec.name,
@@ -34,6 +35,8 @@ def classifier_key(registry, dataset_spec: ComponentSpec, classifier_spec: Compo
     ]
     if subset is not None:  # keys of full-data models stay as they were
         parts.append({"subset": subset})
+    if validation:
+        parts.append({"validation": validation})
     return hash_key(*parts)
 
 
@@ -84,7 +87,7 @@ def trained_classifier(
     With ``subset`` (indices into the training split) it is trained on those
     images only, cached under a key that includes their digest."""
     digest = None if subset is None else subset_digest(subset)
-    key = classifier_key(registry, dataset_spec, classifier_spec, seed, digest)
+    key = classifier_key(registry, dataset_spec, classifier_spec, seed, digest, splits.validation)
     dataset = splits.dataset
     torch.manual_seed(seed)
     component, model = build_model(registry, classifier_spec, dataset.num_classes, dataset.shape)
