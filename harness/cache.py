@@ -100,3 +100,17 @@ class ArtifactStore:
             payload = build()
             self.save(stage, key, payload)
         return payload
+
+
+def load_module_state(store: ArtifactStore, stage: str, key: str, payload: dict, module, name: str) -> None:
+    """Load ``payload["state_dict"]`` into ``module``; a checkpoint of another
+    architecture is one clear line saying which file and how to get past it."""
+    from harness.errors import UserError
+
+    try:
+        module.load_state_dict(payload["state_dict"])
+    except (RuntimeError, KeyError) as exc:
+        raise UserError(
+            f"cached {stage} {store.path(stage, key)} does not fit {name!r}: "
+            f"{str(exc).splitlines()[0]}; delete it or run with --fresh"
+        ) from None

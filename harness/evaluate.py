@@ -1,9 +1,17 @@
 """Apply metric plugins to one cell's per-sample confidences, with percentile
 bootstrap intervals over test samples.
 
-The resample indices are drawn once per cell and shared by every method and
-metric, and metrics are evaluated on all resamples at once ([B, N] arrays), so
-1,000 resamples cost a few vectorised calls rather than 1,000 Python ones.
+The resamples of a cell are drawn once (seeded by the suite's ``bootstrap``
+table) and shared by every method and metric, so intervals of two methods are
+paired. A resample is held as per-sample counts [B, N]; for each method the
+samples are sorted by confidence once and every resample is laid out in that
+order by repeating indices (no sort per resample). Metrics get [B, N] batches
+already sorted by confidence, which the built-in metrics detect and skip
+their own sort on: 1,000 resamples of 10,000 samples take about a second per
+metric on a laptop core. Batches are processed in chunks to bound memory.
+
+Every metric must therefore be a symmetric function of the samples (any
+statistic of an i.i.d. test set is).
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 CLASSIFIER_METHOD = "-"  # the method column of rows that describe the classifier alone
+CHUNK_ELEMENTS = 2_000_000  # resample elements per metric call: ~16 MB per float array
 
 
 @dataclass(frozen=True)
@@ -24,21 +33,95 @@ class Estimate:
 
 
 def bootstrap_indices(n: int, resamples: int, seed: int) -> np.ndarray:
+    """Indices [resamples, n] of resamples drawn with replacement."""
     return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
 
 
-def estimate(metric, confidence: np.ndarray, hit: np.ndarray, indices: np.ndarray, level: float) -> Estimate:
-    """``metric`` on the full sample, and its percentile interval over ``indices``."""
-    value = float(metric(confidence, hit))
-    if len(indices) == 0 or not np.isfinite(value):
-        return Estimate(value, float("nan"), float("nan"), len(hit))
-    samples = np.asarray(metric(confidence[indices], hit[indices]), dtype=float)
+@dataclass(frozen=True)
+class Resamples:
+    """Bootstrap resamples of ``n`` samples as counts [B, n]: how often each
+    sample occurs in each resample."""
+
+    counts: np.ndarray
+
+    @classmethod
+    def from_indices(cls, indices: np.ndarray, n: int) -> Resamples:
+        indices = np.asarray(indices)
+        rows = len(indices)
+        if rows == 0:
+            return cls(np.zeros((0, n), dtype=np.int64))
+        offsets = (np.arange(rows) * n)[:, None]
+        counts = np.bincount((indices + offsets).ravel(), minlength=rows * n).astype(np.int32).reshape(rows, n)
+        return cls(counts)
+
+    @classmethod
+    def draw(cls, n: int, resamples: int, seed: int) -> Resamples:
+        return cls.from_indices(bootstrap_indices(n, resamples, seed), n)
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def sorted_batches(self, confidence: np.ndarray, hit: np.ndarray):
+        """Yield (confidence, hit) [b, n] of consecutive resamples, each row
+        sorted ascending by confidence."""
+        n = len(confidence)
+        order = np.argsort(confidence, kind="stable")
+        conf_sorted, hit_sorted = confidence[order], hit[order]
+        counts = self.counts[:, order]
+        rows = max(1, CHUNK_ELEMENTS // max(n, 1))
+        for lo in range(0, len(counts), rows):
+            part = counts[lo:lo + rows]
+            positions = np.repeat(np.tile(np.arange(n), len(part)), part.ravel()).reshape(len(part), n)
+            yield conf_sorted[positions], hit_sorted[positions]
+
+
+def percentile_interval(samples: np.ndarray, level: float) -> tuple[float, float]:
+    """The central ``level`` percentile interval of the finite ``samples``."""
+    samples = np.asarray(samples, dtype=float)
     samples = samples[np.isfinite(samples)]  # a resample with no miss has no AUROC
     if len(samples) == 0:
-        return Estimate(value, float("nan"), float("nan"), len(hit))
+        return float("nan"), float("nan")
     alpha = (1 - level) / 2
     low, high = np.quantile(samples, [alpha, 1 - alpha])
-    return Estimate(value, float(low), float(high), len(hit))
+    return float(low), float(high)
+
+
+def bootstrap_values(metrics: dict, confidence: np.ndarray, hit: np.ndarray, resamples: Resamples) -> dict:
+    """Each metric on every resample: ``{name: float[B]}``.
+
+    The batches are handed to every metric in turn and are read-only, so a
+    metric may safely memoise work on the same batch (the built-ins share one
+    ranking of it).
+    """
+    parts = {name: [] for name in metrics}
+    for conf, hits in resamples.sorted_batches(confidence, hit):
+        conf.flags.writeable = False
+        hits.flags.writeable = False
+        for name, metric in metrics.items():
+            parts[name].append(np.atleast_1d(np.asarray(metric(conf, hits), dtype=float)))
+    return {name: np.concatenate(p) if p else np.zeros(0) for name, p in parts.items()}
+
+
+def estimates(metrics: dict, confidence: np.ndarray, hit: np.ndarray, resamples, level: float) -> dict:
+    """``{name: Estimate}``: each metric on the full sample, with its percentile
+    interval over ``resamples`` (a ``Resamples`` or an index array [B, N])."""
+    confidence = np.asarray(confidence, dtype=float)
+    hit = np.asarray(hit, dtype=bool)
+    if not isinstance(resamples, Resamples):
+        resamples = Resamples.from_indices(resamples, len(hit))
+    values = {name: float(metric(confidence, hit)) for name, metric in metrics.items()}
+    to_resample = {name: m for name, m in metrics.items() if np.isfinite(values[name])}
+    samples = bootstrap_values(to_resample, confidence, hit, resamples) if len(resamples) and to_resample else {}
+    out = {}
+    for name, value in values.items():
+        low, high = percentile_interval(samples[name], level) if name in samples else (float("nan"),) * 2
+        out[name] = Estimate(value, low, high, len(hit))
+    return out
+
+
+def estimate(metric, confidence: np.ndarray, hit: np.ndarray, resamples, level: float) -> Estimate:
+    """One metric's ``Estimate`` (see ``estimates``)."""
+    return estimates({"metric": metric}, confidence, hit, resamples, level)["metric"]
 
 
 def evaluate_cell(
@@ -51,14 +134,20 @@ def evaluate_cell(
     metric: the caller records such a method as failed instead.
     """
     hit = np.asarray(hit, dtype=bool)
-    indices = bootstrap_indices(len(hit), bootstrap.resamples, bootstrap.seed)
+    resamples = Resamples.draw(len(hit), bootstrap.resamples, bootstrap.seed)
+    of_classifier = {k: m for k, m in metrics.items() if not getattr(m, "needs_confidence", True)}
+    of_method = {k: m for k, m in metrics.items() if k not in of_classifier}
+    found = {}
+    if of_classifier:
+        for name, est in estimates(of_classifier, np.zeros(len(hit)), hit, resamples, bootstrap.confidence).items():
+            found[(CLASSIFIER_METHOD, name)] = est
+    for method, confidence in confidences.items():
+        if not of_method:
+            break
+        for name, est in estimates(of_method, confidence, hit, resamples, bootstrap.confidence).items():
+            found[(method, name)] = est
     rows = []
-    for metric_name, metric in metrics.items():
-        if not getattr(metric, "needs_confidence", True):
-            est = estimate(metric, np.zeros(len(hit)), hit, indices, bootstrap.confidence)
-            rows.append({"method": CLASSIFIER_METHOD, "metric": metric_name, **est.__dict__})
-            continue
-        for method, confidence in confidences.items():
-            est = estimate(metric, np.asarray(confidence, dtype=float), hit, indices, bootstrap.confidence)
-            rows.append({"method": method, "metric": metric_name, **est.__dict__})
+    for name in metrics:  # rows in the suite's metric order, as before
+        methods = [CLASSIFIER_METHOD] if name in of_classifier else list(confidences)
+        rows += [{"method": m, "metric": name, **found[(m, name)].__dict__} for m in methods]
     return rows

@@ -23,7 +23,9 @@ hookimpl = pluggy.HookimplMarker("probebench")
 def register_datasets() -> list[type]:
     """Return Dataset classes: ``load(split, root) -> (images, labels)``.
 
-    Images are float32 ``[N, C, H, W]`` in [0, 1], labels int64 ``[N]``.
+    Images are float32 ``[N, C, H, W]`` in [0, 1], labels int64 ``[N]``. A
+    dataset that ships pre-corrupted test sets may add ``cells(root)`` and
+    ``load_cell(corruption, severity, root)`` (see ``harness.kinds.Dataset``).
     """
 
 

@@ -14,7 +14,7 @@ classifier's prediction is right** (uncertainty methods negate their measure).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # torch stays out of CLI start-up
@@ -32,7 +32,14 @@ class Dataset(Protocol):
     def load(self, split: str, root: str | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Images float32 [N,C,H,W] in [0,1] and labels int64 [N] for ``split``
         ("train" or "test"). Reads local files under ``root`` only; raises
-        ``harness.errors.UserError`` saying where to get them when missing."""
+        ``harness.errors.UserError`` saying where to get them when missing.
+
+        A dataset that ships pre-corrupted test sets (CIFAR-10-C, CURE-TSR) may
+        also define ``cells(root) -> list[(corruption, severity)]``, called with
+        ``load`` before any training (so missing files fail at once), and
+        ``load_cell(corruption, severity, root) -> (images, labels)``, called
+        once per listed cell; each becomes a results row group like a suite's
+        corruption at that severity."""
 
 
 @runtime_checkable
@@ -57,7 +64,10 @@ class Generator(Protocol):
 
     def build(self, shape: tuple[int, int, int]) -> Any:
         """An invertible flow (an nn.Module) with ``encode(x) -> z``,
-        ``decode(z) -> x`` and ``log_prob(x) -> [N]``."""
+        ``decode(z) -> x`` and ``log_prob(x) -> [N]``; the generator stage
+        (harness/pipeline/generate.py) trains it on ``bits_per_dim(x,
+        generator) -> [N]`` and may read ``epochs``, ``lr``, ``batch_size``,
+        ``warmup`` from the component. An unsupported shape is a UserError."""
 
 
 @runtime_checkable
@@ -83,10 +93,14 @@ class Scorer(Protocol):
 @dataclass
 class Correction:
     """What a corrector returns: edited images [N,C,H,W] in [0,1] and the
-    optimisation steps each sample took (0 where it was left alone)."""
+    optimisation steps each sample took (0 where it was left alone: such a
+    sample is returned unchanged). ``details`` holds optional per-sample
+    tensors (first dimension N) worth keeping, e.g. ``path`` [N,T,C,H,W] of a
+    trajectory; the correction stage saves them with the edited images."""
 
     images: torch.Tensor
     steps: torch.Tensor
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -104,7 +118,14 @@ class Metric(Protocol):
 
     def __call__(self, confidence: Any, hit: Any) -> Any:
         """The metric of numpy ``confidence`` and boolean ``hit`` along the
-        last axis: float for 1-d inputs, an array for [B, N] (bootstrap)."""
+        last axis: float for 1-d inputs, an array for [B, N] (bootstrap).
+
+        Must not depend on the order of the samples: the bootstrap hands
+        over resamples sorted by confidence (read-only arrays). Optional class
+        attributes: ``needs_confidence = False`` (describes the classifier
+        alone, like accuracy), ``scale`` (the factor the value is already
+        multiplied by, e.g. 1000 for AURC; tables and ``compare`` tolerances
+        use it)."""
 
 
 KINDS: dict[str, type] = {

@@ -11,6 +11,7 @@ error naming both plugins.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import importlib
 import inspect
@@ -37,6 +38,16 @@ class PluginInfo:
     version: str
     builtin: bool
     components: dict[str, list[str]] = field(default_factory=dict)
+    hooks: list[str] = field(default_factory=list)
+
+    @property
+    def origin(self) -> str:
+        """How errors name this plugin: its module and the distribution that brought it."""
+        if self.builtin:
+            return f"built-in plugin {self.name!r} ({self.distribution} {self.version})"
+        if self.distribution == "in-process":
+            return f"in-process plugin {self.name!r}"
+        return f"plugin {self.name!r} ({self.module}) from distribution {self.distribution} {self.version}"
 
 
 @dataclass
@@ -57,30 +68,40 @@ class Registry:
         self.entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
         disabled_env = os.environ.get("PROBEBENCH_DISABLE_PLUGINS", "")
         self.disabled = set(disabled) | {d.strip() for d in disabled_env.split(",") if d.strip()}
+        self.skipped: set[str] = set()  # the names in ``disabled`` that matched a plugin
         if autoload is None:
             autoload = os.environ.get("PROBEBENCH_DISABLE_PLUGIN_AUTOLOAD", "") not in ("1", "true", "yes")
         for module_name in builtin:
             self._register_builtin(module_name)
         if autoload:
             self._register_entry_points()
-        try:
-            self.pm.check_pending()
-        except pluggy.PluginValidationError as exc:
-            raise PluginError(f"plugin {exc.plugin_name!r} implements an unknown hook: {exc}") from None
+        self._check_hooks()
         for info in self.plugins.values():
             self._index(info)
+
+    def add_plugin(self, plugin: object, name: str | None = None) -> PluginInfo:
+        """Register an in-process plugin (a module or any object with hook
+        implementations) after start-up, as tests and notebooks do."""
+        name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+        info = PluginInfo(name, name, "in-process", "-", builtin=False)
+        self._register(plugin, info)
+        self._check_hooks()
+        self._index(info)
+        return info
 
     # -- loading -----------------------------------------------------------
     def _register_builtin(self, module_name: str) -> None:
         short = module_name.rsplit(".", 1)[-1] if module_name.startswith("plugins.") else module_name
-        if module_name in self.disabled or short in self.disabled:
+        matched = self.disabled & {module_name, short}
+        if matched:
+            self.skipped |= matched
             return
         try:
             module = importlib.import_module(module_name)
         except Exception as exc:
             raise PluginError(
                 f"built-in plugin module {module_name!r} (probebench) failed to import: "
-                f"{type(exc).__name__}: {exc}; check registry.toml [plugins] builtin"
+                f"{_one_line(exc)}; check registry.toml [plugins] builtin"
             ) from None
         from harness import __version__
 
@@ -91,17 +112,19 @@ class Registry:
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             dist = ep.dist.name if ep.dist else "unknown distribution"
             version = ep.dist.version if ep.dist else "?"
-            if ep.name in self.disabled or (ep.dist and ep.dist.name in self.disabled):
+            matched = self.disabled & {ep.name, dist}
+            if matched:
+                self.skipped |= matched
                 continue
+            info = PluginInfo(ep.name, ep.value, dist, version, builtin=False)
             try:
                 module = ep.load()
             except Exception as exc:
                 raise PluginError(
-                    f"plugin {ep.name!r} from distribution {dist} {version} failed to import "
-                    f"({ep.value}): {type(exc).__name__}: {exc}; fix or uninstall it, "
-                    f"or skip it with --disable-plugin {ep.name}"
+                    f"{info.origin} failed to import: {_one_line(exc)}; "
+                    f"{_fix(info)}"
                 ) from None
-            self._register(module, PluginInfo(ep.name, ep.value, dist, version, builtin=False))
+            self._register(module, info)
 
     def _register(self, module, info: PluginInfo) -> None:
         if info.name in self.plugins:
@@ -113,31 +136,72 @@ class Registry:
         try:
             self.pm.register(module, name=info.name)
         except (ValueError, pluggy.PluginValidationError) as exc:
-            raise PluginError(f"plugin {info.name!r} from {info.distribution} cannot register: {exc}") from None
+            raise PluginError(f"{info.origin} cannot register: {_one_line(exc)}; {_fix(info)}") from None
         self.plugins[info.name] = info
+
+    def _check_hooks(self) -> None:
+        """A misspelt hook fails at start-up (pluggy's ``check_pending``), named
+        with its plugin's distribution and the closest real hook."""
+        hooks = [n for n in vars(hookspecs) if n.startswith("register_")]
+
+        def unknown_hook(where: str, name: str) -> PluginError:
+            return PluginError(
+                f"{where} implements an unknown hook {name!r}{suggest(name, hooks, n=1)}; "
+                f"the hooks are listed in docs/plugins.md"
+            )
+
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            plugin_name = self.pm.get_name(exc.plugin) or repr(exc.plugin)
+            info = self.plugins.get(plugin_name)
+            unknown = next((h.name for h in self.pm.get_hookcallers(exc.plugin) or () if not h.has_spec()), "?")
+            raise unknown_hook(info.origin if info else f"plugin {plugin_name!r}", unknown) from None
+        # pluggy ignores a function without @hookimpl; a near-miss of a hook name is a typo
+        for info in self.plugins.values():
+            plugin = self.pm.get_plugin(info.name)
+            for attr in dir(plugin):
+                if attr.startswith("register_") and attr not in hooks and callable(getattr(plugin, attr)):
+                    if difflib.get_close_matches(attr, hooks, n=1, cutoff=0.85):
+                        raise unknown_hook(info.origin, attr)
 
     def _index(self, info: PluginInfo) -> None:
         module = self.pm.get_plugin(info.name)
         for kind in KINDS:
-            impl = getattr(module, f"register_{kind}s", None)
+            hook = f"register_{kind}s"
+            impl = getattr(module, hook, None)
             if impl is None:
                 continue
+            info.hooks.append(hook)
             try:
-                classes = list(impl() or [])
+                classes = impl()
             except Exception as exc:
-                raise PluginError(
-                    f"plugin {info.name!r} from {info.distribution}: register_{kind}s() raised "
-                    f"{type(exc).__name__}: {exc}"
-                ) from None
+                raise PluginError(f"{info.origin}: {hook}() raised {_one_line(exc)}; {_fix(info)}") from None
+            if classes is None:
+                classes = []
+            if not isinstance(classes, (list, tuple)):
+                got = f"the class {classes.__name__}; return [{classes.__name__}]" if isinstance(classes, type) \
+                    else type(classes).__name__
+                raise PluginError(f"{info.origin}: {hook}() must return a list of classes, got {got}")
             for cls in classes:
                 self._add(kind, cls, info)
 
     def _add(self, kind: str, cls: type, info: PluginInfo) -> None:
-        where = f"plugin {info.name!r} from {info.distribution}"
+        where = info.origin
+        if not isinstance(cls, type):
+            raise PluginError(
+                f"{where}: register_{kind}s() must return classes, not {type(cls).__name__} objects; "
+                f"return [{type(cls).__name__}] instead of [{type(cls).__name__}()]"
+            )
         for attr in REQUIRED[kind]:
             if not any(attr in vars(klass) for klass in cls.__mro__[:-1]):
                 raise PluginError(f"{where}: {kind} class {cls.__qualname__} has no {attr!r}; see docs/plugins.md")
         name = cls.name
+        if not isinstance(name, str) or not name or any(c in name for c in ": \t\n*?["):
+            raise PluginError(
+                f"{where}: {kind} class {cls.__qualname__} has name {name!r}; a name is a non-empty "
+                f"kebab-case string without ':', spaces or wildcards"
+            )
         if name in self.entries[kind]:
             other = self.entries[kind][name].plugin
             raise PluginError(
@@ -180,6 +244,18 @@ class Registry:
     def _check_kind(self, kind: str) -> None:
         if kind not in KINDS:
             raise UserError(f"unknown kind {kind!r}{suggest(kind, KINDS)}; kinds are {', '.join(KINDS)}")
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one line: errors are printed as a single line."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _fix(info: PluginInfo) -> str:
+    if info.builtin:
+        return "check registry.toml [plugins] builtin"
+    return f"fix or uninstall {info.distribution}, or skip it with --disable-plugin {info.name}"
 
 
 def options_of(cls: type) -> dict[str, inspect.Parameter]:

@@ -24,6 +24,11 @@ def default_registry_path() -> Path:
     env = os.environ.get("PROBEBENCH_REGISTRY")
     if env:
         return Path(env)
+    return project_registry_path()
+
+
+def project_registry_path() -> Path:
+    """The registry.toml probebench ships: beside the source, else the installed copy."""
     beside_source = Path(__file__).resolve().parent.parent / "registry.toml"
     if beside_source.exists():
         return beside_source
@@ -72,6 +77,9 @@ class Suite:
     data_root: str | None = None
     batch_size: int = 256
     description: str = ""
+    correctors: tuple[ComponentSpec, ...] = ()
+    generators: tuple[ComponentSpec, ...] = ()  # flows trained on the training split (harness/pipeline/generate.py)
+    validation: int = 0  # training images held out as a validation split (harness/pipeline/data.py)
 
     def as_dict(self) -> dict[str, Any]:
         """The suite as resolved, for the run header and cache keys."""
@@ -101,6 +109,10 @@ def load_config(path: Path | str | None = None) -> Config:
         raise UserError(f"{path}: unknown top-level table [{key}]{suggest(key, ['plugins', 'suite'])}")
     plugins = data.get("plugins", {})
     builtin = plugins.get("builtin", [])
+    if "plugins" not in data:  # a file of one's own suites: the built-ins probebench ships
+        shipped = project_registry_path()
+        if shipped.is_file() and shipped.resolve() != path.resolve():
+            builtin = load_config(shipped).builtin
     if not isinstance(builtin, list) or not all(isinstance(m, str) for m in builtin):
         raise UserError(f"{path}: [plugins] builtin must be a list of module names")
     return Config(path, builtin, data.get("suite", {}))
@@ -112,12 +124,15 @@ _SUITE_KEYS = {
     "classifier": (str, dict),
     "scorers": list,
     "metrics": list,
+    "generators": list,
     "seeds": list,
     "corruptions": list,
     "clean": bool,
     "bootstrap": dict,
     "data_root": str,
     "batch_size": int,
+    "correctors": list,
+    "validation": int,
 }
 _REQUIRED_KEYS = ("dataset", "classifier", "scorers", "metrics")
 
@@ -150,6 +165,8 @@ def parse_suite(config: Config, name: str, registry=None, **overrides: Any) -> S
         raise UserError(f"{where}: 'seeds' must be a non-empty list of non-negative integers, got {seeds!r}")
     if raw.get("batch_size", 256) <= 0:
         raise UserError(f"{where}: 'batch_size' must be positive")
+    if raw.get("validation", 0) < 0:
+        raise UserError(f"{where}: 'validation' (training images held out) must be >= 0, got {raw['validation']}")
 
     suite = Suite(
         name=name,
@@ -158,17 +175,23 @@ def parse_suite(config: Config, name: str, registry=None, **overrides: Any) -> S
         classifier=_component(raw["classifier"], where, "classifier"),
         scorers=tuple(_component(s, where, "scorers") for s in raw["scorers"]),
         metrics=tuple(_metric_name(m, where) for m in raw["metrics"]),
+        generators=tuple(_component(g, where, "generators") for g in raw.get("generators", [])),
         seeds=tuple(seeds),
         corruptions=tuple(_corruption(c, where) for c in raw.get("corruptions", [])),
         clean=raw.get("clean", True),
         bootstrap=_bootstrap(raw.get("bootstrap", {}), where),
         data_root=raw.get("data_root"),
         batch_size=raw.get("batch_size", 256),
+        correctors=tuple(_component(c, where, "correctors") for c in raw.get("correctors", [])),
+        validation=raw.get("validation", 0),
     )
-    labels = [s.label for s in suite.scorers]
-    for label in labels:
-        if labels.count(label) > 1:
-            raise UserError(f"{where}: scorer {label!r} appears twice; give one a distinct 'label'")
+    for kind, specs in (("scorer", suite.scorers), ("generator", suite.generators), ("corrector", suite.correctors)):
+        labels = [s.label for s in specs]
+        for label in labels:
+            if labels.count(label) > 1:
+                raise UserError(f"{where}: {kind} {label!r} appears twice; give one a distinct 'label'")
+    if suite.correctors:
+        _check_correctors_have_inputs(raw, where)
     if registry is not None:
         validate(suite, registry, where)
     return suite
@@ -185,6 +208,18 @@ def _component(value: Any, where: str, key: str) -> ComponentSpec:
         label = options.pop("label", "")
         return ComponentSpec(name, options, label)
     raise UserError(f"{where}: entries of {key!r} must be names or tables with a 'name', got {value!r}")
+
+
+def _check_correctors_have_inputs(raw: dict, where: str) -> None:
+    """Correctors edit in a generator's latent space guided by a prober: the
+    suite must name a generator and a scorer named ``prober*``."""
+    has_generator = bool(raw.get("generators"))
+    scorer_names = [s if isinstance(s, str) else s.get("name", "") for s in raw.get("scorers", [])]
+    has_prober = any(isinstance(n, str) and n.startswith("prober") for n in scorer_names)
+    if not (has_generator and has_prober):
+        missing = " and ".join(k for k, ok in (("'generators'", has_generator),
+                                               ("a 'prober' scorer", has_prober)) if not ok)
+        raise UserError(f"{where}: correctors need a generator and a prober; the suite lacks {missing}")
 
 
 def _metric_name(value: Any, where: str) -> str:
@@ -225,6 +260,8 @@ def validate(suite: Suite, registry, where: str) -> None:
         try:
             cls = registry.get(kind, spec.name)
             options = dict(spec.options)
+            if kind == "corrector":
+                options.pop("generator", None)  # pins the generator label; read by the correction stage
             if ":" in spec.name:
                 options["variant"] = spec.name.split(":", 1)[1]
             check_options(kind, spec.name, cls, options)
@@ -237,5 +274,9 @@ def validate(suite: Suite, registry, where: str) -> None:
         check("scorer", spec)
     for spec in suite.corruptions:
         check("corruption", spec)
+    for spec in suite.generators:
+        check("generator", spec)
     for metric in suite.metrics:
         check("metric", ComponentSpec(metric))
+    for spec in suite.correctors:
+        check("corrector", spec)

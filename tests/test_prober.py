@@ -168,6 +168,23 @@ def test_imbalance_handling_sets_the_documented_loss_weights():
         assert [got["miss"], got["hit"]] == pytest.approx(expected, rel=1e-5)
 
 
+def test_prober_fits_on_one_thread_and_gives_the_threads_back(monkeypatch):
+    from plugins.probers import _mlp_net
+
+    seen = []
+    real_train = _mlp_net._train
+    monkeypatch.setattr(_mlp_net, "_train",
+                        lambda *a, **k: (seen.append(torch.get_num_threads()), real_train(*a, **k))[1])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x, y = separable(200, seed=1)
+        MLP(epochs=1).fit(x, y)
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_prober_refuses_one_class_and_bad_options():
     x, _ = separable(50, seed=0)
     with pytest.raises(ValueError, match="only hits"):
@@ -203,6 +220,9 @@ def test_too_few_misses_fails_with_a_message_instead_of_training_on_one_class(tm
     with pytest.raises(TooFewMisses, match=r"too few misses to learn from: source='train' gives 3 misses and 57 hits"
                                            r" at layer hidden.*source='crossfit'"):
         ProberScorer(layer="hidden", source="train", outputs="none").prepare(ctx)
+    with pytest.raises(TooFewMisses, match=r"source='crossfit' gives 3 misses and 57 hits at layer \(outputs only\)"
+                                           r".*use fewer folds"):  # the fold models are the same oracle
+        ProberScorer(layer=[], source="crossfit").prepare(ctx)
     assert fits == []
     ProberScorer(layer="hidden", source="train", outputs="none", min_misses=3).prepare(ctx)
     assert len(fits) == 1 and int((~fits[0]).sum()) == 3
@@ -325,6 +345,12 @@ def test_default_suite_has_the_reference_recipe_and_the_best_variant():
     config = load_config(REPO / "registry.toml")
     suite = parse_suite(config, "mnist-quick", Registry(config.builtin, autoload=False))
     scorers = {spec.label: spec for spec in suite.scorers}
-    assert {"msp", "prober-ref", "prober"} <= set(scorers)
-    assert scorers["prober-ref"].options["source"] == "train" and scorers["prober-ref"].options["outputs"] == "none"
-    assert ProberScorer().source == "crossfit"
+    assert {"msp", "prober-ref", "prober", "prober-outputs"} <= set(scorers)
+    reference = scorers["prober-ref"].options
+    assert reference["source"] == "train" and reference["outputs"] == "none" and reference["layer"] == "fc_layer.4"
+    assert reference["prober_options"] == {"epochs": 2, "imbalance": "fixed", "miss_weight": 4.0, "patience": 0}
+    # `prober` is the scorer's defaults (2-fold crossfit, fc_layer.4 + output stats), the best measured variant
+    # that reads a hidden layer; `prober-outputs` the same without the hidden layer
+    assert scorers["prober"].options == {} and scorers["prober-outputs"].options == {"layer": []}
+    default = ProberScorer()
+    assert (default.source, default.folds, default.layers, default.outputs) == ("crossfit", 2, ("fc_layer.4",), "stats")

@@ -63,3 +63,46 @@ def test_malformed_toml_names_line(tmp_path):
     path.write_text("[plugins]\nbuiltin = [1,,2]\n")
     with pytest.raises(UserError, match=r"bad.toml: malformed TOML: .*line"):
         load_config(path)
+
+
+def test_every_shipped_suite_validates(registry):
+    config = load_config(REPO / "registry.toml")
+    assert {"mnist-quick", "mnist-cure", "mnist-correction"} <= set(config.suites)
+    for name in config.suites:
+        parse_suite(config, name, registry)
+
+
+def test_validation_holds_out_the_same_training_images_for_every_seed(tmp_path, registry):
+    """``validation = N`` moves N training images (a fixed draw) to a split
+    that nothing trains on; training keys change only when N > 0."""
+    import torch
+
+    from harness.pipeline.data import load_splits
+    from harness.pipeline.train import classifier_key
+    from harness.results import config_hash
+
+    path = tmp_path / "registry.toml"
+    path.write_text('[suite.s]\ndataset = "mnist-5k"\nclassifier = "cnn"\nscorers = ["msp"]\nmetrics = ["auroc"]\n'
+                    'validation = 500\n[suite.bad]\ndataset = "mnist-5k"\nclassifier = "cnn"\nscorers = ["msp"]\n'
+                    'metrics = ["auroc"]\nvalidation = -1\n')
+    suite = parse_suite(load_config(path), "s", registry)
+    assert suite.validation == 500
+    with pytest.raises(UserError, match=r"'validation' \(training images held out\) must be >= 0, got -1"):
+        parse_suite(load_config(path), "bad", registry)
+
+    whole = load_splits(registry, suite.dataset, None)
+    split = load_splits(registry, suite.dataset, None, 500)
+    assert split.validation == 500 and whole.validation == 0 and len(split.train_labels) == len(whole.train_labels) - 500
+    together = torch.cat([split.train_images, split.val_images]).flatten(1).double()
+    assert torch.allclose(together.sum(0), whole.train_images.flatten(1).double().sum(0))  # a partition
+    assert torch.equal(torch.cat([split.train_labels, split.val_labels]).bincount(), whole.train_labels.bincount())
+    assert torch.equal(load_splits(registry, suite.dataset, None, 500).val_labels, split.val_labels)
+    with pytest.raises(UserError, match="has only 4000 training images"):
+        load_splits(registry, suite.dataset, None, 4000)
+
+    plain = dict(suite.as_dict(), validation=0)
+    assert config_hash(plain) == config_hash({k: v for k, v in plain.items() if k != "validation"})
+    assert config_hash(suite.as_dict()) != config_hash(plain)
+    assert classifier_key(registry, suite.dataset, suite.classifier, 0) == classifier_key(
+        registry, suite.dataset, suite.classifier, 0, None, 0) != classifier_key(
+        registry, suite.dataset, suite.classifier, 0, None, 500)

@@ -53,9 +53,11 @@ def _root(
     ctx.obj = {"debug": debug, "disabled": list(disable_plugin)}
 
 
-from harness.cli import layers, leaderboard, ls, plugins, run  # noqa: E402  (commands register on `app`)
+from harness.cli import (  # noqa: E402  (commands register on `app`)
+    compare, layers, leaderboard, ls, new_plugin, plugins, publish, report, run, show,
+)
 
-for _module in (run, ls, plugins, leaderboard, layers):
+for _module in (run, ls, show, plugins, new_plugin, layers, leaderboard, report, compare, publish):
     _module.register(app)
 
 

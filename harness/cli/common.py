@@ -19,7 +19,15 @@ def load(ctx: typer.Context, registry_path: Path | None):
 
     config = load_config(registry_path)
     disabled = (ctx.obj or {}).get("disabled", [])
-    return config, Registry(config.builtin, disabled=disabled)
+    registry = Registry(config.builtin, disabled=disabled)
+    for name in sorted(set(disabled) - registry.skipped):
+        from harness.console import console
+        from harness.errors import suggest
+
+        known = {p.name for p in registry.plugins.values()} | {p.distribution for p in registry.plugins.values()}
+        console.print(f"[yellow]warning: --disable-plugin {name}: no plugin or distribution of that name"
+                      f"{suggest(name, known)}; `probebench plugins` lists them[/]", soft_wrap=True)
+    return config, registry
 
 
 def stdout_console():

@@ -34,6 +34,12 @@ def run(
     data_root: str = typer.Option(None, "--data-root", help="Folder with local data files for real datasets."),
     cache_dir: Path = typer.Option(None, "--cache-dir", help="Artifact cache (default: $PROBEBENCH_CACHE or ~/.cache/probebench)."),
     fresh: bool = typer.Option(False, "--fresh", help="Ignore cached artifacts and recompute everything."),
+    show: str = typer.Option(
+        "auroc,aupr-miss,fpr95,aurc,correction-rate,break-rate,net-accuracy-gain,median-steps,"
+        "bits-per-dim,reconstruction-error,train-seconds",
+        "--show", help="Comma-separated metrics of the printed summary (when the suite has them); all are "
+        "in results.csv and `probebench leaderboard`. 'all' shows every one.",
+    ),
 ):
     """Run a benchmark suite: train, score, evaluate, and write results/<run-id>/."""
     from harness import results
@@ -47,20 +53,26 @@ def run(
 
     target = out or Path("results") / results.run_id(resolved.name)
     outcome = run_suite(resolved, reg, ArtifactStore(cache_dir, fresh=fresh), resolve_device(device), target)
-    show_summary(target)
+    show_summary(target, None if show == "all" else [m for m in show.split(",") if m])
     if outcome.failures:
         from harness.console import console
 
-        console.print(f"[red]{len(outcome.failures)} component failure(s); see {target / 'run.json'}[/]")
+        console.print(f"[red]{len(outcome.failures)} component failure(s); the other results are complete:[/]")
+        for failure in outcome.failures:
+            console.print(f"  {failure['kind']} {failure['plugin']!r} in {failure['stage']} "
+                          f"({failure['cell']}): {failure['message']}", soft_wrap=True)
+        console.print(f"recorded under 'failures' in {target / 'run.json'}")
         raise typer.Exit(1)
 
 
-def show_summary(run_dir: Path) -> None:
-    """Print the run's main table (clean test data, methods x metrics)."""
+def show_summary(run_dir: Path, metrics: list[str] | None = None) -> None:
+    """Print the run's main table (clean test data, methods x ``metrics``)."""
     from harness import results
     from harness.report.tables import render
 
     table, head = results.load_run(run_dir)
+    if metrics is not None:
+        table = table[table["metric"].isin(metrics) | (table["method"] == "-")]
     directions = {m: d["higher_is_better"] for m, d in head.get("metrics", {}).items()}
     console = stdout_console()
     clean = table[table["corruption"] == results.CLEAN]
@@ -70,11 +82,17 @@ def show_summary(run_dir: Path) -> None:
         methods = part[part["method"] != "-"]
         if len(acc):
             numbers, labels = results.pivot(acc, ["dataset"], ["metric"])
-            console.print(render(numbers, labels, directions, title=title))
-        if len(methods):
-            numbers, labels = results.pivot(methods, ["method"], ["metric"])
-            console.print(render(numbers, labels, directions))
-    console.print(f"results: {run_dir}")
+            console.print(render(numbers, labels, directions, title=title, scales=results.scales(head)))
+            title = ""
+        # one table per set of metrics, so correctors are not shown beside scorers' empty columns
+        blocks: dict[frozenset, list] = {}
+        for method, metric_names in methods.groupby("method", sort=False)["metric"]:
+            blocks.setdefault(frozenset(metric_names), []).append(method)
+        for names in blocks.values():
+            numbers, labels = results.pivot(methods[methods["method"].isin(names)], ["method"], ["metric"])
+            console.print(render(numbers, labels, directions, title=title, scales=results.scales(head)))
+            title = ""
+    console.print(f"results: {run_dir}  (every metric: probebench leaderboard {run_dir})")
 
 
 def register(app: typer.Typer) -> None:

@@ -27,7 +27,9 @@ class Context:
     ``options`` (overriding the classifier's) a model trained on part of the
     training data, e.g. the fold models of cross-fitting; ``registry`` looks
     components up by name (e.g. corruptions for augmentation); ``extras`` holds
-    what later stages add (prober, generator).
+    what later stages add (prober, generator); ``val_images``/``val_labels``
+    are the suite's validation split (``validation = N`` in the suite: images
+    held out of the training split that nothing trains on), else None.
     """
 
     classifier: torch.nn.Module
@@ -43,6 +45,8 @@ class Context:
     train_classifier: Callable[..., torch.nn.Module]
     extras: dict[str, Any] = field(default_factory=dict)
     registry: Any = None
+    val_images: torch.Tensor | None = None
+    val_labels: torch.Tensor | None = None
 
     def forward(self, images: torch.Tensor, layers: tuple[str, ...] = ()):
         """Logits and features at ``layers`` of the classifier, batched, on the CPU."""

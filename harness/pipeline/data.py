@@ -1,4 +1,10 @@
-"""Data stage: load a dataset's splits, check them, and corrupt test images."""
+"""Data stage: load a dataset's splits, check them, and corrupt test images.
+
+Test cells come from two places: the suite's corruptions applied to the clean
+test split (``corrupt``), and pre-corrupted test sets that a dataset ships
+itself (CIFAR-10-C, CURE-TSR), which it lists with an optional
+``cells(root)`` and serves with ``load_cell(corruption, severity, root)``.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,16 @@ class Splits:
     train_labels: torch.Tensor
     test_images: torch.Tensor
     test_labels: torch.Tensor
+    cells: tuple[tuple[str, int], ...] = ()  # (corruption, severity) the dataset ships pre-corrupted
+    # labelled images held out of the training split: nothing trains on them; the
+    # correction stage chooses its flag threshold and stop level on them
+    val_images: torch.Tensor | None = None
+    val_labels: torch.Tensor | None = None
+
+    @property
+    def validation(self) -> int:
+        """How many training images were held out (0: none); part of every training key."""
+        return 0 if self.val_labels is None else len(self.val_labels)
 
 
 def check_images(images: torch.Tensor, where: str, shape: tuple[int, ...] | None = None) -> None:
@@ -35,20 +51,45 @@ def check_images(images: torch.Tensor, where: str, shape: tuple[int, ...] | None
         )
 
 
-def load_splits(registry, spec: ComponentSpec, data_root: str | None) -> Splits:
+def _checked(dataset, images, labels, where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    check_images(images, where, tuple(dataset.shape))
+    labels = torch.as_tensor(labels).long()
+    if labels.shape != (len(images),):
+        raise UserError(f"{where}: {len(images)} images but labels of shape {list(labels.shape)}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= dataset.num_classes):
+        raise UserError(f"{where}: labels must lie in 0..{dataset.num_classes - 1}")
+    return images.float().contiguous(), labels
+
+
+def load_splits(registry, spec: ComponentSpec, data_root: str | None, validation: int = 0) -> Splits:
+    """Both splits, checked, and the list of the dataset's own corrupted cells:
+    everything a run needs from disk is found (or its absence reported) here,
+    before anything is trained. With ``validation`` > 0 that many training
+    images (a fixed random draw, the same for every seed) become the
+    validation split and the training split is the rest."""
     dataset = registry.create("dataset", spec.name, spec.options)
     splits = {}
     for split in ("train", "test"):
         images, labels = dataset.load(split, data_root)
-        where = f"dataset {spec.name!r} split {split!r}"
-        check_images(images, where, tuple(dataset.shape))
-        labels = torch.as_tensor(labels).long()
-        if labels.shape != (len(images),):
-            raise UserError(f"{where}: {len(images)} images but labels of shape {list(labels.shape)}")
-        if len(labels) and (labels.min() < 0 or labels.max() >= dataset.num_classes):
-            raise UserError(f"{where}: labels must lie in 0..{dataset.num_classes - 1}")
-        splits[split] = (images.float().contiguous(), labels)
-    return Splits(dataset, *splits["train"], *splits["test"])
+        splits[split] = _checked(dataset, images, labels, f"dataset {spec.name!r} split {split!r}")
+    cells = ()
+    if hasattr(dataset, "cells"):
+        cells = tuple((str(name), int(severity)) for name, severity in dataset.cells(data_root))
+    if not validation:
+        return Splits(dataset, *splits["train"], *splits["test"], cells)
+    images, labels = splits["train"]
+    if validation >= len(labels):
+        raise UserError(f"validation = {validation} but dataset {spec.name!r} has only {len(labels)} training images")
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(int(hash_key("validation")[:12], 16)))
+    val, train = order[:validation].sort().values, order[validation:].sort().values
+    return Splits(dataset, images[train], labels[train], *splits["test"], cells, images[val], labels[val])
+
+
+def load_cell(splits: Splits, corruption: str, severity: int, data_root: str | None):
+    """(images, labels) of a pre-corrupted test cell the dataset ships."""
+    dataset = splits.dataset
+    images, labels = dataset.load_cell(corruption, severity, data_root)
+    return _checked(dataset, images, labels, f"dataset {dataset.name!r} cell {corruption!r} severity {severity}")
 
 
 def corruption_generator(seed: int, name: str, severity: int) -> torch.Generator:

@@ -1,6 +1,7 @@
 """Run a suite: every (seed x test cell x method) through the stages, into tidy rows.
 
-A test cell is the clean test split or one (corruption, severity) of it. A
+A test cell is the clean test split, one (corruption, severity) of it, or a
+pre-corrupted (corruption, severity) test set the dataset ships itself. A
 component that raises, or returns scores of the wrong shape or with NaN, fails
 only its own cells: the failure is recorded and the run goes on.
 """
@@ -19,8 +20,11 @@ from harness.cache import ArtifactStore, hash_key
 from harness.console import console, task
 from harness.errors import UserError
 from harness.evaluate import evaluate_cell
+from harness.pipeline import correct as correction
 from harness.pipeline.context import Batch, Context
-from harness.pipeline.data import corrupt, load_splits
+from harness.pipeline.data import corrupt, load_cell, load_splits
+from harness.pipeline.generate import METRICS as GENERATOR_METRICS
+from harness.pipeline.generate import generator_stage
 from harness.pipeline.train import trained_classifier
 from harness.suite import Suite
 
@@ -60,24 +64,43 @@ def run_suite(suite: Suite, registry, store: ArtifactStore, device: torch.device
     started = time.time()
     run_header = results.header(suite.as_dict(), str(device), results.now())
     metrics = {name: registry.create("metric", name) for name in suite.metrics}
-    run_header["metrics"] = {name: {"higher_is_better": bool(m.higher_is_better)} for name, m in metrics.items()}
+    run_header["metrics"] = {name: {"higher_is_better": bool(m.higher_is_better), "scale": getattr(m, "scale", 1)}
+                             for name, m in metrics.items()}
+    if suite.correctors:
+        run_header["metrics"].update({k: {"higher_is_better": v, "scale": 1}
+                                      for k, v in correction.CORRECTION_METRICS.items()})
+    if suite.generators:
+        run_header["metrics"].update(GENERATOR_METRICS)
 
-    splits = load_splits(registry, suite.dataset, suite.data_root)
+    splits = load_splits(registry, suite.dataset, suite.data_root, suite.validation)
     outcome = RunOutcome(out, [])
     samples = []
     for seed in suite.seeds:
         ctx = _context(suite, registry, store, splits, seed, device)
-        scorers = _prepared_scorers(suite, registry, ctx, outcome.failures)
-        facts = {label: s.facts for label, s in scorers.items() if getattr(s, "facts", None)}
-        if facts:  # what a component learnt about itself in prepare (e.g. a prober's training data)
-            run_header.setdefault("component_facts", {})[str(seed)] = facts
-        cells = _cells(suite)
+        outcome.rows += generator_stage(suite, registry, store, splits, ctx, out, outcome.failures, _failure)
+        scorers = [_Scorer(spec, registry, ctx, outcome.failures) for spec in suite.scorers]
+        corrections = None
+        if suite.correctors:
+            for scorer in scorers:  # correctors are guided by the suite's prober, prepared first
+                if scorer.spec.name == "prober" and not scorer.failed:
+                    if scorer.instance() is ctx.extras.get("prober"):
+                        ctx.extras["prober_key"] = scorer.key
+            corrections = correction.setup(suite.correctors, registry, ctx)
+            run_header.setdefault("correction", {})[str(seed)] = corrections.calibration()
+        cells = _cells(suite) + list(splits.cells)
         with task(f"score seed {seed}", len(cells)) as advance:
             for corruption, severity in cells:
-                rows, frame = _score_cell(suite, registry, ctx, scorers, splits, corruption, severity, outcome.failures)
+                rows, frame = _score_cell(suite, registry, store, ctx, scorers, splits, corruption, severity,
+                                          outcome.failures)
                 outcome.rows += rows
                 samples.append(frame)
+                if corrections is not None:
+                    outcome.rows += correction.correct_cell(suite, registry, store, ctx, corrections, splits,
+                                                            corruption, severity, out, outcome.failures)
                 advance()
+        facts = {s.spec.label: s._instance.facts for s in scorers if getattr(s._instance, "facts", None)}
+        if facts:  # what a component learnt about itself in prepare (e.g. a prober's training data)
+            run_header.setdefault("component_facts", {})[str(seed)] = facts
 
     import pandas as pd
 
@@ -102,7 +125,8 @@ def _context(suite, registry, store, splits, seed: int, device) -> Context:
 
     dataset = splits.dataset
     return Context(model, key, dataset.num_classes, tuple(dataset.shape), device, seed, suite.batch_size,
-                   splits.train_images, splits.train_labels, artifact, train_other, registry=registry)
+                   splits.train_images, splits.train_labels, artifact, train_other, registry=registry,
+                   val_images=splits.val_images, val_labels=splits.val_labels)
 
 
 def _failure(failures: list, kind: str, label: str, stage: str, cell: str, exc: BaseException) -> None:
@@ -111,21 +135,27 @@ def _failure(failures: list, kind: str, label: str, stage: str, cell: str, exc: 
     console.print(f"[red]{kind} {label!r} failed in {stage} ({cell}): {message}[/]")
 
 
-def _prepared_scorers(suite, registry, ctx, failures) -> dict:
-    scorers = {}
-    for spec in suite.scorers:
-        try:
-            scorer = registry.create("scorer", spec.name, spec.options)
+class _Scorer:
+    """A suite's scorer for one seed, created and prepared only when a cell
+    actually needs computing (a fully cached cell costs no preparation)."""
+
+    def __init__(self, spec, registry, ctx, failures):
+        self.spec, self.registry, self.ctx, self.failures = spec, registry, ctx, failures
+        self.cls = registry.get("scorer", spec.name)
+        self.key = hash_key("scores", ctx.classifier_key, spec.name, spec.options,
+                            getattr(self.cls, "version", "1"), registry.entry("scorer", spec.name).plugin.version)
+        self._instance = None
+        self.failed = False
+
+    def instance(self):
+        """The prepared scorer; raises what creating or preparing it raised."""
+        if self._instance is None:
+            scorer = self.registry.create("scorer", self.spec.name, self.spec.options)
             if hasattr(scorer, "prepare"):
-                torch.manual_seed(ctx.seed)
-                scorer.prepare(ctx)
-        except UserError:
-            raise
-        except Exception as exc:
-            _failure(failures, "scorer", spec.label, "prepare", f"seed={ctx.seed}", exc)
-            continue
-        scorers[spec.label] = scorer
-    return scorers
+                torch.manual_seed(self.ctx.seed)
+                scorer.prepare(self.ctx)
+            self._instance = scorer
+        return self._instance
 
 
 def _cells(suite) -> list[tuple]:
@@ -135,35 +165,96 @@ def _cells(suite) -> list[tuple]:
     return cells
 
 
-def _score_cell(suite, registry, ctx, scorers, splits, corruption, severity, failures):
+def cell_data(registry, splits, corruption, severity, seed, data_root):
+    """(images, labels) of a cell; ``corruption`` is None (clean), a suite's
+    CorruptionSpec, or the name of a cell the dataset ships."""
+    if corruption is None:
+        return splits.test_images, splits.test_labels
+    if isinstance(corruption, str):
+        return load_cell(splits, corruption, severity, data_root)
+    return corrupt(registry, corruption, splits.test_images, severity, seed), splits.test_labels
+
+
+def cell_name(corruption) -> str:
+    """The corruption column of a cell: ``none``, a corruption plugin's name, or a dataset cell's."""
+    if corruption is None:
+        return results.CLEAN
+    return corruption if isinstance(corruption, str) else corruption.name
+
+
+def _cell_key(registry, ctx, corruption, severity) -> str:
+    if isinstance(corruption, str):  # a dataset's own cell: the classifier key already names the dataset
+        return hash_key(ctx.classifier_key, "dataset-cell", corruption, severity)
+    return hash_key(ctx.classifier_key, corruption.name if corruption else None,
+                    corruption.options if corruption else None,
+                    getattr(registry.get("corruption", corruption.name), "version", "1") if corruption else None,
+                    severity)
+
+
+def _score_cell(suite, registry, store, ctx, scorers, splits, corruption, severity, failures):
+    """Tidy rows and per-sample frame of one cell; each (scorer, cell) score
+    vector is cached, so an interrupted run recomputes nothing it finished."""
     import pandas as pd
 
-    name = corruption.name if corruption else results.CLEAN
-    images = splits.test_images
-    if corruption is not None:
-        images = corrupt(registry, corruption, images, severity, ctx.seed)
-    batch = Batch(ctx, images, cell={"split": "test", "corruption": name, "severity": severity,
-                                     "options": corruption.options if corruption else {}})
-    labels = splits.test_labels
-    hit = (batch.predictions == labels).numpy()
+    name = cell_name(corruption)
     cell = f"seed={ctx.seed} corruption={name} severity={severity}"
+    cell_key = _cell_key(registry, ctx, corruption, severity)
+    data = batch = None
+
+    def get_data():
+        nonlocal data
+        if data is None:
+            data = cell_data(registry, splits, corruption, severity, ctx.seed, suite.data_root)
+        return data
+
+    def get_batch() -> Batch:
+        nonlocal batch
+        if batch is None:
+            batch = Batch(ctx, get_data()[0], cell={"split": "test", "cell": cell_key})
+        return batch
+
+    cached = store.get_or_build("predictions", cell_key,
+                                lambda: {"predictions": get_batch().predictions, "labels": get_data()[1]})
+    predictions = cached["predictions"]
+    labels = cached.get("labels", splits.test_labels)  # entries cached before labels were stored
+    hit = (predictions == labels).numpy()
 
     confidences = {}
-    for label, scorer in scorers.items():
+    for scorer in scorers:
+        label = scorer.spec.label
+        if scorer.failed:
+            continue
+        key = hash_key(scorer.key, cell_key)
+        cached = store.load("scores", key)
+        if cached is not None:
+            confidences[label] = cached["scores"].numpy()
+            continue
+        try:
+            instance = scorer.instance()
+        except UserError:
+            raise
+        except Exception as exc:
+            scorer.failed = True  # preparation failed: every cell of this seed would fail the same way
+            _failure(failures, "scorer", label, "prepare", f"seed={ctx.seed}", exc)
+            continue
         try:
             torch.manual_seed(ctx.seed)
-            confidences[label] = check_scores(scorer.score(ctx, batch), len(labels))
+            scores = check_scores(instance.score(ctx, get_batch()), len(labels))
         except UserError:
             raise
         except Exception as exc:
             _failure(failures, "scorer", label, "score", cell, exc)
+            continue
+        store.save("scores", key, {"scores": torch.from_numpy(scores)})
+        confidences[label] = scores
 
     keys = {"suite": suite.name, "dataset": suite.dataset.label, "corruption": name, "severity": severity,
             "classifier": suite.classifier.label, "seed": ctx.seed}
     metrics = {m: registry.create("metric", m) for m in suite.metrics}
     rows = [{**keys, **row} for row in evaluate_cell(confidences, hit, metrics, suite.bootstrap)]
     frame = pd.DataFrame({**keys, "index": np.arange(len(labels)), "label": labels.numpy(),
-                          "prediction": batch.predictions.numpy(), "hit": hit.astype(int)})
-    for label in scorers:
+                          "prediction": predictions.numpy(), "hit": hit.astype(int)})
+    for scorer in scorers:
+        label = scorer.spec.label
         frame[label] = confidences.get(label, np.full(len(labels), np.nan))
     return rows, frame

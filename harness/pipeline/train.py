@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from harness.cache import ArtifactStore, hash_key
+from harness.cache import ArtifactStore, hash_key, load_module_state
 from harness.console import task
 from harness.errors import UserError
 from harness.suite import ComponentSpec
@@ -18,9 +18,10 @@ DEFAULTS = {"epochs": 5, "lr": 1e-3, "batch_size": 128, "weight_decay": 0.0}
 
 
 def classifier_key(registry, dataset_spec: ComponentSpec, classifier_spec: ComponentSpec, seed: int,
-                   subset: str | None = None) -> str:
+                   subset: str | None = None, validation: int = 0) -> str:
     """The cache key of a trained classifier; ``subset`` is the digest of the
-    training indices when the model saw only part of the training split."""
+    training indices when the model saw only part of the training split,
+    ``validation`` the number of images held out of that split."""
     parts = [
         "classifier",
         dataset_spec.name,
@@ -29,10 +30,13 @@ def classifier_key(registry, dataset_spec: ComponentSpec, classifier_spec: Compo
         classifier_spec.name,
         classifier_spec.options,
         getattr(registry.get("classifier", classifier_spec.name), "version", "1"),
+        registry.entry("classifier", classifier_spec.name).plugin.version,
         seed,
     ]
     if subset is not None:  # keys of full-data models stay as they were
         parts.append({"subset": subset})
+    if validation:
+        parts.append({"validation": validation})
     return hash_key(*parts)
 
 
@@ -83,7 +87,7 @@ def trained_classifier(
     With ``subset`` (indices into the training split) it is trained on those
     images only, cached under a key that includes their digest."""
     digest = None if subset is None else subset_digest(subset)
-    key = classifier_key(registry, dataset_spec, classifier_spec, seed, digest)
+    key = classifier_key(registry, dataset_spec, classifier_spec, seed, digest, splits.validation)
     dataset = splits.dataset
     torch.manual_seed(seed)
     component, model = build_model(registry, classifier_spec, dataset.num_classes, dataset.shape)
@@ -98,11 +102,5 @@ def trained_classifier(
         return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}
 
     payload = store.get_or_build("classifier", key, build)
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except (RuntimeError, KeyError) as exc:
-        raise UserError(
-            f"cached classifier {store.path('classifier', key)} does not fit {classifier_spec.name!r}: "
-            f"{str(exc).splitlines()[0]}; delete it or run with --fresh"
-        ) from None
+    load_module_state(store, "classifier", key, payload, model, classifier_spec.name)
     return model.to(device).eval(), key

@@ -117,6 +117,7 @@ class ProberScorer:
         else:  # a prober that cannot be saved is fitted again in each run
             payload = self._fit(ctx)
         self.facts = dict(payload["facts"])
+        self.classifier = ctx.classifier
         ctx.extras.setdefault("prober", self)
 
     def _options(self) -> dict:
@@ -242,6 +243,19 @@ class ProberScorer:
         if self.outputs in ("logits", "all"):
             parts.append(logits.float())
         return torch.cat(parts, dim=1)
+
+    def __call__(self, images):
+        """P(hit) [N] of images [N,C,H,W] through the classifier and the prober,
+        differentiable with respect to the images (what correctors optimise)."""
+        captured = {}
+        handles = [self.classifier.get_submodule(layer).register_forward_hook(
+            lambda _m, _i, out, layer=layer: captured.__setitem__(layer, out.flatten(1))) for layer in self.layers]
+        try:
+            logits = self.classifier(images)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return self.prober.predict(self.inputs(logits, captured))
 
     def score(self, ctx, batch):
         batch.prefetch(self.layers)

@@ -1,0 +1,13 @@
+"""Timing helper shared by the benchmarks."""
+
+import time
+
+
+def best_of(fn, repeat: int = 3) -> float:
+    """The fastest of ``repeat`` wall-clock runs of ``fn`` (the least disturbed by a noisy machine)."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best

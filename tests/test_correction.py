@@ -1,0 +1,401 @@
+"""Correctors on a toy problem whose answer is known (tests/toy_correction.py),
+the per-sample stop, the correction metrics on hand-made outcomes, and the
+correction stage inside a run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from harness.errors import UserError
+from harness.pipeline import correct as stage
+from harness.suite import Bootstrap, ComponentSpec
+from plugins.correctors.counterfactual import ConfidenceAscent, LatentNoise, MonotonePath, PixelProber, ProberLatent
+from tests import toy_correction as toy
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors run faster on one thread on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def ctx(one_thread):
+    return toy.context(level=toy.hit_level())
+
+
+def predictions(ctx, images):
+    return ctx.classifier(images).argmax(dim=1)
+
+
+CROSSING = [
+    ProberLatent(lr=0.05),
+    PixelProber(lr=0.01),
+    ConfidenceAscent(eta=0.1, target="prober"),
+    ConfidenceAscent(eta=0.1, target="runner-up"),
+    ConfidenceAscent(eta=1.0, target="prober", normalize=False),
+    MonotonePath(lr=0.05, target="prober"),
+    MonotonePath(lr=0.05, target="runner-up"),
+]
+
+
+@pytest.mark.parametrize("corrector", CROSSING, ids=lambda c: f"{c.name}-{getattr(c, 'target', '')}")
+def test_every_corrector_turns_every_toy_miss_into_a_hit(ctx, corrector):
+    images, labels = toy.cell(n_miss=6, n_hit=0)
+    assert (predictions(ctx, images) != labels).all()  # all misses to start with
+    result = corrector.correct(ctx, images)
+    assert (predictions(ctx, result.images) == labels).all()
+    assert (result.steps > 0).all() and (result.steps < corrector.max_steps).all()
+    assert result.details["reached"].all() and not result.details["diverged"].any()
+    assert result.images.min() >= 0 and result.images.max() <= 1
+
+
+def test_monotone_path_returns_a_path_that_climbs(ctx):
+    images, _ = toy.cell(n_miss=6, n_hit=0)
+    result = MonotonePath(lr=0.05, length=6).correct(ctx, images)
+    path = result.details["path"]
+    assert path.shape == (6, 6, 1, 4, 4)
+    assert torch.equal(path[:, -1], result.images)
+    p_hit = toy.prober_of_m(path.mean(dim=(2, 3, 4)))
+    assert (p_hit[:, -1] > p_hit[:, 0]).all()
+    assert (p_hit[:, 1:] >= p_hit[:, :-1] - 1e-3).float().mean() > 0.9  # monotone up to a small slack
+
+
+def test_latent_noise_takes_steps_of_the_prober_edits_size_in_random_directions(ctx):
+    images, labels = toy.cell(n_miss=12, n_hit=0)
+    guided = ProberLatent(lr=0.05).correct(ctx, images)
+    noise = LatentNoise(lr=0.05).correct(ctx, images)
+    assert torch.allclose(noise.details["latent_norm"], guided.details["latent_norm"])
+    # identity flow: the latent step is the pixel step, shortened only where clamping to [0,1] bites
+    distance = (noise.images - images).flatten(1).norm(dim=1)
+    unclamped = (noise.images > 0).flatten(1).all(1) & (noise.images < 1).flatten(1).all(1)
+    assert (distance <= guided.details["latent_norm"] + 1e-5).all()
+    assert unclamped.any() and torch.allclose(distance[unclamped], guided.details["latent_norm"][unclamped], atol=1e-5)
+    # a random 16-d direction moves the mean brightness a quarter as far, either way: fewer misses corrected
+    assert (predictions(ctx, noise.images) == labels).sum() < (predictions(ctx, guided.images) == labels).sum()
+    assert torch.equal(LatentNoise(lr=0.05).correct(ctx, images).images, noise.images)  # seeded
+    assert not torch.equal(LatentNoise(lr=0.05).correct(replace(ctx, seed=1), images).images, noise.images)
+
+
+def test_reference_stop_never_fires_under_a_smoothed_prober_but_the_relative_one_does(ctx):
+    images, labels = toy.cell()
+    capped = ProberLatent(lr=0.05, threshold=0.92, max_steps=40).correct(ctx, images)
+    assert (capped.steps == 40).all() and not capped.details["reached"].any()
+    relative = ProberLatent(lr=0.05, max_steps=40).correct(ctx, images)
+    assert relative.details["reached"].all()
+    miss = predictions(ctx, images) != labels
+    assert relative.steps[miss].float().median() < 10
+
+
+def test_the_stop_level_comes_from_the_context_and_is_required(ctx):
+    images, _ = toy.cell(n_miss=2, n_hit=0)
+    no_level = replace(ctx, extras={k: v for k, v in ctx.extras.items() if k != "prober_hit_level"})
+    with pytest.raises(UserError, match="prober_hit_level"):
+        ProberLatent().correct(no_level, images)
+    with pytest.raises(UserError, match="generator"):
+        ProberLatent().correct(replace(ctx, extras={"prober": ctx.extras["prober"]}), images)
+
+
+def test_finished_samples_stop_changing(ctx):
+    images, _ = toy.cell(n_miss=6, n_hit=10)
+    corrector = ProberLatent(lr=0.05)
+    batched = corrector.correct(ctx, images)
+    untouched = batched.steps == 0
+    assert untouched.any() and torch.equal(batched.images[untouched], images[untouched])  # bit-identical
+    for i in range(len(images)):
+        alone = ProberLatent(lr=0.05, max_steps=max(1, int(batched.steps[i]))).correct(ctx, images[i : i + 1])
+        # stopping at its own step count gives the same image: nothing moved after it stopped
+        assert torch.allclose(alone.images[0], batched.images[i], atol=1e-6)
+        assert alone.steps[0] == batched.steps[i]
+    # a longer cap changes nothing for samples that stopped on their own
+    longer = ProberLatent(lr=0.05, max_steps=5000).correct(ctx, images)
+    assert torch.equal(longer.steps, batched.steps) and torch.allclose(longer.images, batched.images, atol=1e-6)
+
+
+def test_batching_and_chunking_do_not_change_any_edit(ctx):
+    images, _ = toy.cell(n_miss=6, n_hit=10)
+    whole = MonotonePath(lr=0.05).correct(ctx, images)
+    chunked = MonotonePath(lr=0.05).correct(replace(ctx, batch_size=8), images)  # one image per chunk (T=8)
+    assert torch.equal(whole.steps, chunked.steps)
+    assert torch.allclose(whole.images, chunked.images, atol=1e-6)
+
+
+def test_flip_stop_stops_right_after_the_prediction_changes(ctx):
+    images, labels = toy.cell(n_miss=6, n_hit=0)
+    result = ProberLatent(lr=0.01, stop="flip").correct(ctx, images)
+    assert (predictions(ctx, result.images) == labels).all()
+    for i in range(len(images)):
+        before = ProberLatent(lr=0.01, stop="flip", max_steps=int(result.steps[i]) - 1) if result.steps[i] > 1 else None
+        if before is not None:
+            assert predictions(ctx, before.correct(ctx, images[i : i + 1]).images)[0] != labels[i]
+
+
+def test_list_latents_of_multiscale_flows(ctx):
+    images, labels = toy.cell(n_miss=6, n_hit=0)
+    split = replace(ctx, extras={**ctx.extras, "generator": toy.SplitFlow()})
+    result = ProberLatent(lr=0.05).correct(split, images)
+    assert (predictions(ctx, result.images) == labels).all()
+
+
+class ExplodingFlow(toy.IdentityFlow):
+    """Decodes to NaN once the mean brightness passes 0.58 (as unstable flows do)."""
+
+    def decode(self, z):
+        bad = z.flatten(1).mean(dim=1) > 0.58
+        return torch.where(bad.view(-1, 1, 1, 1), torch.full_like(z, float("nan")), z)
+
+
+def test_a_decode_that_blows_up_stops_the_sample_at_its_last_finite_state(ctx):
+    images, _ = toy.cell(n_miss=6, n_hit=0)
+    result = ProberLatent(lr=0.05).correct(replace(ctx, extras={**ctx.extras, "generator": ExplodingFlow()}), images)
+    assert result.details["diverged"].all() and not result.details["reached"].any()
+    assert torch.isfinite(result.images).all()
+    assert (result.images.mean(dim=(1, 2, 3)) <= 0.58 + 1e-6).all()
+
+
+@pytest.mark.parametrize("cls, options, message", [
+    (ProberLatent, {"lr": 0}, "lr must be > 0"),
+    (ProberLatent, {"stop": "never"}, "stop must be one of"),
+    (ProberLatent, {"threshold": 1.5}, "threshold is a probability"),
+    (ConfidenceAscent, {"target": "top-class"}, "target must be"),
+    (MonotonePath, {"lam": -1.0}, "lam must be >= 0"),
+    (LatentNoise, {"max_steps": 0}, "max_steps must be >= 1"),
+])
+def test_bad_options_fail_in_one_line(cls, options, message):
+    with pytest.raises(UserError, match=message):
+        cls(**options)
+
+
+# -- metrics on hand-made outcomes ----------------------------------------------
+BOOT = Bootstrap(resamples=200, confidence=0.9, seed=0)
+
+
+def hand_made() -> stage.Outcome:
+    hit = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1], bool)
+    after = np.array([1, 1, 0, 0, 1, 1, 1, 1, 0, 1], bool)
+    flagged = np.array([1, 1, 1, 0, 0, 0, 0, 0, 1, 0], bool)
+    edit = np.array([1.0, 2.0, 3.0, 6.0, 0, 0, 0, 0, 5.0, 0])
+    steps = np.array([10, 20, 30, 40, 0, 0, 0, 0, 7, 0])
+    return stage.Outcome(hit, after, flagged, edit, steps, seconds=2.0)
+
+
+def test_correction_metrics_on_hand_made_outcomes():
+    rows = {r["metric"]: r for r in stage.outcome_rows(hand_made(), BOOT)}
+    assert set(rows) == set(stage.CORRECTION_METRICS)
+    assert rows["correction-rate"]["value"] == pytest.approx(2 / 4) and rows["correction-rate"]["n"] == 4
+    assert rows["break-rate"]["value"] == pytest.approx(1 / 6) and rows["break-rate"]["n"] == 6
+    # the loop edits the flagged: misses 0 and 1 fixed (+2), miss 2 not fixed, hit 8 broken (-1)
+    assert rows["net-accuracy-gain"]["value"] == pytest.approx(1 / 10) and rows["net-accuracy-gain"]["n"] == 10
+    assert rows["edit-size"]["value"] == pytest.approx(3.0)  # over the true misses
+    assert rows["median-steps"]["value"] == 25 and rows["p90-steps"]["value"] == pytest.approx(37)
+    assert rows["images-per-second"]["value"] == pytest.approx(5.0)
+    for metric in ("correction-rate", "break-rate", "net-accuracy-gain", "edit-size"):
+        row = rows[metric]
+        assert row["ci_low"] <= row["value"] <= row["ci_high"] and row["ci_low"] < row["ci_high"]
+    assert np.isnan(rows["median-steps"]["ci_low"])
+    assert stage.correction_rate(hand_made().hit, hand_made().hit_after) == pytest.approx(0.5)
+
+
+def test_metrics_without_misses_are_nan_not_errors():
+    outcome = stage.Outcome(np.ones(4, bool), np.ones(4, bool), np.zeros(4, bool), np.zeros(4), np.zeros(4), 1.0)
+    rows = {r["metric"]: r for r in stage.outcome_rows(outcome, BOOT)}
+    assert np.isnan(rows["correction-rate"]["value"]) and rows["correction-rate"]["n"] == 0
+    assert rows["break-rate"]["value"] == 0 and rows["net-accuracy-gain"]["value"] == 0
+
+
+def test_flag_threshold_maximises_youden_and_hit_level_is_the_hits_median():
+    p = np.array([0.1, 0.2, 0.3, 0.8, 0.9])
+    hit = np.array([0, 0, 1, 1, 1], bool)
+    assert stage.flag_threshold(p, hit) == pytest.approx(0.3)  # flags exactly the two misses
+    assert stage.hit_level(p, hit) == pytest.approx(0.8)
+    assert (p < stage.flag_threshold(p, np.ones(5, bool))).sum() == 0  # no miss: flag nothing
+    assert (p < stage.flag_threshold(p, np.zeros(5, bool))).all()
+
+
+# -- the stage ---------------------------------------------------------------------
+def test_correct_images_rows_artifacts_and_isolated_failures(ctx, tmp_path):
+    from harness.registry import Registry
+    from tests.conftest import builtin_modules
+
+    registry = Registry(builtin_modules())
+    specs = [ComponentSpec("prober-latent", {"lr": 0.05}), ComponentSpec("pixel-prober", {"lr": 0.01}),
+             ComponentSpec("monotone-path", {"lr": 0.05})]
+    state = stage.setup(specs, registry, ctx)
+    assert [b.method for b in state.bound] == ["prober-latent", "pixel-prober", "monotone-path"]
+
+    class Broken:
+        def correct(self, ctx, images):
+            return replace(ProberLatent(lr=0.05).correct(ctx, images), steps=torch.zeros(3))
+
+    state.bound.append(stage.Bound("broken", Broken(), "generator"))
+    failures = []
+    images, labels = toy.cell()
+    rows = stage.correct_images(ctx, state, images, labels, BOOT, out=tmp_path, tag="seed0_none-0",
+                                on_failure=lambda label, exc: failures.append((label, str(exc))))
+    table = pd.DataFrame(rows)
+    assert set(table["method"]) == {"prober-latent", "pixel-prober", "monotone-path"}
+    value = table.set_index(["method", "metric"])["value"]
+    assert value["prober-latent", "correction-rate"] == 1.0 and value["prober-latent", "break-rate"] == 0.0
+    # threshold 0.5 flags exactly the six misses; all are fixed: accuracy 10/16 -> 16/16
+    assert value["prober-latent", "net-accuracy-gain"] == pytest.approx(6 / 16)
+    assert failures == [("broken", "returned steps of shape [3], expected [16]")]
+    saved = torch.load(tmp_path / "corrections" / "prober-latent_seed0_none-0.pt", weights_only=True)
+    assert saved["stop_level"] == pytest.approx(toy.hit_level()) and saved["steps"].shape == (16,)
+    changed = saved["index"]
+    assert torch.equal(changed, (saved["steps"] > 0).nonzero().squeeze(1)) and 6 <= len(changed) < 16
+    again = ProberLatent(lr=0.05).correct(replace(ctx, extras={**ctx.extras, "prober_threshold": 0.5}), images)
+    assert torch.equal(saved["edited"], again.images[changed])
+    path = torch.load(tmp_path / "corrections" / "monotone-path_seed0_none-0.pt", weights_only=True)
+    assert path["details.path"].shape == (len(path["index"]), 8, 1, 4, 4)
+    assert (tmp_path / "corrections" / "prober-latent_grid.png").stat().st_size > 1000
+
+
+def test_setup_expands_over_generators_pins_and_calibrates_when_asked(ctx):
+    from harness.registry import Registry
+    from tests.conftest import builtin_modules
+
+    registry = Registry(builtin_modules())
+    extras = {"prober": ctx.extras["prober"], "generators": {"glow": toy.IdentityFlow(), "realnvp": toy.SplitFlow()}}
+    two = replace(ctx, extras=extras)
+    specs = [ComponentSpec("prober-latent"), ComponentSpec("pixel-prober"),
+             ComponentSpec("latent-noise", {"generator": "glow"}, "noise-glow")]
+    state = stage.setup(specs, registry, two)
+    assert [(b.method, b.generator) for b in state.bound] == [
+        ("prober-latent@glow", "glow"), ("prober-latent@realnvp", "realnvp"), ("pixel-prober", None),
+        ("noise-glow", "glow")]
+    # no validation threshold/level given: chosen on the training split, where m > 0.55 are the hits
+    assert state.calibrated_on == "training split"
+    assert 0.1 < state.threshold <= state.level < 0.9
+    with pytest.raises(UserError, match="names generator 'flow'"):
+        stage.setup([ComponentSpec("prober-latent", {"generator": "flow"})], registry, two)
+    with pytest.raises(UserError, match="correctors need a generator and a prober"):
+        stage.setup(specs, registry, replace(ctx, extras={"prober": ctx.extras["prober"]}))
+
+
+def test_suites_naming_correctors_need_a_generator_and_a_prober(tmp_path):
+    from harness.registry import Registry
+    from harness.suite import _check_correctors_have_inputs, load_config, parse_suite
+    from tests.conftest import builtin_modules
+
+    path = tmp_path / "registry.toml"
+    path.write_text('[plugins]\nbuiltin = []\n[suite.s]\ndataset = "mnist-5k"\nclassifier = "cnn"\n'
+                    'scorers = ["msp"]\nmetrics = ["auroc"]\ncorrectors = ["prober-latent"]\n')
+    with pytest.raises(UserError, match=r"suite 's': correctors need a generator and a prober; the suite lacks "
+                                        r"'generators' and a 'prober' scorer"):
+        parse_suite(load_config(path), "s", Registry(builtin_modules()))
+    _check_correctors_have_inputs({"generators": ["glow"], "scorers": ["msp", "prober"]}, "here")  # passes
+    with pytest.raises(UserError, match="lacks a 'prober' scorer"):
+        _check_correctors_have_inputs({"generators": ["glow"], "scorers": ["msp"]}, "here")
+
+
+def test_suite_validation_checks_corrector_names_and_options(tmp_path):
+    from harness.registry import Registry
+    from harness.suite import load_config, parse_suite, validate
+    from tests.conftest import builtin_modules
+
+    registry = Registry(builtin_modules())
+    path = tmp_path / "registry.toml"
+    path.write_text('[plugins]\nbuiltin = []\n[suite.s]\ndataset = "mnist-5k"\nclassifier = "cnn"\n'
+                    'scorers = ["msp"]\nmetrics = ["auroc"]\n')
+    suite = parse_suite(load_config(path), "s", registry)
+    good = replace(suite, correctors=(ComponentSpec("prober-latent", {"lr": 0.1, "generator": "glow"}),))
+    validate(good, registry, "suite 's'")
+    with pytest.raises(UserError, match=r"unknown corrector 'prober-latnet' \(did you mean 'prober-latent'"):
+        validate(replace(suite, correctors=(ComponentSpec("prober-latnet"),)), registry, "suite 's'")
+    with pytest.raises(UserError, match=r"corrector 'prober-latent' has no option 'steps'"):
+        validate(replace(suite, correctors=(ComponentSpec("prober-latent", {"steps": 3}),)), registry, "suite 's'")
+
+
+def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_registry, tmp_path, one_thread):
+    """The whole pipeline on the tiny suite (with an untrained CNN: this tests
+    the wiring, not accuracy), a pixel-space "flow" and a prober made of the
+    CNN's own margin, injected where the generator and prober stages put
+    theirs; the threshold comes from a validation split, and a second run
+    takes every correction from the cache."""
+    from harness.cache import ArtifactStore
+    from harness.pipeline import run
+    from harness.registry import Registry
+    from harness.suite import load_config, parse_suite
+    from tests.conftest import builtin_modules
+
+    real_context = run._context
+
+    def with_extras(*args, **kwargs):
+        ctx = real_context(*args, **kwargs)
+        model = ctx.classifier
+        last = model.fc_layer[6]
+
+        def head(features):
+            top2 = last(features).topk(2, dim=1).values
+            return 0.1 + 0.8 * torch.sigmoid(top2[:, 0] - top2[:, 1] - 2)
+
+        ctx.extras.update({"generators": {"pixels": toy.IdentityFlow()}, "generator_keys": {"pixels": "identity"},
+                           "prober": stage.LayerProber(model, "fc_layer.4", head), "prober_key": "margin"})
+        return ctx
+
+    def first_64_test_images(*args, **kwargs):
+        splits = real_load(*args, **kwargs)
+        return replace(splits, test_images=splits.test_images[:64], test_labels=splits.test_labels[:64])
+
+    def untrained(registry, store, dataset_spec, classifier_spec, splits, seed, device):
+        from harness.pipeline.train import build_model
+
+        assert len(splits.train_labels) + len(splits.val_labels) == 300 and len(splits.val_labels) == 100
+        torch.manual_seed(seed)
+        return build_model(registry, classifier_spec, 10, (1, 28, 28))[1].eval(), f"untrained-{seed}"
+
+    real_load = run.load_splits
+    monkeypatch.setattr(run, "_context", with_extras)
+    monkeypatch.setattr(run, "trained_classifier", untrained)
+    monkeypatch.setattr(run, "load_splits", first_64_test_images)
+    registry = Registry(builtin_modules())
+    suite = parse_suite(load_config(tiny_registry()), "tiny", registry)
+    suite = replace(suite, validation=100,
+                    correctors=(ComponentSpec("prober-latent", {"lr": 0.05, "max_steps": 5}),
+                                ComponentSpec("confidence-ascent", {"target": "runner-up", "max_steps": 5})))
+    out = tmp_path / "run"
+    store = ArtifactStore(tmp_path / "cache")
+    outcome = run.run_suite(suite, registry, store, torch.device("cpu"), out)
+    assert outcome.failures == []
+    table = pd.read_csv(out / "results.csv", keep_default_na=False, na_values=[""])
+    correction = table[table["metric"].isin(stage.CORRECTION_METRICS)]
+    assert set(correction["method"]) == {"prober-latent", "confidence-ascent"}
+    assert len(correction) == 2 * len(stage.CORRECTION_METRICS)
+    rates = correction.set_index(["method", "metric"])["value"]
+    assert all(0 <= rates[m, r] <= 1 for m in ("prober-latent", "confidence-ascent")
+               for r in ("correction-rate", "break-rate"))
+    assert rates["prober-latent", "images-per-second"] > 0 and rates["prober-latent", "p90-steps"] <= 5
+    head = json.loads((out / "run.json").read_text())
+    assert head["metrics"]["break-rate"]["higher_is_better"] is False
+    assert [c["name"] for c in head["suite"]["correctors"]] == ["prober-latent", "confidence-ascent"]
+    saved = torch.load(out / "corrections" / "prober-latent_seed0_none-0.pt", weights_only=True)
+    assert saved["steps"].shape == (64,) and saved["edited"].shape == (len(saved["index"]), 1, 28, 28)
+    assert saved["calibrated_on"] == "validation split (100 images)"
+    assert head["correction"]["0"] == {"threshold": saved["threshold"], "stop_level": saved["stop_level"],
+                                       "calibrated_on": "validation split (100 images)"}
+    assert (out / "corrections" / "confidence-ascent_grid.png").exists()
+    assert len(list((tmp_path / "cache" / "correction").glob("*.pt"))) == 2  # one per (corrector, cell)
+
+    # resume: a second run edits nothing (a corrector that would run now fails) and writes the same results
+    from plugins.correctors import _engine
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the correction should have come from the cache")
+
+    monkeypatch.setattr(_engine, "prober_latent", must_not_run)
+    monkeypatch.setattr(_engine, "confidence_ascent", must_not_run)
+    again = tmp_path / "again"
+    assert run.run_suite(suite, registry, store, torch.device("cpu"), again).failures == []
+    assert (again / "results.csv").read_bytes() == (out / "results.csv").read_bytes()
+    resaved = torch.load(again / "corrections" / "prober-latent_seed0_none-0.pt", weights_only=True)
+    assert torch.equal(resaved["edited"], saved["edited"])
+    assert (again / "corrections" / "confidence-ascent_grid.png").exists()

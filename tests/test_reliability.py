@@ -1,0 +1,300 @@
+"""Reliability: isolation of failing plugins, cache integrity, determinism,
+one-line errors for bad input, resume after SIGKILL."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.cli import app
+from harness.errors import UserError
+
+FAKE_PLUGINS = '''
+from harness.hookspecs import hookimpl
+
+
+class Raises:
+    name = "raises"
+    def score(self, ctx, batch):
+        raise RuntimeError("boom")
+
+
+class NaNs:
+    name = "nans"
+    def score(self, ctx, batch):
+        out = batch.probs.max(1).values.clone()
+        out[0] = float("nan")
+        return out
+
+
+class WrongShape:
+    name = "wrong-shape"
+    def score(self, ctx, batch):
+        return batch.probs
+
+
+class FailsPrepare:
+    name = "fails-prepare"
+    def prepare(self, ctx):
+        raise ValueError("cannot prepare")
+    def score(self, ctx, batch):
+        return batch.probs.max(1).values
+
+
+class FlatImages:
+    name = "flat-images"
+    num_classes = 10
+    shape = (1, 28, 28)
+    def load(self, split, root):
+        import torch
+        return torch.rand(20, 28, 28), torch.zeros(20, dtype=torch.long)
+
+
+class Bright:
+    name = "bright"
+    num_classes = 10
+    shape = (1, 28, 28)
+    def load(self, split, root):
+        import torch
+        return torch.rand(20, 1, 28, 28) * 255, torch.zeros(20, dtype=torch.long)
+
+
+@hookimpl
+def register_scorers():
+    return [Raises, NaNs, WrongShape, FailsPrepare]
+
+
+@hookimpl
+def register_datasets():
+    return [FlatImages, Bright]
+'''
+
+
+@pytest.fixture
+def fake_registry(tiny_registry, tmp_path, monkeypatch):
+    """The tiny registry plus a plugin module whose components misbehave."""
+    (tmp_path / "pb_fake_plugins.py").write_text(FAKE_PLUGINS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("pb_fake_plugins", None)
+
+    def write(scorers='["msp", "raises", "nans", "wrong-shape", "fails-prepare"]', extra=""):
+        path = tiny_registry(extra=extra, scorers=scorers)
+        text = path.read_text().replace('builtin = [', 'builtin = ["pb_fake_plugins", ', 1)
+        path.write_text(text)
+        return path
+
+    return write
+
+
+def invoke(runner, *args):
+    return runner.invoke(app, list(map(str, args)))
+
+
+def test_failing_plugins_fail_only_their_cells(runner, fake_registry, tmp_path):
+    out = tmp_path / "run"
+    result = invoke(runner, "run", "tiny", "--registry", fake_registry(), "--out", out)
+    assert result.exit_code == 1, result.output
+    head = json.loads((out / "run.json").read_text())
+    failed = {(f["plugin"], f["stage"]) for f in head["failures"]}
+    assert failed == {("raises", "score"), ("nans", "score"), ("wrong-shape", "score"), ("fails-prepare", "prepare")}
+    messages = " ".join(f["message"] for f in head["failures"])
+    assert "boom" in messages and "NaN" in messages and "shape" in messages and "cannot prepare" in messages
+    import pandas as pd
+
+    table = pd.read_csv(out / "results.csv", keep_default_na=False)
+    assert set(table["method"]) == {"-", "msp"}  # failed methods have no metric rows at all
+    assert "4 component failure(s)" in result.output
+
+
+def test_same_seed_gives_identical_files(runner, tiny_registry, tmp_path, monkeypatch):
+    registry = tiny_registry()
+    outs = []
+    for name in ("a", "b"):
+        monkeypatch.setenv("PROBEBENCH_CACHE", str(tmp_path / f"cache-{name}"))  # nothing shared
+        out = tmp_path / name
+        assert invoke(runner, "run", "tiny", "--registry", registry, "--out", out).exit_code == 0
+        outs.append(out)
+    for filename in ("results.csv", "scores.csv.gz"):
+        assert (outs[0] / filename).read_bytes() == (outs[1] / filename).read_bytes(), filename
+    heads = [json.loads((o / "run.json").read_text()) for o in outs]
+    for head in heads:
+        for volatile in ("started", "finished", "seconds"):
+            head.pop(volatile)
+    assert heads[0] == heads[1]
+
+
+def test_corrupt_artifact_is_reported_and_rebuilt(runner, tiny_registry, tmp_path, monkeypatch):
+    monkeypatch.setenv("PROBEBENCH_CACHE", str(tmp_path / "cache"))
+    registry = tiny_registry()
+    assert invoke(runner, "run", "tiny", "--registry", registry, "--out", tmp_path / "a").exit_code == 0
+    checkpoints = list((tmp_path / "cache" / "classifier").glob("*.pt"))
+    assert len(checkpoints) == 1
+    checkpoints[0].write_bytes(checkpoints[0].read_bytes()[:100])  # truncated
+    result = invoke(runner, "run", "tiny", "--registry", registry, "--out", tmp_path / "b")
+    assert result.exit_code == 0, result.output
+    assert "is corrupt" in result.output and "rebuilding" in result.output
+    assert (tmp_path / "a" / "results.csv").read_bytes() == (tmp_path / "b" / "results.csv").read_bytes()
+
+
+def test_checkpoint_of_another_architecture(runner, tiny_registry, tmp_path, monkeypatch):
+    import torch
+
+    from harness.cache import ArtifactStore
+
+    monkeypatch.setenv("PROBEBENCH_CACHE", str(tmp_path / "cache"))
+    registry = tiny_registry()
+    assert invoke(runner, "run", "tiny", "--registry", registry, "--out", tmp_path / "a").exit_code == 0
+    checkpoint = next((tmp_path / "cache" / "classifier").glob("*.pt"))
+    ArtifactStore(tmp_path / "cache").save("classifier", checkpoint.stem,
+                                           {"state_dict": {"fc.weight": torch.zeros(2, 2)}})
+    result = invoke(runner, "run", "tiny", "--registry", registry, "--out", tmp_path / "b")
+    assert result.exit_code == 2
+    assert "does not fit 'cnn'" in result.output and "--fresh" in result.output
+
+
+class Evil:
+    """Stands for any object a tampered checkpoint could smuggle in."""
+
+
+def test_checkpoints_never_unpickle_objects(tmp_path):
+    from harness.cache import ArtifactStore
+
+    store = ArtifactStore(tmp_path)
+    store.save("x", "k", {"obj": Evil()})  # the checksum is right: only weights_only stands guard
+    assert store.load("x", "k") is None  # refused, reported as corrupt, rebuilt by the caller
+
+
+@pytest.mark.parametrize(
+    "dataset, message",
+    [("flat-images", "expected float images [N,C,H,W], got (20, 28, 28)"),
+     ("bright", "pixel values must lie in [0,1]")],
+)
+def test_images_of_wrong_shape_or_range(runner, fake_registry, dataset, message):
+    registry = fake_registry(scorers='["msp"]')
+    text = registry.read_text().replace('{ name = "mnist-5k", limit = 300 }', f'"{dataset}"')
+    registry.write_text(text)
+    result = invoke(runner, "run", "tiny", "--registry", registry)
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_unwritable_output_folder(runner, tiny_registry, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = invoke(runner, "run", "tiny", "--registry", tiny_registry(), "--out", blocker / "run")
+    assert result.exit_code == 2 and "cannot write results to" in result.output
+
+
+def test_disk_full_leaves_nothing_half_written(tmp_path, monkeypatch):
+    import errno
+
+    import pandas as pd
+
+    from harness import results
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+    with pytest.raises(UserError, match="No space left on device; nothing half-written"):
+        results.write_run(tmp_path, [], {}, None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_layer_lists_valid_names():
+    from harness.pipeline.features import resolve_layer
+    from plugins.classifiers._cnn_net import CNNNet
+
+    with pytest.raises(UserError, match=r"layer 'fc_layer.9' not found .*valid layers: conv_layer, conv_layer.0"):
+        resolve_layer(CNNNet(10, (1, 28, 28)), "fc_layer.9")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["rnu"], "No such command"),
+        (["run", "tiny", "--registry", "{bad}"], "malformed TOML"),
+        (["run", "tiny", "--registry", "{missing}"], "not found"),
+        (["run", "tiny", "--registry", "{reg}", "--seeds", "-1"], "non-negative"),
+        (["run", "tiny", "--registry", "{reg}", "--device", "cuda"], "not available"),
+    ],
+)
+def test_bad_input_exit_2(runner, tiny_registry, tmp_path, args, message):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[suite.tiny]\ndataset = = 1\n")
+    paths = {"{bad}": bad, "{missing}": tmp_path / "missing.toml", "{reg}": tiny_registry()}
+    args = [str(paths.get(a, a)) for a in args]
+    if "cuda" in args:
+        import torch
+
+        assert not torch.cuda.is_available()  # this check is about a machine without a GPU
+    result = invoke(runner, *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def _run_cli(registry: Path, out: Path, cache: Path) -> subprocess.Popen:
+    env = {**os.environ, "PROBEBENCH_CACHE": str(cache), "PROBEBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    return subprocess.Popen([sys.executable, "-m", "harness", "run", "tiny", "--registry", str(registry),
+                             "--out", str(out), "--device", "cpu"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _kill_when(process: subprocess.Popen, ready, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def test_sigkill_then_resume_equals_uninterrupted(tiny_registry, tmp_path):
+    registry = tiny_registry()
+    reference = tmp_path / "reference"
+    assert _run_cli(registry, reference, tmp_path / "cache-ref").wait() == 0
+    cache = tmp_path / "cache"
+    kill_points = [
+        lambda: (cache / "data").exists(),  # while training
+        lambda: any((cache / "classifier").glob("*.sha256")),  # right after the checkpoint
+        lambda: any((cache / "scores").glob("*.sha256")),  # after the first scored method
+    ]
+    for i, ready in enumerate(kill_points):
+        _kill_when(_run_cli(registry, tmp_path / f"killed-{i}", cache), ready)
+    resumed = tmp_path / "resumed"
+    assert _run_cli(registry, resumed, cache).wait() == 0
+    for filename in ("results.csv", "scores.csv.gz"):
+        assert (resumed / filename).read_bytes() == (reference / filename).read_bytes()
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tiny_registry, tmp_path):
+    env = {**os.environ, "PROBEBENCH_CACHE": str(tmp_path / "cache"), "PROBEBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "harness", "run", "tiny", "--registry", str(tiny_registry()),
+                                "--out", str(tmp_path / "run")], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               # a shell's background job ignores SIGINT and children inherit that;
+                               # restore the default so Python turns it into KeyboardInterrupt
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "cache" / "data").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "run the same command again to resume" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "results.csv").exists()
+
+
+def test_fresh_ignores_the_cache(runner, tiny_registry, tmp_path, monkeypatch):
+    monkeypatch.setenv("PROBEBENCH_CACHE", str(tmp_path / "cache"))
+    registry = tiny_registry()
+    assert invoke(runner, "run", "tiny", "--registry", registry, "--out", tmp_path / "a").exit_code == 0
+    checkpoint = next((tmp_path / "cache" / "classifier").glob("*.pt"))
+    before = checkpoint.stat().st_mtime_ns
+    result = invoke(runner, "run", "tiny", "--registry", registry, "--out", tmp_path / "b", "--fresh")
+    assert result.exit_code == 0
+    assert checkpoint.stat().st_mtime_ns > before  # retrained and rewritten
+    assert (tmp_path / "a" / "results.csv").read_bytes() == (tmp_path / "b" / "results.csv").read_bytes()

@@ -1,0 +1,100 @@
+"""The HTML report: every section present, images inlined, the page parses;
+and the curves it draws agree with the metrics."""
+
+import base64
+
+import numpy as np
+import pytest
+from fake_runs import make_run
+from sklearn.metrics import roc_auc_score
+from test_leaderboard import StrictParser
+
+from harness.cli import app
+from harness.report import curves
+from harness.report.html import SECTIONS
+
+
+def parse(page: str) -> StrictParser:
+    parser = StrictParser()
+    parser.feed(page)
+    parser.close()
+    assert not parser.stack, f"unclosed tags {parser.stack}"
+    return parser
+
+
+def test_report_has_every_section_with_inlined_plots(runner, tmp_path):
+    run = make_run(tmp_path / "results" / "run", seeds=(0, 1), corruptions=[("blur", [1, 2]), ("noise", [1])],
+                   pngs=1, n=150)
+    (run / "corrections").mkdir()
+    (run / "corrections" / "grid.png").write_bytes((run / "grid-0.png").read_bytes())
+    (run / "report-roc.png").write_bytes((run / "grid-0.png").read_bytes())  # an earlier --save-plots
+    out = tmp_path / "report.html"
+    plots = tmp_path / "plots"
+    result = runner.invoke(app, ["report", "run", "--results-dir", str(tmp_path / "results"), "--out", str(out),
+                                 "--corruption", "blur", "--severity", "2", "--save-plots", str(plots)])
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    parser = parse(page)
+    assert set(SECTIONS) <= parser.ids
+    # roc, risk-coverage, accuracy-percentile, reliability, 2 heatmaps, 2 counterfactual grids
+    assert len(parser.images) == 8
+    for src in parser.images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "http" not in "".join(parser.images)
+    for text in ("mnist-quick", "0123456789abcdef", "auroc ↑", "aurc ×1000 ↓", "AUROC by corruption",
+                 "corrections/grid.png", "grid-0.png", "mean ± std over seeds 0, 1", "blur, severity 2"):
+        assert text in page, text
+    assert "report-roc.png" not in page  # the report's own saved plots are not counterfactual grids
+    assert sorted(p.name for p in plots.iterdir()) == [
+        "report-accuracy-by-corruption.png", "report-accuracy-percentile.png", "report-auroc-by-corruption.png",
+        "report-reliability.png", "report-risk-coverage.png", "report-roc.png"]
+
+
+def test_report_without_corruptions_or_grids_says_so(runner, tmp_path):
+    make_run(tmp_path / "results" / "plain", n=120)
+    result = runner.invoke(app, ["report", "latest", "--results-dir", str(tmp_path / "results")])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "results" / "plain" / "report.html").read_text()
+    parser = parse(page)
+    assert set(SECTIONS) <= parser.ids and len(parser.images) == 4
+    assert "this run has no corrupted test data" in page and "no images (*.png)" in page
+
+
+def test_report_of_a_cell_the_run_lacks(runner, tmp_path):
+    make_run(tmp_path / "results" / "run", corruptions=[("blur", [1])], n=50)
+    args = ["report", "run", "--results-dir", str(tmp_path / "results"), "--out", str(tmp_path / "r.html")]
+    result = runner.invoke(app, args + ["--corruption", "fog"])
+    assert result.exit_code == 2 and "'fog' is not in this run's scores" in result.output
+    result = runner.invoke(app, args + ["--corruption", "blur", "--severity", "4"])
+    assert result.exit_code == 2 and "--severity 4 is not in this run's scores" in result.output
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_curves_agree_with_the_metrics(ties):
+    from plugins.metrics.failure import AURC
+
+    rng = np.random.default_rng(0)
+    hit = rng.random(400) < 0.85
+    confidence = rng.random(400) + 0.4 * hit
+    if ties:
+        confidence = np.round(confidence, 1)
+    fpr, tpr = curves.roc(confidence, hit)
+    assert np.trapezoid(tpr, fpr) == pytest.approx(roc_auc_score(~hit, -confidence), abs=1e-12)
+    coverage, risk = curves.risk_coverage(confidence, hit)
+    assert coverage[-1] == 1 and risk[-1] == pytest.approx(1 - hit.mean())
+    if not ties:  # one point per sample: the mean of the curve is AURC
+        assert 1000 * risk.mean() == pytest.approx(AURC()(confidence, hit), abs=1e-9)
+    percentiles, accuracy = curves.accuracy_vs_percentile(confidence, hit, [0, 50])
+    assert accuracy[0] == pytest.approx(hit.mean())
+    kept = confidence >= np.sort(confidence)[::-1][199]  # the 200 most confident, ties at the cut kept
+    assert accuracy[1] == pytest.approx(hit[kept].mean())
+
+
+def test_reliability_bins():
+    confidence = np.array([0.05, 0.1, 0.95, 1.0, 0.0])
+    hit = np.array([0, 1, 1, 1, 0])
+    centres, accuracy, mean_conf, count = curves.reliability(confidence, hit, bins=10)
+    assert count.tolist() == [3, 0, 0, 0, 0, 0, 0, 0, 0, 2]
+    assert accuracy[0] == pytest.approx(1 / 3) and mean_conf[9] == pytest.approx(0.975)
+    assert curves.is_probability(confidence) and not curves.is_probability(confidence - 0.5)
