@@ -15,9 +15,12 @@ float rounding moves a few samples' stop by a step).
 ``extra_info['images_per_second_ratio']`` is the batch's images/s over the
 loop's (target >= 10); ``reference_5000_step_loop_seconds`` extrapolates the
 loop's measured cost per step to the reference procedure, whose 0.92 stop
-never fires so every image runs 5000 steps. One torch thread: on this shared
-2-core machine two threads under contention slow single-image steps ~10x and
-would flatter the ratio.
+never fires so every image runs 5000 steps; ``gradient_step_ratio`` is the
+ceiling batching can reach at all: the cost per image of one bare
+forward+backward step (prober of the decoded latent) on 1 image over that on
+128. Each case runs with one torch thread and with two (the default on this
+2-core machine); under contention two threads slow single-image steps and
+flatter the ratio, so read the 2-thread numbers from an idle machine.
 """
 
 from __future__ import annotations
@@ -107,8 +110,35 @@ def flow(name: str, train_x):
     return glow
 
 
+def gradient_step_seconds(ctx, generator, images: torch.Tensor, repeat: int = 5) -> float:
+    """Seconds per image of one bare gradient step of -log P(hit) w.r.t. the latent."""
+    from plugins.correctors._engine import Flat, decode_rows
+
+    with torch.no_grad():
+        flat = Flat(generator.encode(images))
+    prober = ctx.extras["prober"]
+
+    def step():
+        z = flat.rows.clone().requires_grad_(True)
+        torch.autograd.grad(-prober(decode_rows(generator, flat, z)).log().sum(), z)
+
+    step()
+    started = time.perf_counter()
+    for _ in range(repeat):
+        step()
+    return (time.perf_counter() - started) / repeat / len(images)
+
+
+@pytest.fixture(params=[1, 2], ids=lambda n: f"threads{n}")
+def threads(request):
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("flow_name", ["identity", "glow"])
-def test_batched_prober_latent_vs_one_image_at_a_time(benchmark, mnist_setup, flow_name):
+def test_batched_prober_latent_vs_one_image_at_a_time(benchmark, mnist_setup, flow_name, threads):
     base, images, train_x = mnist_setup
     ctx = replace(base, extras={**base.extras, "generator": flow(flow_name, train_x)})
     corrector = ProberLatent(**OPTIONS)
@@ -135,9 +165,12 @@ def test_batched_prober_latent_vs_one_image_at_a_time(benchmark, mnist_setup, fl
         "reference_5000_step_loop_seconds": per_single_step * 5000 * N_IMAGES,
         "same_steps_fraction": float((loop_steps == batched.steps).float().mean()),
         "torch_threads": torch.get_num_threads(),
+        "gradient_step_ratio": (gradient_step_seconds(ctx, ctx.extras["generator"], images[:1], 20)
+                                / gradient_step_seconds(ctx, ctx.extras["generator"], images)),
     }
     benchmark.extra_info.update(info)
-    print(f"\n{flow_name}: batched {info['batched_images_per_second']:.1f} img/s, loop "
-          f"{info['loop_images_per_second']:.1f} img/s, ratio {info['images_per_second_ratio']:.1f}x; steps median "
+    print(f"\n{flow_name}, {threads} thread(s): batched {info['batched_images_per_second']:.1f} img/s, loop "
+          f"{info['loop_images_per_second']:.1f} img/s, ratio {info['images_per_second_ratio']:.1f}x "
+          f"(bare gradient step {info['gradient_step_ratio']:.1f}x); steps median "
           f"{info['median_steps']:.0f}, p90 {info['p90_steps']:.0f}, stopped {info['stopped_fraction']:.2f}; "
           f"reference loop (5000 steps each) ~{info['reference_5000_step_loop_seconds'] / 60:.0f} min")
