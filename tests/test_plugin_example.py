@@ -11,7 +11,6 @@ import sys
 
 import pandas as pd
 import pytest
-import torch
 
 from harness.cli import app
 from tests.conftest import REPO
@@ -95,28 +94,6 @@ def test_a_misspelt_disable_plugin_warns_with_the_closest_name(runner, example):
     assert result.exit_code == 0
     assert "--disable-plugin exampel: no plugin or distribution of that name (did you mean 'example'" in result.output
     assert "runner-up-step" in result.output
-
-
-def test_runner_up_step_turns_the_runner_up_into_the_prediction_on_a_tiny_model(example):
-    from harness.testing import check_corrector, tiny_context, tiny_images
-    from probebench_example_plugin import RunnerUpStep
-
-    ctx = tiny_context()
-    images, _labels = tiny_images(ctx)
-    with torch.no_grad():
-        runner_up = ctx.classifier(images).topk(2, dim=1).indices[:, 1]
-    correction = check_corrector(RunnerUpStep(step_size=0.02, max_steps=200), ctx, images)
-    with torch.no_grad():
-        after = ctx.classifier(correction.images).argmax(dim=1)
-    assert (after == runner_up).all()
-    assert (correction.steps >= 1).all()
-    # the per-sample stop: a sample stops at the first step its prediction flips, and
-    # the caller's torch.no_grad() does not stop the corrector from taking gradients
-    i = int(correction.steps.argmax())
-    assert correction.steps[i] > 1
-    with torch.no_grad():
-        short = RunnerUpStep(step_size=0.02, max_steps=int(correction.steps[i]) - 1).correct(ctx, images[i : i + 1])
-        assert ctx.classifier(short.images).argmax(dim=1) != runner_up[i]
 
 
 def test_the_example_packages_own_tests_pass(example):

@@ -45,16 +45,21 @@ def _by_seed(cell, method):
             yield seed, conf, hit
 
 
+def _seed_curves(ax, cell, methods, curve, label):
+    """One line per method and seed, ``curve(conf, hit)`` giving its x and y;
+    ``label(method)`` names the method's first seed in the legend."""
+    colours = _colours(methods)
+    for method in methods:
+        for i, (_seed, conf, hit) in enumerate(_by_seed(cell, method)):
+            x, y = curve(conf, hit)
+            ax.plot(x, y, color=colours[method], lw=1.6, alpha=0.85, label=label(method) if i == 0 else None)
+
+
 def roc_figure(cell, methods, auroc: dict, title: str):
     """ROC of detecting misses (positive) by low confidence, one curve per method and seed."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
-    colours = _colours(methods)
-    for method in methods:
-        for i, (_seed, conf, hit) in enumerate(_by_seed(cell, method)):
-            fpr, tpr = curves.roc(conf, hit)
-            label = f"{method} (AUROC {auroc.get(method, float('nan')):.3f})" if i == 0 else None
-            ax.plot(fpr, tpr, color=colours[method], lw=1.6, alpha=0.85, label=label, drawstyle="default")
+    _seed_curves(ax, cell, methods, curves.roc, lambda m: f"{m} (AUROC {auroc.get(m, float('nan')):.3f})")
     ax.plot([0, 1], [0, 1], color="0.6", ls=":", lw=1, label="chance")
     ax.axhline(0.95, color="0.75", lw=0.8, ls="--")
     ax.set(xlabel="hits flagged (false-positive rate)", ylabel="misses flagged (true-positive rate)",
@@ -68,12 +73,8 @@ def risk_coverage_figure(cell, methods, aurc: dict, title: str):
     """Selective risk (miss rate among accepted) vs coverage, most confident first."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
-    colours = _colours(methods)
-    for method in methods:
-        for i, (_seed, conf, hit) in enumerate(_by_seed(cell, method)):
-            coverage, risk = curves.risk_coverage(conf, hit)
-            label = f"{method} (AURC×1000 {aurc.get(method, float('nan')):.1f})" if i == 0 else None
-            ax.plot(coverage, risk, color=colours[method], lw=1.6, alpha=0.85, label=label)
+    _seed_curves(ax, cell, methods, curves.risk_coverage,
+                 lambda m: f"{m} (AURC×1000 {aurc.get(m, float('nan')):.1f})")
     for i, (_seed, part) in enumerate(cell.groupby("seed", sort=True)):
         coverage, risk = curves.oracle_risk_coverage(part["hit"].to_numpy() == 1)
         ax.plot(coverage, risk, color="0.4", ls="--", lw=1, label="perfect ranking" if i == 0 else None)

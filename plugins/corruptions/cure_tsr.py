@@ -12,6 +12,7 @@ the ``cure-tsr`` dataset uses to name its pre-corrupted cells the same way.
 from __future__ import annotations
 
 from harness.hookspecs import hookimpl
+from plugins.corruptions import camel, family_member
 
 # (type, what the corruption does) in CURE-TSR challenge-code order 01..12.
 CHALLENGES: tuple[tuple[str, str], ...] = (
@@ -48,17 +49,11 @@ class CureCorruption:
         return apply(self.effect, images, severity, generator)
 
 
-def _corruption_class(kind: str, doc: str) -> type:
-    camel = "".join(part.capitalize() for part in kind.split("-"))
-    return type(f"Cure{camel}", (CureCorruption,), {
-        "name": f"cure-{kind}",
-        "effect": kind,
-        "__doc__": f"CURE-TSR {kind}: {doc}",
-        "__module__": __name__,
-    })
-
-
-CORRUPTIONS: list[type] = [_corruption_class(kind, doc) for kind, doc in CHALLENGES]
+CORRUPTIONS: list[type] = [
+    family_member(CureCorruption, f"Cure{camel(kind, '-')}", name=f"cure-{kind}", effect=kind,
+                  __doc__=f"CURE-TSR {kind}: {doc}")
+    for kind, doc in CHALLENGES
+]
 
 
 @hookimpl

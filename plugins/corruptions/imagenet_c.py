@@ -24,6 +24,7 @@ by mirroring their border and cropped back afterwards.
 from __future__ import annotations
 
 from harness.hookspecs import hookimpl
+from plugins.corruptions import camel, family_member
 
 # (imagecorruptions name, description); times per image at 32x32, severity 3, 2 CPU threads.
 FAMILY: tuple[tuple[str, str], ...] = (
@@ -64,17 +65,11 @@ class ImagenetCCorruption:
         return corrupt_batch(self.function, images, severity, generator)
 
 
-def _corruption_class(function: str, doc: str) -> type:
-    camel = "".join(part.capitalize() for part in function.split("_"))
-    return type(camel, (ImagenetCCorruption,), {
-        "name": function.replace("_", "-"),
-        "function": function,
-        "__doc__": f"ImageNet-C {function}: {doc}",
-        "__module__": __name__,
-    })
-
-
-CORRUPTIONS: list[type] = [_corruption_class(function, doc) for function, doc in FAMILY]
+CORRUPTIONS: list[type] = [
+    family_member(ImagenetCCorruption, camel(function, "_"), name=function.replace("_", "-"), function=function,
+                  __doc__=f"ImageNet-C {function}: {doc}")
+    for function, doc in FAMILY
+]
 
 
 @hookimpl

@@ -8,6 +8,15 @@ from __future__ import annotations
 from harness.hookspecs import hookimpl
 
 
+def _positive_temperature(scorer: str, temperature: float) -> float:
+    """``temperature`` as a float, or a UserError naming ``scorer`` unless it is > 0."""
+    from harness.errors import UserError
+
+    if not temperature > 0:
+        raise UserError(f"{scorer}: temperature must be > 0, got {temperature}")
+    return float(temperature)
+
+
 class Margin:
     """Top-1 minus top-2 softmax probability, p_(1) - p_(2) (Scheffer et al.,
     2001; a strong baseline in GradTrust's ImageNet comparison). In [0, 1];
@@ -43,11 +52,7 @@ class Energy:
     option_help = {"temperature": "T in T * logsumexp(z / T); must be > 0"}
 
     def __init__(self, temperature: float = 1.0):
-        from harness.errors import UserError
-
-        if not temperature > 0:
-            raise UserError(f"energy: temperature must be > 0, got {temperature}")
-        self.temperature = float(temperature)
+        self.temperature = _positive_temperature("energy", temperature)
 
     def score(self, ctx, batch):
         t = self.temperature
@@ -68,11 +73,7 @@ class Doctor:
     option_help = {"temperature": "divides the logits before the softmax; must be > 0"}
 
     def __init__(self, temperature: float = 1.0):
-        from harness.errors import UserError
-
-        if not temperature > 0:
-            raise UserError(f"doctor: temperature must be > 0, got {temperature}")
-        self.temperature = float(temperature)
+        self.temperature = _positive_temperature("doctor", temperature)
 
     def score(self, ctx, batch):
         probs = batch.probs if self.temperature == 1.0 else (batch.logits / self.temperature).softmax(dim=1)

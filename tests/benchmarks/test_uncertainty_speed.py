@@ -39,14 +39,26 @@ def _score_fresh(scorer, ctx, images):
     return scorer.score(ctx, Batch(ctx, images))  # a fresh batch: no shared pass to lean on
 
 
+def _demo_gradtrust_seconds(ctx, images):
+    """Best time of the demo form on a fresh batch, what the two benchmarks after the first compare with."""
+    scorer = GradTrust(variant="demo")
+    scorer.prepare(ctx)
+    return best_of(lambda: _score_fresh(scorer, ctx, images))
+
+
+def _fastest_round(benchmark, fn, *args, rounds: int) -> float:
+    """Times ``fn(*args)`` for ``rounds`` rounds of one call under pytest-benchmark; the fastest."""
+    benchmark.pedantic(fn, args=args, rounds=rounds, iterations=1)
+    return benchmark.stats.stats.min
+
+
 @pytest.mark.parametrize("variant", ["demo", "counterfactual"])
 def test_gradtrust_vs_forward_pass(benchmark, setup, variant):
     model, images, ctx, forward_s = setup
     scorer = GradTrust(variant=variant)
     scorer.prepare(ctx)
     _score_fresh(scorer, ctx, images)  # warm up torch.func
-    benchmark.pedantic(_score_fresh, args=(scorer, ctx, images), rounds=5, iterations=1)
-    seconds = benchmark.stats.stats.min
+    seconds = _fastest_round(benchmark, _score_fresh, scorer, ctx, images, rounds=5)
     benchmark.extra_info.update({"ratio_vs_forward": seconds / forward_s, "forward_s": forward_s,
                                  "gradtrust_s": seconds, "target_ratio_max": 1.2})
 
@@ -54,9 +66,7 @@ def test_gradtrust_vs_forward_pass(benchmark, setup, variant):
 def test_gradtrust_per_sample_loop(benchmark, setup):
     """The naive implementation: one forward and one backward per image."""
     model, images, ctx, _ = setup
-    scorer = GradTrust(variant="demo")
-    scorer.prepare(ctx)
-    gradtrust_s = best_of(lambda: _score_fresh(scorer, ctx, images))
+    gradtrust_s = _demo_gradtrust_seconds(ctx, images)
     dummy = torch.zeros(len(images), dtype=torch.long)
 
     def loop():
@@ -64,8 +74,7 @@ def test_gradtrust_per_sample_loop(benchmark, setup):
         energy = grads.pow(2).var(dim=2)
         return energy.max(dim=1).values / energy.mean(dim=1)
 
-    benchmark.pedantic(loop, rounds=1, iterations=1)
-    seconds = benchmark.stats.stats.min
+    seconds = _fastest_round(benchmark, loop, rounds=1)
     benchmark.extra_info.update({"loop_over_gradtrust": seconds / gradtrust_s, "loop_s": seconds,
                                  "gradtrust_s": gradtrust_s, "target_min": 3.0})
 
@@ -73,15 +82,12 @@ def test_gradtrust_per_sample_loop(benchmark, setup):
 def test_gradtrust_closed_form(benchmark, setup):
     """The speed limit of the demo form at the last layer: logits + a formula."""
     model, images, ctx, _ = setup
-    scorer = GradTrust(variant="demo")
-    scorer.prepare(ctx)
-    gradtrust_s = best_of(lambda: _score_fresh(scorer, ctx, images))
+    gradtrust_s = _demo_gradtrust_seconds(ctx, images)
 
     def closed_form():
         return G.demo_trust_closed_form(forward(model, images, (), BATCH_SIZE)[0])
 
-    benchmark.pedantic(closed_form, rounds=5, iterations=1)
-    seconds = benchmark.stats.stats.min
+    seconds = _fastest_round(benchmark, closed_form, rounds=5)
     benchmark.extra_info.update({"gradtrust_over_closed_form": gradtrust_s / seconds, "closed_form_s": seconds,
                                  "gradtrust_s": gradtrust_s})
 
@@ -98,7 +104,6 @@ def test_mc_dropout_vs_full_passes(benchmark, setup):
     full_s = best_of(full_passes, 2)
     scorer = MCDropout(T=passes)
     scorer.prepare(ctx)
-    benchmark.pedantic(_score_fresh, args=(scorer, ctx, images), rounds=5, iterations=1)
-    seconds = benchmark.stats.stats.min
+    seconds = _fastest_round(benchmark, _score_fresh, scorer, ctx, images, rounds=5)
     benchmark.extra_info.update({"ratio_vs_full_passes": seconds / full_s, "full_passes_s": full_s,
                                  "mc_dropout_s": seconds, "target_ratio_max": 0.35})

@@ -31,3 +31,10 @@ def test_runner_up_step_makes_the_runner_up_the_prediction():
         after = ctx.classifier(correction.images).argmax(dim=1)
     assert (after == runner_up).all()
     assert (correction.steps >= 1).all() and (correction.steps <= 200).all()
+    # the per-sample stop: a sample stops at the first step its prediction flips, and
+    # the caller's torch.no_grad() does not stop the corrector from taking gradients
+    i = int(correction.steps.argmax())
+    assert correction.steps[i] > 1
+    with torch.no_grad():
+        short = RunnerUpStep(step_size=0.02, max_steps=int(correction.steps[i]) - 1).correct(ctx, images[i : i + 1])
+        assert ctx.classifier(short.images).argmax(dim=1) != runner_up[i]
