@@ -67,3 +67,18 @@ def test_auac_reference_points():
     assert perfect == pytest.approx(np.mean([min(1.0, 90 / p) for p in range(1, 101)]))
     assert AUAC()(-hit.astype(float), hit) < 0.9 < perfect
     assert AUAC.higher_is_better
+
+
+def test_auac_of_presorted_rows_equals_auac_of_shuffled_rows():
+    """The bootstrap hands metrics rows sorted ascending (a fast path skips the
+    sort); with ties, the value must not depend on that order."""
+    import numpy as np
+
+    from plugins.metrics.selective import AUAC
+
+    rng = np.random.default_rng(0)
+    conf = rng.integers(0, 20, size=(50, 200)).astype(float)  # many ties
+    hit = rng.random((50, 200)) < 0.8
+    order = np.argsort(conf, axis=1, kind="stable")
+    sorted_conf, sorted_hit = np.take_along_axis(conf, order, 1), np.take_along_axis(hit, order, 1)
+    np.testing.assert_allclose(AUAC()(sorted_conf, sorted_hit), AUAC()(conf, hit), rtol=0, atol=1e-12)

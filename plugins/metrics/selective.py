@@ -41,9 +41,12 @@ class AUAC:
         n = conf.shape[-1]
         if n == 0:
             return float("nan") if one_d else np.full(conf.shape[:-1], np.nan)
-        order = np.argsort(-conf, axis=-1, kind="stable")  # most confident first
-        score = np.take_along_axis(conf, order, axis=-1)
-        hits = np.take_along_axis(hits, order, axis=-1)
+        if (np.diff(conf, axis=-1) >= 0).all():  # the bootstrap's batches come sorted ascending
+            score, hits = conf[..., ::-1], hits[..., ::-1]  # most confident first
+        else:
+            order = np.argsort(-conf, axis=-1, kind="stable")
+            score = np.take_along_axis(conf, order, axis=-1)
+            hits = np.take_along_axis(hits, order, axis=-1)
         cumulative = np.concatenate([np.zeros(hits.shape[:-1] + (1,)), np.cumsum(hits, axis=-1)], axis=-1)
 
         positions = np.broadcast_to(np.arange(n), score.shape)
