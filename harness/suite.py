@@ -262,6 +262,7 @@ def validate(suite: Suite, registry, where: str) -> None:
             options = dict(spec.options)
             if kind == "corrector":
                 options.pop("generator", None)  # pins the generator label; read by the correction stage
+                options.pop("prober", None)  # names the guiding prober (a scorer label); ditto
             if ":" in spec.name:
                 options["variant"] = spec.name.split(":", 1)[1]
             check_options(kind, spec.name, cls, options)
@@ -278,5 +279,10 @@ def validate(suite: Suite, registry, where: str) -> None:
         check("generator", spec)
     for metric in suite.metrics:
         check("metric", ComponentSpec(metric))
+    probers = [spec.label for spec in suite.scorers if spec.name == "prober"]
     for spec in suite.correctors:
         check("corrector", spec)
+        guide = spec.options.get("prober")
+        if guide is not None and guide not in probers:
+            raise UserError(f"{where}: corrector {spec.label!r} names prober {guide!r}{suggest(str(guide), probers)}; "
+                            f"the suite's probers: {', '.join(probers) or 'none'}")

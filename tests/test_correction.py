@@ -273,10 +273,24 @@ def test_setup_expands_over_generators_pins_and_calibrates_when_asked(ctx):
         ("prober-latent@glow", "glow"), ("prober-latent@realnvp", "realnvp"), ("pixel-prober", None),
         ("noise-glow", "glow")]
     # no validation threshold/level given: chosen on the training split, where m > 0.55 are the hits
-    assert state.calibrated_on == "training split"
-    assert 0.1 < state.threshold <= state.level < 0.9
+    guide = state.guide(state.bound[0])
+    assert guide.calibrated_on == "training split" and list(state.guides) == ["prober"]
+    assert 0.1 < guide.threshold <= guide.level < 0.9
     with pytest.raises(UserError, match="names generator 'flow'"):
         stage.setup([ComponentSpec("prober-latent", {"generator": "flow"})], registry, two)
+    with pytest.raises(UserError, match="names prober 'other'; the suite's probers: prober"):
+        stage.setup([ComponentSpec("prober-latent", {"prober": "other"})], registry, two)
+
+    # a second prober guides the correctors that name it, with its own threshold and stop level
+    def shifted(images):
+        return (ctx.extras["prober"](images) + 0.05).clamp(max=1)
+
+    three = replace(two, extras={**extras, "probers": {"main": ctx.extras["prober"], "shifted": shifted}})
+    state = stage.setup([ComponentSpec("prober-latent", {"generator": "glow"}),
+                         ComponentSpec("pixel-prober", {"prober": "shifted"})], registry, three)
+    assert [b.guide for b in state.bound] == ["main", "shifted"] and list(state.guides) == ["main", "shifted"]
+    assert state.guides["shifted"].level == pytest.approx(state.guides["main"].level + 0.05)
+    assert set(state.calibration()) == {"main", "shifted"}
     with pytest.raises(UserError, match="correctors need a generator and a prober"):
         stage.setup(specs, registry, replace(ctx, extras={"prober": ctx.extras["prober"]}))
 
@@ -313,6 +327,11 @@ def test_suite_validation_checks_corrector_names_and_options(tmp_path):
         validate(replace(suite, correctors=(ComponentSpec("prober-latnet"),)), registry, "suite 's'")
     with pytest.raises(UserError, match=r"corrector 'prober-latent' has no option 'steps'"):
         validate(replace(suite, correctors=(ComponentSpec("prober-latent", {"steps": 3}),)), registry, "suite 's'")
+    with_prober = replace(suite, scorers=(*suite.scorers, ComponentSpec("prober", {}, "prober-ref")))
+    validate(replace(with_prober, correctors=(ComponentSpec("prober-latent", {"prober": "prober-ref"}),)), registry, "s")
+    with pytest.raises(UserError, match=r"names prober 'prober-rfe' \(did you mean 'prober-ref'.*probers: prober-ref"):
+        validate(replace(with_prober, correctors=(ComponentSpec("prober-latent", {"prober": "prober-rfe"}),)),
+                 registry, "suite 's'")
 
 
 def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_registry, tmp_path, one_thread):
@@ -338,8 +357,9 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
             top2 = last(features).topk(2, dim=1).values
             return 0.1 + 0.8 * torch.sigmoid(top2[:, 0] - top2[:, 1] - 2)
 
+        prober = stage.LayerProber(model, "fc_layer.4", head)
         ctx.extras.update({"generators": {"pixels": toy.IdentityFlow()}, "generator_keys": {"pixels": "identity"},
-                           "prober": stage.LayerProber(model, "fc_layer.4", head), "prober_key": "margin"})
+                           "prober": prober, "probers": {"margin": prober}, "prober_keys": {"margin": "margin-v1"}})
         return ctx
 
     def first_64_test_images(*args, **kwargs):
@@ -380,8 +400,8 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
     saved = torch.load(out / "corrections" / "prober-latent_seed0_none-0.pt", weights_only=True)
     assert saved["steps"].shape == (64,) and saved["edited"].shape == (len(saved["index"]), 1, 28, 28)
     assert saved["calibrated_on"] == "validation split (100 images)"
-    assert head["correction"]["0"] == {"threshold": saved["threshold"], "stop_level": saved["stop_level"],
-                                       "calibrated_on": "validation split (100 images)"}
+    assert head["correction"]["0"] == {"margin": {"threshold": saved["threshold"], "stop_level": saved["stop_level"],
+                                                  "calibrated_on": "validation split (100 images)"}}
     assert (out / "corrections" / "confidence-ascent_grid.png").exists()
     assert len(list((tmp_path / "cache" / "correction").glob("*.pt"))) == 2  # one per (corrector, cell)
 

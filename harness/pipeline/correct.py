@@ -27,6 +27,10 @@ otherwise the stage runs it once per generator. It reads from ``ctx``:
   the images (classifier features at the prober's layer -> prober MLP), using
   no label and no other sample of the batch. ``LayerProber(classifier, layer,
   head)`` below builds one from a head mapping features [N,D] -> P(hit) [N].
+- ``ctx.extras["probers"]``: label -> such a callable, one per prober scorer
+  of the suite (the first is the default); a corrector spec's ``prober``
+  option names the one that guides it and flags images for its loop. The
+  stage hands the chosen one to the corrector as ``ctx.extras["prober"]``.
 - ``ctx.extras["prober_hit_level"]``: float, the median P(hit) the prober gives
   the validation split's hits. The default stop level of the prober stop rule
   (see plugins/correctors/counterfactual.py): relative to real hits, so it
@@ -97,6 +101,7 @@ CORRECTION_METRICS = {
     "images-per-second": True,
 }
 PIN_KEY = "generator"  # a corrector spec's option naming the one generator it runs with
+GUIDE_KEY = "prober"  # ... and the prober (a scorer label) that guides it and flags images for the loop
 
 
 # -- building a prober callable -----------------------------------------------
@@ -245,13 +250,29 @@ def outcome_rows(outcome: Outcome, bootstrap) -> list[dict]:
 
 # -- the stage ------------------------------------------------------------------
 @dataclass
+class Guide:
+    """A prober with the flag threshold and stop level chosen for it."""
+
+    prober: Any
+    threshold: float
+    level: float
+    calibrated_on: str
+    key: str = ""  # the prober's cache key, threshold, level and seed; empty: not cacheable
+
+    def calibration(self) -> dict:
+        return {"threshold": self.threshold, "stop_level": self.level, "calibrated_on": self.calibrated_on}
+
+
+@dataclass
 class Bound:
-    """A corrector bound to the generator it runs with (None: pixel space)."""
+    """A corrector bound to the generator it runs with (None: pixel space) and
+    the prober that guides it (a label of ``Setup.guides``)."""
 
     method: str
     corrector: Any
     generator: str | None
-    key: str = ""  # what determines its edits: corrector, options, versions, generator
+    key: str = ""  # what determines its edits: corrector, options, versions, generator, prober
+    guide: str = ""
 
 
 @dataclass
@@ -260,16 +281,15 @@ class Setup:
 
     bound: list[Bound]
     generators: dict[str, Any]
-    prober: Any
-    threshold: float
-    level: float
-    calibrated_on: str
+    guides: dict[str, Guide]
     grids: set[str] = field(default_factory=set)
-    key: str = ""  # prober, threshold, stop level and seed; empty: nothing to key a cache by
+
+    def guide(self, bound: Bound) -> Guide:
+        return self.guides[bound.guide or next(iter(self.guides))]
 
     def calibration(self) -> dict:
-        """What run.json records of how the loop was set up."""
-        return {"threshold": self.threshold, "stop_level": self.level, "calibrated_on": self.calibrated_on}
+        """What run.json records of how the loop was set up, per guiding prober."""
+        return {label: guide.calibration() for label, guide in self.guides.items()}
 
 
 def generators_of(extras: dict) -> dict[str, Any]:
@@ -279,14 +299,16 @@ def generators_of(extras: dict) -> dict[str, Any]:
     return {"generator": extras["generator"]} if extras.get("generator") is not None else {}
 
 
-def setup(correctors, registry, ctx) -> Setup:
-    """Create the suite's correctors for ``ctx`` (one per generator unless
-    pinned with a ``generator`` option) and fix the threshold and stop level."""
-    generators = generators_of(ctx.extras)
-    prober = ctx.extras.get("prober")
-    if not generators or prober is None:
-        raise UserError("correctors need a generator and a prober: ctx.extras holds "
-                        f"{sorted(ctx.extras) or 'nothing'}; add a generator and a prober to the suite")
+def probers_of(extras: dict) -> dict[str, Any]:
+    """label -> prober callable: ``extras["probers"]``, else ``{"prober": extras["prober"]}``;
+    the first is the default guide."""
+    probers = dict(extras.get("probers") or {})
+    if not probers and extras.get("prober") is not None:
+        probers["prober"] = extras["prober"]
+    return probers
+
+
+def _guide(ctx, label: str, prober) -> Guide:
     threshold, level = ctx.extras.get("prober_threshold"), ctx.extras.get("prober_hit_level")
     source = "ctx.extras"
     if threshold is None or level is None:
@@ -298,16 +320,34 @@ def setup(correctors, registry, ctx) -> Setup:
         threshold = fit_threshold if threshold is None else threshold
         level = fit_level if level is None else level
         if ctx.val_labels is None:
-            console.print(f"[yellow]correction: the suite has no validation split (add validation = N); chose the "
-                          f"flag threshold ({threshold:.3f}) and stop level ({level:.3f}) on the training split, "
-                          f"where the classifier is optimistic[/]")
-    # cache keys: only when the run says which prober and flows these are (run_suite does)
-    generator_keys, prober_key = ctx.extras.get("generator_keys", {}), ctx.extras.get("prober_key")
-    keyed = prober_key is not None and all(label in generator_keys for label in generators)
+            console.print(f"[yellow]correction: the suite has no validation split (add validation = N); chose "
+                          f"{label}'s flag threshold ({threshold:.3f}) and stop level ({level:.3f}) on the training "
+                          f"split, where the classifier is optimistic[/]")
+    prober_key = ctx.extras.get("prober_keys", {}).get(label)
+    key = hash_key("correction-guide", prober_key, float(threshold), float(level), ctx.seed) if prober_key else ""
+    return Guide(prober, float(threshold), float(level), source, key)
+
+
+def setup(correctors, registry, ctx) -> Setup:
+    """Create the suite's correctors for ``ctx`` (one per generator unless
+    pinned with a ``generator`` option; guided by the first prober unless a
+    ``prober`` option names another) and fix each guide's threshold and stop level."""
+    generators, probers = generators_of(ctx.extras), probers_of(ctx.extras)
+    if not generators or not probers:
+        raise UserError("correctors need a generator and a prober: ctx.extras holds "
+                        f"{sorted(ctx.extras) or 'nothing'}; add a generator and a prober to the suite")
+    generator_keys = ctx.extras.get("generator_keys", {})
+    guides: dict[str, Guide] = {}
     bound = []
     for spec in correctors:
         options = dict(spec.options)
         pinned = options.pop(PIN_KEY, None)
+        guide = options.pop(GUIDE_KEY, None) or next(iter(probers))
+        if guide not in probers:
+            raise UserError(f"corrector {spec.label!r} names prober {guide!r}; the suite's probers: "
+                            f"{', '.join(probers)}")
+        if guide not in guides:
+            guides[guide] = _guide(ctx, guide, probers[guide])
         corrector = registry.create("corrector", spec.name, options)
         if not getattr(corrector, "uses_generator", True):
             labels = [(spec.label, None)]
@@ -320,10 +360,11 @@ def setup(correctors, registry, ctx) -> Setup:
             labels = [(spec.label if len(generators) == 1 else f"{spec.label}@{g}", g) for g in generators]
         versions = (getattr(type(corrector), "version", "1"), registry.entry("corrector", spec.name).plugin.version)
         for method, generator in labels:
-            key = hash_key(spec.name, options, *versions, generator, generator_keys.get(generator)) if keyed else ""
-            bound.append(Bound(method, corrector, generator, key))
-    key = hash_key("correction-setup", prober_key, float(threshold), float(level), ctx.seed) if keyed else ""
-    return Setup(bound, generators, prober, float(threshold), float(level), source, key=key)
+            keyed = guides[guide].key and (generator is None or generator in generator_keys)
+            key = hash_key(spec.name, options, *versions, generator, generator_keys.get(generator), guide,
+                           guides[guide].key) if keyed else ""
+            bound.append(Bound(method, corrector, generator, key, guide))
+    return Setup(bound, generators, guides)
 
 
 def check_correction(correction, images: torch.Tensor):
@@ -352,14 +393,18 @@ def correct_images(ctx, state: Setup, images: torch.Tensor, labels: torch.Tensor
     on these images or builds and stores it: a resumed run edits nothing twice."""
     predictions = ctx.forward(images)[0].argmax(dim=1)
     hit = (predictions == labels).numpy()
-    p_hit = prober_outputs(ctx, state.prober, images)
-    flagged = p_hit < state.threshold
+    p_hits = {label: prober_outputs(ctx, guide.prober, images) for label, guide in state.guides.items()
+              if any(state.guide(b) is guide for b in state.bound)}
     rows = []
     with task(f"correct {tag}", len(state.bound)) as advance:
         for bound in state.bound:
+            guide = state.guide(bound)
+            p_hit = p_hits[bound.guide or next(iter(state.guides))]
+            flagged = p_hit < guide.threshold
 
-            def build(bound=bound) -> dict:
-                extras = {**ctx.extras, "prober_threshold": state.threshold, "prober_hit_level": state.level}
+            def build(bound=bound, guide=guide, p_hit=p_hit, flagged=flagged) -> dict:
+                extras = {**ctx.extras, "prober": guide.prober, "prober_threshold": guide.threshold,
+                          "prober_hit_level": guide.level}
                 if bound.generator is not None:
                     extras["generator"] = state.generators[bound.generator]
                 torch.manual_seed(ctx.seed)
@@ -368,7 +413,7 @@ def correct_images(ctx, state: Setup, images: torch.Tensor, labels: torch.Tensor
                 seconds = time.perf_counter() - started
                 edited, steps = check_correction(correction, images)
                 after = ctx.forward(edited)[0].argmax(dim=1)
-                return _record(state, images, labels, edited, steps, predictions, after, p_hit, flagged, seconds,
+                return _record(guide, images, labels, edited, steps, predictions, after, p_hit, flagged, seconds,
                                getattr(correction, "details", {}) or {})
 
             try:
@@ -381,7 +426,7 @@ def correct_images(ctx, state: Setup, images: torch.Tensor, labels: torch.Tensor
                 on_failure(bound.method, exc)
                 advance()
                 continue
-            outcome = Outcome(hit, (record["prediction_after"] == labels).numpy(), flagged.numpy(),
+            outcome = Outcome(hit, (record["prediction_after"] == labels).numpy(), record["flagged"].numpy(),
                               record["edit_size"].numpy(), record["steps"].numpy(), float(record["seconds"]))
             rows += [{"method": bound.method, **row} for row in outcome_rows(outcome, bootstrap)]
             if out is not None:
@@ -404,10 +449,12 @@ def correct_cell(suite, registry, store, ctx, state: Setup, splits, corruption, 
     cell_key = _cell_key(registry, ctx, corruption, severity)
 
     def cache(bound: Bound, build):
-        return store.get_or_build("correction", hash_key("correction", cell_key, bound.key, state.key), build)
+        if not bound.key:
+            return build()
+        return store.get_or_build("correction", hash_key("correction", cell_key, bound.key), build)
 
     rows = correct_images(ctx, state, images, labels, suite.bootstrap, out=out,
-                          tag=f"seed{ctx.seed}_{name}-{severity}", cache=cache if state.key else None,
+                          tag=f"seed{ctx.seed}_{name}-{severity}", cache=cache,
                           on_failure=lambda label, exc: _failure(failures, "corrector", label, "correct", cell, exc))
     return [{**keys, **row} for row in rows]
 
@@ -417,14 +464,14 @@ def _filename(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in text)
 
 
-def _record(state, images, labels, edited, steps, before, after, p_hit, flagged, seconds, details) -> dict:
+def _record(guide: Guide, images, labels, edited, steps, before, after, p_hit, flagged, seconds, details) -> dict:
     """Everything one corrector produced on one cell: what ``corrections/*.pt``
     holds, plus the edit sizes and the wall seconds (cached per cell)."""
     changed = (steps > 0).nonzero().squeeze(1)  # the others are their original test image, bit for bit
     record = {
         "index": changed, "edited": edited[changed], "steps": steps, "labels": labels,
         "prediction_before": before, "prediction_after": after, "p_hit": p_hit, "flagged": torch.as_tensor(flagged),
-        "threshold": state.threshold, "stop_level": state.level, "calibrated_on": state.calibrated_on,
+        "threshold": guide.threshold, "stop_level": guide.level, "calibrated_on": guide.calibrated_on,
         "edit_size": (edited - images).flatten(1).norm(dim=1), "seconds": float(seconds),
     }
     for key, value in details.items():

@@ -81,10 +81,10 @@ def run_suite(suite: Suite, registry, store: ArtifactStore, device: torch.device
         scorers = [_Scorer(spec, registry, ctx, outcome.failures) for spec in suite.scorers]
         corrections = None
         if suite.correctors:
-            for scorer in scorers:  # correctors are guided by the suite's prober, prepared first
+            probers, keys = ctx.extras.setdefault("probers", {}), ctx.extras.setdefault("prober_keys", {})
+            for scorer in scorers:  # correctors are guided by the suite's probers, prepared first
                 if scorer.spec.name == "prober" and not scorer.failed:
-                    if scorer.instance() is ctx.extras.get("prober"):
-                        ctx.extras["prober_key"] = scorer.key
+                    probers[scorer.spec.label], keys[scorer.spec.label] = scorer.instance(), scorer.key
             corrections = correction.setup(suite.correctors, registry, ctx)
             run_header.setdefault("correction", {})[str(seed)] = corrections.calibration()
         cells = _cells(suite) + list(splits.cells)
