@@ -273,7 +273,7 @@ def test_setup_expands_over_generators_pins_and_calibrates_when_asked(ctx):
         ("prober-latent@glow", "glow"), ("prober-latent@realnvp", "realnvp"), ("pixel-prober", None),
         ("noise-glow", "glow")]
     # no validation threshold/level given: chosen on the training split, where m > 0.55 are the hits
-    guide = state.guide(state.bound[0])
+    guide = state.guides[state.guide_label(state.bound[0])]
     assert guide.calibrated_on == "training split" and list(state.guides) == ["prober"]
     assert 0.1 < guide.threshold <= guide.level < 0.9
     with pytest.raises(UserError, match="names generator 'flow'"):

@@ -284,8 +284,8 @@ class Setup:
     guides: dict[str, Guide]
     grids: set[str] = field(default_factory=set)
 
-    def guide(self, bound: Bound) -> Guide:
-        return self.guides[bound.guide or next(iter(self.guides))]
+    def guide_label(self, bound: Bound) -> str:
+        return bound.guide or next(iter(self.guides))  # unnamed: the first prober
 
     def calibration(self) -> dict:
         """What run.json records of how the loop was set up, per guiding prober."""
@@ -393,13 +393,12 @@ def correct_images(ctx, state: Setup, images: torch.Tensor, labels: torch.Tensor
     on these images or builds and stores it: a resumed run edits nothing twice."""
     predictions = ctx.forward(images)[0].argmax(dim=1)
     hit = (predictions == labels).numpy()
-    p_hits = {label: prober_outputs(ctx, guide.prober, images) for label, guide in state.guides.items()
-              if any(state.guide(b) is guide for b in state.bound)}
+    p_hits = {label: prober_outputs(ctx, state.guides[label].prober, images)
+              for label in dict.fromkeys(state.guide_label(b) for b in state.bound)}
     rows = []
     with task(f"correct {tag}", len(state.bound)) as advance:
         for bound in state.bound:
-            guide = state.guide(bound)
-            p_hit = p_hits[bound.guide or next(iter(state.guides))]
+            guide, p_hit = state.guides[state.guide_label(bound)], p_hits[state.guide_label(bound)]
             flagged = p_hit < guide.threshold
 
             def build(bound=bound, guide=guide, p_hit=p_hit, flagged=flagged) -> dict:
