@@ -277,11 +277,16 @@ def aggregate(table, by: list[str]):
 
 def decimals(values) -> int:
     """Decimals that show a column of numbers to about three significant digits:
-    3 for values below 1 (AUROC, FPR), fewer for larger ones (AURC x1000)."""
+    3 for values below 1 (AUROC, FPR), fewer for larger ones (AURC x1000);
+    negative for a column whose values are all below 0.001 but not all zero
+    (e.g. a flow's reconstruction error): ``format_cell`` then writes them
+    in scientific notation with that many digits after the point."""
     import math
 
     finite = [abs(v) for v in values if v == v and v is not None and math.isfinite(v)]
     top = max(finite, default=0.0)
+    if 0 < top < 1e-3:
+        return -2
     if top < 1:
         return 3
     return max(1, 3 - int(math.floor(math.log10(top))) - 1)
@@ -295,13 +300,14 @@ def format_cell(row, digits: int = 3) -> str:
     value = row["value"]
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
+    spec = f".{-digits}e" if digits < 0 else f".{digits}f"
     std = row.get("std")
     if row.get("seeds", 1) > 1 and std == std and std is not None:
-        return f"{value:.{digits}f} ± {std:.{digits}f}"
+        return f"{value:{spec}} ± {std:{spec}}"
     low, high = row.get("ci_low"), row.get("ci_high")
     if row.get("cells", 1) == 1 and low is not None and low == low and high == high:
-        return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
-    return f"{value:.{digits}f}"
+        return f"{value:{spec}} [{low:{spec}}, {high:{spec}}]"
+    return f"{value:{spec}}"
 
 
 def pivot(table, rows: list[str], cols: list[str]):
