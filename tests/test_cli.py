@@ -84,6 +84,7 @@ def test_ls_and_plugins(runner):
     [
         (["run", "mnist-qiuck"], "unknown suite 'mnist-qiuck' (did you mean 'mnist-quick'"),
         (["ls", "scorerz"], "unknown kind 'scorerz'"),
+        (["ls", "scorers", "msq"], "no scorer name matches 'msq' (did you mean 'msp'?)"),
         (["run", "--seeds", "a,b"], "--seeds takes comma-separated integers"),
         (["run", "--device", "tpu"], "unknown device 'tpu'"),
         (["leaderboard", "nope"], "no run 'nope'"),

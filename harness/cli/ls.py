@@ -37,6 +37,13 @@ def ls(
             entry = reg.entry(k, name)
             table.add_row(k, name, entry.plugin.distribution if not entry.plugin.builtin else "built-in",
                           first_line(entry.cls))
+    if not table.row_count:
+        from harness.errors import UserError, suggest
+
+        names = [name for k in kinds for name in reg.names(k, "*")]
+        what = f"{kinds[0]} " if len(kinds) == 1 else ""
+        raise UserError(f"no {what}name matches {pattern!r}{suggest(pattern, names)}; "
+                        f"`probebench ls {kinds[0] if len(kinds) == 1 else ''}` lists them all".replace("  ", " "))
     stdout_console().print(table)
 
 
