@@ -204,3 +204,14 @@ def test_cells_keep_three_significant_digits_tiny_ones_in_scientific_notation():
     assert results.format_cell({"value": 5.1e-6, "ci_low": np.nan, "ci_high": np.nan}, -2) == "5.10e-06"
     assert results.format_cell({"value": 5.1e-6, "std": 1e-6, "seeds": 3}, -2) == "5.10e-06 ± 1.00e-06"
     assert results.format_cell({"value": 0.959, "ci_low": 0.93, "ci_high": 0.98}, 3) == "0.959 [0.930, 0.980]"
+
+
+def test_scorers_correctors_and_generators_get_tables_of_their_own_columns():
+    from harness.report.leaderboard import _method_groups
+
+    rows = [("msp", "auroc"), ("msp", "fpr95"), ("entropy", "auroc"), ("entropy", "fpr95"),
+            ("prober-latent", "correction-rate"), ("prober-latent", "break-rate"), ("glow", "bits-per-dim")]
+    table = pd.DataFrame(rows, columns=["method", "metric"])
+    assert _method_groups(table) == {"miss detection": ["msp", "entropy"], "correction": ["prober-latent"],
+                                     "generators": ["glow"]}
+    assert _method_groups(table[table["metric"].isin(["auroc", "fpr95"])]) == {"": ["msp", "entropy"]}

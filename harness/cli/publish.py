@@ -65,9 +65,12 @@ def suite_markdown(suite_dict: dict, config: str, runs: list[Path]) -> str:
     lines = [f"## {suite_dict['name']}", ""]
     if suite_dict.get("description"):
         lines += [suite_dict["description"], ""]
+    extra = "".join(f"; {key} {', '.join(_component(s) for s in suite_dict[key])}"
+                    for key in ("generators", "correctors") if suite_dict.get(key))
+    held_out = f"; {suite_dict['validation']} training images held out for validation" if suite_dict.get("validation") else ""
     lines += [f"Dataset {_component(suite_dict['dataset'])}, classifier {_component(suite_dict['classifier'])}; "
-              f"scorers {', '.join(_component(s) for s in suite_dict.get('scorers', []))}; corruptions {corruptions}; "
-              f"seeds {', '.join(map(str, seeds))}; suite config `{config}`.", ""]
+              f"scorers {', '.join(_component(s) for s in suite_dict.get('scorers', []))}{extra}; "
+              f"corruptions {corruptions}{held_out}; seeds {', '.join(map(str, seeds))}; suite config `{config}`.", ""]
     lines.append(render_sections(parts, directions, "markdown", scales))
     note = board.scaled_note(scales, table["metric"])
     if note:

@@ -76,9 +76,12 @@ def show_summary(run_dir: Path, metrics: list[str] | None = None) -> None:
     directions = {m: d["higher_is_better"] for m, d in head.get("metrics", {}).items()}
     console = stdout_console()
     clean = table[table["corruption"] == results.CLEAN]
-    for (dataset, classifier), part in clean.groupby(["dataset", "classifier"], sort=False):
+    groups = list(clean.groupby(["dataset", "classifier"], sort=False))
+    groups.sort(key=lambda group: group[0][1] == "-")  # generator rows (no classifier) last
+    for (dataset, classifier), part in groups:
         acc = part[part["method"] == "-"]
-        title = f"{head['suite']['name']}: {dataset} / {classifier}, clean test, seeds {sorted(part['seed'].unique().tolist())}"
+        what = f"{dataset} / {classifier}" if classifier != "-" else f"{dataset} generators"
+        title = f"{head['suite']['name']}: {what}, clean test, seeds {sorted(part['seed'].unique().tolist())}"
         methods = part[part["method"] != "-"]
         if len(acc):
             numbers, labels = results.pivot(acc, ["dataset"], ["metric"])

@@ -147,6 +147,26 @@ def _classifier_keys(rows: list[str], cols: list[str], classifier) -> tuple[list
     return c_rows, c_cols
 
 
+def _method_groups(methods) -> dict[str, list[str]]:
+    """Methods grouped by the metrics they report, so scorers, correctors and
+    generators get tables of their own columns: {group name: methods}."""
+    groups: dict[frozenset, list[str]] = {}
+    for method, names in methods.groupby("method", sort=False)["metric"]:
+        groups.setdefault(frozenset(names), []).append(method)
+    if len(groups) == 1:
+        return {"": next(iter(groups.values()))}
+    kinds = ["miss detection", "correction", "generators"]
+    named = {}
+    for metrics, members in groups.items():
+        name = "correction" if "correction-rate" in metrics else "generators" if "bits-per-dim" in metrics else kinds[0]
+        named[name if name not in named else f"{name} ({len(named)})"] = members
+    return dict(sorted(named.items(), key=lambda item: kinds.index(item[0]) if item[0] in kinds else len(kinds)))
+
+
+def _titled(title: str, group: str) -> str:
+    return f"{title}: {group}" if title and group else title or group
+
+
 def sections(table, view: View, heads: dict, title: str = "") -> list[Section]:
     """The sections a leaderboard shows for ``view`` of the combined ``table``."""
     notes: list[str] = []
@@ -162,7 +182,8 @@ def sections(table, view: View, heads: dict, title: str = "") -> list[Section]:
     if "method" in keyed:
         classifier = table[table["method"] == CLASSIFIER_METHOD]
         methods = table[table["method"] != CLASSIFIER_METHOD]
-        parts = [(title, methods, rows, cols)]
+        parts = [(_titled(title, group), methods[methods["method"].isin(names)], rows, cols)
+                 for group, names in _method_groups(methods).items()]
         if len(classifier):
             c_rows, c_cols = _classifier_keys(rows, cols, classifier)
             parts.append(((title + ": " if title else "") + "classifier", classifier, c_rows, c_cols))
