@@ -237,9 +237,9 @@ def test_bad_input_exit_2(runner, tiny_registry, tmp_path, args, message):
     assert message in result.output and "Traceback" not in result.output
 
 
-def _run_cli(registry: Path, out: Path, cache: Path) -> subprocess.Popen:
+def _run_cli(registry: Path, out: Path, cache: Path, suite: str = "tiny") -> subprocess.Popen:
     env = {**os.environ, "PROBEBENCH_CACHE": str(cache), "PROBEBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    return subprocess.Popen([sys.executable, "-m", "harness", "run", "tiny", "--registry", str(registry),
+    return subprocess.Popen([sys.executable, "-m", "harness", "run", suite, "--registry", str(registry),
                              "--out", str(out), "--device", "cpu"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -268,6 +268,49 @@ def test_sigkill_then_resume_equals_uninterrupted(tiny_registry, tmp_path):
     assert _run_cli(registry, resumed, cache).wait() == 0
     for filename in ("results.csv", "scores.csv.gz"):
         assert (resumed / filename).read_bytes() == (reference / filename).read_bytes()
+
+
+CORRECTION_SUITE = """
+[suite.tiny-correction]
+dataset = { name = "mnist-5k", limit = 300 }
+classifier = { name = "cnn", epochs = 1, width = 8 }
+scorers = ["msp", { name = "prober", source = "train", outputs = "none", min_misses = 2, prober_options = { epochs = 2 } }]
+metrics = ["accuracy", "auroc"]
+validation = 100
+generators = [{ name = "realnvp", epochs = 1, levels = 1, blocks = 1, hidden = 8 }]
+correctors = [{ name = "prober-latent", max_steps = 5 }, { name = "pixel-prober", max_steps = 5 }]
+seeds = [0]
+bootstrap = { resamples = 20 }
+"""
+WALL_CLOCK = ["images-per-second", "train-seconds"]  # measured, not computed: they differ between runs
+
+
+def test_sigkill_during_generators_and_correction_then_resume(tiny_registry, tmp_path):
+    """The generator and correction stages resume too: a run killed after the
+    flow is saved, and again after the first corrector's edits are saved,
+    finishes with the numbers of an uninterrupted run."""
+    import pandas as pd
+
+    registry = tiny_registry(CORRECTION_SUITE)
+    reference = tmp_path / "reference"
+    assert _run_cli(registry, reference, tmp_path / "cache-ref", "tiny-correction").wait() == 0
+    cache = tmp_path / "cache"
+    kill_points = [lambda: any((cache / "generator").glob("*.sha256")),
+                   lambda: any((cache / "correction").glob("*.sha256"))]
+    for i, ready in enumerate(kill_points):
+        _kill_when(_run_cli(registry, tmp_path / f"killed-{i}", cache, "tiny-correction"), ready)
+    assert list((cache / "correction").glob("*.sha256"))  # killed with at least one corrector's edits saved
+    resumed = tmp_path / "resumed"
+    assert _run_cli(registry, resumed, cache, "tiny-correction").wait() == 0
+    assert len(list((cache / "correction").glob("*.sha256"))) == 2
+
+    def computed(run):
+        table = pd.read_csv(run / "results.csv")
+        return table[~table["metric"].isin(WALL_CLOCK)].reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(computed(resumed), computed(reference))
+    assert {"correction-rate", "bits-per-dim"} <= set(computed(resumed)["metric"])
+    assert (resumed / "scores.csv.gz").read_bytes() == (reference / "scores.csv.gz").read_bytes()
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tiny_registry, tmp_path):
