@@ -341,3 +341,18 @@ def test_fresh_ignores_the_cache(runner, tiny_registry, tmp_path, monkeypatch):
     assert result.exit_code == 0
     assert checkpoint.stat().st_mtime_ns > before  # retrained and rewritten
     assert (tmp_path / "a" / "results.csv").read_bytes() == (tmp_path / "b" / "results.csv").read_bytes()
+
+
+def test_a_failed_prober_fails_its_correctors_not_the_run(runner, tiny_registry, tmp_path, monkeypatch):
+    import pandas as pd
+
+    monkeypatch.setenv("PROBEBENCH_CACHE", str(tmp_path / "cache"))
+    registry = tiny_registry(CORRECTION_SUITE.replace("min_misses = 2", "min_misses = 100000"))
+    out = tmp_path / "run"
+    result = invoke(runner, "run", "tiny-correction", "--registry", registry, "--out", out)
+    assert result.exit_code == 1, result.output
+    failures = json.loads((out / "run.json").read_text())["failures"]
+    assert [(f["kind"], f["plugin"], f["stage"]) for f in failures] == [
+        ("scorer", "prober", "prepare"), ("corrector", "prober-latent", "setup"), ("corrector", "pixel-prober", "setup")]
+    table = pd.read_csv(out / "results.csv")
+    assert {"msp", "realnvp"} <= set(table["method"]) and "prober-latent" not in set(table["method"])

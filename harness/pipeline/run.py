@@ -81,12 +81,9 @@ def run_suite(suite: Suite, registry, store: ArtifactStore, device: torch.device
         scorers = [_Scorer(spec, registry, ctx, outcome.failures) for spec in suite.scorers]
         corrections = None
         if suite.correctors:
-            probers, keys = ctx.extras.setdefault("probers", {}), ctx.extras.setdefault("prober_keys", {})
-            for scorer in scorers:  # correctors are guided by the suite's probers, prepared first
-                if scorer.spec.name == "prober" and not scorer.failed:
-                    probers[scorer.spec.label], keys[scorer.spec.label] = scorer.instance(), scorer.key
-            corrections = correction.setup(suite.correctors, registry, ctx)
-            run_header.setdefault("correction", {})[str(seed)] = corrections.calibration()
+            corrections = _correction_setup(suite, registry, ctx, scorers, outcome.failures)
+            if corrections is not None:
+                run_header.setdefault("correction", {})[str(seed)] = corrections.calibration()
         cells = _cells(suite) + list(splits.cells)
         with task(f"score seed {seed}", len(cells)) as advance:
             for corruption, severity in cells:
@@ -127,6 +124,29 @@ def _context(suite, registry, store, splits, seed: int, device) -> Context:
     return Context(model, key, dataset.num_classes, tuple(dataset.shape), device, seed, suite.batch_size,
                    splits.train_images, splits.train_labels, artifact, train_other, registry=registry,
                    val_images=splits.val_images, val_labels=splits.val_labels)
+
+
+def _correction_setup(suite, registry, ctx, scorers, failures):
+    """Prepare the suite's probers (they guide the correctors) and set the
+    correctors up; None, with the failures recorded, when a prober or flow
+    they need failed earlier in the run."""
+    probers, keys = ctx.extras.setdefault("probers", {}), ctx.extras.setdefault("prober_keys", {})
+    for scorer in scorers:
+        if scorer.spec.name != "prober" or scorer.failed:
+            continue
+        try:
+            probers[scorer.spec.label], keys[scorer.spec.label] = scorer.instance(), scorer.key
+        except UserError:
+            raise
+        except Exception as exc:
+            scorer.failed = True
+            _failure(failures, "scorer", scorer.spec.label, "prepare", f"seed={ctx.seed}", exc)
+    if not probers or not correction.generators_of(ctx.extras):
+        for spec in suite.correctors:
+            _failure(failures, "corrector", spec.label, "setup", f"seed={ctx.seed}",
+                     RuntimeError("its prober or generator failed earlier in this run (see above)"))
+        return None
+    return correction.setup(suite.correctors, registry, ctx)
 
 
 def _failure(failures: list, kind: str, label: str, stage: str, cell: str, exc: BaseException) -> None:
