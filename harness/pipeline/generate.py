@@ -169,9 +169,12 @@ def generator_stage(suite, registry, store, splits, ctx, out: Path, failures: li
     keys = {"suite": suite.name, "dataset": suite.dataset.label, "corruption": "none", "severity": 0,
             "classifier": CLASSIFIER, "seed": ctx.seed}
     for spec in suite.generators:
+        key = generator_key(registry, suite.dataset, spec, ctx.seed, splits.validation)
         try:
             flow, seconds, cached = trained_generator(registry, store, suite.dataset, spec, splits, ctx.seed, ctx.device)
-            values = quality(flow, splits.test_images, ctx.seed, suite.batch_size, ctx.device)
+            # the test split is fixed by the dataset spec, which the generator key holds
+            values = dict(store.get_or_build("generator-quality", hash_key("quality", key), lambda: quality(
+                flow, splits.test_images, ctx.seed, suite.batch_size, ctx.device)))
             save_grids(flow, splits.test_images, out, f"{spec.label}-seed{ctx.seed}", ctx.seed, ctx.device)
         except UserError:
             raise
@@ -179,7 +182,7 @@ def generator_stage(suite, registry, store, splits, ctx, out: Path, failures: li
             record_failure(failures, "generator", spec.label, "train", f"seed={ctx.seed}", exc)
             continue
         flows[spec.label] = flow
-        keys_of[spec.label] = generator_key(registry, suite.dataset, spec, ctx.seed, splits.validation)
+        keys_of[spec.label] = key
         values["train-seconds"] = seconds
         origin = "from the cache, trained" if cached else "trained"
         console.print(f"generator {spec.label} seed {ctx.seed}: {values['bits-per-dim']:.3f} bits/dim, "
