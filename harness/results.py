@@ -287,7 +287,7 @@ def decimals(values) -> int:
     top = max(finite, default=0.0)
     if 0 < top < 1e-3:
         return -2
-    if top < 1:
+    if top <= 1:  # rates and probabilities keep three decimals, 1.000 included
         return 3
     return max(1, 3 - int(math.floor(math.log10(top))) - 1)
 
