@@ -26,7 +26,7 @@ from plugins.scorers.gradients import GradTrust
 from plugins.scorers.mc_dropout import MCDropout
 
 from tests.benchmarks.conftest import BATCH_SIZE
-from tests.benchmarks.timing import best_of
+from tests.benchmarks.timing import best_of, stat
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def _demo_gradtrust_seconds(ctx, images):
 def _fastest_round(benchmark, fn, *args, rounds: int) -> float:
     """Times ``fn(*args)`` for ``rounds`` rounds of one call under pytest-benchmark; the fastest."""
     benchmark.pedantic(fn, args=args, rounds=rounds, iterations=1)
-    return benchmark.stats.stats.min
+    return stat(benchmark)
 
 
 @pytest.mark.parametrize("variant", ["demo", "counterfactual"])

@@ -11,3 +11,10 @@ def best_of(fn, repeat: int = 3) -> float:
         fn()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def stat(benchmark, name: str = "min") -> float:
+    """A timing statistic of ``benchmark`` (seconds); NaN under ``--benchmark-disable``,
+    which runs each benchmark once as a smoke test and keeps no statistics."""
+    stats = getattr(benchmark, "stats", None)
+    return float(getattr(stats.stats, name)) if stats is not None else float("nan")
