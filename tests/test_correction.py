@@ -190,7 +190,7 @@ def hand_made() -> stage.Outcome:
 
 def test_correction_metrics_on_hand_made_outcomes():
     rows = {r["metric"]: r for r in stage.outcome_rows(hand_made(), BOOT)}
-    assert set(rows) == set(stage.CORRECTION_METRICS)
+    assert set(rows) == set(stage.CORRECTION_METRICS) - {"tuned-net-accuracy-gain"}  # no tuned threshold given
     assert rows["correction-rate"]["value"] == pytest.approx(2 / 4) and rows["correction-rate"]["n"] == 4
     assert rows["break-rate"]["value"] == pytest.approx(1 / 6) and rows["break-rate"]["n"] == 6
     # the loop edits the flagged: misses 0 and 1 fixed (+2), miss 2 not fixed, hit 8 broken (-1)
@@ -203,6 +203,24 @@ def test_correction_metrics_on_hand_made_outcomes():
         assert row["ci_low"] <= row["value"] <= row["ci_high"] and row["ci_low"] < row["ci_high"]
     assert np.isnan(rows["median-steps"]["ci_low"])
     assert stage.correction_rate(hand_made().hit, hand_made().hit_after) == pytest.approx(0.5)
+
+
+def test_tuned_gain_uses_the_tuned_flags():
+    tuned = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0], bool)  # flags only the two misses the edit fixes
+    outcome = replace(hand_made(), tuned_flagged=tuned)
+    rows = {r["metric"]: r for r in stage.outcome_rows(outcome, BOOT)}
+    assert set(rows) == set(stage.CORRECTION_METRICS)
+    assert rows["tuned-net-accuracy-gain"]["value"] == pytest.approx(2 / 10)
+
+
+def test_gain_threshold_maximises_validation_gain_and_flags_nothing_when_nothing_helps():
+    p = np.array([0.1, 0.2, 0.2, 0.3, 0.5, 0.9])
+    gain = np.array([1, 1, -1, 1, -1, 0])
+    t = stage.gain_threshold(p, gain)
+    assert (p < t).tolist() == [True, True, True, True, False, False]  # +2; ties at 0.2 flag together
+    assert stage.gain_threshold(p, -np.abs(gain)) == pytest.approx(0.1)  # every flag hurts: flag nothing
+    assert not (p < stage.gain_threshold(p, -np.abs(gain))).any()
+    assert not (p < stage.gain_threshold(p, np.zeros(6))).any()  # no gain anywhere: fewest flagged
 
 
 def test_metrics_without_misses_are_nan_not_errors():
@@ -400,10 +418,17 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
     saved = torch.load(out / "corrections" / "prober-latent_seed0_none-0.pt", weights_only=True)
     assert saved["steps"].shape == (64,) and saved["edited"].shape == (len(saved["index"]), 1, 28, 28)
     assert saved["calibrated_on"] == "validation split (100 images)"
-    assert head["correction"]["0"] == {"margin": {"threshold": saved["threshold"], "stop_level": saved["stop_level"],
-                                                  "calibrated_on": "validation split (100 images)"}}
+    calibration = head["correction"]["0"]
+    assert calibration["margin"] == {"threshold": saved["threshold"], "stop_level": saved["stop_level"],
+                                     "calibrated_on": "validation split (100 images)"}
+    # each corrector's loop threshold tuned on the validation split; its tuned gain uses it on test
+    tuned = calibration["tuned_thresholds"]["prober-latent"]
+    gain = (saved["prediction_after"] == saved["labels"]).long() - (saved["prediction_before"] == saved["labels"]).long()
+    assert rates["prober-latent", "tuned-net-accuracy-gain"] == pytest.approx(
+        float(gain[saved["p_hit"] < tuned].sum()) / 64)
     assert (out / "corrections" / "confidence-ascent_grid.png").exists()
-    assert len(list((tmp_path / "cache" / "correction").glob("*.pt"))) == 2  # one per (corrector, cell)
+    # one record per (corrector, test cell) and per (corrector, validation split)
+    assert len(list((tmp_path / "cache" / "correction").glob("*.pt"))) == 4
 
     # resume: a second run edits nothing (a corrector that would run now fails) and writes the same results
     from plugins.correctors import _engine

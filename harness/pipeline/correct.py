@@ -95,6 +95,7 @@ CORRECTION_METRICS = {
     "correction-rate": True,
     "break-rate": False,
     "net-accuracy-gain": True,
+    "tuned-net-accuracy-gain": True,
     "edit-size": False,
     "median-steps": False,
     "p90-steps": False,
@@ -156,6 +157,23 @@ def flag_threshold(p_hit, hit) -> float:
     return float(candidates[int(np.argmax(caught - false))])
 
 
+def gain_threshold(p_hit, gain) -> float:
+    """The threshold t maximising the loop's total gain sum(gain[p_hit < t])
+    (gain: +1 a miss fixed, -1 a hit broken, 0 otherwise, per sample); ties go
+    to the smallest t (fewest images flagged), so a corrector that never helps
+    gets a threshold that flags nothing."""
+    p = np.asarray(p_hit, dtype=float)
+    gain = np.asarray(gain, dtype=float)
+    if len(p) == 0:
+        return float("-inf")
+    order = np.argsort(p, kind="stable")
+    p, total = p[order], np.concatenate([[0.0], np.cumsum(gain[order])])
+    # flagging the first k sorted samples is possible only where p changes (ties flag together)
+    cuts = np.flatnonzero(np.concatenate([[True], p[1:] != p[:-1], [True]]))
+    best = cuts[int(np.argmax(total[cuts]))]
+    return float(p[0]) if best == 0 else float(np.nextafter(p[best - 1], np.inf))
+
+
 def hit_level(p_hit, hit) -> float:
     """The median P(hit) of the hits: the default stop level."""
     p = np.asarray(p_hit, dtype=float)[np.asarray(hit, dtype=bool)]
@@ -189,6 +207,7 @@ class Outcome:
     edit_size: np.ndarray  # ||x' - x||_2
     steps: np.ndarray
     seconds: float
+    tuned_flagged: np.ndarray | None = None  # flagged with the corrector's validation-tuned threshold
 
 
 def _mean(values, _unused=None):
@@ -241,6 +260,8 @@ def outcome_rows(outcome: Outcome, bootstrap) -> list[dict]:
         _row("correction-rate", after[miss], bootstrap),
         _row("break-rate", ~after[hit], bootstrap),
         _row("net-accuracy-gain", loop_gain_per_sample(hit, after, outcome.flagged), bootstrap),
+        *([_row("tuned-net-accuracy-gain", loop_gain_per_sample(hit, after, outcome.tuned_flagged), bootstrap)]
+          if outcome.tuned_flagged is not None else []),
         _row("edit-size", np.asarray(outcome.edit_size, dtype=float)[miss], bootstrap),
         _row("median-steps", steps, bootstrap, value=np.median(steps) if len(steps) else None),
         _row("p90-steps", steps, bootstrap, value=np.percentile(steps, 90) if len(steps) else None),
@@ -273,6 +294,7 @@ class Bound:
     generator: str | None
     key: str = ""  # what determines its edits: corrector, options, versions, generator, prober
     guide: str = ""
+    tuned: float | None = None  # the loop threshold that maximised its gain on the validation split
 
 
 @dataclass
@@ -288,8 +310,11 @@ class Setup:
         return bound.guide or next(iter(self.guides))  # unnamed: the first prober
 
     def calibration(self) -> dict:
-        """What run.json records of how the loop was set up, per guiding prober."""
-        return {label: guide.calibration() for label, guide in self.guides.items()}
+        """What run.json records of how the loop was set up, per guiding prober
+        (and the tuned threshold per corrector, once ``tune`` has run)."""
+        out = {label: guide.calibration() for label, guide in self.guides.items()}
+        tuned = {b.method: b.tuned for b in self.bound if b.tuned is not None}
+        return {**out, "tuned_thresholds": tuned} if tuned else out
 
 
 def generators_of(extras: dict) -> dict[str, Any]:
@@ -402,18 +427,7 @@ def correct_images(ctx, state: Setup, images: torch.Tensor, labels: torch.Tensor
             flagged = p_hit < guide.threshold
 
             def build(bound=bound, guide=guide, p_hit=p_hit, flagged=flagged) -> dict:
-                extras = {**ctx.extras, "prober": guide.prober, "prober_threshold": guide.threshold,
-                          "prober_hit_level": guide.level}
-                if bound.generator is not None:
-                    extras["generator"] = state.generators[bound.generator]
-                torch.manual_seed(ctx.seed)
-                started = time.perf_counter()
-                correction = bound.corrector.correct(replace(ctx, extras=extras), images)
-                seconds = time.perf_counter() - started
-                edited, steps = check_correction(correction, images)
-                after = ctx.forward(edited)[0].argmax(dim=1)
-                return _record(guide, images, labels, edited, steps, predictions, after, p_hit, flagged, seconds,
-                               getattr(correction, "details", {}) or {})
+                return edit(ctx, state, bound, guide, images, labels, predictions, p_hit, flagged)
 
             try:
                 record = build() if cache is None else cache(bound, build)
@@ -425,13 +439,68 @@ def correct_images(ctx, state: Setup, images: torch.Tensor, labels: torch.Tensor
                 on_failure(bound.method, exc)
                 advance()
                 continue
+            tuned = None if bound.tuned is None else (record["p_hit"] < bound.tuned).numpy()
             outcome = Outcome(hit, (record["prediction_after"] == labels).numpy(), record["flagged"].numpy(),
-                              record["edit_size"].numpy(), record["steps"].numpy(), float(record["seconds"]))
+                              record["edit_size"].numpy(), record["steps"].numpy(), float(record["seconds"]), tuned)
             rows += [{"method": bound.method, **row} for row in outcome_rows(outcome, bootstrap)]
             if out is not None:
                 _save(out, bound.method, tag, state, images, record)
             advance()
     return rows
+
+
+def edit(ctx, state: Setup, bound: Bound, guide: Guide, images, labels, predictions, p_hit, flagged) -> dict:
+    """Run one bound corrector on ``images`` and return its record (see ``_record``)."""
+    extras = {**ctx.extras, "prober": guide.prober, "prober_threshold": guide.threshold,
+              "prober_hit_level": guide.level}
+    if bound.generator is not None:
+        extras["generator"] = state.generators[bound.generator]
+    torch.manual_seed(ctx.seed)
+    started = time.perf_counter()
+    correction = bound.corrector.correct(replace(ctx, extras=extras), images)
+    seconds = time.perf_counter() - started
+    edited, steps = check_correction(correction, images)
+    after = ctx.forward(edited)[0].argmax(dim=1)
+    return _record(guide, images, labels, edited, steps, predictions, after, p_hit, flagged, seconds,
+                   getattr(correction, "details", {}) or {})
+
+
+def tune(ctx, state: Setup, store=None, on_failure=None) -> None:
+    """Set each bound corrector's ``tuned`` loop threshold: the one that
+    maximises its net gain on the validation split (edited once, cached in
+    ``store``). Without a validation split nothing is tuned."""
+    if ctx.val_labels is None or not len(ctx.val_labels):
+        return
+    images, labels = ctx.val_images, ctx.val_labels
+    predictions = ctx.forward(images)[0].argmax(dim=1)
+    p_hits = {}
+    with task("tune the loop on validation", len(state.bound)) as advance:
+        for bound in state.bound:
+            label = state.guide_label(bound)
+            guide = state.guides[label]
+            if label not in p_hits:
+                p_hits[label] = prober_outputs(ctx, guide.prober, images)
+            p_hit = p_hits[label]
+
+            def build(bound=bound, guide=guide, p_hit=p_hit) -> dict:
+                return edit(ctx, state, bound, guide, images, labels, predictions, p_hit, p_hit < guide.threshold)
+
+            try:
+                if store is None or not bound.key:
+                    record = build()
+                else:
+                    record = store.get_or_build("correction", hash_key("correction-validation", bound.key), build)
+            except UserError:
+                raise
+            except Exception as exc:
+                if on_failure is None:
+                    raise
+                on_failure(bound.method, exc)
+                advance()
+                continue
+            gain = (record["prediction_after"] == labels).long() - (predictions == labels).long()
+            bound.tuned = gain_threshold(p_hit.numpy(), gain.numpy())
+            advance()
 
 
 def correct_cell(suite, registry, store, ctx, state: Setup, splits, corruption, severity: int, out: Path,

@@ -83,6 +83,8 @@ def run_suite(suite: Suite, registry, store: ArtifactStore, device: torch.device
         if suite.correctors:
             corrections = _correction_setup(suite, registry, ctx, scorers, outcome.failures)
             if corrections is not None:
+                correction.tune(ctx, corrections, store, on_failure=lambda label, exc: _failure(
+                    outcome.failures, "corrector", label, "tune", f"seed={ctx.seed} validation", exc))
                 run_header.setdefault("correction", {})[str(seed)] = corrections.calibration()
         cells = _cells(suite) + list(splits.cells)
         with task(f"score seed {seed}", len(cells)) as advance:
