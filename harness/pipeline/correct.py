@@ -59,6 +59,12 @@ prober, edit the flagged images, re-classify". Labels only judge:
 - ``break-rate``: hits whose edit the classifier gets wrong / hits;
 - ``net-accuracy-gain``: accuracy after the loop minus accuracy before, over
   the whole cell (unflagged images keep their prediction);
+- ``tuned-net-accuracy-gain``: the same with the loop threshold that gave this
+  corrector the largest gain on the validation split (``tune``: the
+  corrector edits the validation images once; ties flag the fewest images, so
+  a corrector that never helps flags nothing). Only with a validation split;
+  ``run.json`` records the thresholds under ``correction`` ->
+  ``tuned_thresholds``;
 - ``edit-size``: mean L2 pixel distance ||x' - x|| over the true misses;
 - ``median-steps``, ``p90-steps``: steps over the true misses;
 - ``images-per-second``: images of the cell / wall seconds of ``correct``.
