@@ -35,7 +35,7 @@ def run(
     cache_dir: Path = typer.Option(None, "--cache-dir", help="Artifact cache (default: $PROBEBENCH_CACHE or ~/.cache/probebench)."),
     fresh: bool = typer.Option(False, "--fresh", help="Ignore cached artifacts and recompute everything."),
     show: str = typer.Option(
-        "auroc,aupr-miss,fpr95,aurc,correction-rate,break-rate,net-accuracy-gain,median-steps,"
+        "auroc,aupr-miss,fpr95,aurc,correction-rate,break-rate,net-accuracy-gain,tuned-net-accuracy-gain,median-steps,"
         "bits-per-dim,reconstruction-error,train-seconds",
         "--show", help="Comma-separated metrics of the printed summary (when the suite has them); all are "
         "in results.csv and `probebench leaderboard`. 'all' shows every one.",
