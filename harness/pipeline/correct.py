@@ -435,14 +435,8 @@ def correct_images(ctx, state: Setup, images: torch.Tensor, labels: torch.Tensor
             def build(bound=bound, guide=guide, p_hit=p_hit, flagged=flagged) -> dict:
                 return edit(ctx, state, bound, guide, images, labels, predictions, p_hit, flagged)
 
-            try:
-                record = build() if cache is None else cache(bound, build)
-            except UserError:
-                raise
-            except Exception as exc:
-                if on_failure is None:
-                    raise
-                on_failure(bound.method, exc)
+            record = _attempt(lambda: build() if cache is None else cache(bound, build), bound.method, on_failure)
+            if record is None:
                 advance()
                 continue
             tuned = None if bound.tuned is None else (record["p_hit"] < bound.tuned).numpy()
@@ -453,6 +447,20 @@ def correct_images(ctx, state: Setup, images: torch.Tensor, labels: torch.Tensor
                 _save(out, bound.method, tag, state, images, record)
             advance()
     return rows
+
+
+def _attempt(build, method: str, on_failure):
+    """``build()``; or None once a corrector's exception went to ``on_failure``
+    (without one it propagates, as a UserError always does)."""
+    try:
+        return build()
+    except UserError:
+        raise
+    except Exception as exc:
+        if on_failure is None:
+            raise
+        on_failure(method, exc)
+        return None
 
 
 def edit(ctx, state: Setup, bound: Bound, guide: Guide, images, labels, predictions, p_hit, flagged) -> dict:
@@ -491,17 +499,10 @@ def tune(ctx, state: Setup, store=None, on_failure=None) -> None:
             def build(bound=bound, guide=guide, p_hit=p_hit) -> dict:
                 return edit(ctx, state, bound, guide, images, labels, predictions, p_hit, p_hit < guide.threshold)
 
-            try:
-                if store is None or not bound.key:
-                    record = build()
-                else:
-                    record = store.get_or_build("correction", hash_key("correction-validation", bound.key), build)
-            except UserError:
-                raise
-            except Exception as exc:
-                if on_failure is None:
-                    raise
-                on_failure(bound.method, exc)
+            key = hash_key("correction-validation", bound.key)
+            record = _attempt(lambda: build() if store is None or not bound.key else
+                              store.get_or_build("correction", key, build), bound.method, on_failure)
+            if record is None:
                 advance()
                 continue
             gain = (record["prediction_after"] == labels).long() - (predictions == labels).long()
