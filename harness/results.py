@@ -278,14 +278,15 @@ def aggregate(table, by: list[str]):
 def decimals(values) -> int:
     """Decimals that show a column of numbers to about three significant digits:
     3 for values below 1 (AUROC, FPR), fewer for larger ones (AURC x1000);
-    negative for a column whose values are all below 0.001 but not all zero
+    negative for a column whose values are all positive and below 0.001
     (e.g. a flow's reconstruction error): ``format_cell`` then writes them
     in scientific notation with that many digits after the point."""
     import math
 
-    finite = [abs(v) for v in values if v == v and v is not None and math.isfinite(v)]
+    signed = [v for v in values if v is not None and v == v and math.isfinite(v)]
+    finite = [abs(v) for v in signed]
     top = max(finite, default=0.0)
-    if 0 < top < 1e-3:
+    if 0 < top < 1e-3 and min(signed) > 0:  # a positive quantity that is tiny everywhere: an error, a rate
         return -2
     if top <= 1:  # rates and probabilities keep three decimals, 1.000 included
         return 3

@@ -201,6 +201,7 @@ def test_publish_uses_only_runs_of_the_current_suite_config(runner, tiny_registr
 def test_cells_keep_three_significant_digits_tiny_ones_in_scientific_notation():
     assert results.decimals([0.95, 0.5]) == 3 and results.decimals([1.0, 0.01]) == 3 and results.decimals([63.1, 1.5]) == 1
     assert results.decimals([5.1e-6, 9.7e-6]) == -2 and results.decimals([0.0, 0.0]) == 3
+    assert results.decimals([0.0, -6.7e-4]) == 3  # a gain near zero reads 0.000 / -0.001
     assert results.format_cell({"value": 5.1e-6, "ci_low": np.nan, "ci_high": np.nan}, -2) == "5.10e-06"
     assert results.format_cell({"value": 5.1e-6, "std": 1e-6, "seeds": 3}, -2) == "5.10e-06 ± 1.00e-06"
     assert results.format_cell({"value": 0.959, "ci_low": 0.93, "ci_high": 0.98}, 3) == "0.959 [0.930, 0.980]"
