@@ -27,10 +27,19 @@ class _Group(TyperGroup):
             console.print(f"[red]error:[/] {exc}", soft_wrap=True)
             raise SystemExit(exc.exit_code) from None
         except KeyboardInterrupt:
+            import os
+            import signal
+            import sys
+
             from harness.console import console
 
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not turn this into a traceback
             console.print("[yellow]interrupted: finished stages are cached; run the same command again to resume[/]")
-            raise SystemExit(130) from None
+            sys.stdout.flush()
+            sys.stderr.flush()
+            # every artifact is already written atomically or not at all; exit now, so that no clean-up
+            # still running in a library (progress threads, torch) can end the process by the signal instead
+            os._exit(130)
 
 
 app = typer.Typer(
