@@ -219,28 +219,18 @@ def _objective_value(target: str, ctx, prober, x: torch.Tensor, runner_up: torch
 
 
 # -- the correctors ----------------------------------------------------------------
-def prober_latent(ctx, images, *, lr: float, threshold: float | None, max_steps: int, stop: str,
-                  pixel_space: bool = False) -> Correction:
-    """Adam on z = G^-1(x) (or on x itself when ``pixel_space``) minimising the
-    cross-entropy of prober(clamp(G(z))) toward hit, i.e. -log P(hit)."""
-    generator = Identity() if pixel_space else generator_of(ctx)
-    prober = prober_of(ctx)
-    level = stop_level(ctx, threshold) if stop != "flip" else 0.0
-    device = ctx.device
+def _edit_latents(ctx, images, generator, objective, **optimise_options) -> Correction:
+    """The loop the single-point correctors share: per chunk of images, encode,
+    optimise the latent rows with ``objective(flat, original, runner_up)`` (a
+    function returning the ``evaluate`` of ``optimise``), decode, and collect
+    the edits, steps, stop flags and latent distance travelled."""
     out_images, out_steps, details = [], [], {"reached": [], "diverged": [], "latent_norm": []}
     for part in _chunks(len(images), ctx.batch_size):
-        x = images[part].to(device)
-        original, _ = _original_outputs(ctx, x)
+        x = images[part].to(ctx.device)
+        original, runner_up = _original_outputs(ctx, x)
         with torch.no_grad():
             flat = Flat(generator.encode(x))
-
-        def evaluate(zi, idx):
-            xi = decode_rows(generator, flat, zi)
-            p_hit = prober(xi)
-            loss = -p_hit.clamp_min(1e-6).log()
-            return Evaluation(loss, done_flags(stop, p_hit, level, xi, ctx, original[idx]))
-
-        result = optimise(flat.rows, evaluate, lr=lr, max_steps=max_steps)
+        result = optimise(flat.rows, objective(flat, original, runner_up), **optimise_options)
         with torch.no_grad():
             edited = decode_rows(generator, flat, result.z)
         out_images.append(_finish(x, edited, result.steps).cpu())
@@ -251,6 +241,26 @@ def prober_latent(ctx, images, *, lr: float, threshold: float | None, max_steps:
     return Correction(torch.cat(out_images), torch.cat(out_steps), {k: torch.cat(v) for k, v in details.items()})
 
 
+def prober_latent(ctx, images, *, lr: float, threshold: float | None, max_steps: int, stop: str,
+                  pixel_space: bool = False) -> Correction:
+    """Adam on z = G^-1(x) (or on x itself when ``pixel_space``) minimising the
+    cross-entropy of prober(clamp(G(z))) toward hit, i.e. -log P(hit)."""
+    generator = Identity() if pixel_space else generator_of(ctx)
+    prober = prober_of(ctx)
+    level = stop_level(ctx, threshold) if stop != "flip" else 0.0
+
+    def objective(flat, original, _runner_up):
+        def evaluate(zi, idx):
+            xi = decode_rows(generator, flat, zi)
+            p_hit = prober(xi)
+            loss = -p_hit.clamp_min(1e-6).log()
+            return Evaluation(loss, done_flags(stop, p_hit, level, xi, ctx, original[idx]))
+
+        return evaluate
+
+    return _edit_latents(ctx, images, generator, objective, lr=lr, max_steps=max_steps)
+
+
 def confidence_ascent(ctx, images, *, eta: float, target: str, normalize: bool, threshold: float | None,
                       max_steps: int, stop: str, pixel_space: bool = False) -> Correction:
     """Boundary crossing option 1: z <- z + eta * grad f(G(z)) (normalised to a
@@ -258,28 +268,18 @@ def confidence_ascent(ctx, images, *, eta: float, target: str, normalize: bool, 
     generator = Identity() if pixel_space else generator_of(ctx)
     prober = prober_of(ctx) if target == "prober" or stop != "flip" else None
     level = stop_level(ctx, threshold) if stop != "flip" else 0.0
-    out_images, out_steps, details = [], [], {"reached": [], "diverged": []}
-    for part in _chunks(len(images), ctx.batch_size):
-        x = images[part].to(ctx.device)
-        original, runner_up = _original_outputs(ctx, x)
-        with torch.no_grad():
-            flat = Flat(generator.encode(x))
 
+    def objective(flat, original, runner_up):
         def evaluate(zi, idx):
             xi = decode_rows(generator, flat, zi)
             f = _objective_value(target, ctx, prober, xi, runner_up[idx])
             p_hit = f if target == "prober" else (prober(xi) if stop != "flip" else None)
             return Evaluation(-f, done_flags(stop, p_hit, level, xi, ctx, original[idx]))
 
-        update = "normalized" if normalize else "sgd"  # sgd: the literal z <- z + eta * grad f
-        result = optimise(flat.rows, evaluate, lr=eta, max_steps=max_steps, update=update)
-        with torch.no_grad():
-            edited = decode_rows(generator, flat, result.z)
-        out_images.append(_finish(x, edited, result.steps).cpu())
-        out_steps.append(result.steps.cpu())
-        details["reached"].append(result.reached.cpu())
-        details["diverged"].append(result.diverged.cpu())
-    return Correction(torch.cat(out_images), torch.cat(out_steps), {k: torch.cat(v) for k, v in details.items()})
+        return evaluate
+
+    update = "normalized" if normalize else "sgd"  # sgd: the literal z <- z + eta * grad f
+    return _edit_latents(ctx, images, generator, objective, lr=eta, max_steps=max_steps, update=update)
 
 
 def monotone_path(ctx, images, *, length: int, lam: float, lr: float, target: str, goal: float | None,
