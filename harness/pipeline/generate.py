@@ -27,6 +27,7 @@ import torch
 from harness.cache import ArtifactStore, hash_key, load_module_state
 from harness.console import console, task
 from harness.errors import UserError
+from harness.pipeline.train import held_out, spec_parts
 from harness.suite import ComponentSpec
 
 # Training hyper-parameters a generator component may set as attributes.
@@ -43,18 +44,8 @@ CLASSIFIER = "-"  # generator rows describe no classifier
 
 def generator_key(registry, dataset_spec: ComponentSpec, generator_spec: ComponentSpec, seed: int,
                   validation: int = 0) -> str:
-    held_out = [{"validation": validation}] if validation else []  # keys without a hold-out stay as they were
-    return hash_key(
-        "generator",
-        dataset_spec.name,
-        dataset_spec.options,
-        getattr(registry.get("dataset", dataset_spec.name), "version", "1"),
-        generator_spec.name,
-        generator_spec.options,
-        getattr(registry.get("generator", generator_spec.name), "version", "1"),
-        seed,
-        *held_out,
-    )
+    return hash_key("generator", *spec_parts(registry, "dataset", dataset_spec),
+                    *spec_parts(registry, "generator", generator_spec), seed, *held_out(validation))
 
 
 def _schedule(step: int, warmup: int, total: int) -> float:

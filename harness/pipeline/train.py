@@ -17,6 +17,16 @@ from harness.suite import ComponentSpec
 DEFAULTS = {"epochs": 5, "lr": 1e-3, "batch_size": 128, "weight_decay": 0.0}
 
 
+def spec_parts(registry, kind: str, spec: ComponentSpec) -> list:
+    """What names a configured component in a cache key: its name, options and class version."""
+    return [spec.name, spec.options, getattr(registry.get(kind, spec.name), "version", "1")]
+
+
+def held_out(validation: int) -> list:
+    """The key part of a validation hold-out (none without one, so older keys stay as they were)."""
+    return [{"validation": validation}] if validation else []
+
+
 def classifier_key(registry, dataset_spec: ComponentSpec, classifier_spec: ComponentSpec, seed: int,
                    subset: str | None = None, validation: int = 0) -> str:
     """The cache key of a trained classifier; ``subset`` is the digest of the
@@ -24,20 +34,14 @@ def classifier_key(registry, dataset_spec: ComponentSpec, classifier_spec: Compo
     ``validation`` the number of images held out of that split."""
     parts = [
         "classifier",
-        dataset_spec.name,
-        dataset_spec.options,
-        getattr(registry.get("dataset", dataset_spec.name), "version", "1"),
-        classifier_spec.name,
-        classifier_spec.options,
-        getattr(registry.get("classifier", classifier_spec.name), "version", "1"),
+        *spec_parts(registry, "dataset", dataset_spec),
+        *spec_parts(registry, "classifier", classifier_spec),
         registry.entry("classifier", classifier_spec.name).plugin.version,
         seed,
     ]
     if subset is not None:  # keys of full-data models stay as they were
         parts.append({"subset": subset})
-    if validation:
-        parts.append({"validation": validation})
-    return hash_key(*parts)
+    return hash_key(*parts, *held_out(validation))
 
 
 def subset_digest(indices: torch.Tensor) -> str:
