@@ -32,7 +32,7 @@ def runner() -> CliRunner:
 
 
 def builtin_modules() -> list[str]:
-    from harness.suite import load_config
+    from probebench.suite import load_config
 
     return load_config(REPO / "registry.toml").builtin
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness import results
-from harness.evaluate import evaluate_cell
-from harness.suite import Bootstrap
-from plugins.metrics.failure import register_metrics
+from probebench import results
+from probebench.evaluate import evaluate_cell
+from probebench.suite import Bootstrap
+from probebench.plugins.metrics.failure import register_metrics
 
 METRICS = {cls.name: cls() for cls in register_metrics()}
 

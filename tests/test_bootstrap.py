@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from harness import evaluate
-from harness.evaluate import Resamples, bootstrap_indices, bootstrap_values, estimate, estimates, evaluate_cell
-from harness.suite import Bootstrap
-from plugins.metrics.failure import AUROC, FPR95, Accuracy, AUPRMiss, register_metrics
+from probebench import evaluate
+from probebench.evaluate import Resamples, bootstrap_indices, bootstrap_values, estimate, estimates, evaluate_cell
+from probebench.suite import Bootstrap
+from probebench.plugins.metrics.failure import AUROC, FPR95, Accuracy, AUPRMiss, register_metrics
 
 ALL = {cls.name: cls() for cls in register_metrics()}
 

@@ -7,8 +7,8 @@ import sys
 import pandas as pd
 import pytest
 
-from harness.cli import app
-from harness.results import COLUMNS
+from probebench.cli import app
+from probebench.results import COLUMNS
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def test_run_writes_tidy_results_header_and_scores(tiny_run):
 
 
 def test_table_numbers_trace_back_to_saved_scores(tiny_run):
-    from plugins.metrics.failure import AUROC
+    from probebench.plugins.metrics.failure import AUROC
 
     out, _ = tiny_run
     table = pd.read_csv(out / "results.csv", keep_default_na=False)
@@ -75,7 +75,7 @@ def test_ls_and_plugins(runner):
     assert "aupr-miss" in result.output and "auroc" not in result.output
     result = runner.invoke(app, ["plugins", "--json"])
     plugins = json.loads(result.output)
-    softmax = next(p for p in plugins if p["name"] == "plugins.scorers.softmax")
+    softmax = next(p for p in plugins if p["name"] == "probebench.plugins.scorers.softmax")
     assert softmax["registers"] == {"scorer": ["msp", "entropy"]} and softmax["version"]
 
 
@@ -100,7 +100,7 @@ def test_bad_input_is_one_line_and_exit_2(runner, args, message):
 
 def test_help_and_ls_do_not_import_torch():
     code = (
-        "import sys; from harness.cli import app; from typer.testing import CliRunner; "
+        "import sys; from probebench.cli import app; from typer.testing import CliRunner; "
         "r = CliRunner().invoke(app, ['ls']); assert r.exit_code == 0, r.output; "
         "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0; "
         "heavy = [m for m in ('torch', 'pandas', 'timm', 'sklearn') if m in sys.modules]; "

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from fake_runs import write_table
 
-from harness.cli import app
+from probebench.cli import app
 
 DIRECTIONS = {"accuracy": True, "auroc": True, "fpr95": False, "aurc": False}
 SCALES = {"aurc": 1000}

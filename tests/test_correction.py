@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import torch
 
-from harness.errors import UserError
-from harness.pipeline import correct as stage
-from harness.suite import Bootstrap, ComponentSpec
-from plugins.correctors.counterfactual import ConfidenceAscent, LatentNoise, MonotonePath, PixelProber, ProberLatent
+from probebench.errors import UserError
+from probebench.pipeline import correct as stage
+from probebench.suite import Bootstrap, ComponentSpec
+from probebench.plugins.correctors.counterfactual import ConfidenceAscent, LatentNoise, MonotonePath, PixelProber, ProberLatent
 from tests import toy_correction as toy
 
 
@@ -241,7 +241,7 @@ def test_flag_threshold_maximises_youden_and_hit_level_is_the_hits_median():
 
 # -- the stage ---------------------------------------------------------------------
 def test_correct_images_rows_artifacts_and_isolated_failures(ctx, tmp_path):
-    from harness.registry import Registry
+    from probebench.registry import Registry
     from tests.conftest import builtin_modules
 
     registry = Registry(builtin_modules())
@@ -278,7 +278,7 @@ def test_correct_images_rows_artifacts_and_isolated_failures(ctx, tmp_path):
 
 
 def test_setup_expands_over_generators_pins_and_calibrates_when_asked(ctx):
-    from harness.registry import Registry
+    from probebench.registry import Registry
     from tests.conftest import builtin_modules
 
     registry = Registry(builtin_modules())
@@ -314,8 +314,8 @@ def test_setup_expands_over_generators_pins_and_calibrates_when_asked(ctx):
 
 
 def test_suites_naming_correctors_need_a_generator_and_a_prober(tmp_path):
-    from harness.registry import Registry
-    from harness.suite import _check_correctors_have_inputs, load_config, parse_suite
+    from probebench.registry import Registry
+    from probebench.suite import _check_correctors_have_inputs, load_config, parse_suite
     from tests.conftest import builtin_modules
 
     path = tmp_path / "registry.toml"
@@ -330,8 +330,8 @@ def test_suites_naming_correctors_need_a_generator_and_a_prober(tmp_path):
 
 
 def test_suite_validation_checks_corrector_names_and_options(tmp_path):
-    from harness.registry import Registry
-    from harness.suite import load_config, parse_suite, validate
+    from probebench.registry import Registry
+    from probebench.suite import load_config, parse_suite, validate
     from tests.conftest import builtin_modules
 
     registry = Registry(builtin_modules())
@@ -358,10 +358,10 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
     CNN's own margin, injected where the generator and prober stages put
     theirs; the threshold comes from a validation split, and a second run
     takes every correction from the cache."""
-    from harness.cache import ArtifactStore
-    from harness.pipeline import run
-    from harness.registry import Registry
-    from harness.suite import load_config, parse_suite
+    from probebench.cache import ArtifactStore
+    from probebench.pipeline import run
+    from probebench.registry import Registry
+    from probebench.suite import load_config, parse_suite
     from tests.conftest import builtin_modules
 
     real_context = run._context
@@ -385,7 +385,7 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
         return replace(splits, test_images=splits.test_images[:64], test_labels=splits.test_labels[:64])
 
     def untrained(registry, store, dataset_spec, classifier_spec, splits, seed, device):
-        from harness.pipeline.train import build_model
+        from probebench.pipeline.train import build_model
 
         assert len(splits.train_labels) + len(splits.val_labels) == 300 and len(splits.val_labels) == 100
         torch.manual_seed(seed)
@@ -431,7 +431,7 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
     assert len(list((tmp_path / "cache" / "correction").glob("*.pt"))) == 4
 
     # resume: a second run edits nothing (a corrector that would run now fails) and writes the same results
-    from plugins.correctors import _engine
+    from probebench.plugins.correctors import _engine
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("the correction should have come from the cache")

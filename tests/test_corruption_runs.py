@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from harness.cli import app
+from probebench.cli import app
 from tests.test_datasets import write_cifar, write_cifar_c
 
 CURE_SUITE = """
@@ -86,9 +86,9 @@ def test_a_suite_without_its_data_fails_at_once_before_training(runner, tmp_path
 
 # -- timm ---------------------------------------------------------------------------
 def test_timm_builds_resnet18_for_cifar_shapes_with_named_layers(tiny_registry):
-    from harness.pipeline.features import forward
-    from harness.registry import Registry
-    from harness.suite import load_config
+    from probebench.pipeline.features import forward
+    from probebench.registry import Registry
+    from probebench.suite import load_config
 
     registry = Registry(load_config(tiny_registry()).builtin)
     model = registry.create("classifier", "timm:resnet18").build(10, (3, 32, 32))
@@ -101,9 +101,9 @@ def test_timm_builds_resnet18_for_cifar_shapes_with_named_layers(tiny_registry):
 
 
 def test_timm_names_errors_in_one_line(tiny_registry):
-    from harness.errors import UserError
-    from harness.registry import Registry
-    from harness.suite import load_config
+    from probebench.errors import UserError
+    from probebench.registry import Registry
+    from probebench.suite import load_config
 
     registry = Registry(load_config(tiny_registry()).builtin)
     with pytest.raises(UserError, match="did you mean 'resnet18'"):

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness.pipeline.data import corruption_generator
-from plugins.corruptions import _cure_ops, _imagenet_c_ops
-from plugins.corruptions.cure_tsr import CHALLENGE_NAMES, CORRUPTIONS as CURE
-from plugins.corruptions.imagenet_c import CORRUPTIONS as IMAGENET_C
+from probebench.pipeline.data import corruption_generator
+from probebench.plugins.corruptions import _cure_ops, _imagenet_c_ops
+from probebench.plugins.corruptions.cure_tsr import CHALLENGE_NAMES, CORRUPTIONS as CURE
+from probebench.plugins.corruptions.imagenet_c import CORRUPTIONS as IMAGENET_C
 
 
 def _digits(n: int = 48) -> torch.Tensor:

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness.errors import UserError
-from plugins.datasets.cifar10 import Cifar10, Cifar10C
-from plugins.datasets.cure_tsr import CureTsr
-from plugins.datasets.mnist_idx import Mnist
+from probebench.errors import UserError
+from probebench.plugins.datasets.cifar10 import Cifar10, Cifar10C
+from probebench.plugins.datasets.cure_tsr import CureTsr
+from probebench.plugins.datasets.mnist_idx import Mnist
 
 
 # -- writers ------------------------------------------------------------------------

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from harness import hookspecs
-from harness.kinds import KINDS, REQUIRED
+from probebench import hookspecs
+from probebench.kinds import KINDS, REQUIRED
 from tests.conftest import REPO
 
 GUIDE = REPO / "docs" / "plugins.md"
@@ -67,7 +67,7 @@ def test_every_required_attribute_of_a_kind_is_in_its_section(guide, kind):
     body = sections(guide, "Kinds")[KINDS[kind].__name__]
     for attr in REQUIRED[kind]:
         if attr != "name":  # every kind's `name` is described once, in the rules
-            assert f"`{attr}" in body, f"{kind}: {attr!r} is required by harness/kinds.py but not in the guide"
+            assert f"`{attr}" in body, f"{kind}: {attr!r} is required by probebench/kinds.py but not in the guide"
 
 
 def test_the_rules_every_component_follows_are_stated(guide):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from plugins.metrics.failure import (
+from probebench.plugins.metrics.failure import (
     AUROC,
     AURC,
     ECE,
@@ -181,7 +181,7 @@ def test_perfect_and_reversed_detector():
 def test_the_shared_ranking_is_released_with_its_batch():
     import gc
 
-    from plugins.metrics import failure
+    from probebench.plugins.metrics import failure
 
     confidence, hit = random_case(0, n=50)
     confidence, hit = confidence.copy(), hit.copy()

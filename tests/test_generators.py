@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
-from harness.cache import ArtifactStore
-from harness.cli import app
-from harness.errors import UserError
-from harness.pipeline import generate
-from harness.suite import ComponentSpec
-from plugins.generators.flows import Glow, RealNVP
+from probebench.cache import ArtifactStore
+from probebench.cli import app
+from probebench.errors import UserError
+from probebench.pipeline import generate
+from probebench.suite import ComponentSpec
+from probebench.plugins.generators.flows import Glow, RealNVP
 
 TINY = {"levels": 2, "blocks": 1, "hidden": 8, "epochs": 1, "batch_size": 32, "warmup": 0, "lr": 3e-3}
 FLOWS = {"glow": Glow, "realnvp": RealNVP}
@@ -22,7 +22,7 @@ FLOWS = {"glow": Glow, "realnvp": RealNVP}
 
 @pytest.fixture(scope="module")
 def digits():
-    from plugins.datasets.mnist5k import Mnist5k
+    from probebench.plugins.datasets.mnist5k import Mnist5k
 
     images, _ = Mnist5k(limit=96).load("train")
     return images
@@ -139,7 +139,7 @@ def _splits(digits):
 
 
 def test_trained_generator_is_cached_and_reloaded(tmp_path, digits, monkeypatch):
-    from harness.registry import Registry
+    from probebench.registry import Registry
     from tests.conftest import builtin_modules
 
     registry = Registry(builtin_modules(), autoload=False)
@@ -161,8 +161,8 @@ def test_trained_generator_is_cached_and_reloaded(tmp_path, digits, monkeypatch)
 
 
 def test_generator_stage_fills_extras_and_writes_rows_and_grids(tmp_path, digits):
-    from harness.registry import Registry
-    from harness.suite import Suite
+    from probebench.registry import Registry
+    from probebench.suite import Suite
     from tests.conftest import builtin_modules
 
     registry = Registry(builtin_modules(), autoload=False)

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from fake_runs import make_run, suite_dict, write_table
 
-from harness import results
-from harness.cli import app
-from harness.errors import UserError
+from probebench import results
+from probebench.cli import app
+from probebench.errors import UserError
 
 
 def cells(seed: int, shift: float = 0.0):
@@ -59,7 +59,7 @@ def test_methods_by_metric_is_mean_and_std_over_seeds(runner, two_seed_runs):
 
 
 def test_methods_by_corruption_means_severities_within_each_seed(two_seed_runs):
-    from harness.report import leaderboard as board
+    from probebench.report import leaderboard as board
 
     table, heads = results.combine(results.find_runs(two_seed_runs))
     [section] = board.sections(table, board.View(["method"], ["corruption"], ["auroc"]), heads)
@@ -176,7 +176,7 @@ def test_table_format_shows_arrows(runner, two_seed_runs):
 
 
 def test_publish_uses_only_runs_of_the_current_suite_config(runner, tiny_registry, tmp_path):
-    from harness.suite import load_config, parse_suite
+    from probebench.suite import load_config, parse_suite
 
     registry = tiny_registry()
     current = parse_suite(load_config(registry), "tiny").as_dict()
@@ -208,7 +208,7 @@ def test_cells_keep_three_significant_digits_tiny_ones_in_scientific_notation():
 
 
 def test_scorers_correctors_and_generators_get_tables_of_their_own_columns():
-    from harness.report.leaderboard import _method_groups
+    from probebench.report.leaderboard import _method_groups
 
     rows = [("msp", "auroc"), ("msp", "fpr95"), ("entropy", "auroc"), ("entropy", "fpr95"),
             ("prober-latent", "correction-rate"), ("prober-latent", "break-rate"), ("glow", "bits-per-dim")]

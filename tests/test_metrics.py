@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from plugins.metrics.failure import AUROC, FPR95, Accuracy, AUPRMiss
+from probebench.plugins.metrics.failure import AUROC, FPR95, Accuracy, AUPRMiss
 
 
 def random_case(seed: int, n: int = 300, ties: bool = False):
@@ -57,7 +57,7 @@ def test_perfect_and_reversed_detector():
 
 
 def test_bootstrap_interval_contains_estimate():
-    from harness.evaluate import bootstrap_indices, estimate
+    from probebench.evaluate import bootstrap_indices, estimate
 
     confidence, hit = random_case(1, n=500)
     est = estimate(AUROC(), confidence, hit, bootstrap_indices(500, 200, 0), 0.95)

@@ -11,9 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from harness.cli import app
-from harness.scaffold import COMPONENTS, Names, write_plugin
-from harness.testing import CHECKS, registry_with
+from probebench.cli import app
+from probebench.scaffold import COMPONENTS, Names, write_plugin
+from probebench.testing import CHECKS, registry_with
 from tests.plugin_tools import activate, forget_modules, pip_install, subprocess_env
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from harness.cli import app
+from probebench.cli import app
 from tests.plugin_tools import activate, fake_distribution, forget_modules
 
 GOOD_SCORER = '''
-from harness.hookspecs import hookimpl
+from probebench.hookspecs import hookimpl
 
 class Gap:
     name = "{name}"
@@ -36,7 +36,7 @@ CASES = {
     ),
     "duplicate-of-a-builtin": (
         GOOD_SCORER.format(name="msp") + "\n@hookimpl\ndef register_scorers():\n    return [Gap]\n",
-        "scorer 'msp' is registered twice: by plugin 'plugins.scorers.softmax' (probebench) and by plugin "
+        "scorer 'msp' is registered twice: by plugin 'probebench.plugins.scorers.softmax' (probebench) and by plugin "
         "'broken' (probebench-broken); disable one with --disable-plugin",
     ),
     "misspelt-hook": (
@@ -63,7 +63,7 @@ CASES = {
         "register_scorers() must return a list of classes, got the class Gap; return [Gap]",
     ),
     "hook-raises": (
-        "from harness.hookspecs import hookimpl\n\n@hookimpl\ndef register_metrics():\n"
+        "from probebench.hookspecs import hookimpl\n\n@hookimpl\ndef register_metrics():\n"
         "    raise RuntimeError('no GPU\\nfound')\n",
         "plugin 'broken' (broken_mod) from distribution probebench-broken 0.3.0: register_metrics() raised "
         "RuntimeError: no GPU found; fix or uninstall probebench-broken",

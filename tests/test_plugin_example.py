@@ -12,7 +12,7 @@ import sys
 import pandas as pd
 import pytest
 
-from harness.cli import app
+from probebench.cli import app
 from tests.conftest import REPO
 from tests.plugin_tools import activate, copy_project, forget_modules, pip_install, subprocess_env
 
@@ -44,7 +44,7 @@ def test_plugins_lists_it_with_its_version(runner, example):
         "registers": {"scorer": ["knn-distance"], "corrector": ["runner-up-step"]},
     }
     table = runner.invoke(app, ["plugins", "--no-builtin"]).output
-    assert "probebench-example-plugin" in table and "0.1.0" in table and "plugins.scorers" not in table
+    assert "probebench-example-plugin" in table and "0.1.0" in table and "probebench.plugins.scorers" not in table
 
 
 def test_ls_and_show_its_components(runner, example):
@@ -108,7 +108,7 @@ def test_the_example_packages_own_tests_pass(example):
 
 def test_ls_with_the_plugin_installed_does_not_import_torch(example_site):
     code = (
-        "import sys; from harness.cli import app; from typer.testing import CliRunner; "
+        "import sys; from probebench.cli import app; from typer.testing import CliRunner; "
         "r = CliRunner().invoke(app, ['ls']); assert r.exit_code == 0, r.output; "
         "assert 'knn-distance' in r.output, r.output; "
         "heavy = [m for m in ('torch', 'pandas') if m in sys.modules]; assert not heavy, heavy"
@@ -117,7 +117,7 @@ def test_ls_with_the_plugin_installed_does_not_import_torch(example_site):
 
 
 def test_a_registry_file_of_ones_own_suites_uses_the_shipped_builtins(runner, tmp_path):
-    from harness.suite import load_config
+    from probebench.suite import load_config
     from tests.conftest import builtin_modules
 
     mine = tmp_path / "mine.toml"

@@ -13,21 +13,21 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from harness.cache import ArtifactStore, hash_key
-from harness.cli import app
-from harness.errors import UserError
-from harness.hookspecs import hookimpl
-from harness.pipeline.context import Batch, Context
-from harness.pipeline.features import cached_forward, forward
-from harness.registry import Registry
-from plugins.probers._mlp_net import class_weights, sample_weights
-from plugins.probers.mlp import MLP, Linear
-from plugins.scorers.prober import ProberScorer, TooFewMisses
+from probebench.cache import ArtifactStore, hash_key
+from probebench.cli import app
+from probebench.errors import UserError
+from probebench.hookspecs import hookimpl
+from probebench.pipeline.context import Batch, Context
+from probebench.pipeline.features import cached_forward, forward
+from probebench.registry import Registry
+from probebench.plugins.probers._mlp_net import class_weights, sample_weights
+from probebench.plugins.probers.mlp import MLP, Linear
+from probebench.plugins.scorers.prober import ProberScorer, TooFewMisses
 from tests.conftest import builtin_modules
 
 
 def tiny_cnn(seed: int = 0):
-    from plugins.classifiers._cnn_net import CNNNet
+    from probebench.plugins.classifiers._cnn_net import CNNNet
 
     torch.manual_seed(seed)
     return CNNNet(10, (1, 28, 28), width=8).eval()
@@ -169,7 +169,7 @@ def test_imbalance_handling_sets_the_documented_loss_weights():
 
 
 def test_prober_fits_on_one_thread_and_gives_the_threads_back(monkeypatch):
-    from plugins.probers import _mlp_net
+    from probebench.plugins.probers import _mlp_net
 
     seen = []
     real_train = _mlp_net._train
@@ -322,7 +322,7 @@ def test_a_run_records_too_few_misses_as_a_failure(runner, tiny_registry, tmp_pa
 
 
 def test_output_stats_match_their_definitions():
-    from plugins.scorers.prober import output_stats
+    from probebench.plugins.scorers.prober import output_stats
 
     logits = torch.randn(50, 10) * 5
     logits[0] = torch.tensor([40.0] + [0.0] * 9)  # max softmax rounds to 1 in float32
@@ -339,7 +339,7 @@ def test_output_stats_match_their_definitions():
 
 
 def test_default_suite_has_the_reference_recipe_and_the_best_variant():
-    from harness.suite import load_config, parse_suite
+    from probebench.suite import load_config, parse_suite
     from tests.conftest import REPO
 
     config = load_config(REPO / "registry.toml")

@@ -5,9 +5,9 @@ import types
 
 import pytest
 
-from harness.errors import PluginError, UserError
-from harness.hookspecs import hookimpl
-from harness.registry import Registry
+from probebench.errors import PluginError, UserError
+from probebench.hookspecs import hookimpl
+from probebench.registry import Registry
 from tests.conftest import builtin_modules
 
 
@@ -59,7 +59,7 @@ def test_unknown_kind():
 
 def test_duplicate_name_names_both_plugins():
     extra = fake_module("tests_fake_twin", [Twin])
-    with pytest.raises(PluginError, match=r"scorer 'msp' is registered twice.*plugins.scorers.softmax.*tests_fake_twin"):
+    with pytest.raises(PluginError, match=r"scorer 'msp' is registered twice.*probebench.plugins.scorers.softmax.*tests_fake_twin"):
         Registry(builtin_modules() + [extra])
 
 
@@ -78,7 +78,7 @@ def test_builtin_module_that_fails_to_import():
 
 
 def test_disabled_builtin_is_skipped():
-    reg = Registry(builtin_modules(), disabled=["plugins.scorers.softmax"])
+    reg = Registry(builtin_modules(), disabled=["probebench.plugins.scorers.softmax"])
     assert "msp" not in reg.names("scorer")
 
 

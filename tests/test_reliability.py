@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import app
-from harness.errors import UserError
+from probebench.cli import app
+from probebench.errors import UserError
 
 FAKE_PLUGINS = '''
-from harness.hookspecs import hookimpl
+from probebench.hookspecs import hookimpl
 
 
 class Raises:
@@ -144,7 +144,7 @@ def test_corrupt_artifact_is_reported_and_rebuilt(runner, tiny_registry, tmp_pat
 def test_checkpoint_of_another_architecture(runner, tiny_registry, tmp_path, monkeypatch):
     import torch
 
-    from harness.cache import ArtifactStore
+    from probebench.cache import ArtifactStore
 
     monkeypatch.setenv("PROBEBENCH_CACHE", str(tmp_path / "cache"))
     registry = tiny_registry()
@@ -162,7 +162,7 @@ class Evil:
 
 
 def test_checkpoints_never_unpickle_objects(tmp_path):
-    from harness.cache import ArtifactStore
+    from probebench.cache import ArtifactStore
 
     store = ArtifactStore(tmp_path)
     store.save("x", "k", {"obj": Evil()})  # the checksum is right: only weights_only stands guard
@@ -194,7 +194,7 @@ def test_disk_full_leaves_nothing_half_written(tmp_path, monkeypatch):
 
     import pandas as pd
 
-    from harness import results
+    from probebench import results
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -206,8 +206,8 @@ def test_disk_full_leaves_nothing_half_written(tmp_path, monkeypatch):
 
 
 def test_unknown_layer_lists_valid_names():
-    from harness.pipeline.features import resolve_layer
-    from plugins.classifiers._cnn_net import CNNNet
+    from probebench.pipeline.features import resolve_layer
+    from probebench.plugins.classifiers._cnn_net import CNNNet
 
     with pytest.raises(UserError, match=r"layer 'fc_layer.9' not found .*valid layers: conv_layer, conv_layer.0"):
         resolve_layer(CNNNet(10, (1, 28, 28)), "fc_layer.9")
@@ -239,7 +239,7 @@ def test_bad_input_exit_2(runner, tiny_registry, tmp_path, args, message):
 
 def _run_cli(registry: Path, out: Path, cache: Path, suite: str = "tiny") -> subprocess.Popen:
     env = {**os.environ, "PROBEBENCH_CACHE": str(cache), "PROBEBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    return subprocess.Popen([sys.executable, "-m", "harness", "run", suite, "--registry", str(registry),
+    return subprocess.Popen([sys.executable, "-m", "probebench", "run", suite, "--registry", str(registry),
                              "--out", str(out), "--device", "cpu"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -315,7 +315,7 @@ def test_sigkill_during_generators_and_correction_then_resume(tiny_registry, tmp
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tiny_registry, tmp_path):
     env = {**os.environ, "PROBEBENCH_CACHE": str(tmp_path / "cache"), "PROBEBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "harness", "run", "tiny", "--registry", str(tiny_registry()),
+    process = subprocess.Popen([sys.executable, "-m", "probebench", "run", "tiny", "--registry", str(tiny_registry()),
                                 "--out", str(tmp_path / "run")], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                # a shell's background job ignores SIGINT and children inherit that;

@@ -9,9 +9,9 @@ from fake_runs import make_run
 from sklearn.metrics import roc_auc_score
 from test_leaderboard import StrictParser
 
-from harness.cli import app
-from harness.report import curves
-from harness.report.html import SECTIONS
+from probebench.cli import app
+from probebench.report import curves
+from probebench.report.html import SECTIONS
 
 
 def parse(page: str) -> StrictParser:
@@ -72,7 +72,7 @@ def test_report_of_a_cell_the_run_lacks(runner, tmp_path):
 
 @pytest.mark.parametrize("ties", [False, True])
 def test_curves_agree_with_the_metrics(ties):
-    from plugins.metrics.failure import AURC
+    from probebench.plugins.metrics.failure import AURC
 
     rng = np.random.default_rng(0)
     hit = rng.random(400) < 0.85

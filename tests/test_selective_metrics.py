@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from plugins.metrics.selective import AUAC
+from probebench.plugins.metrics.selective import AUAC
 
 
 def brute_force_auac(confidence, hit) -> float:
@@ -74,7 +74,7 @@ def test_auac_of_presorted_rows_equals_auac_of_shuffled_rows():
     sort); with ties, the value must not depend on that order."""
     import numpy as np
 
-    from plugins.metrics.selective import AUAC
+    from probebench.plugins.metrics.selective import AUAC
 
     rng = np.random.default_rng(0)
     conf = rng.integers(0, 20, size=(50, 200)).astype(float)  # many ties

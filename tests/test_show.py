@@ -8,9 +8,9 @@ import types
 
 import pytest
 
-from harness.cli import app
-from harness.hookspecs import hookimpl
-from harness.registry import Registry, options_of
+from probebench.cli import app
+from probebench.hookspecs import hookimpl
+from probebench.registry import Registry, options_of
 from tests.conftest import builtin_modules
 
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from harness.errors import UserError
-from harness.registry import Registry
-from harness.suite import load_config, parse_suite
+from probebench.errors import UserError
+from probebench.registry import Registry
+from probebench.suite import load_config, parse_suite
 from tests.conftest import REPO, builtin_modules
 
 
@@ -77,9 +77,9 @@ def test_validation_holds_out_the_same_training_images_for_every_seed(tmp_path, 
     that nothing trains on; training keys change only when N > 0."""
     import torch
 
-    from harness.pipeline.data import load_splits
-    from harness.pipeline.train import classifier_key
-    from harness.results import config_hash
+    from probebench.pipeline.data import load_splits
+    from probebench.pipeline.train import classifier_key
+    from probebench.results import config_hash
 
     path = tmp_path / "registry.toml"
     path.write_text('[suite.s]\ndataset = "mnist-5k"\nclassifier = "cnn"\nscorers = ["msp"]\nmetrics = ["auroc"]\n'

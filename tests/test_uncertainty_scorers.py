@@ -7,13 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from harness.errors import UserError
-from harness.pipeline.context import Batch, Context
-from harness.registry import Registry
-from plugins.classifiers._cnn_net import CNNNet
-from plugins.scorers import _gradients as G
-from plugins.scorers import _mc_dropout as MC
-from plugins.scorers._uncertainty import entropy, sample_confidences
+from probebench.errors import UserError
+from probebench.pipeline.context import Batch, Context
+from probebench.registry import Registry
+from probebench.plugins.classifiers._cnn_net import CNNNet
+from probebench.plugins.scorers import _gradients as G
+from probebench.plugins.scorers import _mc_dropout as MC
+from probebench.plugins.scorers._uncertainty import entropy, sample_confidences
 
 SHAPE = (1, 28, 28)
 
@@ -305,7 +305,7 @@ bootstrap = { resamples = 20 }
 def test_every_baseline_runs_in_a_suite(runner, tiny_registry, tmp_path):
     import pandas as pd
 
-    from harness.cli import app
+    from probebench.cli import app
 
     out = tmp_path / "baselines"
     result = runner.invoke(app, ["run", "baselines", "--registry", str(tiny_registry(ALL_BASELINES)),

@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from harness.pipeline.context import Context
-from harness.pipeline.correct import LayerProber
+from probebench.pipeline.context import Context
+from probebench.pipeline.correct import LayerProber
 
 BOUNDARY = 0.55
 GAIN = 20.0  # logit slope of the classifier in m

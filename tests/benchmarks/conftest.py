@@ -11,10 +11,10 @@ BATCH_SIZE = 256
 @pytest.fixture(scope="module")
 def mnist_cnn():
     """(model, the 1,000 test images, a Context over them), the model warmed up."""
-    from harness.pipeline.context import Context
-    from harness.pipeline.features import forward
-    from plugins.classifiers._cnn_net import CNNNet
-    from plugins.datasets.mnist5k import Mnist5k
+    from probebench.pipeline.context import Context
+    from probebench.pipeline.features import forward
+    from probebench.plugins.classifiers._cnn_net import CNNNet
+    from probebench.plugins.datasets.mnist5k import Mnist5k
 
     images, _ = Mnist5k().load("test")
     images = images[:1000]

@@ -6,8 +6,8 @@ Run apart: ``pytest tests/benchmarks --benchmark-only``.
 import numpy as np
 import pytest
 
-from harness.evaluate import Resamples, estimates
-from plugins.metrics.failure import AUROC, register_metrics
+from probebench.evaluate import Resamples, estimates
+from probebench.plugins.metrics.failure import AUROC, register_metrics
 
 N, RESAMPLES = 10_000, 1_000
 

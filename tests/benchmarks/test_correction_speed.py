@@ -32,9 +32,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from harness.pipeline.context import Context
-from harness.pipeline.correct import LayerProber, calibrate
-from plugins.correctors.counterfactual import ProberLatent
+from probebench.pipeline.context import Context
+from probebench.pipeline.correct import LayerProber, calibrate
+from probebench.plugins.correctors.counterfactual import ProberLatent
 from tests.benchmarks.timing import stat
 from tests.toy_correction import IdentityFlow
 
@@ -70,9 +70,9 @@ class GlowFlow:
 
 @pytest.fixture(scope="module")
 def mnist_setup():
-    from harness.pipeline.train import fit
-    from plugins.classifiers.cnn import CNN
-    from plugins.datasets.mnist5k import Mnist5k
+    from probebench.pipeline.train import fit
+    from probebench.plugins.classifiers.cnn import CNN
+    from probebench.plugins.datasets.mnist5k import Mnist5k
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -113,7 +113,7 @@ def flow(name: str, train_x):
 
 def gradient_step_seconds(ctx, generator, images: torch.Tensor, repeat: int = 5) -> float:
     """Seconds per image of one bare gradient step of -log P(hit) w.r.t. the latent."""
-    from plugins.correctors._engine import Flat, decode_rows
+    from probebench.plugins.correctors._engine import Flat, decode_rows
 
     with torch.no_grad():
         flat = Flat(generator.encode(images))

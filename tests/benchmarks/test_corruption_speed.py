@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from plugins.corruptions.cure_tsr import CORRUPTIONS as CURE
-from plugins.corruptions.imagenet_c import CORRUPTIONS as IMAGENET_C
+from probebench.plugins.corruptions.cure_tsr import CORRUPTIONS as CURE
+from probebench.plugins.corruptions.imagenet_c import CORRUPTIONS as IMAGENET_C
 
 
 @pytest.mark.parametrize("cls", CURE, ids=lambda c: c.name)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from plugins.generators.flows import Glow, RealNVP
+from probebench.plugins.generators.flows import Glow, RealNVP
 
 
 @pytest.fixture(params=["glow", "realnvp"])

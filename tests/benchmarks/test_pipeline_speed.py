@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.pipeline.context import Batch
-from harness.pipeline.features import forward
+from probebench.pipeline.context import Batch
+from probebench.pipeline.features import forward
 
 from tests.benchmarks.conftest import BATCH_SIZE
 from tests.benchmarks.timing import best_of, stat
@@ -34,9 +34,9 @@ def test_feature_extraction_vs_plain_forward(benchmark, setup):
 
 
 def _score_all(ctx, images):
-    from plugins.scorers.logits import Doctor, Energy, Margin
-    from plugins.scorers.mc_dropout import MCDropout
-    from plugins.scorers.softmax import MSP, Entropy
+    from probebench.plugins.scorers.logits import Doctor, Energy, Margin
+    from probebench.plugins.scorers.mc_dropout import MCDropout
+    from probebench.plugins.scorers.softmax import MSP, Entropy
 
     batch = Batch(ctx, images)
     for scorer in (MSP(), Entropy(), Margin(), Energy(), Doctor(), MCDropout()):

@@ -27,7 +27,7 @@ def _time(args: list[str], repeat: int = 5) -> float:
 
 @pytest.mark.parametrize("command", [["--help"], ["ls"]], ids=["help", "ls"])
 def test_cli_startup_vs_python(benchmark, command):
-    args = [sys.executable, "-m", "harness", *command]
+    args = [sys.executable, "-m", "probebench", *command]
     bare = _time([sys.executable, "-c", "pass"])
     benchmark.pedantic(subprocess.run, args=(args,), kwargs={"check": True, "env": ENV, "capture_output": True},
                        rounds=5, iterations=1)

@@ -18,12 +18,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.pipeline.context import Batch
-from harness.pipeline.features import forward
-from plugins.scorers import _gradients as G
-from plugins.scorers._mc_dropout import dropout_modules, dropout_sampling
-from plugins.scorers.gradients import GradTrust
-from plugins.scorers.mc_dropout import MCDropout
+from probebench.pipeline.context import Batch
+from probebench.pipeline.features import forward
+from probebench.plugins.scorers import _gradients as G
+from probebench.plugins.scorers._mc_dropout import dropout_modules, dropout_sampling
+from probebench.plugins.scorers.gradients import GradTrust
+from probebench.plugins.scorers.mc_dropout import MCDropout
 
 from tests.benchmarks.conftest import BATCH_SIZE
 from tests.benchmarks.timing import best_of, stat

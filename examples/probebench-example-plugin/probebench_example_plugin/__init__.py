@@ -6,7 +6,7 @@ light modules; torch is imported inside the components' methods.
 
 from __future__ import annotations
 
-from harness.hookspecs import hookimpl
+from probebench.hookspecs import hookimpl
 
 from probebench_example_plugin.correctors import RunnerUpStep
 from probebench_example_plugin.scorers import KNNDistance

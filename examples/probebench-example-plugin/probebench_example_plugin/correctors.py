@@ -24,7 +24,7 @@ class RunnerUpStep:
     }
 
     def __init__(self, step_size: float = 0.01, max_steps: int = 100):
-        from harness.errors import UserError
+        from probebench.errors import UserError
 
         if not 0 < step_size <= 1:
             raise UserError(f"runner-up-step: step_size must lie in (0, 1], got {step_size}")
@@ -35,7 +35,7 @@ class RunnerUpStep:
     def correct(self, ctx, images):
         import torch
 
-        from harness.kinds import Correction
+        from probebench.kinds import Correction
 
         edited, steps = [], []
         with torch.enable_grad():  # the caller may hold torch.no_grad()

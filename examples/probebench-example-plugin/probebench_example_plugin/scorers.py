@@ -42,7 +42,7 @@ class KNNDistance:
     }
 
     def __init__(self, k: int = 10, layer: str = "auto", max_train: int = 20000):
-        from harness.errors import UserError
+        from probebench.errors import UserError
 
         if k < 1:
             raise UserError(f"knn-distance: k must be >= 1, got {k}; e.g. k = 10")

@@ -2,7 +2,7 @@
 
 import torch
 
-from harness.testing import check_corrector, check_scorer, installed_registry, tiny_context, tiny_images
+from probebench.testing import check_corrector, check_scorer, installed_registry, tiny_context, tiny_images
 from probebench_example_plugin import KNNDistance, RunnerUpStep
 
 

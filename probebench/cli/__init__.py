@@ -1,0 +1,74 @@
+"""The ``probebench`` command: one module per sub-command, joined here.
+
+Nothing heavy is imported at start-up: each command imports torch, pandas and
+the pipeline inside its function, so ``probebench --help`` and ``ls`` are fast.
+"""
+
+from __future__ import annotations
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from probebench.errors import UserError
+
+
+class _Group(TyperGroup):
+    """Turns a UserError into one red line and exit code 2 (traceback with --debug)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            if (ctx.obj or {}).get("debug"):
+                raise
+            from probebench.console import console
+
+            console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+            raise SystemExit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            import os
+            import signal
+            import sys
+
+            from probebench.console import console
+
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not turn this into a traceback
+            console.print("[yellow]interrupted: finished stages are cached; run the same command again to resume[/]")
+            sys.stdout.flush()
+            sys.stderr.flush()
+            # every artifact is already written atomically or not at all; exit now, so that no clean-up
+            # still running in a library (progress threads, torch) can end the process by the signal instead
+            os._exit(130)
+
+
+app = typer.Typer(
+    cls=_Group,
+    help="probebench: benchmark miss detection and label-free correction of image classifiers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
+    disable_plugin: list[str] = typer.Option(
+        [], "--disable-plugin", help="Do not load the plugin (module or entry-point name); repeatable."
+    ),
+):
+    ctx.obj = {"debug": debug, "disabled": list(disable_plugin)}
+
+
+from probebench.cli import (  # noqa: E402  (commands register on `app`)
+    compare, layers, leaderboard, ls, new_plugin, plugins, publish, report, run, show,
+)
+
+for _module in (run, ls, show, plugins, new_plugin, layers, leaderboard, report, compare, publish):
+    _module.register(app)
+
+
+def main() -> None:
+    app(prog_name="probebench")

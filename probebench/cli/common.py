@@ -1,0 +1,36 @@
+"""Options and helpers shared by the commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+REGISTRY_OPTION = typer.Option(
+    None, "--registry", help="registry.toml to read plugins and suites from (default: the project's)."
+)
+RESULTS_DIR_OPTION = typer.Option(Path("results"), "--results-dir", help="Folder holding one sub-folder per run.")
+
+
+def load(ctx: typer.Context, registry_path: Path | None):
+    """(config, registry) for this invocation, honouring --disable-plugin."""
+    from probebench.registry import Registry
+    from probebench.suite import load_config
+
+    config = load_config(registry_path)
+    disabled = (ctx.obj or {}).get("disabled", [])
+    registry = Registry(config.builtin, disabled=disabled)
+    for name in sorted(set(disabled) - registry.skipped):
+        from probebench.console import console
+        from probebench.errors import suggest
+
+        known = {p.name for p in registry.plugins.values()} | {p.distribution for p in registry.plugins.values()}
+        console.print(f"[yellow]warning: --disable-plugin {name}: no plugin or distribution of that name"
+                      f"{suggest(name, known)}; `probebench plugins` lists them[/]", soft_wrap=True)
+    return config, registry
+
+
+def stdout_console():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False, width=160)

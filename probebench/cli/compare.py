@@ -1,0 +1,130 @@
+"""``probebench compare RUN_A RUN_B``: metric deltas between two runs; exit 1 on a regression.
+
+For CI: run the suite, then ``probebench compare results/baseline results/new``;
+the job fails when a metric got worse than the tolerance allows (exit code 1),
+and a bad argument exits 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from probebench.cli.common import RESULTS_DIR_OPTION, stdout_console
+
+COMPARE_FORMATS = ("table", "markdown", "csv")
+
+
+def _label(row, side: str, digits: int) -> str:
+    from probebench.results import format_cell
+
+    cell = {"value": row[f"value_{side}"], "std": row[f"std_{side}"], "seeds": row[f"seeds_{side}"],
+            "ci_low": row[f"ci_low_{side}"], "ci_high": row[f"ci_high_{side}"], "cells": 1}
+    return format_cell(cell, digits)
+
+
+def compare(
+    run_a: str = typer.Argument(..., help="Baseline run (folder, id under --results-dir, or 'latest')."),
+    run_b: str = typer.Argument(..., help="Run to check against the baseline."),
+    metric: list[str] = typer.Option([], "--metric", help="Compare only these metrics (repeatable or comma-separated)."),
+    where: list[str] = typer.Option([], "--where", help="Filter key=value[,value...] applied to both runs; repeatable."),
+    tolerance: list[str] = typer.Option(["0.01"], "--tolerance", help="Allowed worsening: a number in unit scale "
+                                        "(×1000 for AURC) or metric=number in stored units; repeatable."),
+    require_disjoint: bool = typer.Option(False, "--require-disjoint", help="Count a worsening as a regression only "
+                                          "when the two intervals do not overlap."),
+    show: str = typer.Option("all", "--show", help="all, changed (improved or regressed) or regressions."),
+    fmt: str = typer.Option("table", "--format", help="table, markdown or csv."),
+    results_dir: Path = RESULTS_DIR_OPTION,
+):
+    """Deltas B - A per cell, * where the intervals do not overlap; exit 1 on a regression beyond --tolerance."""
+    from probebench import results
+    from probebench.cli.leaderboard import split_list
+    from probebench.console import console
+    from probebench.errors import UserError, suggest
+    from probebench.report import leaderboard as board
+    from probebench.report.compare import Tolerance, compare_tables
+
+    if fmt not in COMPARE_FORMATS:
+        raise UserError(f"unknown format {fmt!r}{suggest(fmt, COMPARE_FORMATS)}; use one of {', '.join(COMPARE_FORMATS)}")
+    if show not in ("all", "changed", "regressions"):
+        raise UserError(f"--show takes all, changed or regressions, got {show!r}")
+    tol = Tolerance.parse(tolerance)
+    dirs = [results.resolve_run(r, results_dir) for r in (run_a, run_b)]
+    (table_a, heads_a), (table_b, heads_b) = results.combine([dirs[0]]), results.combine([dirs[1]])
+    head_a, head_b = heads_a[dirs[0].name], heads_b[dirs[1].name]
+    view = board.View([], [], split_list(metric) or None, board.parse_where(list(where)))
+    table_a, table_b = _filter(table_a, view), _filter(table_b, view)
+    directions = {**results.directions(head_a), **results.directions(head_b)}
+    scales = {**results.scales(head_a), **results.scales(head_b)}
+    diff, only_a, only_b = compare_tables(table_a, table_b, directions, scales, tol, require_disjoint)
+
+    if results.run_config(head_a) != results.run_config(head_b):
+        heads = {"A": head_a, "B": head_b}
+        changes = results.config_differences(heads, [results.run_config(head_a), results.run_config(head_b)])
+        console.print("[yellow]note: the runs' suite configs differ: " + ("; ".join(changes) or "see run.json") + "[/]")
+    if only_a or only_b:
+        console.print(f"[yellow]note: {only_a} cell(s) only in A and {only_b} only in B are not compared[/]")
+
+    shown = diff
+    if show == "changed":
+        shown = diff[diff["status"].isin(["regression", "improved"])]
+    elif show == "regressions":
+        shown = diff[diff["status"] == "regression"]
+    _print(shown, diff, directions, scales, fmt, dirs)
+    regressions = int((diff["status"] == "regression").sum())
+    flagged = int(diff["disjoint"].sum())
+    colour = "red" if regressions else "green"
+    console.print(f"[{colour}]{regressions} regression(s) beyond tolerance[/]; {int((diff['status'] == 'improved').sum())} "
+                  f"improvement(s); {flagged} of {len(diff)} cell(s) with non-overlapping intervals (*)")
+    if regressions:
+        raise typer.Exit(1)
+
+
+def _filter(table, view):
+    from probebench.report import leaderboard as board
+
+    notes: list[str] = []
+    view = board.View(["corruption"], [], view.metrics, view.where)  # keep every cell: no clean-only default
+    return board.select(table, view, notes)
+
+
+def _print(shown, diff, directions: dict, scales: dict, fmt: str, dirs) -> None:
+    import pandas as pd
+
+    from probebench.report.tables import metric_label
+    from probebench.results import decimals
+
+    varying = [k for k in ("suite", "dataset", "classifier", "corruption", "severity", "method")
+               if diff[k].nunique() > 1 or k in ("method",)]
+    places = {m: decimals(pd.concat([part["value_a"], part["value_b"]])) for m, part in diff.groupby("metric")}
+    if fmt == "csv":
+        columns = varying + ["metric", "value_a", "ci_low_a", "ci_high_a", "value_b", "ci_low_b", "ci_high_b",
+                             "delta", "disjoint", "status"]
+        typer.echo(shown[columns].to_csv(index=False, float_format="%.6g"), nl=False)
+        return
+    headers = varying + ["metric", f"A: {dirs[0].name}", f"B: {dirs[1].name}", "B - A", "status"]
+    body = []
+    for _, row in shown.iterrows():
+        digits = places[row["metric"]]
+        arrow = "↑" if directions.get(row["metric"], True) else "↓"
+        delta = "n/a" if row["delta"] != row["delta"] else f"{row['delta']:+.{digits}f}" + (" *" if row["disjoint"] else "")
+        body.append([str(row[k]) for k in varying] + [f"{metric_label(row['metric'], scales)} {arrow}",
+                     _label(row, "a", digits), _label(row, "b", digits), delta, row["status"]])
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        lines += ["| " + " | ".join(cells) + " |" for cells in body]
+        typer.echo("\n".join(lines) + "\n\n* intervals do not overlap\n", nl=False)
+        return
+    from rich.table import Table
+
+    table = Table(*headers, caption="* intervals do not overlap", caption_justify="left")
+    style = {"regression": "red", "improved": "green"}
+    for cells in body:
+        status = cells[-1]
+        table.add_row(*cells[:-1], f"[{style[status]}]{status}[/]" if status in style else status)
+    stdout_console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("compare")(compare)

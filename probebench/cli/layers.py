@@ -1,0 +1,71 @@
+"""``probebench layers CLASSIFIER [--dataset D]``: a classifier's module names
+with their output shapes, to pick a layer for a prober."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from probebench.cli.common import REGISTRY_OPTION, load, stdout_console
+
+
+def module_shapes(model, shape: tuple[int, ...]) -> list[tuple[str, str, list[int] | None]]:
+    """(name, module type, output shape [1, ...], or None when the module's output
+    is not a tensor or it is not called) of every named module, parents before
+    their children, from one pass of a zero image."""
+    import torch
+
+    outputs: dict[str, list[int] | None] = {}
+
+    def hook(name):
+        def record(_module, _inputs, out):
+            outputs[name] = list(out.shape) if isinstance(out, torch.Tensor) else None
+        return record
+
+    modules = dict(model.named_modules())
+    handles = [module.register_forward_hook(hook(name)) for name, module in modules.items() if name]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *shape))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [(name, type(module).__name__, outputs.get(name)) for name, module in modules.items() if name]
+
+
+def layers(
+    ctx: typer.Context,
+    classifier: str = typer.Argument(..., help="Registered classifier name (`probebench ls classifiers`)."),
+    dataset: str = typer.Option(None, "--dataset", help="Dataset whose image shape and classes to use "
+                                "(default: the default suite's)."),
+    registry: Path = REGISTRY_OPTION,
+):
+    """List a classifier's layers (module names) with their output shapes.
+
+    Any name works as a prober ``layer``; its features are the output flattened
+    (the last column)."""
+    import math
+
+    from rich.table import Table
+
+    from probebench.suite import DEFAULT_SUITE
+
+    config, reg = load(ctx, registry)
+    if dataset is None:
+        default = config.suites.get(DEFAULT_SUITE, {}).get("dataset", "mnist-5k")
+        dataset = default if isinstance(default, str) else default.get("name", "mnist-5k")
+    data = reg.create("dataset", dataset)
+    model = reg.create("classifier", classifier).build(data.num_classes, tuple(data.shape))
+    table = Table("layer", "module", "output shape", "features", box=None, pad_edge=False,
+                  title=f"{classifier} on {dataset} images {list(data.shape)}, {data.num_classes} classes")
+    for name, kind, out in module_shapes(model, tuple(data.shape)):
+        if out is None:
+            table.add_row(name, kind, "-", "-")
+        else:
+            table.add_row(name, kind, "[N, " + ", ".join(map(str, out[1:])) + "]", str(math.prod(out[1:])))
+    stdout_console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("layers")(layers)

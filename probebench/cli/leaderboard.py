@@ -1,0 +1,122 @@
+"""``probebench leaderboard [RUN ...|--all]``: pivots of one or more runs' tidy results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from probebench.cli.common import RESULTS_DIR_OPTION, stdout_console
+
+
+def gather_runs(runs: list[str] | None, all_runs: bool, results_dir: Path) -> list[Path]:
+    """Run folders from names/paths/'latest', or every run under ``results_dir``."""
+    from probebench import results
+    from probebench.errors import UserError
+
+    if all_runs:
+        if runs:
+            raise UserError("give run names or --all, not both")
+        found = results.find_runs(results_dir)
+        if not found:
+            raise UserError(f"no runs under {results_dir}; run `probebench run` first or pass --results-dir")
+        return found
+    return [results.resolve_run(spec, results_dir) for spec in (runs or ["latest"])]
+
+
+def split_list(values: list[str]) -> list[str]:
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+def emit(text_or_tables, out: Path | None) -> None:
+    """Print rich tables or text to stdout, or write text to ``out``."""
+    if isinstance(text_or_tables, str):
+        if out is None:
+            typer.echo(text_or_tables, nl=False)
+        else:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text_or_tables)
+            from probebench.console import console
+
+            console.print(f"wrote {out}")
+        return
+    console = stdout_console()
+    for table in text_or_tables:
+        console.print(table)
+
+
+def provenance_text(lines: list[dict], fmt: str) -> str:
+    if not lines:
+        return ""
+    if fmt == "markdown":
+        head = "| run | suite | config | seeds | commit | probebench | torch | started | machine |"
+        rows = ["| " + " | ".join(str(line[k]) if k != "seeds" else ",".join(map(str, line[k]))
+                                  for k in ("run", "suite", "config", "seeds", "commit", "probebench", "torch",
+                                            "started", "machine")) + " |" for line in lines]
+        return "\n**runs**\n\n" + "\n".join([head, "|" + "---|" * 9] + rows) + "\n"
+    text = "; ".join(f"{line['run']} (config {line['config']}, seeds {','.join(map(str, line['seeds']))}, "
+                     f"commit {line['commit']})" for line in lines)
+    if fmt == "html":
+        import html
+
+        return f'<p class="provenance">runs: {html.escape(text)}</p>\n'
+    if fmt == "latex":
+        return "% runs: " + text + "\n"
+    return ""
+
+
+def leaderboard(
+    runs: list[str] = typer.Argument(None, help="Run folders or ids under --results-dir, or 'latest' (the default)."),
+    all_runs: bool = typer.Option(False, "--all", help="Combine every run under --results-dir."),
+    suite: list[str] = typer.Option([], "--suite", help="Keep only these suites (repeatable or comma-separated)."),
+    fmt: str = typer.Option("table", "--format", help="table, markdown, csv, html or latex."),
+    rows: str = typer.Option("method", "--rows", help="Comma-separated keys for the rows (suite, dataset, "
+                             "corruption, severity, classifier, seed, method, metric, config, run)."),
+    cols: str = typer.Option("metric", "--cols", help="Comma-separated keys for the columns."),
+    metric: list[str] = typer.Option([], "--metric", help="Keep only these metrics (repeatable or comma-separated)."),
+    where: list[str] = typer.Option([], "--where", help="Filter key=value[,value...], e.g. corruption=none or "
+                                    "severity=3; repeatable."),
+    corruption: str = typer.Option(None, "--corruption", help="Shorthand for --where corruption=NAME ('none' = clean)."),
+    out: Path = typer.Option(None, "--out", help="Write to this file instead of stdout (not with --format table)."),
+    results_dir: Path = RESULTS_DIR_OPTION,
+):
+    """Show runs as tables: methods x metrics by default, mean ± std over seeds.
+
+    Examples: methods x corruption (AUROC, mean over severities):
+    `--all --cols corruption --metric auroc`; methods x severity:
+    `--cols severity --metric auroc`. Runs whose suites differ in config are
+    shown apart, never averaged together.
+    """
+    from probebench import results
+    from probebench.errors import UserError, suggest
+    from probebench.report import leaderboard as board
+    from probebench.report.tables import FORMATS, render_sections
+
+    if fmt not in FORMATS:
+        raise UserError(f"unknown format {fmt!r}{suggest(fmt, FORMATS)}; use one of {', '.join(FORMATS)}")
+    if out is not None and fmt == "table":
+        raise UserError("--out needs a text format: add --format markdown, csv, html or latex")
+    view = board.View(board.parse_keys(rows, "--rows"), board.parse_keys(cols, "--cols"),
+                      split_list(metric) or None, board.parse_where(list(where)))
+    if corruption is not None:
+        view.where.setdefault("corruption", []).append(corruption)
+    if suite:
+        view.where.setdefault("suite", []).extend(split_list(suite))
+    overlap = set(view.rows) & set(view.cols)
+    if overlap:
+        raise UserError(f"{sorted(overlap)[0]!r} is in both --rows and --cols; use it in one")
+
+    run_dirs = gather_runs(runs, all_runs, results_dir)
+    table, heads = results.combine(run_dirs)
+    title = run_dirs[0].name if len(run_dirs) == 1 else f"{len(run_dirs)} runs"
+    parts = board.sections(table, view, heads, title=title)
+    scales = results.scales(list(heads.values()))
+    rendered = render_sections(parts, results.directions(list(heads.values())), fmt, scales)
+    lines = board.provenance(heads, board.select(table, view, []))
+    if isinstance(rendered, str):
+        rendered += provenance_text(lines, fmt)
+    emit(rendered, out)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("leaderboard")(leaderboard)

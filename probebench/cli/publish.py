@@ -1,0 +1,131 @@
+"""``probebench publish``: write results/LEADERBOARD.md, the published leaderboard.
+
+It uses only runs whose suite config equals the suite as currently defined in
+registry.toml (same ``config_hash``), so an edited suite never mixes with runs
+of its old definition: re-run it and publish again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from probebench.cli.common import REGISTRY_OPTION, RESULTS_DIR_OPTION, load
+from probebench.suite import DEFAULT_SUITE
+
+COMMAND = "probebench publish"
+
+
+def matching_runs(results_dir: Path, suite_name: str, config: str) -> tuple[list[Path], set[str]]:
+    """Runs of ``suite_name`` with ``config``, and the other configs seen for it."""
+    import json
+
+    from probebench import results
+
+    matching, others = [], set()
+    for run in results.find_runs(results_dir):
+        try:
+            head = json.loads((run / "run.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if (head.get("suite") or {}).get("name") != suite_name:
+            continue
+        if results.run_config(head) == config:
+            matching.append(run)
+        else:
+            others.add(results.run_config(head))
+    return matching, others
+
+
+def _component(spec: dict) -> str:
+    options = ", ".join(f"{k}={v}" for k, v in (spec.get("options") or {}).items())
+    return f"`{spec.get('label') or spec.get('name')}`" + (f" ({options})" if options else "")
+
+
+def suite_markdown(suite_dict: dict, config: str, runs: list[Path]) -> str:
+    from probebench import results
+    from probebench.cli.leaderboard import provenance_text
+    from probebench.report import leaderboard as board
+    from probebench.report.tables import render_sections
+
+    table, heads = results.combine(runs)
+    directions = results.directions(list(heads.values()))
+    scales = results.scales(list(heads.values()))
+    views = [("Clean test data", board.View(["method"], ["metric"],
+                                                                where={"corruption": [results.CLEAN]}))]
+    if (table["corruption"] != results.CLEAN).any() and "auroc" in set(table["metric"]):
+        views += [("AUROC by corruption (mean over severities)", board.View(["method"], ["corruption"], ["auroc"])),
+                  ("AUROC by severity (0 = clean; mean over corruptions)", board.View(["method"], ["severity"], ["auroc"]))]
+    parts = []
+    for title, view in views:
+        parts += board.sections(table, view, heads, title=title)
+    seeds = sorted(table["seed"].unique().tolist())
+    corruptions = ", ".join(f"`{c['name']}`" for c in suite_dict.get("corruptions") or []) or "none"
+    lines = [f"## {suite_dict['name']}", ""]
+    if suite_dict.get("description"):
+        lines += [suite_dict["description"], ""]
+    extra = "".join(f"; {key} {', '.join(_component(s) for s in suite_dict[key])}"
+                    for key in ("generators", "correctors") if suite_dict.get(key))
+    held_out = f"; {suite_dict['validation']} training images held out for validation" if suite_dict.get("validation") else ""
+    lines += [f"Dataset {_component(suite_dict['dataset'])}, classifier {_component(suite_dict['classifier'])}; "
+              f"scorers {', '.join(_component(s) for s in suite_dict.get('scorers', []))}{extra}; "
+              f"corruptions {corruptions}{held_out}; seeds {', '.join(map(str, seeds))}; suite config `{config}`.", ""]
+    lines.append(render_sections(parts, directions, "markdown", scales))
+    note = board.scaled_note(scales, table["metric"])
+    if note:
+        lines += [f"_{note}._", ""]
+    lines.append(provenance_text(board.provenance(heads, table), "markdown"))
+    return "\n".join(lines)
+
+
+def publish(
+    ctx: typer.Context,
+    suite: list[str] = typer.Option([DEFAULT_SUITE], "--suite", help="Suites to publish (repeatable or comma-separated)."),
+    out: Path = typer.Option(Path("results/LEADERBOARD.md"), "--out", help="Markdown file to write."),
+    registry: Path = REGISTRY_OPTION,
+    results_dir: Path = RESULTS_DIR_OPTION,
+):
+    """Write the published leaderboard (results/LEADERBOARD.md) from every run of
+    the named suites whose config matches registry.toml."""
+    from probebench import results
+    from probebench.cli.leaderboard import split_list
+    from probebench.console import console
+    from probebench.errors import UserError
+    from probebench.suite import parse_suite
+
+    config, reg = load(ctx, registry)
+    names = split_list(suite)
+    blocks = []
+    for name in names:
+        suite_dict = parse_suite(config, name, reg).as_dict()
+        config_id = results.config_hash(suite_dict)
+        runs, others = matching_runs(results_dir, name, config_id)
+        if not runs:
+            extra = f" (runs with other configs: {', '.join(sorted(others))})" if others else ""
+            raise UserError(f"no run of suite {name!r} with its current config {config_id} under {results_dir}"
+                            f"{extra}; run `probebench run {name} --seeds 0,1,2` first")
+        blocks.append(suite_markdown(suite_dict, config_id, runs))
+    suites_arg = " ".join(f"--suite {n}" for n in names)
+    header = [
+        "# probebench leaderboard", "",
+        f"<!-- generated by `{COMMAND} {suites_arg}`; do not edit by hand -->", "",
+        "Regenerate with `probebench run SUITE --seeds 0,1,2` for each suite below, then",
+        f"`{COMMAND} {suites_arg}`: it reads every run under `results/` whose suite config",
+        "matches the current `registry.toml` (runs of other configs are never mixed in).", "",
+        "A *miss* is a test image the classifier gets wrong; a method's confidence should be low on",
+        "misses. ↑/↓: higher/lower is better; **bold**: best in its column; `±`: standard deviation",
+        "over seeds (each seed trains its own classifier); brackets: 95% percentile-bootstrap",
+        "intervals over test samples. AURC and E-AURC are ×1000. Definitions: `probebench ls metrics`.", "",
+    ]
+    text = "\n".join(header) + "\n" + "\n".join(blocks)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc.strerror or exc}; choose another --out") from None
+    console.print(f"wrote {out} ({', '.join(names)})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("publish")(publish)

@@ -1,0 +1,102 @@
+"""``probebench run [SUITE]``: run a suite and print its table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from probebench.cli.common import REGISTRY_OPTION, load, stdout_console
+from probebench.suite import DEFAULT_SUITE
+
+
+def _seeds(text: str | None) -> list[int] | None:
+    from probebench.errors import UserError
+
+    if text is None:
+        return None
+    try:
+        seeds = [int(s) for s in text.replace(" ", "").split(",") if s]
+    except ValueError:
+        raise UserError(f"--seeds takes comma-separated integers like 0,1,2, got {text!r}") from None
+    if not seeds or min(seeds) < 0:
+        raise UserError(f"--seeds needs at least one non-negative integer, got {text!r}")
+    return seeds
+
+
+def run(
+    ctx: typer.Context,
+    suite: str = typer.Argument(DEFAULT_SUITE, help="Suite name from registry.toml."),
+    registry: Path = REGISTRY_OPTION,
+    seeds: str = typer.Option(None, "--seeds", help="Comma-separated seeds overriding the suite's, e.g. 0,1,2."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto (cuda when available)."),
+    out: Path = typer.Option(None, "--out", help="Output folder (default: results/<run-id>)."),
+    data_root: str = typer.Option(None, "--data-root", help="Folder with local data files for real datasets."),
+    cache_dir: Path = typer.Option(None, "--cache-dir", help="Artifact cache (default: $PROBEBENCH_CACHE or ~/.cache/probebench)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Ignore cached artifacts and recompute everything."),
+    show: str = typer.Option(
+        "auroc,aupr-miss,fpr95,aurc,correction-rate,break-rate,net-accuracy-gain,tuned-net-accuracy-gain,median-steps,"
+        "bits-per-dim,reconstruction-error,train-seconds",
+        "--show", help="Comma-separated metrics of the printed summary (when the suite has them); all are "
+        "in results.csv and `probebench leaderboard`. 'all' shows every one.",
+    ),
+):
+    """Run a benchmark suite: train, score, evaluate, and write results/<run-id>/."""
+    from probebench import results
+    from probebench.cache import ArtifactStore
+    from probebench.suite import parse_suite
+
+    config, reg = load(ctx, registry)
+    resolved = parse_suite(config, suite, reg, seeds=_seeds(seeds), data_root=data_root)
+
+    from probebench.pipeline.run import resolve_device, run_suite
+
+    target = out or Path("results") / results.run_id(resolved.name)
+    outcome = run_suite(resolved, reg, ArtifactStore(cache_dir, fresh=fresh), resolve_device(device), target)
+    show_summary(target, None if show == "all" else [m for m in show.split(",") if m])
+    if outcome.failures:
+        from probebench.console import console
+
+        console.print(f"[red]{len(outcome.failures)} component failure(s); the other results are complete:[/]")
+        for failure in outcome.failures:
+            console.print(f"  {failure['kind']} {failure['plugin']!r} in {failure['stage']} "
+                          f"({failure['cell']}): {failure['message']}", soft_wrap=True)
+        console.print(f"recorded under 'failures' in {target / 'run.json'}")
+        raise typer.Exit(1)
+
+
+def show_summary(run_dir: Path, metrics: list[str] | None = None) -> None:
+    """Print the run's main table (clean test data, methods x ``metrics``)."""
+    from probebench import results
+    from probebench.report.tables import render
+
+    table, head = results.load_run(run_dir)
+    if metrics is not None:
+        table = table[table["metric"].isin(metrics) | (table["method"] == "-")]
+    directions = {m: d["higher_is_better"] for m, d in head.get("metrics", {}).items()}
+    console = stdout_console()
+    clean = table[table["corruption"] == results.CLEAN]
+    groups = list(clean.groupby(["dataset", "classifier"], sort=False))
+    groups.sort(key=lambda group: group[0][1] == "-")  # generator rows (no classifier) last
+    for (dataset, classifier), part in groups:
+        acc = part[part["method"] == "-"]
+        what = f"{dataset} / {classifier}" if classifier != "-" else f"{dataset} generators"
+        title = f"{head['suite']['name']}: {what}, clean test, seeds {sorted(part['seed'].unique().tolist())}"
+        methods = part[part["method"] != "-"]
+        if len(acc):
+            numbers, labels = results.pivot(acc, ["dataset"], ["metric"])
+            console.print(render(numbers, labels, directions, title=title, scales=results.scales(head)))
+            title = ""
+        # one table per set of metrics, so correctors are not shown beside scorers' empty columns
+        blocks: dict[frozenset, list] = {}
+        for method, metric_names in methods.groupby("method", sort=False)["metric"]:
+            blocks.setdefault(frozenset(metric_names), []).append(method)
+        for names in blocks.values():
+            numbers, labels = results.pivot(methods[methods["method"].isin(names)], ["method"], ["metric"])
+            console.print(render(numbers, labels, directions, title=title, scales=results.scales(head)))
+            title = ""
+    console.print(f"results: {run_dir}  (every metric: probebench leaderboard {run_dir})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)

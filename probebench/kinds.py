@@ -1,0 +1,152 @@
+"""The Protocol of each component kind.
+
+Every component is a class with a kebab-case class attribute ``name``, unique
+within its kind. The keyword arguments of its constructor are its options:
+suites pass them through, and ``probebench show`` lists them (with help taken
+from an optional ``option_help`` dict). An optional class attribute ``version``
+(default ``"1"``) is part of every cache key the component's output enters:
+bump it when a change alters results. No component hard-codes a device.
+
+Shapes and ranges: images are float32 ``[N, C, H, W]`` in [0, 1]; labels are
+int64 ``[N]``; a score is float ``[N]`` where **higher means more confident the
+classifier's prediction is right** (uncertainty methods negate their measure).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # torch stays out of CLI start-up
+    import torch
+
+    from probebench.pipeline.context import Batch, Context
+
+
+@runtime_checkable
+class Dataset(Protocol):
+    name: ClassVar[str]
+    num_classes: int
+    shape: tuple[int, int, int]
+
+    def load(self, split: str, root: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images float32 [N,C,H,W] in [0,1] and labels int64 [N] for ``split``
+        ("train" or "test"). Reads local files under ``root`` only; raises
+        ``probebench.errors.UserError`` saying where to get them when missing.
+
+        A dataset that ships pre-corrupted test sets (CIFAR-10-C, CURE-TSR) may
+        also define ``cells(root) -> list[(corruption, severity)]``, called with
+        ``load`` before any training (so missing files fail at once), and
+        ``load_cell(corruption, severity, root) -> (images, labels)``, called
+        once per listed cell; each becomes a results row group like a suite's
+        corruption at that severity."""
+
+
+@runtime_checkable
+class Corruption(Protocol):
+    name: ClassVar[str]
+
+    def __call__(self, images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+        """Corrupted copy of ``images`` at ``severity`` 1..5 (same shape, in [0,1])."""
+
+
+@runtime_checkable
+class Classifier(Protocol):
+    name: ClassVar[str]
+
+    def build(self, num_classes: int, shape: tuple[int, int, int]) -> torch.nn.Module:
+        """An untrained model mapping [N,C,H,W] images to [N,num_classes] logits."""
+
+
+@runtime_checkable
+class Generator(Protocol):
+    name: ClassVar[str]
+
+    def build(self, shape: tuple[int, int, int]) -> Any:
+        """An invertible flow (an nn.Module) with ``encode(x) -> z``,
+        ``decode(z) -> x`` and ``log_prob(x) -> [N]``; the generator stage
+        (probebench/pipeline/generate.py) trains it on ``bits_per_dim(x,
+        generator) -> [N]`` and may read ``epochs``, ``lr``, ``batch_size``,
+        ``warmup`` from the component. An unsupported shape is a UserError."""
+
+
+@runtime_checkable
+class Prober(Protocol):
+    name: ClassVar[str]
+
+    def fit(self, features: torch.Tensor, hit: torch.Tensor) -> None:
+        """Learn P(hit) from features [N,D] and boolean outcomes [N]."""
+
+    def predict(self, features: torch.Tensor) -> torch.Tensor:
+        """P(hit) in [0,1], shape [N]. Uses no label."""
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    name: ClassVar[str]
+
+    def score(self, ctx: Context, batch: Batch) -> torch.Tensor:
+        """Confidence [N] that each prediction is right (higher = more confident).
+        May define ``prepare(ctx)``, called once per trained classifier."""
+
+
+@dataclass
+class Correction:
+    """What a corrector returns: edited images [N,C,H,W] in [0,1] and the
+    optimisation steps each sample took (0 where it was left alone: such a
+    sample is returned unchanged). ``details`` holds optional per-sample
+    tensors (first dimension N) worth keeping, e.g. ``path`` [N,T,C,H,W] of a
+    trajectory; the correction stage saves them with the edited images."""
+
+    images: torch.Tensor
+    steps: torch.Tensor
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Corrector(Protocol):
+    name: ClassVar[str]
+
+    def correct(self, ctx: Context, images: torch.Tensor) -> Correction:
+        """Edit ``images`` without labels so that misses may become hits."""
+
+
+@runtime_checkable
+class Metric(Protocol):
+    name: ClassVar[str]
+    higher_is_better: ClassVar[bool]
+
+    def __call__(self, confidence: Any, hit: Any) -> Any:
+        """The metric of numpy ``confidence`` and boolean ``hit`` along the
+        last axis: float for 1-d inputs, an array for [B, N] (bootstrap).
+
+        Must not depend on the order of the samples: the bootstrap hands
+        over resamples sorted by confidence (read-only arrays). Optional class
+        attributes: ``needs_confidence = False`` (describes the classifier
+        alone, like accuracy), ``scale`` (the factor the value is already
+        multiplied by, e.g. 1000 for AURC; tables and ``compare`` tolerances
+        use it)."""
+
+
+KINDS: dict[str, type] = {
+    "dataset": Dataset,
+    "corruption": Corruption,
+    "classifier": Classifier,
+    "generator": Generator,
+    "prober": Prober,
+    "scorer": Scorer,
+    "corrector": Corrector,
+    "metric": Metric,
+}
+
+# What a class must define for its kind; checked when a plugin registers it.
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "dataset": ("name", "load"),
+    "corruption": ("name", "__call__"),
+    "classifier": ("name", "build"),
+    "generator": ("name", "build"),
+    "prober": ("name", "fit", "predict"),
+    "scorer": ("name", "score"),
+    "corrector": ("name", "correct"),
+    "metric": ("name", "higher_is_better", "__call__"),
+}

@@ -1,0 +1,104 @@
+"""What a stage hands to components: a read-only ``Context`` of trained
+artifacts and a ``Batch`` of test images whose model outputs are computed
+lazily and shared, so methods that need only logits cost no extra pass."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import torch
+
+from probebench.pipeline.features import cached_forward, forward
+
+
+@dataclass(frozen=True)
+class Context:
+    """Trained artifacts for one (dataset, classifier, seed).
+
+    ``train_images``/``train_labels`` are the classifier's training split (a
+    prober may learn from outcomes on it); ``artifact(stage, parts, build)``
+    caches a component's own expensive output under a key made of ``parts``
+    plus this context's classifier key; ``train_classifier(seed)`` returns
+    another classifier of the same suite trained with ``seed`` (cached), for
+    ensembles, or with ``subset`` (indices into the training split) and
+    ``options`` (overriding the classifier's) a model trained on part of the
+    training data, e.g. the fold models of cross-fitting; ``registry`` looks
+    components up by name (e.g. corruptions for augmentation); ``extras`` holds
+    what later stages add (prober, generator); ``val_images``/``val_labels``
+    are the suite's validation split (``validation = N`` in the suite: images
+    held out of the training split that nothing trains on), else None.
+    """
+
+    classifier: torch.nn.Module
+    classifier_key: str
+    num_classes: int
+    shape: tuple[int, int, int]
+    device: torch.device
+    seed: int
+    batch_size: int
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    artifact: Callable[[str, Any, Callable[[], dict]], dict]
+    train_classifier: Callable[..., torch.nn.Module]
+    extras: dict[str, Any] = field(default_factory=dict)
+    registry: Any = None
+    val_images: torch.Tensor | None = None
+    val_labels: torch.Tensor | None = None
+
+    def forward(self, images: torch.Tensor, layers: tuple[str, ...] = ()):
+        """Logits and features at ``layers`` of the classifier, batched, on the CPU."""
+        return forward(self.classifier, images, layers, self.batch_size, self.device)
+
+
+class Batch:
+    """Test images of one cell with their lazily computed, shared model outputs.
+
+    ``cell`` describes which images these are (e.g. ``{"split": "test",
+    "corruption": "none", "options": {}, "severity": 0}``); when given, the
+    logits and features are cached per (classifier, layer, cell) in the
+    artifact store. Leave it None for images made on the fly (edited ones).
+    """
+
+    def __init__(self, ctx: Context, images: torch.Tensor, cell: dict | None = None):
+        self.ctx = ctx
+        self.images = images
+        self.cell = cell
+        self._features: dict[str, torch.Tensor] = {}
+        self._logits: torch.Tensor | None = None
+
+    def prefetch(self, layers: tuple[str, ...]) -> None:
+        """Compute logits and the features of ``layers`` not yet seen in one pass."""
+        missing = tuple(layer for layer in layers if layer not in self._features)
+        if self._logits is not None and not missing:
+            return
+        if self.cell is None:
+            logits, features = self.ctx.forward(self.images, missing)
+        else:
+            logits, features = cached_forward(self.ctx, self.images, missing, self.cell)
+        self._logits = logits if self._logits is None else self._logits
+        self._features.update(features)
+
+    @property
+    def logits(self) -> torch.Tensor:
+        if self._logits is None:
+            self.prefetch(())
+        return self._logits
+
+    def features(self, layer: str) -> torch.Tensor:
+        if layer not in self._features:
+            self.prefetch((layer,))
+        return self._features[layer]
+
+    @cached_property
+    def probs(self) -> torch.Tensor:
+        return self.logits.softmax(dim=1)
+
+    @cached_property
+    def predictions(self) -> torch.Tensor:
+        return self.logits.argmax(dim=1)
+
+    def __len__(self) -> int:
+        return len(self.images)

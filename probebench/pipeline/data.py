@@ -1,0 +1,105 @@
+"""Data stage: load a dataset's splits, check them, and corrupt test images.
+
+Test cells come from two places: the suite's corruptions applied to the clean
+test split (``corrupt``), and pre-corrupted test sets that a dataset ships
+itself (CIFAR-10-C, CURE-TSR), which it lists with an optional
+``cells(root)`` and serves with ``load_cell(corruption, severity, root)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from probebench.cache import hash_key
+from probebench.errors import UserError
+from probebench.suite import ComponentSpec, CorruptionSpec
+
+
+@dataclass
+class Splits:
+    dataset: object
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    cells: tuple[tuple[str, int], ...] = ()  # (corruption, severity) the dataset ships pre-corrupted
+    # labelled images held out of the training split: nothing trains on them; the
+    # correction stage chooses its flag threshold and stop level on them
+    val_images: torch.Tensor | None = None
+    val_labels: torch.Tensor | None = None
+
+    @property
+    def validation(self) -> int:
+        """How many training images were held out (0: none); part of every training key."""
+        return 0 if self.val_labels is None else len(self.val_labels)
+
+
+def check_images(images: torch.Tensor, where: str, shape: tuple[int, ...] | None = None) -> None:
+    """Images must be float [N,C,H,W] in [0,1] (of ``shape`` when given) and finite."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
+        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise UserError(f"{where}: expected float images [N,C,H,W], got {got}")
+    if shape is not None and tuple(images.shape[1:]) != tuple(shape):
+        raise UserError(f"{where}: expected images of shape [N,{','.join(map(str, shape))}], got {list(images.shape)}")
+    if not torch.isfinite(images).all():
+        raise UserError(f"{where}: images contain NaN or infinite values")
+    if images.numel() and (images.min() < 0 or images.max() > 1):
+        raise UserError(
+            f"{where}: pixel values must lie in [0,1], got [{images.min():.3g}, {images.max():.3g}]; divide by 255?"
+        )
+
+
+def _checked(dataset, images, labels, where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    check_images(images, where, tuple(dataset.shape))
+    labels = torch.as_tensor(labels).long()
+    if labels.shape != (len(images),):
+        raise UserError(f"{where}: {len(images)} images but labels of shape {list(labels.shape)}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= dataset.num_classes):
+        raise UserError(f"{where}: labels must lie in 0..{dataset.num_classes - 1}")
+    return images.float().contiguous(), labels
+
+
+def load_splits(registry, spec: ComponentSpec, data_root: str | None, validation: int = 0) -> Splits:
+    """Both splits, checked, and the list of the dataset's own corrupted cells:
+    everything a run needs from disk is found (or its absence reported) here,
+    before anything is trained. With ``validation`` > 0 that many training
+    images (a fixed random draw, the same for every seed) become the
+    validation split and the training split is the rest."""
+    dataset = registry.create("dataset", spec.name, spec.options)
+    splits = {}
+    for split in ("train", "test"):
+        images, labels = dataset.load(split, data_root)
+        splits[split] = _checked(dataset, images, labels, f"dataset {spec.name!r} split {split!r}")
+    cells = ()
+    if hasattr(dataset, "cells"):
+        cells = tuple((str(name), int(severity)) for name, severity in dataset.cells(data_root))
+    if not validation:
+        return Splits(dataset, *splits["train"], *splits["test"], cells)
+    images, labels = splits["train"]
+    if validation >= len(labels):
+        raise UserError(f"validation = {validation} but dataset {spec.name!r} has only {len(labels)} training images; "
+                        f"hold out fewer (the suite's 'validation' key)")
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(int(hash_key("validation")[:12], 16)))
+    val, train = order[:validation].sort().values, order[validation:].sort().values
+    return Splits(dataset, images[train], labels[train], *splits["test"], cells, images[val], labels[val])
+
+
+def load_cell(splits: Splits, corruption: str, severity: int, data_root: str | None):
+    """(images, labels) of a pre-corrupted test cell the dataset ships."""
+    dataset = splits.dataset
+    images, labels = dataset.load_cell(corruption, severity, data_root)
+    return _checked(dataset, images, labels, f"dataset {dataset.name!r} cell {corruption!r} severity {severity}")
+
+
+def corruption_generator(seed: int, name: str, severity: int) -> torch.Generator:
+    """The torch.Generator a corruption gets: fixed by (run seed, corruption, severity)."""
+    return torch.Generator().manual_seed(int(hash_key(seed, name, severity)[:12], 16))
+
+
+def corrupt(registry, spec: CorruptionSpec, images: torch.Tensor, severity: int, seed: int) -> torch.Tensor:
+    corruption = registry.create("corruption", spec.name, spec.options)
+    out = corruption(images.clone(), severity, corruption_generator(seed, spec.name, severity))
+    check_images(out, f"corruption {spec.name!r} severity {severity}", tuple(images.shape[1:]))
+    return out

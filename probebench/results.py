@@ -1,0 +1,344 @@
+"""Tidy result tables, the run header, and the pivots every shown table is made of.
+
+``results.csv`` has one row per (suite, dataset, corruption, severity,
+classifier, seed, method, metric) with value, ci_low, ci_high and n; clean test
+data has corruption ``none`` and severity 0. ``run.json`` is the header:
+versions, commit, machine, times, the suite as resolved, metric directions and
+failures. ``scores.csv.gz`` holds the per-sample confidences every number was
+computed from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from probebench.cache import atomic_write
+from probebench.errors import UserError
+
+COLUMNS = ["suite", "dataset", "corruption", "severity", "classifier", "seed", "method", "metric",
+           "value", "ci_low", "ci_high", "n"]
+KEYS = COLUMNS[:8]
+CLEAN = "none"
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+# Suite fields that do not change any value in results.csv: which seeds ran
+# (seed is a column), prose, where local data files live on this machine, and
+# which metrics were computed (metric is a column).
+CONFIG_IGNORES = ("name", "seeds", "description", "data_root", "metrics")
+
+
+def config_hash(suite_dict: dict) -> str:
+    """A short hash of everything in a resolved suite that determines its numbers.
+
+    Runs whose suite has the same hash may be pooled (e.g. seeds 0,1 from one
+    run and 2 from another); runs that differ are never averaged together.
+    Changing a component, an option, the corruptions or the bootstrap
+    settings changes the hash; adding a seed or a metric does not.
+    """
+    import hashlib
+
+    suite_dict = json.loads(json.dumps(suite_dict, default=str))  # tuples -> lists, as in run.json
+    kept = {k: v for k, v in suite_dict.items() if k not in CONFIG_IGNORES}
+    if not kept.get("validation"):  # suites without a hold-out keep the hash they had before the key existed
+        kept.pop("validation", None)
+    text = json.dumps(kept, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def header(suite_dict: dict, device: str, started: str) -> dict[str, Any]:
+    import torch
+
+    from probebench import __version__
+
+    return {
+        "probebench_version": __version__,
+        "git_commit": git_commit(),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "machine": {"platform": platform.platform(), "processor": platform.machine(),
+                    "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+        "device": device,
+        "started": started,
+        "finished": None,
+        "suite": suite_dict,
+        "config_hash": config_hash(suite_dict),
+    }
+
+
+def run_id(suite_name: str) -> str:
+    return f"{suite_name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def ensure_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write results to {out}: {exc.strerror or exc}; choose another --out") from None
+
+
+def write_run(out: Path, rows: list[dict], run_header: dict, samples) -> None:
+    """Write results.csv, scores.csv.gz and run.json atomically (header last).
+
+    A failure to write (disk full, permissions) leaves no half-written file and
+    becomes one clear line; finished stages stay cached, so rerunning is cheap.
+    """
+    try:
+        _write_run(out, rows, run_header, samples)
+    except OSError as exc:
+        raise UserError(
+            f"could not write results to {out}: {exc.strerror or exc}; nothing half-written was left. "
+            "Free space or choose another --out, then run the same command again (finished stages are cached)"
+        ) from None
+
+
+def _write_run(out: Path, rows: list[dict], run_header: dict, samples) -> None:
+    import pandas as pd
+
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    atomic_write(out / "results.csv", lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
+    if samples is not None:
+        import gzip
+
+        # gzip without a file name or time stamp in its header: same scores, same bytes
+        data = gzip.compress(samples.to_csv(index=False, float_format="%.7g").encode(), mtime=0)
+        atomic_write(out / "scores.csv.gz", lambda tmp: tmp.write_bytes(data))
+    atomic_write(out / "run.json", lambda tmp: tmp.write_text(json.dumps(run_header, indent=2, default=str) + "\n"))
+
+
+# -- reading runs ------------------------------------------------------------
+def find_runs(root: Path) -> list[Path]:
+    """Run folders under ``root`` (those holding results.csv), oldest first."""
+    if not root.is_dir():
+        return []
+    runs = [p.parent for p in root.glob("*/results.csv")]
+    return sorted(runs, key=lambda p: _started(p))
+
+
+def _started(run: Path) -> str:
+    try:
+        return json.loads((run / "run.json").read_text()).get("started") or ""
+    except (OSError, ValueError):
+        return ""
+
+
+def resolve_run(spec: str, root: Path) -> Path:
+    """A run folder from a path, a run id under ``root``, or ``latest``."""
+    if spec == "latest":
+        runs = find_runs(root)
+        if not runs:
+            raise UserError(f"no runs under {root}; run `probebench run` first")
+        return runs[-1]
+    for candidate in (Path(spec), root / spec):
+        if (candidate / "results.csv").is_file():
+            return candidate
+    raise UserError(f"no run {spec!r}: expected a folder with results.csv (or 'latest'); runs live under {root}")
+
+
+def load_run(run: Path):
+    """(results table, header) of one run folder."""
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(run / "results.csv", keep_default_na=False, na_values=[""])
+        head = json.loads((run / "run.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read run {run}: {exc}") from None
+    missing = set(COLUMNS) - set(table.columns)
+    if missing:
+        raise UserError(f"{run / 'results.csv'} lacks columns {sorted(missing)}; is it a probebench results file?")
+    return table, head
+
+
+def run_config(head: dict) -> str:
+    """The run's config hash (computed from its suite for runs written before it was stored)."""
+    return head.get("config_hash") or config_hash(head.get("suite", {}))
+
+
+def directions(heads) -> dict[str, bool]:
+    """``{metric: higher_is_better}`` from one or more run headers."""
+    heads = [heads] if isinstance(heads, dict) else heads
+    return {m: bool(d["higher_is_better"]) for h in heads for m, d in h.get("metrics", {}).items()}
+
+
+def scales(heads) -> dict[str, float]:
+    """``{metric: scale}`` (the factor a stored value is already multiplied by; default 1)."""
+    heads = [heads] if isinstance(heads, dict) else heads
+    return {m: d.get("scale", 1) for h in heads for m, d in h.get("metrics", {}).items()}
+
+
+def combine(runs: list[Path]):
+    """(table, headers) of several runs, with ``config`` and ``run`` columns added.
+
+    Rows of the same config, cell, method and metric that appear in more than
+    one run (the same seed run twice) are kept from the newest run only, so a
+    repeated seed never counts twice. Returns the headers keyed by run name.
+    """
+    import pandas as pd
+
+    if not runs:
+        raise UserError("no runs to show; run `probebench run` first or pass run folders")
+    frames, heads = [], {}
+    for run in sorted(set(runs), key=_started):
+        table, head = load_run(run)
+        table["config"] = run_config(head)
+        table["run"] = run.name
+        frames.append(table)
+        heads[run.name] = head
+    table = pd.concat(frames, ignore_index=True)
+    table = table.drop_duplicates(subset=KEYS + ["config"], keep="last").reset_index(drop=True)
+    return table, heads
+
+
+def _flatten(value, prefix: str = "") -> dict[str, str]:
+    """Nested dicts as {'classifier.options.epochs': '8'}; lists stay JSON."""
+    if isinstance(value, dict) and value:
+        out = {}
+        for key, inner in value.items():
+            out.update(_flatten(inner, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: json.dumps(value, sort_keys=True, default=str)}
+
+
+def config_differences(heads: dict, configs) -> list[str]:
+    """Suite fields that differ between the given configs, as 'key: a | b' lines."""
+    by_config = {}
+    for head in heads.values():
+        by_config.setdefault(run_config(head), head.get("suite", {}))
+    suites = [_flatten({k: v for k, v in by_config[c].items() if k not in CONFIG_IGNORES})
+              for c in configs if c in by_config]
+    keys = sorted({k for suite in suites for k in suite})
+    lines = []
+    for key in keys:
+        values = [suite.get(key, "absent") for suite in suites]
+        if len(set(values)) > 1:
+            lines.append(f"{key}: " + " | ".join(values))
+    return lines
+
+
+# -- pivots --------------------------------------------------------------------
+def aggregate(table, by: list[str]):
+    """One row per group of ``by``: the mean over seeds of each seed's value.
+
+    Keys not in ``by`` other than the seed (say severity, in a methods x
+    corruption view) are averaged within each seed first, so ``std`` is the
+    spread over seeds of what is shown, not over heterogeneous cells. Columns:
+    ``value`` (mean over seeds), ``std`` (over seeds, NaN for one seed),
+    ``seeds``, ``cells`` (rows averaged per seed), and ``ci_low``/``ci_high``:
+    the bootstrap interval of a single cell, the mean of the seeds' intervals
+    for several seeds, NaN where cells were averaged. A table holding several
+    suite configs must keep ``config`` in ``by``: different configs are never
+    averaged together.
+    """
+    import numpy as np
+
+    by = list(by)
+    if "config" in table.columns and "config" not in by and table["config"].nunique() > 1:
+        raise UserError("these results come from runs with different suite configs; "
+                        "they cannot be averaged together (group by 'config' or filter one suite)")
+    if "metric" in table.columns and "metric" not in by and table["metric"].nunique() > 1:
+        raise UserError(f"cannot average different metrics ({', '.join(table['metric'].unique())}); "
+                        "choose one with --metric or put 'metric' in --rows or --cols")
+    per_seed_keys = by + ([] if "seed" in by else ["seed"])
+    per_seed = table.groupby(per_seed_keys, sort=False, dropna=False).agg(
+        value=("value", "mean"), ci_low=("ci_low", "mean"), ci_high=("ci_high", "mean"),
+        cells=("value", "size")).reset_index()
+    averaged = per_seed["cells"] > 1
+    per_seed.loc[averaged, ["ci_low", "ci_high"]] = np.nan
+    if not by:
+        per_seed["_all"] = 0
+        by = ["_all"]
+    out = per_seed.groupby(by, sort=False, dropna=False).agg(
+        value=("value", "mean"), std=("value", "std"), seeds=("value", "size"),
+        ci_low=("ci_low", "mean"), ci_high=("ci_high", "mean"), cells=("cells", "max")).reset_index()
+    return out.drop(columns=["_all"], errors="ignore")
+
+
+def decimals(values) -> int:
+    """Decimals that show a column of numbers to about three significant digits:
+    3 for values below 1 (AUROC, FPR), fewer for larger ones (AURC x1000);
+    negative for a column whose values are all positive and below 0.001
+    (e.g. a flow's reconstruction error): ``format_cell`` then writes them
+    in scientific notation with that many digits after the point."""
+    import math
+
+    signed = [v for v in values if v is not None and v == v and math.isfinite(v)]
+    finite = [abs(v) for v in signed]
+    top = max(finite, default=0.0)
+    if 0 < top < 1e-3 and min(signed) > 0:  # a positive quantity that is tiny everywhere: an error, a rate
+        return -2
+    if top <= 1:  # rates and probabilities keep three decimals, 1.000 included
+        return 3
+    return max(1, 3 - int(math.floor(math.log10(top))) - 1)
+
+
+def format_cell(row, digits: int = 3) -> str:
+    """'v [lo, hi]' for one cell with a bootstrap interval, 'v ± std' over
+    several seeds, 'v' otherwise; 'n/a' where the metric is undefined."""
+    import math
+
+    value = row["value"]
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    spec = f".{-digits}e" if digits < 0 else f".{digits}f"
+    std = row.get("std")
+    if row.get("seeds", 1) > 1 and std == std and std is not None:
+        return f"{value:{spec}} ± {std:{spec}}"
+    low, high = row.get("ci_low"), row.get("ci_high")
+    if row.get("cells", 1) == 1 and low is not None and low == low and high == high:
+        return f"{value:{spec}} [{low:{spec}}, {high:{spec}}]"
+    return f"{value:{spec}}"
+
+
+def pivot(table, rows: list[str], cols: list[str]):
+    """Aggregated values with ``rows`` as the index and ``cols`` spread as columns.
+
+    Returns (numbers, labels): the mean values as a DataFrame, and the same
+    shape of formatted strings with intervals or ± std over seeds (digits
+    chosen per metric when metric is a key, else for the whole table).
+    """
+    agg = aggregate(table, rows + cols)
+    if "metric" in agg.columns:
+        places = {m: decimals(part["value"]) for m, part in agg.groupby("metric", sort=False)}
+        agg["label"] = [format_cell(r, places[r["metric"]]) for _, r in agg.iterrows()]
+    else:
+        places = decimals(agg["value"])
+        agg["label"] = [format_cell(r, places) for _, r in agg.iterrows()]
+    return _spread(agg, rows, cols, "value"), _spread(agg, rows, cols, "label")
+
+
+def _spread(agg, rows: list[str], cols: list[str], field: str):
+    """``agg[field]`` with ``rows`` as index and ``cols`` as columns, both in
+    order of first appearance (suite order: metrics as listed, severities 0..5)."""
+    import pandas as pd
+
+    def ordered(keys):
+        frame = agg[keys].drop_duplicates()
+        return pd.MultiIndex.from_frame(frame) if len(keys) > 1 else pd.Index(frame[keys[0]], name=keys[0])
+
+    series = agg.set_index(rows + cols)[field]
+    if not cols:
+        return series.to_frame(field).reindex(ordered(rows))
+    wide = series.unstack(cols) if len(rows) else series.to_frame().T
+    return wide.reindex(index=ordered(rows), columns=ordered(cols))

@@ -1,0 +1,288 @@
+"""Read ``registry.toml``: the built-in plugin list and the named suites.
+
+A suite is parsed into plain dataclasses and validated against the registry,
+so a typo fails in one line naming the file, the suite, the key and the fix,
+before anything is trained.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from probebench.errors import UserError, suggest
+
+DEFAULT_SUITE = "mnist-quick"
+
+
+def default_registry_path() -> Path:
+    """``$PROBEBENCH_REGISTRY``, else the repo's registry.toml, else the installed copy."""
+    env = os.environ.get("PROBEBENCH_REGISTRY")
+    if env:
+        return Path(env)
+    return project_registry_path()
+
+
+def project_registry_path() -> Path:
+    """The registry.toml probebench ships: beside the source, else the installed copy."""
+    beside_source = Path(__file__).resolve().parent.parent / "registry.toml"
+    if beside_source.exists():
+        return beside_source
+    return Path(sys.prefix) / "share" / "probebench" / "registry.toml"
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A component named in a suite: ``name`` (``name:variant`` allowed), its
+    options, and the label its results rows carry."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+    def __post_init__(self):
+        if not self.label:
+            object.__setattr__(self, "label", self.name)
+
+
+@dataclass(frozen=True)
+class CorruptionSpec:
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    severities: tuple[int, ...] = (1, 2, 3, 4, 5)
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    resamples: int = 1000
+    confidence: float = 0.95
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    dataset: ComponentSpec
+    classifier: ComponentSpec
+    scorers: tuple[ComponentSpec, ...]
+    metrics: tuple[str, ...]
+    seeds: tuple[int, ...] = (0,)
+    corruptions: tuple[CorruptionSpec, ...] = ()
+    clean: bool = True
+    bootstrap: Bootstrap = Bootstrap()
+    data_root: str | None = None
+    batch_size: int = 256
+    description: str = ""
+    correctors: tuple[ComponentSpec, ...] = ()
+    generators: tuple[ComponentSpec, ...] = ()  # flows trained on the training split (probebench/pipeline/generate.py)
+    validation: int = 0  # training images held out as a validation split (probebench/pipeline/data.py)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The suite as resolved, for the run header and cache keys."""
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+@dataclass
+class Config:
+    path: Path
+    builtin: list[str]
+    suites: dict[str, dict[str, Any]]
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    path = Path(path) if path else default_registry_path()
+    if not path.is_file():
+        raise UserError(f"registry file {path} not found; pass --registry PATH or set PROBEBENCH_REGISTRY")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: malformed TOML: {exc}") from None
+    unknown = set(data) - {"plugins", "suite"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise UserError(f"{path}: unknown top-level table [{key}]{suggest(key, ['plugins', 'suite'])}")
+    plugins = data.get("plugins", {})
+    builtin = plugins.get("builtin", [])
+    if "plugins" not in data:  # a file of one's own suites: the built-ins probebench ships
+        shipped = project_registry_path()
+        if shipped.is_file() and shipped.resolve() != path.resolve():
+            builtin = load_config(shipped).builtin
+    if not isinstance(builtin, list) or not all(isinstance(m, str) for m in builtin):
+        raise UserError(f"{path}: [plugins] builtin must be a list of module names")
+    return Config(path, builtin, data.get("suite", {}))
+
+
+_SUITE_KEYS = {
+    "description": str,
+    "dataset": (str, dict),
+    "classifier": (str, dict),
+    "scorers": list,
+    "metrics": list,
+    "generators": list,
+    "seeds": list,
+    "corruptions": list,
+    "clean": bool,
+    "bootstrap": dict,
+    "data_root": str,
+    "batch_size": int,
+    "correctors": list,
+    "validation": int,
+}
+_REQUIRED_KEYS = ("dataset", "classifier", "scorers", "metrics")
+
+
+def parse_suite(config: Config, name: str, registry=None, **overrides: Any) -> Suite:
+    """The suite ``name`` from ``config``, with CLI ``overrides`` (e.g. seeds,
+    data_root) applied, validated against ``registry`` when given."""
+    if name not in config.suites:
+        raise UserError(
+            f"unknown suite {name!r}{suggest(name, config.suites)} in {config.path}; "
+            f"suites: {', '.join(sorted(config.suites)) or 'none'}"
+        )
+    raw = dict(config.suites[name])
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    where = f"{config.path.name}: suite {name!r}"
+
+    for key, value in raw.items():
+        if key not in _SUITE_KEYS:
+            raise UserError(f"{where}: unknown key {key!r}{suggest(key, _SUITE_KEYS)}")
+        expected = _SUITE_KEYS[key]
+        if not isinstance(value, expected) or (isinstance(value, bool) and expected is int):
+            names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
+            raise UserError(f"{where}: key {key!r} must be a {names}, got {type(value).__name__} {value!r}")
+    for key in _REQUIRED_KEYS:
+        if key not in raw:
+            raise UserError(f"{where}: missing key {key!r}")
+
+    seeds = raw.get("seeds", [0])
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise UserError(f"{where}: 'seeds' must be a non-empty list of non-negative integers, got {seeds!r}")
+    if raw.get("batch_size", 256) <= 0:
+        raise UserError(f"{where}: 'batch_size' must be positive")
+    if raw.get("validation", 0) < 0:
+        raise UserError(f"{where}: 'validation' (training images held out) must be >= 0, got {raw['validation']}")
+
+    suite = Suite(
+        name=name,
+        description=raw.get("description", ""),
+        dataset=_component(raw["dataset"], where, "dataset"),
+        classifier=_component(raw["classifier"], where, "classifier"),
+        scorers=tuple(_component(s, where, "scorers") for s in raw["scorers"]),
+        metrics=tuple(_metric_name(m, where) for m in raw["metrics"]),
+        generators=tuple(_component(g, where, "generators") for g in raw.get("generators", [])),
+        seeds=tuple(seeds),
+        corruptions=tuple(_corruption(c, where) for c in raw.get("corruptions", [])),
+        clean=raw.get("clean", True),
+        bootstrap=_bootstrap(raw.get("bootstrap", {}), where),
+        data_root=raw.get("data_root"),
+        batch_size=raw.get("batch_size", 256),
+        correctors=tuple(_component(c, where, "correctors") for c in raw.get("correctors", [])),
+        validation=raw.get("validation", 0),
+    )
+    for kind, specs in (("scorer", suite.scorers), ("generator", suite.generators), ("corrector", suite.correctors)):
+        labels = [s.label for s in specs]
+        for label in labels:
+            if labels.count(label) > 1:
+                raise UserError(f"{where}: {kind} {label!r} appears twice; give one a distinct 'label'")
+    if suite.correctors:
+        _check_correctors_have_inputs(raw, where)
+    if registry is not None:
+        validate(suite, registry, where)
+    return suite
+
+
+def _component(value: Any, where: str, key: str) -> ComponentSpec:
+    if isinstance(value, str):
+        return ComponentSpec(value)
+    if isinstance(value, dict):
+        options = dict(value)
+        name = options.pop("name", None)
+        if not isinstance(name, str):
+            raise UserError(f"{where}: an entry of {key!r} is a table without a 'name': {value!r}")
+        label = options.pop("label", "")
+        return ComponentSpec(name, options, label)
+    raise UserError(f"{where}: entries of {key!r} must be names or tables with a 'name', got {value!r}")
+
+
+def _check_correctors_have_inputs(raw: dict, where: str) -> None:
+    """Correctors edit in a generator's latent space guided by a prober: the
+    suite must name a generator and a scorer named ``prober*``."""
+    has_generator = bool(raw.get("generators"))
+    scorer_names = [s if isinstance(s, str) else s.get("name", "") for s in raw.get("scorers", [])]
+    has_prober = any(isinstance(n, str) and n.startswith("prober") for n in scorer_names)
+    if not (has_generator and has_prober):
+        missing = " and ".join(k for k, ok in (("'generators'", has_generator),
+                                               ("a 'prober' scorer", has_prober)) if not ok)
+        raise UserError(f"{where}: correctors need a generator and a prober; the suite lacks {missing}")
+
+
+def _metric_name(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise UserError(f"{where}: 'metrics' entries must be metric names, got {value!r}")
+    return value
+
+
+def _corruption(value: Any, where: str) -> CorruptionSpec:
+    spec = _component(value, where, "corruptions")
+    options = dict(spec.options)
+    severities = options.pop("severities", [1, 2, 3, 4, 5])
+    if not isinstance(severities, list) or not severities or not all(
+        isinstance(s, int) and 1 <= s <= 5 for s in severities
+    ):
+        raise UserError(f"{where}: corruption {spec.name!r} severities must be a list of 1..5, got {severities!r}")
+    return CorruptionSpec(spec.name, options, tuple(severities))
+
+
+def _bootstrap(value: dict, where: str) -> Bootstrap:
+    allowed = {"resamples": int, "confidence": float, "seed": int}
+    for key, val in value.items():
+        if key not in allowed:
+            raise UserError(f"{where}: unknown bootstrap key {key!r}{suggest(key, allowed)}")
+    boot = Bootstrap(**value)
+    if boot.resamples < 0:
+        raise UserError(f"{where}: bootstrap resamples must be >= 0 (0 turns intervals off)")
+    if not 0 < boot.confidence < 1:
+        raise UserError(f"{where}: bootstrap confidence must be between 0 and 1, got {boot.confidence}")
+    return boot
+
+
+def validate(suite: Suite, registry, where: str) -> None:
+    """Every named component exists and gets only options it accepts."""
+    from probebench.registry import check_options
+
+    def check(kind: str, spec) -> None:
+        try:
+            cls = registry.get(kind, spec.name)
+            options = dict(spec.options)
+            if kind == "corrector":
+                options.pop("generator", None)  # pins the generator label; read by the correction stage
+                options.pop("prober", None)  # names the guiding prober (a scorer label); ditto
+            if ":" in spec.name:
+                options["variant"] = spec.name.split(":", 1)[1]
+            check_options(kind, spec.name, cls, options)
+        except UserError as exc:
+            raise UserError(f"{where}: {exc}") from None
+
+    check("dataset", suite.dataset)
+    check("classifier", suite.classifier)
+    for spec in suite.scorers:
+        check("scorer", spec)
+    for spec in suite.corruptions:
+        check("corruption", spec)
+    for spec in suite.generators:
+        check("generator", spec)
+    for metric in suite.metrics:
+        check("metric", ComponentSpec(metric))
+    probers = [spec.label for spec in suite.scorers if spec.name == "prober"]
+    for spec in suite.correctors:
+        check("corrector", spec)
+        guide = spec.options.get("prober")
+        if guide is not None and guide not in probers:
+            raise UserError(f"{where}: corrector {spec.label!r} names prober {guide!r}{suggest(str(guide), probers)}; "
+                            f"the suite's probers: {', '.join(probers) or 'none'}")
