@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from probebench.console import console
+from probebench.errors import UserError
 
 
 def cache_root() -> Path:
@@ -105,7 +106,6 @@ class ArtifactStore:
 def load_module_state(store: ArtifactStore, stage: str, key: str, payload: dict, module, name: str) -> None:
     """Load ``payload["state_dict"]`` into ``module``; a checkpoint of another
     architecture is one clear line saying which file and how to get past it."""
-    from probebench.errors import UserError
 
     try:
         module.load_state_dict(payload["state_dict"])

@@ -23,8 +23,14 @@ def task(description: str, total: int | None) -> Iterator[Callable[[int], None]]
 
     owner = _live is None
     if owner:
-        _live = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                         TimeElapsedColumn(), console=console, transient=True)
+        _live = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
         _live.start()
     bar = _live
     task_id = bar.add_task(description, total=total)

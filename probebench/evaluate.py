@@ -70,7 +70,7 @@ class Resamples:
         counts = self.counts[:, order]
         rows = max(1, CHUNK_ELEMENTS // max(n, 1))
         for lo in range(0, len(counts), rows):
-            part = counts[lo:lo + rows]
+            part = counts[lo : lo + rows]
             positions = np.repeat(np.tile(np.arange(n), len(part)), part.ravel()).reshape(len(part), n)
             yield conf_sorted[positions], hit_sorted[positions]
 

@@ -120,10 +120,7 @@ class Registry:
             try:
                 module = ep.load()
             except Exception as exc:
-                raise PluginError(
-                    f"{info.origin} failed to import: {_one_line(exc)}; "
-                    f"{_fix(info)}"
-                ) from None
+                raise PluginError(f"{info.origin} failed to import: {_one_line(exc)}; {_fix(info)}") from None
             self._register(module, info)
 
     def _register(self, module, info: PluginInfo) -> None:
@@ -180,8 +177,11 @@ class Registry:
             if classes is None:
                 classes = []
             if not isinstance(classes, (list, tuple)):
-                got = f"the class {classes.__name__}; return [{classes.__name__}]" if isinstance(classes, type) \
+                got = (
+                    f"the class {classes.__name__}; return [{classes.__name__}]"
+                    if isinstance(classes, type)
                     else type(classes).__name__
+                )
                 raise PluginError(f"{info.origin}: {hook}() must return a list of classes, got {got}")
             for cls in classes:
                 self._add(kind, cls, info)
@@ -224,8 +224,7 @@ class Registry:
             return self.entries[kind][base]
         except KeyError:
             raise UserError(
-                f"unknown {kind} {base!r}{suggest(base, self.entries[kind])}; "
-                f"`probebench ls {kind}s` lists them"
+                f"unknown {kind} {base!r}{suggest(base, self.entries[kind])}; `probebench ls {kind}s` lists them"
             ) from None
 
     def get(self, kind: str, name: str) -> type:
@@ -261,11 +260,7 @@ def _fix(info: PluginInfo) -> str:
 def options_of(cls: type) -> dict[str, inspect.Parameter]:
     """A component's options: the keyword parameters of its constructor."""
     params = inspect.signature(cls.__init__).parameters
-    return {
-        n: p
-        for n, p in params.items()
-        if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    }
+    return {n: p for n, p in params.items() if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 _SIMPLE_TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool, "list": list, "dict": dict}
@@ -280,9 +275,7 @@ def check_options(kind: str, name: str, cls: type, options: dict) -> None:
             if takes_any:
                 continue
             valid = ", ".join(accepted) or "none"
-            raise UserError(
-                f"{kind} {name!r} has no option {key!r}{suggest(key, accepted)}; its options: {valid}"
-            )
+            raise UserError(f"{kind} {name!r} has no option {key!r}{suggest(key, accepted)}; its options: {valid}")
         annotation = accepted[key].annotation
         if not _type_ok(annotation, value):
             raise UserError(

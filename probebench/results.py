@@ -21,8 +21,20 @@ from typing import Any
 from probebench.cache import atomic_write
 from probebench.errors import UserError
 
-COLUMNS = ["suite", "dataset", "corruption", "severity", "classifier", "seed", "method", "metric",
-           "value", "ci_low", "ci_high", "n"]
+COLUMNS = [
+    "suite",
+    "dataset",
+    "corruption",
+    "severity",
+    "classifier",
+    "seed",
+    "method",
+    "metric",
+    "value",
+    "ci_low",
+    "ci_high",
+    "n",
+]
 KEYS = COLUMNS[:8]
 CLEAN = "none"
 
@@ -74,8 +86,12 @@ def header(suite_dict: dict, device: str, started: str) -> dict[str, Any]:
         "git_commit": git_commit(),
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
-        "machine": {"platform": platform.platform(), "processor": platform.machine(),
-                    "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+        },
         "device": device,
         "started": started,
         "finished": None,
@@ -226,8 +242,9 @@ def config_differences(heads: dict, configs) -> list[str]:
     by_config = {}
     for head in heads.values():
         by_config.setdefault(run_config(head), head.get("suite", {}))
-    suites = [_flatten({k: v for k, v in by_config[c].items() if k not in CONFIG_IGNORES})
-              for c in configs if c in by_config]
+    suites = [
+        _flatten({k: v for k, v in by_config[c].items() if k not in CONFIG_IGNORES}) for c in configs if c in by_config
+    ]
     keys = sorted({k for suite in suites for k in suite})
     lines = []
     for key in keys:
@@ -255,23 +272,38 @@ def aggregate(table, by: list[str]):
 
     by = list(by)
     if "config" in table.columns and "config" not in by and table["config"].nunique() > 1:
-        raise UserError("these results come from runs with different suite configs; "
-                        "they cannot be averaged together (group by 'config' or filter one suite)")
+        raise UserError(
+            "these results come from runs with different suite configs; "
+            "they cannot be averaged together (group by 'config' or filter one suite)"
+        )
     if "metric" in table.columns and "metric" not in by and table["metric"].nunique() > 1:
-        raise UserError(f"cannot average different metrics ({', '.join(table['metric'].unique())}); "
-                        "choose one with --metric or put 'metric' in --rows or --cols")
+        raise UserError(
+            f"cannot average different metrics ({', '.join(table['metric'].unique())}); "
+            "choose one with --metric or put 'metric' in --rows or --cols"
+        )
     per_seed_keys = by + ([] if "seed" in by else ["seed"])
-    per_seed = table.groupby(per_seed_keys, sort=False, dropna=False).agg(
-        value=("value", "mean"), ci_low=("ci_low", "mean"), ci_high=("ci_high", "mean"),
-        cells=("value", "size")).reset_index()
+    per_seed = (
+        table.groupby(per_seed_keys, sort=False, dropna=False)
+        .agg(value=("value", "mean"), ci_low=("ci_low", "mean"), ci_high=("ci_high", "mean"), cells=("value", "size"))
+        .reset_index()
+    )
     averaged = per_seed["cells"] > 1
     per_seed.loc[averaged, ["ci_low", "ci_high"]] = np.nan
     if not by:
         per_seed["_all"] = 0
         by = ["_all"]
-    out = per_seed.groupby(by, sort=False, dropna=False).agg(
-        value=("value", "mean"), std=("value", "std"), seeds=("value", "size"),
-        ci_low=("ci_low", "mean"), ci_high=("ci_high", "mean"), cells=("cells", "max")).reset_index()
+    out = (
+        per_seed.groupby(by, sort=False, dropna=False)
+        .agg(
+            value=("value", "mean"),
+            std=("value", "std"),
+            seeds=("value", "size"),
+            ci_low=("ci_low", "mean"),
+            ci_high=("ci_high", "mean"),
+            cells=("cells", "max"),
+        )
+        .reset_index()
+    )
     return out.drop(columns=["_all"], errors="ignore")
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from probebench.errors import UserError
+from probebench.errors import UserError, suggest
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
@@ -37,8 +37,6 @@ class Names:
                 f"hyphens), e.g. probebench-logit-gap"
             )
         if kind not in COMPONENTS:
-            from probebench.errors import suggest
-
             raise UserError(f"unknown kind {kind!r}{suggest(kind, COMPONENTS)}; kinds: {', '.join(COMPONENTS)}")
         component = distribution.removeprefix("probebench-") or distribution
         camel = "".join(part.capitalize() for part in component.split("-"))
@@ -47,8 +45,13 @@ class Names:
         return cls(distribution, distribution.replace("-", "_"), component, camel, kind)
 
     def substitutions(self) -> dict[str, str]:
-        return {"dist": self.distribution, "module": self.module, "component": self.component,
-                "cls": self.cls, "kind": self.kind}
+        return {
+            "dist": self.distribution,
+            "module": self.module,
+            "component": self.component,
+            "cls": self.cls,
+            "kind": self.kind,
+        }
 
 
 COMPONENTS: dict[str, str] = {
@@ -67,7 +70,6 @@ class ${cls}:
     option_help = {"temperature": "divide the logits by this before taking the gap"}
 
     def __init__(self, temperature: float = 1.0):
-        from probebench.errors import UserError
 
         if temperature <= 0:
             raise UserError(f"${component}: temperature must be > 0, got {temperature}")
@@ -92,7 +94,6 @@ class ${cls}:
     option_help = {"step_size": "L-infinity size of each pixel step", "steps": "number of steps"}
 
     def __init__(self, step_size: float = 0.01, steps: int = 5):
-        from probebench.errors import UserError
 
         if step_size <= 0 or steps < 1:
             raise UserError(f"${component}: step_size must be > 0 and steps >= 1, got {step_size}, {steps}")
@@ -129,7 +130,6 @@ class ${cls}:
     option_help = {"coverage": "fraction of samples kept, most confident first"}
 
     def __init__(self, coverage: float = 0.5):
-        from probebench.errors import UserError
 
         if not 0 < coverage <= 1:
             raise UserError(f"${component}: coverage must lie in (0, 1], got {coverage}")
@@ -162,7 +162,6 @@ class ${cls}:
     }
 
     def __init__(self, num_classes: int = 10, channels: int = 1, size: int = 28):
-        from probebench.errors import UserError
 
         if num_classes < 2 or channels not in (1, 3) or size < 1:
             raise UserError("${component}: need num_classes >= 2, channels 1 or 3, size >= 1")
@@ -175,7 +174,6 @@ class ${cls}:
         import numpy as np
         import torch
 
-        from probebench.errors import UserError
 
         if root is None:
             raise UserError("${component}: pass --data-root DIR, a folder holding train.npz and test.npz")
@@ -201,7 +199,6 @@ class ${cls}:
     option_help = {"max_sigma": "noise standard deviation at severity 5"}
 
     def __init__(self, max_sigma: float = 0.3):
-        from probebench.errors import UserError
 
         if max_sigma <= 0:
             raise UserError(f"${component}: max_sigma must be > 0, got {max_sigma}")
@@ -228,7 +225,6 @@ class ${cls}:
                    "lr": "peak learning rate", "batch_size": "training batch size"}
 
     def __init__(self, hidden: int = 128, epochs: int = 3, lr: float = 1e-3, batch_size: int = 128):
-        from probebench.errors import UserError
 
         if hidden < 1 or epochs < 1 or batch_size < 1 or lr <= 0:
             raise UserError("${component}: hidden, epochs, batch_size and lr must be positive")
@@ -258,7 +254,6 @@ class ${cls}:
     option_help = {"alpha": "pixels are squeezed into [alpha, 1 - alpha] before the logit"}
 
     def __init__(self, alpha: float = 0.05):
-        from probebench.errors import UserError
 
         if not 0 < alpha < 0.5:
             raise UserError(f"${component}: alpha must lie in (0, 0.5), got {alpha}")
@@ -301,7 +296,6 @@ class ${cls}:
     option_help = {"steps": "full-batch gradient steps", "lr": "learning rate"}
 
     def __init__(self, steps: int = 300, lr: float = 0.5):
-        from probebench.errors import UserError
 
         if steps < 1 or lr <= 0:
             raise UserError(f"${component}: steps and lr must be positive, got {steps}, {lr}")
@@ -335,11 +329,11 @@ class ${cls}:
 
 # How the generated test exercises the component (probebench.testing.check_<kind>).
 CHECK_CALLS: dict[str, str] = {kind: "check_${kind}(${cls}())" for kind in COMPONENTS}
-CHECK_CALLS["dataset"] = '''rng = np.random.default_rng(0)
+CHECK_CALLS["dataset"] = """rng = np.random.default_rng(0)
     for split in ("train", "test"):
         images = rng.integers(0, 256, size=(20, 28, 28), dtype=np.uint8)
         np.savez(tmp_path / f"{split}.npz", images=images, labels=np.arange(20) % 10)
-    check_dataset(${cls}(), root=str(tmp_path))'''
+    check_dataset(${cls}(), root=str(tmp_path))"""
 
 MODULE = '''"""${dist}: a probebench ${kind} plugin.
 
@@ -372,7 +366,7 @@ def test_${module}_is_installed_and_keeps_the_${kind}_contract(${fixtures}):
     ${check_call}
 '''
 
-PYPROJECT = '''[build-system]
+PYPROJECT = """[build-system]
 requires = ["setuptools>=69"]
 build-backend = "setuptools.build_meta"
 
@@ -396,9 +390,9 @@ packages = ["${module}"]
 
 [tool.pytest.ini_options]
 testpaths = ["tests"]
-'''
+"""
 
-README = '''# ${dist}
+README = """# ${dist}
 
 A probebench ${kind} plugin registering `${component}`.
 
@@ -412,7 +406,7 @@ probebench show ${kind} ${component}
 Name `${component}` in a suite of your registry file, e.g. `scorers = ["msp", "${component}"]`,
 then `probebench run SUITE --registry FILE`. The plugin author's guide
 (docs/plugins.md in probebench) documents the ${kind} contract.
-'''
+"""
 
 
 def render(template: str, names: Names, **extra: str) -> str:
@@ -432,9 +426,13 @@ def write_plugin(distribution: str, kind: str, out: Path) -> Path:
         "pyproject.toml": render(PYPROJECT, names),
         "README.md": render(README, names),
         f"{names.module}/__init__.py": render(MODULE, names, component_code=component_code),
-        f"tests/test_{names.module}.py": render(TEST, names, check_call=check_call,
-                                                imports="\nimport numpy as np\n" if kind == "dataset" else "",
-                                                fixtures="tmp_path" if kind == "dataset" else ""),
+        f"tests/test_{names.module}.py": render(
+            TEST,
+            names,
+            check_call=check_call,
+            imports="\nimport numpy as np\n" if kind == "dataset" else "",
+            fixtures="tmp_path" if kind == "dataset" else "",
+        ),
     }
     for relative, text in files.items():
         path = root / relative

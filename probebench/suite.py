@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import sys
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from probebench.errors import UserError, suggest
 
@@ -217,8 +218,9 @@ def _check_correctors_have_inputs(raw: dict, where: str) -> None:
     scorer_names = [s if isinstance(s, str) else s.get("name", "") for s in raw.get("scorers", [])]
     has_prober = any(isinstance(n, str) and n.startswith("prober") for n in scorer_names)
     if not (has_generator and has_prober):
-        missing = " and ".join(k for k, ok in (("'generators'", has_generator),
-                                               ("a 'prober' scorer", has_prober)) if not ok)
+        missing = " and ".join(
+            k for k, ok in (("'generators'", has_generator), ("a 'prober' scorer", has_prober)) if not ok
+        )
         raise UserError(f"{where}: correctors need a generator and a prober; the suite lacks {missing}")
 
 
@@ -232,8 +234,10 @@ def _corruption(value: Any, where: str) -> CorruptionSpec:
     spec = _component(value, where, "corruptions")
     options = dict(spec.options)
     severities = options.pop("severities", [1, 2, 3, 4, 5])
-    if not isinstance(severities, list) or not severities or not all(
-        isinstance(s, int) and 1 <= s <= 5 for s in severities
+    if (
+        not isinstance(severities, list)
+        or not severities
+        or not all(isinstance(s, int) and 1 <= s <= 5 for s in severities)
     ):
         raise UserError(f"{where}: corruption {spec.name!r} severities must be a list of 1..5, got {severities!r}")
     return CorruptionSpec(spec.name, options, tuple(severities))
@@ -241,7 +245,7 @@ def _corruption(value: Any, where: str) -> CorruptionSpec:
 
 def _bootstrap(value: dict, where: str) -> Bootstrap:
     allowed = {"resamples": int, "confidence": float, "seed": int}
-    for key, val in value.items():
+    for key, _val in value.items():
         if key not in allowed:
             raise UserError(f"{where}: unknown bootstrap key {key!r}{suggest(key, allowed)}")
     boot = Bootstrap(**value)
@@ -284,5 +288,7 @@ def validate(suite: Suite, registry, where: str) -> None:
         check("corrector", spec)
         guide = spec.options.get("prober")
         if guide is not None and guide not in probers:
-            raise UserError(f"{where}: corrector {spec.label!r} names prober {guide!r}{suggest(str(guide), probers)}; "
-                            f"the suite's probers: {', '.join(probers) or 'none'}")
+            raise UserError(
+                f"{where}: corrector {spec.label!r} names prober {guide!r}{suggest(str(guide), probers)}; "
+                f"the suite's probers: {', '.join(probers) or 'none'}"
+            )

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from probebench.errors import UserError
 from probebench.kinds import Correction
 from probebench.pipeline.context import Batch, Context
 
@@ -34,8 +35,9 @@ SHAPE = (1, 8, 8)
 NUM_CLASSES = 3
 
 
-def tiny_data(n: int = 64, shape: tuple[int, int, int] = SHAPE, num_classes: int = NUM_CLASSES,
-              seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def tiny_data(
+    n: int = 64, shape: tuple[int, int, int] = SHAPE, num_classes: int = NUM_CLASSES, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Images float32 [n, *shape] in [0, 1] and int64 labels that a linear model
     can learn (the argmax of a fixed random projection), deterministic in ``seed``."""
     images = torch.rand(n, *shape, generator=torch.Generator().manual_seed(seed))
@@ -44,24 +46,28 @@ def tiny_data(n: int = 64, shape: tuple[int, int, int] = SHAPE, num_classes: int
     return images, labels
 
 
-def tiny_model(shape: tuple[int, int, int] = SHAPE, num_classes: int = NUM_CLASSES, seed: int = 0,
-               hidden: int = 16) -> torch.nn.Module:
+def tiny_model(
+    shape: tuple[int, int, int] = SHAPE, num_classes: int = NUM_CLASSES, seed: int = 0, hidden: int = 16
+) -> torch.nn.Module:
     """An untrained MLP whose layers are addressable by name: ``hidden`` (Linear),
     ``relu``, ``dropout`` (p=0.2, so MC-dropout methods have something to drop)
     and ``head`` (the last Linear, giving logits)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return torch.nn.Sequential(OrderedDict(
-            flatten=torch.nn.Flatten(),
-            hidden=torch.nn.Linear(int(np.prod(shape)), hidden),
-            relu=torch.nn.ReLU(),
-            dropout=torch.nn.Dropout(0.2),
-            head=torch.nn.Linear(hidden, num_classes),
-        ))
+        return torch.nn.Sequential(
+            OrderedDict(
+                flatten=torch.nn.Flatten(),
+                hidden=torch.nn.Linear(int(np.prod(shape)), hidden),
+                relu=torch.nn.ReLU(),
+                dropout=torch.nn.Dropout(0.2),
+                head=torch.nn.Linear(hidden, num_classes),
+            )
+        )
 
 
-def train_tiny(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, steps: int = 100,
-               seed: int = 0, lr: float = 0.5) -> torch.nn.Module:
+def train_tiny(
+    model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, steps: int = 100, seed: int = 0, lr: float = 0.5
+) -> torch.nn.Module:
     """Full-batch gradient descent: enough for a mix of hits and misses.
 
     Plain autograd rather than ``torch.optim``, whose first step imports
@@ -113,8 +119,13 @@ def _memory_artifacts():
     return artifact
 
 
-def tiny_context(seed: int = 0, shape: tuple[int, int, int] = SHAPE, num_classes: int = NUM_CLASSES,
-                 n_train: int = 96, classifier: torch.nn.Module | None = None) -> Context:
+def tiny_context(
+    seed: int = 0,
+    shape: tuple[int, int, int] = SHAPE,
+    num_classes: int = NUM_CLASSES,
+    n_train: int = 96,
+    classifier: torch.nn.Module | None = None,
+) -> Context:
     """A ``Context`` as a scorer or corrector receives it, on the CPU: a tiny
     trained classifier (or ``classifier``), its training split, an in-memory
     ``artifact`` store and ``train_classifier(seed)`` for ensembles."""
@@ -146,6 +157,7 @@ def tiny_images(ctx: Context, n: int = 40, seed: int = 7) -> tuple[torch.Tensor,
 
 # -- one check per kind -------------------------------------------------------
 
+
 def _one_thread(check):
     """Run a check on one thread: on tiny tensors, thread hand-offs cost more
     than the arithmetic (on a busy 2-core machine, 50x more)."""
@@ -163,7 +175,6 @@ def _one_thread(check):
 
 
 def _check_image_batch(images, where: str, shape=None) -> None:
-    from probebench.errors import UserError
     from probebench.pipeline.data import check_images
 
     try:
@@ -186,8 +197,9 @@ def check_dataset(dataset, root: str | None = None) -> dict[str, tuple[torch.Ten
         _check_image_batch(images, where, tuple(dataset.shape))
         assert isinstance(labels, torch.Tensor) and labels.dtype == torch.int64, f"{where}: labels must be int64"
         assert labels.shape == (len(images),), f"{where}: labels must have shape [{len(images)}]"
-        assert len(labels) == 0 or 0 <= int(labels.min()) <= int(labels.max()) < dataset.num_classes, \
+        assert len(labels) == 0 or 0 <= int(labels.min()) <= int(labels.max()) < dataset.num_classes, (
             f"{where}: labels must lie in 0..{dataset.num_classes - 1}"
+        )
         again = dataset.load(split, root)
         assert torch.equal(again[0], images) and torch.equal(again[1], labels), f"{where}: loading is not deterministic"
         splits[split] = (images, labels)
@@ -315,8 +327,9 @@ def check_corrector(corrector, ctx: Context | None = None, images: torch.Tensor 
         assert isinstance(out, Correction), f"{where}: correct() must return probebench.kinds.Correction"
         _check_image_batch(out.images, where, tuple(images.shape[1:]))
         assert out.images.shape == images.shape, f"{where}: returned {list(out.images.shape)} images"
-        assert isinstance(out.steps, torch.Tensor) and out.steps.dtype == torch.int64, \
+        assert isinstance(out.steps, torch.Tensor) and out.steps.dtype == torch.int64, (
             f"{where}: steps must be an int64 tensor"
+        )
         assert out.steps.shape == (len(images),), f"{where}: steps must be [N]"
         assert (out.steps >= 0).all(), f"{where}: steps must be >= 0"
         assert torch.equal(images, original), f"{where}: modified its input images"
@@ -356,6 +369,7 @@ CHECKS = {
 
 # -- registries ---------------------------------------------------------------
 
+
 def registry_with(*plugins: Any, builtin: bool = True):
     """A Registry with the built-in plugins (unless ``builtin=False``) and
     ``plugins``: modules, objects with hook methods, or bare ``@hookimpl``
@@ -366,7 +380,9 @@ def registry_with(*plugins: Any, builtin: bool = True):
     registry = Registry(load_config().builtin if builtin else [], autoload=False)
     for plugin in plugins:
         if isinstance(plugin, types.FunctionType):
-            plugin = types.SimpleNamespace(**{plugin.__name__: plugin}, __name__=f"{plugin.__module__}.{plugin.__name__}")
+            plugin = types.SimpleNamespace(
+                **{plugin.__name__: plugin}, __name__=f"{plugin.__module__}.{plugin.__name__}"
+            )
         registry.add_plugin(plugin)
     return registry
 

@@ -15,8 +15,9 @@ from tests.conftest import REPO
 
 def copy_project(source: Path, destination: Path) -> Path:
     """A copy to build from, so pip's build/ and *.egg-info never land in the repo."""
-    shutil.copytree(source, destination, ignore=shutil.ignore_patterns(
-        "build", "*.egg-info", "__pycache__", ".pytest_cache"))
+    shutil.copytree(
+        source, destination, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".pytest_cache")
+    )
     return destination
 
 
@@ -24,9 +25,21 @@ def pip_install(projects: list[Path], target: Path) -> Path:
     """``pip install --target`` local projects into ``target``, offline, with
     the running interpreter's setuptools; the interpreter's own site-packages
     is left alone, so nothing outlives the test."""
-    command = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-               "--no-cache-dir", "--disable-pip-version-check", "--quiet", "--target", str(target),
-               *map(str, projects)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "--no-cache-dir",
+        "--disable-pip-version-check",
+        "--quiet",
+        "--target",
+        str(target),
+        *map(str, projects),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PIP_NO_INPUT": "1"})
     assert result.returncode == 0, result.stdout + result.stderr
     return target
@@ -53,8 +66,9 @@ def subprocess_env(*paths: Path) -> dict[str, str]:
     return env
 
 
-def fake_distribution(site: Path, name: str, version: str, entry_points: dict[str, str],
-                      modules: dict[str, str]) -> Path:
+def fake_distribution(
+    site: Path, name: str, version: str, entry_points: dict[str, str], modules: dict[str, str]
+) -> Path:
     """A minimal installed distribution in ``site``: a .dist-info folder with
     METADATA and entry_points.txt (group ``probebench``) and its modules."""
     site.mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,8 @@ from scipy.stats import norm
 
 from probebench import evaluate
 from probebench.evaluate import Resamples, bootstrap_indices, bootstrap_values, estimate, estimates, evaluate_cell
-from probebench.suite import Bootstrap
 from probebench.plugins.metrics.failure import AUROC, FPR95, Accuracy, AUPRMiss, register_metrics
+from probebench.suite import Bootstrap
 
 ALL = {cls.name: cls() for cls in register_metrics()}
 
@@ -60,8 +60,9 @@ def test_higher_level_gives_wider_interval():
 
 def test_undefined_metric_has_no_interval():
     confidence = np.linspace(0, 1, 20)
-    est = estimates({"auroc": AUROC(), "accuracy": Accuracy()}, confidence, np.ones(20, bool),
-                    Resamples.draw(20, 50, 0), 0.95)
+    est = estimates(
+        {"auroc": AUROC(), "accuracy": Accuracy()}, confidence, np.ones(20, bool), Resamples.draw(20, 50, 0), 0.95
+    )
     assert np.isnan(est["auroc"].value) and np.isnan(est["auroc"].ci_low)
     assert est["accuracy"].value == 1.0 and est["accuracy"].ci_low == 1.0
 
@@ -71,7 +72,12 @@ def test_evaluate_cell_rows_and_zero_resamples():
     metrics = {"accuracy": Accuracy(), "auroc": AUROC(), "fpr95": FPR95()}
     rows = evaluate_cell({"a": confidence, "b": -confidence}, hit, metrics, Bootstrap(resamples=50))
     assert [(r["method"], r["metric"]) for r in rows] == [
-        ("-", "accuracy"), ("a", "auroc"), ("b", "auroc"), ("a", "fpr95"), ("b", "fpr95")]
+        ("-", "accuracy"),
+        ("a", "auroc"),
+        ("b", "auroc"),
+        ("a", "fpr95"),
+        ("b", "fpr95"),
+    ]
     by = {(r["method"], r["metric"]): r for r in rows}
     assert by[("a", "auroc")]["value"] == pytest.approx(1 - by[("b", "auroc")]["value"])
     assert all(r["ci_low"] <= r["value"] <= r["ci_high"] for r in rows)
@@ -90,8 +96,9 @@ def test_interval_covers_the_true_value_at_the_nominal_rate():
     for trial in range(trials):
         hit = rng.random(n) < accuracy
         confidence = rng.normal(size=n) + separation * hit
-        est = estimates({"auroc": AUROC(), "accuracy": Accuracy()}, confidence, hit,
-                        Resamples.draw(n, 250, trial), level)
+        est = estimates(
+            {"auroc": AUROC(), "accuracy": Accuracy()}, confidence, hit, Resamples.draw(n, 250, trial), level
+        )
         covered["auroc"] += est["auroc"].ci_low <= true_auroc <= est["auroc"].ci_high
         covered["accuracy"] += est["accuracy"].ci_low <= accuracy <= est["accuracy"].ci_high
     for name, count in covered.items():

@@ -14,11 +14,16 @@ SCALES = {"aurc": 1000}
 
 def rows(auroc=0.90, fpr95=0.30, aurc=20.0, width=0.02):
     """One seed's clean rows for msp, with intervals of half-width ``width`` (x1000 for aurc)."""
+
     def row(metric, value, half):
         return {"method": "msp", "metric": metric, "value": value, "ci_low": value - half, "ci_high": value + half}
 
-    return [{"method": "-", "metric": "accuracy", "value": 0.95, "ci_low": 0.94, "ci_high": 0.96},
-            row("auroc", auroc, width), row("fpr95", fpr95, width), row("aurc", aurc, 1000 * width)]
+    return [
+        {"method": "-", "metric": "accuracy", "value": 0.95, "ci_low": 0.94, "ci_high": 0.96},
+        row("auroc", auroc, width),
+        row("fpr95", fpr95, width),
+        row("aurc", aurc, 1000 * width),
+    ]
 
 
 @pytest.fixture
@@ -82,17 +87,20 @@ def test_csv_output_and_show_regressions(runner, pair):
     assert code == 1
     lines = out.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("method,"))
-    table = pd.read_csv(io.StringIO("\n".join(lines[start:start + 2])))
+    table = pd.read_csv(io.StringIO("\n".join(lines[start : start + 2])))
     assert table["metric"].tolist() == ["auroc"] and table["delta"].iloc[0] == pytest.approx(-0.1)
     assert bool(table["disjoint"].iloc[0]) and table["status"].iloc[0] == "regression"
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--tolerance", "lots"], "--tolerance takes a number"),
-    (["--tolerance", "-1"], "--tolerance must be >= 0"),
-    (["--format", "xml"], "unknown format 'xml'"),
-    (["--metric", "nope"], "--metric 'nope' is not in these results"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--tolerance", "lots"], "--tolerance takes a number"),
+        (["--tolerance", "-1"], "--tolerance must be >= 0"),
+        (["--format", "xml"], "unknown format 'xml'"),
+        (["--metric", "nope"], "--metric 'nope' is not in these results"),
+    ],
+)
 def test_bad_arguments_exit_2(runner, pair, extra, message):
     code, out = compare(runner, pair({}, {}), *extra)
     assert code == 2 and message in out, out

@@ -14,8 +14,14 @@ import torch
 
 from probebench.errors import UserError
 from probebench.pipeline import correct as stage
+from probebench.plugins.correctors.counterfactual import (
+    ConfidenceAscent,
+    LatentNoise,
+    MonotonePath,
+    PixelProber,
+    ProberLatent,
+)
 from probebench.suite import Bootstrap, ComponentSpec
-from probebench.plugins.correctors.counterfactual import ConfidenceAscent, LatentNoise, MonotonePath, PixelProber, ProberLatent
 from tests import toy_correction as toy
 
 
@@ -162,14 +168,17 @@ def test_a_decode_that_blows_up_stops_the_sample_at_its_last_finite_state(ctx):
     assert (result.images.mean(dim=(1, 2, 3)) <= 0.58 + 1e-6).all()
 
 
-@pytest.mark.parametrize("cls, options, message", [
-    (ProberLatent, {"lr": 0}, "lr must be > 0"),
-    (ProberLatent, {"stop": "never"}, "stop must be one of"),
-    (ProberLatent, {"threshold": 1.5}, "threshold is a probability"),
-    (ConfidenceAscent, {"target": "top-class"}, "target must be"),
-    (MonotonePath, {"lam": -1.0}, "lam must be >= 0"),
-    (LatentNoise, {"max_steps": 0}, "max_steps must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "cls, options, message",
+    [
+        (ProberLatent, {"lr": 0}, "lr must be > 0"),
+        (ProberLatent, {"stop": "never"}, "stop must be one of"),
+        (ProberLatent, {"threshold": 1.5}, "threshold is a probability"),
+        (ConfidenceAscent, {"target": "top-class"}, "target must be"),
+        (MonotonePath, {"lam": -1.0}, "lam must be >= 0"),
+        (LatentNoise, {"max_steps": 0}, "max_steps must be >= 1"),
+    ],
+)
 def test_bad_options_fail_in_one_line(cls, options, message):
     with pytest.raises(UserError, match=message):
         cls(**options)
@@ -245,8 +254,11 @@ def test_correct_images_rows_artifacts_and_isolated_failures(ctx, tmp_path):
     from tests.conftest import builtin_modules
 
     registry = Registry(builtin_modules())
-    specs = [ComponentSpec("prober-latent", {"lr": 0.05}), ComponentSpec("pixel-prober", {"lr": 0.01}),
-             ComponentSpec("monotone-path", {"lr": 0.05})]
+    specs = [
+        ComponentSpec("prober-latent", {"lr": 0.05}),
+        ComponentSpec("pixel-prober", {"lr": 0.01}),
+        ComponentSpec("monotone-path", {"lr": 0.05}),
+    ]
     state = stage.setup(specs, registry, ctx)
     assert [b.method for b in state.bound] == ["prober-latent", "pixel-prober", "monotone-path"]
 
@@ -257,8 +269,16 @@ def test_correct_images_rows_artifacts_and_isolated_failures(ctx, tmp_path):
     state.bound.append(stage.Bound("broken", Broken(), "generator"))
     failures = []
     images, labels = toy.cell()
-    rows = stage.correct_images(ctx, state, images, labels, BOOT, out=tmp_path, tag="seed0_none-0",
-                                on_failure=lambda label, exc: failures.append((label, str(exc))))
+    rows = stage.correct_images(
+        ctx,
+        state,
+        images,
+        labels,
+        BOOT,
+        out=tmp_path,
+        tag="seed0_none-0",
+        on_failure=lambda label, exc: failures.append((label, str(exc))),
+    )
     table = pd.DataFrame(rows)
     assert set(table["method"]) == {"prober-latent", "pixel-prober", "monotone-path"}
     value = table.set_index(["method", "metric"])["value"]
@@ -284,12 +304,18 @@ def test_setup_expands_over_generators_pins_and_calibrates_when_asked(ctx):
     registry = Registry(builtin_modules())
     extras = {"prober": ctx.extras["prober"], "generators": {"glow": toy.IdentityFlow(), "realnvp": toy.SplitFlow()}}
     two = replace(ctx, extras=extras)
-    specs = [ComponentSpec("prober-latent"), ComponentSpec("pixel-prober"),
-             ComponentSpec("latent-noise", {"generator": "glow"}, "noise-glow")]
+    specs = [
+        ComponentSpec("prober-latent"),
+        ComponentSpec("pixel-prober"),
+        ComponentSpec("latent-noise", {"generator": "glow"}, "noise-glow"),
+    ]
     state = stage.setup(specs, registry, two)
     assert [(b.method, b.generator) for b in state.bound] == [
-        ("prober-latent@glow", "glow"), ("prober-latent@realnvp", "realnvp"), ("pixel-prober", None),
-        ("noise-glow", "glow")]
+        ("prober-latent@glow", "glow"),
+        ("prober-latent@realnvp", "realnvp"),
+        ("pixel-prober", None),
+        ("noise-glow", "glow"),
+    ]
     # no validation threshold/level given: chosen on the training split, where m > 0.55 are the hits
     guide = state.guides[state.guide_label(state.bound[0])]
     assert guide.calibrated_on == "training split" and list(state.guides) == ["prober"]
@@ -304,8 +330,11 @@ def test_setup_expands_over_generators_pins_and_calibrates_when_asked(ctx):
         return (ctx.extras["prober"](images) + 0.05).clamp(max=1)
 
     three = replace(two, extras={**extras, "probers": {"main": ctx.extras["prober"], "shifted": shifted}})
-    state = stage.setup([ComponentSpec("prober-latent", {"generator": "glow"}),
-                         ComponentSpec("pixel-prober", {"prober": "shifted"})], registry, three)
+    state = stage.setup(
+        [ComponentSpec("prober-latent", {"generator": "glow"}), ComponentSpec("pixel-prober", {"prober": "shifted"})],
+        registry,
+        three,
+    )
     assert [b.guide for b in state.bound] == ["main", "shifted"] and list(state.guides) == ["main", "shifted"]
     assert state.guides["shifted"].level == pytest.approx(state.guides["main"].level + 0.05)
     assert set(state.calibration()) == {"main", "shifted"}
@@ -319,10 +348,15 @@ def test_suites_naming_correctors_need_a_generator_and_a_prober(tmp_path):
     from tests.conftest import builtin_modules
 
     path = tmp_path / "registry.toml"
-    path.write_text('[plugins]\nbuiltin = []\n[suite.s]\ndataset = "mnist-5k"\nclassifier = "cnn"\n'
-                    'scorers = ["msp"]\nmetrics = ["auroc"]\ncorrectors = ["prober-latent"]\n')
-    with pytest.raises(UserError, match=r"suite 's': correctors need a generator and a prober; the suite lacks "
-                                        r"'generators' and a 'prober' scorer"):
+    path.write_text(
+        '[plugins]\nbuiltin = []\n[suite.s]\ndataset = "mnist-5k"\nclassifier = "cnn"\n'
+        'scorers = ["msp"]\nmetrics = ["auroc"]\ncorrectors = ["prober-latent"]\n'
+    )
+    with pytest.raises(
+        UserError,
+        match=r"suite 's': correctors need a generator and a prober; the suite lacks "
+        r"'generators' and a 'prober' scorer",
+    ):
         parse_suite(load_config(path), "s", Registry(builtin_modules()))
     _check_correctors_have_inputs({"generators": ["glow"], "scorers": ["msp", "prober"]}, "here")  # passes
     with pytest.raises(UserError, match="lacks a 'prober' scorer"):
@@ -336,8 +370,10 @@ def test_suite_validation_checks_corrector_names_and_options(tmp_path):
 
     registry = Registry(builtin_modules())
     path = tmp_path / "registry.toml"
-    path.write_text('[plugins]\nbuiltin = []\n[suite.s]\ndataset = "mnist-5k"\nclassifier = "cnn"\n'
-                    'scorers = ["msp"]\nmetrics = ["auroc"]\n')
+    path.write_text(
+        '[plugins]\nbuiltin = []\n[suite.s]\ndataset = "mnist-5k"\nclassifier = "cnn"\n'
+        'scorers = ["msp"]\nmetrics = ["auroc"]\n'
+    )
     suite = parse_suite(load_config(path), "s", registry)
     good = replace(suite, correctors=(ComponentSpec("prober-latent", {"lr": 0.1, "generator": "glow"}),))
     validate(good, registry, "suite 's'")
@@ -346,10 +382,15 @@ def test_suite_validation_checks_corrector_names_and_options(tmp_path):
     with pytest.raises(UserError, match=r"corrector 'prober-latent' has no option 'steps'"):
         validate(replace(suite, correctors=(ComponentSpec("prober-latent", {"steps": 3}),)), registry, "suite 's'")
     with_prober = replace(suite, scorers=(*suite.scorers, ComponentSpec("prober", {}, "prober-ref")))
-    validate(replace(with_prober, correctors=(ComponentSpec("prober-latent", {"prober": "prober-ref"}),)), registry, "s")
+    validate(
+        replace(with_prober, correctors=(ComponentSpec("prober-latent", {"prober": "prober-ref"}),)), registry, "s"
+    )
     with pytest.raises(UserError, match=r"names prober 'prober-rfe' \(did you mean 'prober-ref'.*probers: prober-ref"):
-        validate(replace(with_prober, correctors=(ComponentSpec("prober-latent", {"prober": "prober-rfe"}),)),
-                 registry, "suite 's'")
+        validate(
+            replace(with_prober, correctors=(ComponentSpec("prober-latent", {"prober": "prober-rfe"}),)),
+            registry,
+            "suite 's'",
+        )
 
 
 def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_registry, tmp_path, one_thread):
@@ -376,8 +417,15 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
             return 0.1 + 0.8 * torch.sigmoid(top2[:, 0] - top2[:, 1] - 2)
 
         prober = stage.LayerProber(model, "fc_layer.4", head)
-        ctx.extras.update({"generators": {"pixels": toy.IdentityFlow()}, "generator_keys": {"pixels": "identity"},
-                           "prober": prober, "probers": {"margin": prober}, "prober_keys": {"margin": "margin-v1"}})
+        ctx.extras.update(
+            {
+                "generators": {"pixels": toy.IdentityFlow()},
+                "generator_keys": {"pixels": "identity"},
+                "prober": prober,
+                "probers": {"margin": prober},
+                "prober_keys": {"margin": "margin-v1"},
+            }
+        )
         return ctx
 
     def first_64_test_images(*args, **kwargs):
@@ -397,9 +445,14 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
     monkeypatch.setattr(run, "load_splits", first_64_test_images)
     registry = Registry(builtin_modules())
     suite = parse_suite(load_config(tiny_registry()), "tiny", registry)
-    suite = replace(suite, validation=100,
-                    correctors=(ComponentSpec("prober-latent", {"lr": 0.05, "max_steps": 5}),
-                                ComponentSpec("confidence-ascent", {"target": "runner-up", "max_steps": 5})))
+    suite = replace(
+        suite,
+        validation=100,
+        correctors=(
+            ComponentSpec("prober-latent", {"lr": 0.05, "max_steps": 5}),
+            ComponentSpec("confidence-ascent", {"target": "runner-up", "max_steps": 5}),
+        ),
+    )
     out = tmp_path / "run"
     store = ArtifactStore(tmp_path / "cache")
     outcome = run.run_suite(suite, registry, store, torch.device("cpu"), out)
@@ -409,8 +462,9 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
     assert set(correction["method"]) == {"prober-latent", "confidence-ascent"}
     assert len(correction) == 2 * len(stage.CORRECTION_METRICS)
     rates = correction.set_index(["method", "metric"])["value"]
-    assert all(0 <= rates[m, r] <= 1 for m in ("prober-latent", "confidence-ascent")
-               for r in ("correction-rate", "break-rate"))
+    assert all(
+        0 <= rates[m, r] <= 1 for m in ("prober-latent", "confidence-ascent") for r in ("correction-rate", "break-rate")
+    )
     assert rates["prober-latent", "images-per-second"] > 0 and rates["prober-latent", "p90-steps"] <= 5
     head = json.loads((out / "run.json").read_text())
     assert head["metrics"]["break-rate"]["higher_is_better"] is False
@@ -419,13 +473,19 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
     assert saved["steps"].shape == (64,) and saved["edited"].shape == (len(saved["index"]), 1, 28, 28)
     assert saved["calibrated_on"] == "validation split (100 images)"
     calibration = head["correction"]["0"]
-    assert calibration["margin"] == {"threshold": saved["threshold"], "stop_level": saved["stop_level"],
-                                     "calibrated_on": "validation split (100 images)"}
+    assert calibration["margin"] == {
+        "threshold": saved["threshold"],
+        "stop_level": saved["stop_level"],
+        "calibrated_on": "validation split (100 images)",
+    }
     # each corrector's loop threshold tuned on the validation split; its tuned gain uses it on test
     tuned = calibration["tuned_thresholds"]["prober-latent"]
-    gain = (saved["prediction_after"] == saved["labels"]).long() - (saved["prediction_before"] == saved["labels"]).long()
+    gain = (saved["prediction_after"] == saved["labels"]).long() - (
+        saved["prediction_before"] == saved["labels"]
+    ).long()
     assert rates["prober-latent", "tuned-net-accuracy-gain"] == pytest.approx(
-        float(gain[saved["p_hit"] < tuned].sum()) / 64)
+        float(gain[saved["p_hit"] < tuned].sum()) / 64
+    )
     assert (out / "corrections" / "confidence-ascent_grid.png").exists()
     # one record per (corrector, test cell) and per (corrector, validation split)
     assert len(list((tmp_path / "cache" / "correction").glob("*.pt"))) == 4

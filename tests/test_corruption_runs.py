@@ -38,15 +38,21 @@ def test_corruption_cells_give_rows_per_corruption_and_severity_and_pivot(runner
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out / "results.csv", keep_default_na=False)
     cells = set(zip(table["corruption"], table["severity"]))
-    assert cells == {("none", 0), ("cure-noise", 1), ("cure-noise", 5), ("cure-gaussian-blur", 1),
-                     ("cure-gaussian-blur", 5)}
+    assert cells == {
+        ("none", 0),
+        ("cure-noise", 1),
+        ("cure-noise", 5),
+        ("cure-gaussian-blur", 1),
+        ("cure-gaussian-blur", 5),
+    }
     scores = pd.read_csv(out / "scores.csv.gz", keep_default_na=False)
     clean = scores[scores["corruption"] == "none"]["msp"].to_numpy()
     noisy = scores[(scores["corruption"] == "cure-noise") & (scores["severity"] == 5)]["msp"].to_numpy()
     assert len(noisy) == len(clean) == 300 and (noisy != clean).any()  # the corrupted images were scored
     for cols in ("corruption", "severity"):
-        shown = runner.invoke(app, ["leaderboard", str(out), "--rows", "method,metric", "--cols", cols,
-                                    "--format", "csv"])
+        shown = runner.invoke(
+            app, ["leaderboard", str(out), "--rows", "method,metric", "--cols", cols, "--format", "csv"]
+        )
         assert shown.exit_code == 0, shown.output
         header = shown.output.splitlines()[0]
         assert ("cure-noise" in header) if cols == "corruption" else ("severity 5" in header.split(","))
@@ -57,13 +63,28 @@ def test_a_dataset_can_ship_its_own_corrupted_cells(runner, tiny_registry, tmp_p
     write_cifar(root, per_batch=4)
     write_cifar_c(root, per_severity=3)
     out = tmp_path / "runs" / "c"
-    result = runner.invoke(app, ["run", "tiny-cifar10-c", "--registry", str(tiny_registry(CURE_SUITE)),
-                                 "--data-root", str(root), "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "tiny-cifar10-c",
+            "--registry",
+            str(tiny_registry(CURE_SUITE)),
+            "--data-root",
+            str(root),
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out / "results.csv", keep_default_na=False)
     cells = table[table["corruption"] != "none"]
     assert set(zip(cells["corruption"], cells["severity"])) == {
-        ("fog", 2), ("fog", 4), ("gaussian-noise", 2), ("gaussian-noise", 4)}
+        ("fog", 2),
+        ("fog", 4),
+        ("gaussian-noise", 2),
+        ("gaussian-noise", 4),
+    }
     assert (cells["n"] == 3).all() and (table[table["corruption"] == "none"]["n"] == 4).all()
     scores = pd.read_csv(out / "scores.csv.gz", keep_default_na=False)
     assert len(scores) == 4 + 4 * 3

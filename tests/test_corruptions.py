@@ -8,7 +8,8 @@ import torch
 
 from probebench.pipeline.data import corruption_generator
 from probebench.plugins.corruptions import _cure_ops, _imagenet_c_ops
-from probebench.plugins.corruptions.cure_tsr import CHALLENGE_NAMES, CORRUPTIONS as CURE
+from probebench.plugins.corruptions.cure_tsr import CHALLENGE_NAMES
+from probebench.plugins.corruptions.cure_tsr import CORRUPTIONS as CURE
 from probebench.plugins.corruptions.imagenet_c import CORRUPTIONS as IMAGENET_C
 
 
@@ -36,8 +37,10 @@ def test_cure_severity_is_monotone_in_mean_change(cls):
     corruption = cls()
     batches = [_photos()] + ([_digits()] if cls.name != "cure-decolorization" else [])
     for images in batches:
-        change = [(corruption(images, s, corruption_generator(0, cls.name, s)) - images).abs().mean().item()
-                  for s in range(1, 6)]
+        change = [
+            (corruption(images, s, corruption_generator(0, cls.name, s)) - images).abs().mean().item()
+            for s in range(1, 6)
+        ]
         assert all(a < b for a, b in zip(change, change[1:])), (images.shape, change)
         assert change[0] > 0
 
@@ -82,7 +85,7 @@ def test_every_imagenet_c_corruption_runs_on_28px_grey_and_32px_rgb():
         for images in (grey, rgb):
             out = cls()(images, 5, torch.Generator().manual_seed(3))
             assert out.shape == images.shape and out.dtype == images.dtype, cls.name
-            assert 0 <= out.min() and out.max() <= 1, cls.name
+            assert out.min() >= 0 and out.max() <= 1, cls.name
             assert (out - images).abs().mean() > 0.005, cls.name
 
 

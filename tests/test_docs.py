@@ -72,8 +72,16 @@ def test_every_required_attribute_of_a_kind_is_in_its_section(guide, kind):
 
 def test_the_rules_every_component_follows_are_stated(guide):
     rules = sections_level2(guide)["Rules for every component"]
-    for phrase in ("Higher = more confident", "No hard-coded device", "Deterministic given a seed",
-                   "Keep plugin modules light", "float32", "option_help", "reference", "version"):
+    for phrase in (
+        "Higher = more confident",
+        "No hard-coded device",
+        "Deterministic given a seed",
+        "Keep plugin modules light",
+        "float32",
+        "option_help",
+        "reference",
+        "version",
+    ):
         assert phrase in rules
 
 
@@ -96,7 +104,9 @@ def test_guide_has_runnable_examples(guide):
     assert len(runnable_blocks(guide)) >= len(HOOKS)
 
 
-@pytest.mark.parametrize("line, code", runnable_blocks(GUIDE.read_text()), ids=lambda v: str(v) if isinstance(v, int) else "")
+@pytest.mark.parametrize(
+    "line, code", runnable_blocks(GUIDE.read_text()), ids=lambda v: str(v) if isinstance(v, int) else ""
+)
 def test_runnable_example(line, code):
     namespace = {"__name__": f"docs_plugins_md_line_{line}"}
     exec(compile(code, f"{GUIDE}:{line}", "exec"), namespace)

@@ -9,10 +9,10 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from probebench.plugins.metrics.failure import (
-    AUROC,
     AURC,
-    ECE,
+    AUROC,
     EAURC,
+    ECE,
     FPR95,
     Accuracy,
     AUPRHit,
@@ -48,8 +48,11 @@ def aurc_over_tie_orders(confidence, hit):
     """AURC averaged over every order that sorts the samples most confident
     first: ties broken in all possible ways, each equally likely."""
     n = len(confidence)
-    values = [geifman_aurc(confidence, hit, order) for order in itertools.permutations(range(n))
-              if all(confidence[order[i]] >= confidence[order[i + 1]] for i in range(n - 1))]
+    values = [
+        geifman_aurc(confidence, hit, order)
+        for order in itertools.permutations(range(n))
+        if all(confidence[order[i]] >= confidence[order[i + 1]] for i in range(n - 1))
+    ]
     return float(np.mean(values)), len(values)
 
 
@@ -152,8 +155,16 @@ def test_sorted_read_only_input_gives_the_same_value(metric):
 
 def test_every_metric_declares_its_direction():
     directions = {m.name: m.higher_is_better for m in ALL}
-    assert directions == {"accuracy": True, "auroc": True, "aupr-miss": True, "aupr-hit": True,
-                          "fpr95": False, "aurc": False, "e-aurc": False, "ece": False}
+    assert directions == {
+        "accuracy": True,
+        "auroc": True,
+        "aupr-miss": True,
+        "aupr-hit": True,
+        "fpr95": False,
+        "aurc": False,
+        "e-aurc": False,
+        "ece": False,
+    }
 
 
 def test_undefined_cases():

@@ -13,8 +13,8 @@ from probebench.cache import ArtifactStore
 from probebench.cli import app
 from probebench.errors import UserError
 from probebench.pipeline import generate
-from probebench.suite import ComponentSpec
 from probebench.plugins.generators.flows import Glow, RealNVP
+from probebench.suite import ComponentSpec
 
 TINY = {"levels": 2, "blocks": 1, "hidden": 8, "epochs": 1, "batch_size": 32, "warmup": 0, "lr": 3e-3}
 FLOWS = {"glow": Glow, "realnvp": RealNVP}
@@ -126,8 +126,15 @@ def test_unsupported_shape_is_a_user_error(name, shape, levels):
         FLOWS[name](levels=levels).build(shape)
 
 
-@pytest.mark.parametrize("options, message", [({"levels": 0}, "levels"), ({"lr": 0.0}, "lr"),
-                                              ({"alpha": 0.5}, "alpha"), ({"max_log_scale": 0.0}, "max_log_scale")])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"levels": 0}, "levels"),
+        ({"lr": 0.0}, "lr"),
+        ({"alpha": 0.5}, "alpha"),
+        ({"max_log_scale": 0.0}, "max_log_scale"),
+    ],
+)
 def test_bad_options_are_user_errors(options, message):
     with pytest.raises(UserError, match=message):
         Glow(**options)
@@ -166,11 +173,18 @@ def test_generator_stage_fills_extras_and_writes_rows_and_grids(tmp_path, digits
     from tests.conftest import builtin_modules
 
     registry = Registry(builtin_modules(), autoload=False)
-    suite = Suite("t", ComponentSpec("mnist-5k"), ComponentSpec("cnn"), (), (),
-                  generators=(ComponentSpec("glow", dict(TINY), "small-glow"),))
+    suite = Suite(
+        "t",
+        ComponentSpec("mnist-5k"),
+        ComponentSpec("cnn"),
+        (),
+        (),
+        generators=(ComponentSpec("glow", dict(TINY), "small-glow"),),
+    )
     ctx = SimpleNamespace(extras={}, seed=0, device=torch.device("cpu"))
-    rows = generate.generator_stage(suite, registry, ArtifactStore(tmp_path / "c"), _splits(digits), ctx,
-                                    tmp_path, [], None)
+    rows = generate.generator_stage(
+        suite, registry, ArtifactStore(tmp_path / "c"), _splits(digits), ctx, tmp_path, [], None
+    )
     flow = ctx.extras["generators"]["small-glow"]
     assert not any(p.requires_grad for p in flow.parameters()) and not flow.training
     assert {r["metric"] for r in rows} == set(generate.METRICS)
@@ -203,13 +217,15 @@ def test_run_reports_generator_quality_and_reuses_them(runner, tiny_registry, tm
     table = pd.read_csv(out / "results.csv", keep_default_na=False, na_values=[""])
     quality = table[table["method"].isin(["glow", "nvp"])]
     assert set(zip(quality["method"], quality["metric"])) == {
-        (m, k) for m in ("glow", "nvp") for k in ("bits-per-dim", "reconstruction-error", "train-seconds")}
+        (m, k) for m in ("glow", "nvp") for k in ("bits-per-dim", "reconstruction-error", "train-seconds")
+    }
     assert quality["ci_low"].isna().all() and (quality["classifier"] == "-").all()
     head = json.loads((out / "run.json").read_text())
     assert head["metrics"]["bits-per-dim"] == {"higher_is_better": False}
     assert head["suite"]["generators"][1]["label"] == "nvp"
     assert {p.name for p in out.glob("*.png")} == {
-        f"{m}-seed0-{k}.png" for m in ("glow", "nvp") for k in ("samples", "reconstructions")}
+        f"{m}-seed0-{k}.png" for m in ("glow", "nvp") for k in ("samples", "reconstructions")
+    }
     assert "bits-per-dim" in result.output
 
     again = runner.invoke(app, ["run", "flows", "--registry", str(registry), "--out", str(tmp_path / "run2")])
@@ -221,11 +237,14 @@ def test_run_reports_generator_quality_and_reuses_them(runner, tiny_registry, tm
     assert second[second["method"] == "nvp"]["value"].tolist() == quality[quality["method"] == "nvp"]["value"].tolist()
 
 
-@pytest.mark.parametrize("generators, message", [
-    ('["glwo"]', "unknown generator 'glwo' (did you mean 'glow'"),
-    ('["glow", "glow"]', "generator 'glow' appears twice"),
-    ('[{ name = "glow", depth = 3 }]', "has no option 'depth'"),
-])
+@pytest.mark.parametrize(
+    "generators, message",
+    [
+        ('["glwo"]', "unknown generator 'glwo' (did you mean 'glow'"),
+        ('["glow", "glow"]', "generator 'glow' appears twice"),
+        ('[{ name = "glow", depth = 3 }]', "has no option 'depth'"),
+    ],
+)
 def test_bad_generator_entries_are_user_errors(runner, tiny_registry, generators, message):
     extra = GENERATOR_SUITE.replace("[suite.flows]", "[suite.bad]").split("generators")[0]
     extra += f"generators = {generators}\n"

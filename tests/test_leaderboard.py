@@ -2,6 +2,7 @@
 
 from html.parser import HTMLParser
 from io import StringIO
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,12 +19,28 @@ def cells(seed: int, shift: float = 0.0):
     AUROC: msp 0.9 (clean), 0.9/0.8/0.7 (blur 1/2/3); entropy 0.1 lower; + seed/100 + shift."""
     rows = [{"seed": seed, "method": "-", "metric": "accuracy", "value": 0.95 + seed / 100}]
     for method, base in (("msp", 0.9), ("entropy", 0.8)):
-        rows.append({"seed": seed, "method": method, "metric": "auroc", "value": base + seed / 100 + shift,
-                     "ci_low": base - 0.05, "ci_high": base + 0.05})
+        rows.append(
+            {
+                "seed": seed,
+                "method": method,
+                "metric": "auroc",
+                "value": base + seed / 100 + shift,
+                "ci_low": base - 0.05,
+                "ci_high": base + 0.05,
+            }
+        )
         rows.append({"seed": seed, "method": method, "metric": "fpr95", "value": 1 - base + seed / 100})
         for severity in (1, 2, 3):
-            rows.append({"seed": seed, "method": method, "metric": "auroc", "corruption": "blur",
-                         "severity": severity, "value": base - 0.1 * (severity - 1) + seed / 100 + shift})
+            rows.append(
+                {
+                    "seed": seed,
+                    "method": method,
+                    "metric": "auroc",
+                    "corruption": "blur",
+                    "severity": severity,
+                    "value": base - 0.1 * (severity - 1) + seed / 100 + shift,
+                }
+            )
     return rows
 
 
@@ -73,8 +90,21 @@ def test_methods_by_corruption_means_severities_within_each_seed(two_seed_runs):
 
 
 def test_methods_by_severity(runner, two_seed_runs):
-    code, out = invoke(runner, ["leaderboard", "--all", "--results-dir", str(two_seed_runs), "--cols", "severity",
-                                "--metric", "auroc", "--format", "csv"])
+    code, out = invoke(
+        runner,
+        [
+            "leaderboard",
+            "--all",
+            "--results-dir",
+            str(two_seed_runs),
+            "--cols",
+            "severity",
+            "--metric",
+            "auroc",
+            "--format",
+            "csv",
+        ],
+    )
     assert code == 0, out
     table = csv_of(out).set_index("method")
     assert list(table.columns[1:]) == ["severity 0", "severity 1", "severity 2", "severity 3"]
@@ -83,25 +113,56 @@ def test_methods_by_severity(runner, two_seed_runs):
 
 
 def test_where_filters_and_one_seed_shows_intervals(runner, two_seed_runs):
-    code, out = invoke(runner, ["leaderboard", "--all", "--results-dir", str(two_seed_runs), "--where", "seed=0",
-                                "--metric", "auroc", "--format", "markdown"])
+    code, out = invoke(
+        runner,
+        [
+            "leaderboard",
+            "--all",
+            "--results-dir",
+            str(two_seed_runs),
+            "--where",
+            "seed=0",
+            "--metric",
+            "auroc",
+            "--format",
+            "markdown",
+        ],
+    )
     assert code == 0, out
     assert "0.900 [0.850, 0.950]" in out and "±" not in out.split("**runs**")[0]
-    code, out = invoke(runner, ["leaderboard", "--all", "--results-dir", str(two_seed_runs), "--where",
-                                "corruption=blur", "--where", "severity=1,2", "--metric", "auroc", "--format", "csv"])
+    code, out = invoke(
+        runner,
+        [
+            "leaderboard",
+            "--all",
+            "--results-dir",
+            str(two_seed_runs),
+            "--where",
+            "corruption=blur",
+            "--where",
+            "severity=1,2",
+            "--metric",
+            "auroc",
+            "--format",
+            "csv",
+        ],
+    )
     assert csv_of(out).set_index("method").loc["msp", "auroc"] == pytest.approx(0.855)  # (0.9+0.8)/2 over seeds
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--cols", "corruption"], "cannot average different metrics"),
-    (["--where", "corruption=fog"], "matches nothing"),
-    (["--where", "colour=red"], "unknown key 'colour'"),
-    (["--where", "corruption"], "--where takes key=value"),
-    (["--metric", "aurocc"], "(did you mean 'auroc'"),
-    (["--rows", "methd"], "cannot pivot on 'methd'"),
-    (["--rows", "metric"], "in both --rows and --cols"),
-    (["--format", "xls"], "unknown format 'xls'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--cols", "corruption"], "cannot average different metrics"),
+        (["--where", "corruption=fog"], "matches nothing"),
+        (["--where", "colour=red"], "unknown key 'colour'"),
+        (["--where", "corruption"], "--where takes key=value"),
+        (["--metric", "aurocc"], "(did you mean 'auroc'"),
+        (["--rows", "methd"], "cannot pivot on 'methd'"),
+        (["--rows", "metric"], "in both --rows and --cols"),
+        (["--format", "xls"], "unknown format 'xls'"),
+    ],
+)
 def test_bad_leaderboard_options_are_one_line_errors(runner, two_seed_runs, args, message):
     code, out = invoke(runner, ["leaderboard", "--all", "--results-dir", str(two_seed_runs)] + args)
     assert code == 2 and message in out and "Traceback" not in out, out
@@ -111,14 +172,16 @@ def test_runs_of_different_configs_are_never_averaged(runner, tmp_path):
     root = tmp_path / "results"
     write_table(root / "long", cells(0), suite=suite_dict(epochs=8))
     write_table(root / "short", cells(1, shift=-0.3), suite=suite_dict(epochs=1), started="2026-01-02T00:00:00")
-    code, out = invoke(runner, ["leaderboard", "--all", "--results-dir", str(root), "--metric", "auroc",
-                                "--format", "csv"])
+    code, out = invoke(
+        runner, ["leaderboard", "--all", "--results-dir", str(root), "--metric", "auroc", "--format", "csv"]
+    )
     assert code == 0, out
     table = csv_of(out)
     assert "config" in table.columns and table["config"].nunique() == 2
     assert sorted(table.dropna(subset=["method"])["auroc"].round(3)) == [0.51, 0.61, 0.8, 0.9]
-    code, out = invoke(runner, ["leaderboard", "--all", "--results-dir", str(root), "--metric", "auroc",
-                                "--format", "markdown"])
+    code, out = invoke(
+        runner, ["leaderboard", "--all", "--results-dir", str(root), "--metric", "auroc", "--format", "markdown"]
+    )
     assert "classifier.options.epochs: 8 | 1" in out
     combined, _ = results.combine(results.find_runs(root))
     with pytest.raises(UserError, match="different suite configs"):
@@ -130,8 +193,9 @@ def test_a_seed_run_twice_counts_once(tmp_path):
     write_table(root / "first", cells(0, shift=-0.5))
     write_table(root / "again", cells(0), started="2026-01-05T00:00:00")
     table, _ = results.combine(results.find_runs(root))
-    numbers, _labels = results.pivot(table[(table["metric"] == "auroc") & (table["corruption"] == "none")],
-                                     ["method"], ["metric"])
+    numbers, _labels = results.pivot(
+        table[(table["metric"] == "auroc") & (table["corruption"] == "none")], ["method"], ["metric"]
+    )
     assert numbers.loc["msp", "auroc"] == pytest.approx(0.9)  # the newer run's value, not a mean with 0.4
 
 
@@ -163,10 +227,11 @@ def test_html_and_latex_formats(runner, two_seed_runs):
     parser = StrictParser()
     parser.feed(out)
     assert not parser.stack and parser.tags.count("table") == 2 and "strong" in parser.tags
-    code, out = invoke(runner, ["leaderboard", "--all", "--results-dir", str(two_seed_runs), "--format", "latex",
-                                "--out", "board.tex"])
+    code, out = invoke(
+        runner, ["leaderboard", "--all", "--results-dir", str(two_seed_runs), "--format", "latex", "--out", "board.tex"]
+    )
     assert code == 0, out
-    tex = open("board.tex").read()
+    tex = Path("board.tex").read_text()
     assert r"\toprule" in tex and r"\textbf{0.905 $\pm$" in tex and r"fpr95 $\downarrow$" in tex
 
 
@@ -186,20 +251,25 @@ def test_publish_uses_only_runs_of_the_current_suite_config(runner, tiny_registr
     old = {**current, "classifier": {**current["classifier"], "options": {"epochs": 99}}}
     make_run(root / "old", suite=old, n=120, separation=-5.0, started="2026-01-03T00:00:00")
     out = tmp_path / "LEADERBOARD.md"
-    code, text = invoke(runner, ["publish", "--suite", "tiny", "--registry", str(registry),
-                                 "--results-dir", str(root), "--out", str(out)])
+    code, text = invoke(
+        runner,
+        ["publish", "--suite", "tiny", "--registry", str(registry), "--results-dir", str(root), "--out", str(out)],
+    )
     assert code == 0, text
     page = out.read_text()
     assert page.startswith("# probebench leaderboard") and "probebench publish --suite tiny" in page
     assert "## tiny" in page and "mean ± std over seeds 0, 1, 2" in page
     assert "| a |" in page and "| b |" in page and "| old |" not in page
-    code, text = invoke(runner, ["publish", "--suite", "tiny", "--registry", str(registry),
-                                 "--results-dir", str(tmp_path / "empty")])
+    code, text = invoke(
+        runner, ["publish", "--suite", "tiny", "--registry", str(registry), "--results-dir", str(tmp_path / "empty")]
+    )
     assert code == 2 and "no run of suite 'tiny'" in text
 
 
 def test_cells_keep_three_significant_digits_tiny_ones_in_scientific_notation():
-    assert results.decimals([0.95, 0.5]) == 3 and results.decimals([1.0, 0.01]) == 3 and results.decimals([63.1, 1.5]) == 1
+    assert (
+        results.decimals([0.95, 0.5]) == 3 and results.decimals([1.0, 0.01]) == 3 and results.decimals([63.1, 1.5]) == 1
+    )
     assert results.decimals([5.1e-6, 9.7e-6]) == -2 and results.decimals([0.0, 0.0]) == 3
     assert results.decimals([0.0, -6.7e-4]) == 3  # a gain near zero reads 0.000 / -0.001
     assert results.format_cell({"value": 5.1e-6, "ci_low": np.nan, "ci_high": np.nan}, -2) == "5.10e-06"
@@ -210,9 +280,19 @@ def test_cells_keep_three_significant_digits_tiny_ones_in_scientific_notation():
 def test_scorers_correctors_and_generators_get_tables_of_their_own_columns():
     from probebench.report.leaderboard import _method_groups
 
-    rows = [("msp", "auroc"), ("msp", "fpr95"), ("entropy", "auroc"), ("entropy", "fpr95"),
-            ("prober-latent", "correction-rate"), ("prober-latent", "break-rate"), ("glow", "bits-per-dim")]
+    rows = [
+        ("msp", "auroc"),
+        ("msp", "fpr95"),
+        ("entropy", "auroc"),
+        ("entropy", "fpr95"),
+        ("prober-latent", "correction-rate"),
+        ("prober-latent", "break-rate"),
+        ("glow", "bits-per-dim"),
+    ]
     table = pd.DataFrame(rows, columns=["method", "metric"])
-    assert _method_groups(table) == {"miss detection": ["msp", "entropy"], "correction": ["prober-latent"],
-                                     "generators": ["glow"]}
+    assert _method_groups(table) == {
+        "miss detection": ["msp", "entropy"],
+        "correction": ["prober-latent"],
+        "generators": ["glow"],
+    }
     assert _method_groups(table[table["metric"].isin(["auroc", "fpr95"])]) == {"": ["msp", "entropy"]}

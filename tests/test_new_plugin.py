@@ -22,22 +22,41 @@ def test_scorer_skeleton_installs_and_its_test_passes(runner, tmp_path, monkeypa
     assert result.exit_code == 0, result.output
     root = tmp_path / "src" / "probebench-logit-gap"
     files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-    assert files == ["README.md", "probebench_logit_gap/__init__.py", "pyproject.toml",
-                     "tests/test_probebench_logit_gap.py"]
-    assert '[project.entry-points.probebench]\nlogit-gap = "probebench_logit_gap"' in (root / "pyproject.toml").read_text()
+    assert files == [
+        "README.md",
+        "probebench_logit_gap/__init__.py",
+        "pyproject.toml",
+        "tests/test_probebench_logit_gap.py",
+    ]
+    assert (
+        '[project.entry-points.probebench]\nlogit-gap = "probebench_logit_gap"' in (root / "pyproject.toml").read_text()
+    )
 
     site = pip_install([root], tmp_path / "site")
-    test = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "tests")],
-                          capture_output=True, text=True, cwd=tmp_path, env=subprocess_env(site))
+    test = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "tests")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=subprocess_env(site),
+    )
     assert test.returncode == 0, test.stdout + test.stderr
     assert "1 passed" in test.stdout
 
     activate(monkeypatch, site)
     try:
         plugins = json.loads(runner.invoke(app, ["plugins", "--json", "--no-builtin"]).output)
-        assert plugins == [{"name": "logit-gap", "module": "probebench_logit_gap",
-                            "distribution": "probebench-logit-gap", "version": "0.1.0", "builtin": False,
-                            "hooks": ["register_scorers"], "registers": {"scorer": ["logit-gap"]}}]
+        assert plugins == [
+            {
+                "name": "logit-gap",
+                "module": "probebench_logit_gap",
+                "distribution": "probebench-logit-gap",
+                "version": "0.1.0",
+                "builtin": False,
+                "hooks": ["register_scorers"],
+                "registers": {"scorer": ["logit-gap"]},
+            }
+        ]
         shown = runner.invoke(app, ["show", "scorer", "logit-gap"]).output
         assert "temperature" in shown and "float" in shown
     finally:
@@ -69,8 +88,11 @@ def test_every_kind_skeleton_registers_and_keeps_its_contract(tmp_path, kind):
         if kind == "dataset":
             rng = np.random.default_rng(0)
             for split in ("train", "test"):
-                np.savez(tmp_path / f"{split}.npz", images=rng.integers(0, 256, (12, 28, 28), dtype=np.uint8),
-                         labels=np.arange(12) % 10)
+                np.savez(
+                    tmp_path / f"{split}.npz",
+                    images=rng.integers(0, 256, (12, 28, 28), dtype=np.uint8),
+                    labels=np.arange(12) % 10,
+                )
             CHECKS[kind](component, root=str(tmp_path))
         else:
             CHECKS[kind](component)
@@ -80,11 +102,14 @@ def test_every_kind_skeleton_registers_and_keeps_its_contract(tmp_path, kind):
         forget_modules(names.module)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["new-plugin", "Probebench_Bad"], "plugin name 'Probebench_Bad' must be lower-case kebab-case"),
-    (["new-plugin", "probebench-x", "--kind", "scorr"], "unknown kind 'scorr' (did you mean 'scorer'"),
-    (["new-plugin", "probebench-msp"], "scorer 'msp' already exists (from probebench); choose another name"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["new-plugin", "Probebench_Bad"], "plugin name 'Probebench_Bad' must be lower-case kebab-case"),
+        (["new-plugin", "probebench-x", "--kind", "scorr"], "unknown kind 'scorr' (did you mean 'scorer'"),
+        (["new-plugin", "probebench-msp"], "scorer 'msp' already exists (from probebench); choose another name"),
+    ],
+)
 def test_new_plugin_bad_input_is_one_line_and_exit_2(runner, args, message):
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output

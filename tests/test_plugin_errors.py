@@ -8,7 +8,7 @@ import pytest
 from probebench.cli import app
 from tests.plugin_tools import activate, fake_distribution, forget_modules
 
-GOOD_SCORER = '''
+GOOD_SCORER = """
 from probebench.hookspecs import hookimpl
 
 class Gap:
@@ -16,7 +16,7 @@ class Gap:
 
     def score(self, ctx, batch):
         return batch.logits.max(1).values
-'''
+"""
 
 CASES = {
     "import-fails": (
@@ -78,8 +78,9 @@ CASES = {
 @pytest.fixture
 def broken(monkeypatch, tmp_path):
     def install(code: str) -> None:
-        site = fake_distribution(tmp_path / "site", "probebench-broken", "0.3.0", {"broken": "broken_mod"},
-                                 {"broken_mod": code})
+        site = fake_distribution(
+            tmp_path / "site", "probebench-broken", "0.3.0", {"broken": "broken_mod"}, {"broken_mod": code}
+        )
         activate(monkeypatch, site)
 
     yield install
@@ -122,9 +123,13 @@ def test_debug_shows_the_traceback(runner, broken):
 def test_two_distributions_registering_one_name_are_both_named(runner, monkeypatch, tmp_path):
     site = tmp_path / "site"
     for dist, module in (("probebench-first", "first_mod"), ("probebench-second", "second_mod")):
-        fake_distribution(site, dist, "1.0", {module.removesuffix("_mod"): module},
-                          {module: GOOD_SCORER.format(name="gap")
-                           + "\n@hookimpl\ndef register_scorers():\n    return [Gap]\n"})
+        fake_distribution(
+            site,
+            dist,
+            "1.0",
+            {module.removesuffix("_mod"): module},
+            {module: GOOD_SCORER.format(name="gap") + "\n@hookimpl\ndef register_scorers():\n    return [Gap]\n"},
+        )
     activate(monkeypatch, site)
     try:
         result = runner.invoke(app, ["ls"])

@@ -39,8 +39,12 @@ def test_plugins_lists_it_with_its_version(runner, example):
     assert result.exit_code == 0, result.output
     plugin = next(p for p in json.loads(result.output) if p["name"] == "example")
     assert plugin == {
-        "name": "example", "module": PACKAGE, "distribution": "probebench-example-plugin", "version": "0.1.0",
-        "builtin": False, "hooks": ["register_scorers", "register_correctors"],
+        "name": "example",
+        "module": PACKAGE,
+        "distribution": "probebench-example-plugin",
+        "version": "0.1.0",
+        "builtin": False,
+        "hooks": ["register_scorers", "register_correctors"],
         "registers": {"scorer": ["knn-distance"], "corrector": ["runner-up-step"]},
     }
     table = runner.invoke(app, ["plugins", "--no-builtin"]).output
@@ -72,12 +76,15 @@ def test_a_suite_naming_its_scorer_runs_and_the_leaderboard_shows_it(runner, tin
     assert "| knn-distance |" in board.output and "| knn-1 |" in board.output and "| msp |" in board.output
 
 
-@pytest.mark.parametrize("args, env", [
-    (["--disable-plugin", "example"], {}),
-    (["--disable-plugin", "probebench-example-plugin"], {}),
-    ([], {"PROBEBENCH_DISABLE_PLUGINS": "example"}),
-    ([], {"PROBEBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}),
-])
+@pytest.mark.parametrize(
+    "args, env",
+    [
+        (["--disable-plugin", "example"], {}),
+        (["--disable-plugin", "probebench-example-plugin"], {}),
+        ([], {"PROBEBENCH_DISABLE_PLUGINS": "example"}),
+        ([], {"PROBEBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}),
+    ],
+)
 def test_it_can_be_switched_off(runner, tiny_registry, monkeypatch, example, args, env):
     for key, value in env.items():
         monkeypatch.setenv(key, value)

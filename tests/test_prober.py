@@ -19,10 +19,10 @@ from probebench.errors import UserError
 from probebench.hookspecs import hookimpl
 from probebench.pipeline.context import Batch, Context
 from probebench.pipeline.features import cached_forward, forward
-from probebench.registry import Registry
 from probebench.plugins.probers._mlp_net import class_weights, sample_weights
 from probebench.plugins.probers.mlp import MLP, Linear
 from probebench.plugins.scorers.prober import ProberScorer, TooFewMisses
+from probebench.registry import Registry
 from tests.conftest import builtin_modules
 
 
@@ -47,9 +47,20 @@ def make_ctx(tmp_path, model, images, labels, registry=None, train_classifier=No
     def artifact(stage, parts, build):
         return store.get_or_build(stage, hash_key(stage, "test-classifier", parts), build)
 
-    return CountingContext(model, "test-classifier", 10, tuple(images.shape[1:]), torch.device("cpu"), 0, 64,
-                           images, labels, artifact, train_classifier or (lambda *a, **k: model),
-                           registry=registry or Registry(builtin_modules(), autoload=False))
+    return CountingContext(
+        model,
+        "test-classifier",
+        10,
+        tuple(images.shape[1:]),
+        torch.device("cpu"),
+        0,
+        64,
+        images,
+        labels,
+        artifact,
+        train_classifier or (lambda *a, **k: model),
+        registry=registry or Registry(builtin_modules(), autoload=False),
+    )
 
 
 def random_digits(n: int, seed: int = 0):
@@ -65,8 +76,12 @@ def test_features_at_several_layers_have_the_shapes_layers_prints(runner):
     logits, features = forward(model, images, layers, batch_size=2)
     assert logits.shape == (5, 10)
     assert {k: tuple(v.shape) for k, v in features.items()} == {
-        "conv_layer.2": (5, 8 * 13 * 13), "conv_layer": (5, 16 * 5 * 5), "fc_layer.1": (5, 512),
-        "fc_layer.4": (5, 256), "fc_layer.6": (5, 10)}
+        "conv_layer.2": (5, 8 * 13 * 13),
+        "conv_layer": (5, 16 * 5 * 5),
+        "fc_layer.1": (5, 512),
+        "fc_layer.4": (5, 256),
+        "fc_layer.6": (5, 10),
+    }
     assert torch.allclose(features["fc_layer.6"], logits)  # the last Linear's output is the logits
     assert (features["fc_layer.4"] >= 0).all()  # a ReLU's output
 
@@ -88,9 +103,20 @@ def test_unknown_layer_lists_the_valid_names(runner):
 
 def make_ctx_for_errors():
     images, labels = random_digits(8)
-    return Context(tiny_cnn(), "k", 10, (1, 28, 28), torch.device("cpu"), 0, 8, images, labels,
-                   lambda stage, parts, build: build(), lambda *a, **k: None,
-                   registry=Registry(builtin_modules(), autoload=False))
+    return Context(
+        tiny_cnn(),
+        "k",
+        10,
+        (1, 28, 28),
+        torch.device("cpu"),
+        0,
+        8,
+        images,
+        labels,
+        lambda stage, parts, build: build(),
+        lambda *a, **k: None,
+        registry=Registry(builtin_modules(), autoload=False),
+    )
 
 
 def test_cached_forward_and_batch_cells_reuse_features(tmp_path):
@@ -125,7 +151,7 @@ def test_prober_learns_a_separable_task(prober):
     prober.fit(x, hit)
     x_test, hit_test = separable(1000, seed=1)
     p_hit = prober.predict(x_test)
-    assert p_hit.shape == (1000,) and 0 <= p_hit.min() and p_hit.max() <= 1
+    assert p_hit.shape == (1000,) and p_hit.min() >= 0 and p_hit.max() <= 1
     assert roc_auc_score(hit_test.numpy(), p_hit.numpy()) > 0.95
     facts = prober.facts
     assert facts["n_hit"] + facts["n_miss"] == 1500 and facts["n_fit"] + facts["n_valid"] == 1500
@@ -162,8 +188,11 @@ def test_imbalance_handling_sets_the_documented_loss_weights():
         prober.fit(x, y)
         n_fit = prober.facts["n_fit"]
         n_miss_fit = prober.facts["n_miss"] - prober.facts["n_valid_miss"]
-        expected = {"weighted": [n_fit / (2 * n_miss_fit), n_fit / (2 * (n_fit - n_miss_fit))],
-                    "fixed": [4.0, 1.0], "none": [1.0, 1.0]}[imbalance]
+        expected = {
+            "weighted": [n_fit / (2 * n_miss_fit), n_fit / (2 * (n_fit - n_miss_fit))],
+            "fixed": [4.0, 1.0],
+            "none": [1.0, 1.0],
+        }[imbalance]
         got = prober.facts["loss_weights"]
         assert [got["miss"], got["hit"]] == pytest.approx(expected, rel=1e-5)
 
@@ -173,8 +202,9 @@ def test_prober_fits_on_one_thread_and_gives_the_threads_back(monkeypatch):
 
     seen = []
     real_train = _mlp_net._train
-    monkeypatch.setattr(_mlp_net, "_train",
-                        lambda *a, **k: (seen.append(torch.get_num_threads()), real_train(*a, **k))[1])
+    monkeypatch.setattr(
+        _mlp_net, "_train", lambda *a, **k: (seen.append(torch.get_num_threads()), real_train(*a, **k))[1]
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -205,7 +235,7 @@ class PixelOracle(torch.nn.Module):
 
     def forward(self, x):
         self.hidden(x)
-        return -((x[:, 0, 0, 0:1] * 10 - 0.5) - torch.arange(10.0)) ** 2
+        return -(((x[:, 0, 0, 0:1] * 10 - 0.5) - torch.arange(10.0)) ** 2)
 
 
 def test_too_few_misses_fails_with_a_message_instead_of_training_on_one_class(tmp_path, monkeypatch):
@@ -217,11 +247,17 @@ def test_too_few_misses_fails_with_a_message_instead_of_training_on_one_class(tm
     real_fit = MLP.fit
     monkeypatch.setattr(MLP, "fit", lambda self, x, hit: (fits.append(hit), real_fit(self, x, hit)))
     ctx = make_ctx(tmp_path, PixelOracle(), images, labels)
-    with pytest.raises(TooFewMisses, match=r"too few misses to learn from: source='train' gives 3 misses and 57 hits"
-                                           r" at layer hidden.*source='crossfit'"):
+    with pytest.raises(
+        TooFewMisses,
+        match=r"too few misses to learn from: source='train' gives 3 misses and 57 hits"
+        r" at layer hidden.*source='crossfit'",
+    ):
         ProberScorer(layer="hidden", source="train", outputs="none").prepare(ctx)
-    with pytest.raises(TooFewMisses, match=r"source='crossfit' gives 3 misses and 57 hits at layer \(outputs only\)"
-                                           r".*use fewer folds"):  # the fold models are the same oracle
+    with pytest.raises(
+        TooFewMisses,
+        match=r"source='crossfit' gives 3 misses and 57 hits at layer \(outputs only\)"
+        r".*use fewer folds",
+    ):  # the fold models are the same oracle
         ProberScorer(layer=[], source="crossfit").prepare(ctx)
     assert fits == []
     ProberScorer(layer="hidden", source="train", outputs="none", min_misses=3).prepare(ctx)
@@ -240,8 +276,9 @@ def test_second_prepare_loads_prober_and_fold_outcomes_from_the_cache(tmp_path, 
     fits = []
     real_fit = MLP.fit
     monkeypatch.setattr(MLP, "fit", lambda self, x, hit: (fits.append(len(hit)), real_fit(self, x, hit)))
-    options = dict(source="crossfit", folds=2, fold_options={"epochs": 1}, prober_options={"epochs": 2},
-                   min_misses=3)  # untrained models are right on ~10% of images
+    options = dict(
+        source="crossfit", folds=2, fold_options={"epochs": 1}, prober_options={"epochs": 2}, min_misses=3
+    )  # untrained models are right on ~10% of images
     first = ProberScorer(**options)
     first.prepare(ctx)
     assert trained == [(0, 100, {"epochs": 1}), (0, 100, {"epochs": 1})] and fits == [200]
@@ -272,16 +309,25 @@ def test_augment_applies_registered_corruptions_to_training_images(tmp_path, mon
     registry = Registry(builtin_modules() + ["pb_test_corruptions"], autoload=False)
     images, labels = random_digits(120)
     ctx = make_ctx(tmp_path, tiny_cnn(), images, labels, registry=registry)
-    scorer = ProberScorer(source="train", augment=["test-invert", {"name": "test-invert", "severities": [5]}],
-                          augment_severities=[1, 3], prober_options={"epochs": 1})
+    scorer = ProberScorer(
+        source="train",
+        augment=["test-invert", {"name": "test-invert", "severities": [5]}],
+        augment_severities=[1, 3],
+        prober_options={"epochs": 1},
+    )
     scorer.prepare(ctx)
     views = scorer.facts["views"]
     assert [(v["corruption"], v["severity"]) for v in views] == [
-        ("none", 0), ("test-invert", 1), ("test-invert", 3), ("test-invert", 5)]
+        ("none", 0),
+        ("test-invert", 1),
+        ("test-invert", 3),
+        ("test-invert", 5),
+    ]
     assert scorer.facts["n_hit"] + scorer.facts["n_miss"] == 4 * 120
     _, inverted = cached_forward(ctx, 1 - images, ("fc_layer.4",), {"split": "check"})
-    _, cached = cached_forward(ctx, None, ("fc_layer.4",), {"split": "train", "corruption": "test-invert",
-                                                             "options": {}, "severity": 3})
+    _, cached = cached_forward(
+        ctx, None, ("fc_layer.4",), {"split": "train", "corruption": "test-invert", "options": {}, "severity": 3}
+    )
     assert torch.equal(cached["fc_layer.4"], inverted["fc_layer.4"])
     with pytest.raises(UserError, match="unknown corruption 'test-invrt'.*did you mean 'test-invert'"):
         ProberScorer(augment=["test-invrt"]).prepare(ctx)
@@ -289,8 +335,9 @@ def test_augment_applies_registered_corruptions_to_training_images(tmp_path, mon
 
 # -- in a run ----------------------------------------------------------------------
 def test_run_with_the_prober_records_its_facts_and_reuses_it(runner, tiny_registry, tmp_path, monkeypatch):
-    registry = tiny_registry(scorers='["msp", { name = "prober", source = "crossfit", folds = 2, '
-                                     'prober_options = { epochs = 3 } }]')
+    registry = tiny_registry(
+        scorers='["msp", { name = "prober", source = "crossfit", folds = 2, prober_options = { epochs = 3 } }]'
+    )
     out = tmp_path / "run1"
     result = runner.invoke(app, ["run", "tiny", "--registry", str(registry), "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -330,8 +377,17 @@ def test_output_stats_match_their_definitions():
     top_p = probs.topk(2, dim=1).values
     top_z = logits.topk(2, dim=1).values
     rest = probs.sort(dim=1, descending=True).values[:, 1:].sum(dim=1)  # 1 - p_max without cancellation
-    expected = torch.stack([top_p[:, 0], rest.log(), top_p[:, 0] - top_p[:, 1],
-                            (probs * probs.log()).sum(dim=1), top_z[:, 0], top_z[:, 0] - top_z[:, 1]], dim=1)
+    expected = torch.stack(
+        [
+            top_p[:, 0],
+            rest.log(),
+            top_p[:, 0] - top_p[:, 1],
+            (probs * probs.log()).sum(dim=1),
+            top_z[:, 0],
+            top_z[:, 0] - top_z[:, 1],
+        ],
+        dim=1,
+    )
     stats = output_stats(logits)
     assert torch.allclose(stats.double(), expected, rtol=1e-4, atol=1e-5)
     assert torch.isfinite(stats).all()

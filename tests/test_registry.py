@@ -59,7 +59,9 @@ def test_unknown_kind():
 
 def test_duplicate_name_names_both_plugins():
     extra = fake_module("tests_fake_twin", [Twin])
-    with pytest.raises(PluginError, match=r"scorer 'msp' is registered twice.*probebench.plugins.scorers.softmax.*tests_fake_twin"):
+    with pytest.raises(
+        PluginError, match=r"scorer 'msp' is registered twice.*probebench.plugins.scorers.softmax.*tests_fake_twin"
+    ):
         Registry(builtin_modules() + [extra])
 
 

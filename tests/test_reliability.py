@@ -14,7 +14,7 @@ import pytest
 from probebench.cli import app
 from probebench.errors import UserError
 
-FAKE_PLUGINS = '''
+FAKE_PLUGINS = """
 from probebench.hookspecs import hookimpl
 
 
@@ -72,7 +72,7 @@ def register_scorers():
 @hookimpl
 def register_datasets():
     return [FlatImages, Bright]
-'''
+"""
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ def fake_registry(tiny_registry, tmp_path, monkeypatch):
 
     def write(scorers='["msp", "raises", "nans", "wrong-shape", "fails-prepare"]', extra=""):
         path = tiny_registry(extra=extra, scorers=scorers)
-        text = path.read_text().replace('builtin = [', 'builtin = ["pb_fake_plugins", ', 1)
+        text = path.read_text().replace("builtin = [", 'builtin = ["pb_fake_plugins", ', 1)
         path.write_text(text)
         return path
 
@@ -150,8 +150,9 @@ def test_checkpoint_of_another_architecture(runner, tiny_registry, tmp_path, mon
     registry = tiny_registry()
     assert invoke(runner, "run", "tiny", "--registry", registry, "--out", tmp_path / "a").exit_code == 0
     checkpoint = next((tmp_path / "cache" / "classifier").glob("*.pt"))
-    ArtifactStore(tmp_path / "cache").save("classifier", checkpoint.stem,
-                                           {"state_dict": {"fc.weight": torch.zeros(2, 2)}})
+    ArtifactStore(tmp_path / "cache").save(
+        "classifier", checkpoint.stem, {"state_dict": {"fc.weight": torch.zeros(2, 2)}}
+    )
     result = invoke(runner, "run", "tiny", "--registry", registry, "--out", tmp_path / "b")
     assert result.exit_code == 2
     assert "does not fit 'cnn'" in result.output and "--fresh" in result.output
@@ -171,8 +172,10 @@ def test_checkpoints_never_unpickle_objects(tmp_path):
 
 @pytest.mark.parametrize(
     "dataset, message",
-    [("flat-images", "expected float images [N,C,H,W], got (20, 28, 28)"),
-     ("bright", "pixel values must lie in [0,1]")],
+    [
+        ("flat-images", "expected float images [N,C,H,W], got (20, 28, 28)"),
+        ("bright", "pixel values must lie in [0,1]"),
+    ],
 )
 def test_images_of_wrong_shape_or_range(runner, fake_registry, dataset, message):
     registry = fake_registry(scorers='["msp"]')
@@ -239,9 +242,24 @@ def test_bad_input_exit_2(runner, tiny_registry, tmp_path, args, message):
 
 def _run_cli(registry: Path, out: Path, cache: Path, suite: str = "tiny") -> subprocess.Popen:
     env = {**os.environ, "PROBEBENCH_CACHE": str(cache), "PROBEBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    return subprocess.Popen([sys.executable, "-m", "probebench", "run", suite, "--registry", str(registry),
-                             "--out", str(out), "--device", "cpu"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "probebench",
+            "run",
+            suite,
+            "--registry",
+            str(registry),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _kill_when(process: subprocess.Popen, ready, timeout: float = 120) -> None:
@@ -295,8 +313,10 @@ def test_sigkill_during_generators_and_correction_then_resume(tiny_registry, tmp
     reference = tmp_path / "reference"
     assert _run_cli(registry, reference, tmp_path / "cache-ref", "tiny-correction").wait() == 0
     cache = tmp_path / "cache"
-    kill_points = [lambda: any((cache / "generator").glob("*.sha256")),
-                   lambda: any((cache / "correction").glob("*.sha256"))]
+    kill_points = [
+        lambda: any((cache / "generator").glob("*.sha256")),
+        lambda: any((cache / "correction").glob("*.sha256")),
+    ]
     for i, ready in enumerate(kill_points):
         _kill_when(_run_cli(registry, tmp_path / f"killed-{i}", cache, "tiny-correction"), ready)
     assert list((cache / "correction").glob("*.sha256"))  # killed with at least one corrector's edits saved
@@ -315,12 +335,26 @@ def test_sigkill_during_generators_and_correction_then_resume(tiny_registry, tmp
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tiny_registry, tmp_path):
     env = {**os.environ, "PROBEBENCH_CACHE": str(tmp_path / "cache"), "PROBEBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "probebench", "run", "tiny", "--registry", str(tiny_registry()),
-                                "--out", str(tmp_path / "run")], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               # a shell's background job ignores SIGINT and children inherit that;
-                               # restore the default so Python turns it into KeyboardInterrupt
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "probebench",
+            "run",
+            "tiny",
+            "--registry",
+            str(tiny_registry()),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # a shell's background job ignores SIGINT and children inherit that;
+        # restore the default so Python turns it into KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     while not (tmp_path / "cache" / "data").exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -357,6 +391,9 @@ def test_a_failed_prober_fails_its_correctors_not_the_run(runner, tiny_registry,
     assert result.exit_code == 1, result.output
     failures = json.loads((out / "run.json").read_text())["failures"]
     assert [(f["kind"], f["plugin"], f["stage"]) for f in failures] == [
-        ("scorer", "prober", "prepare"), ("corrector", "prober-latent", "setup"), ("corrector", "pixel-prober", "setup")]
+        ("scorer", "prober", "prepare"),
+        ("corrector", "prober-latent", "setup"),
+        ("corrector", "pixel-prober", "setup"),
+    ]
     table = pd.read_csv(out / "results.csv")
     assert {"msp", "realnvp"} <= set(table["method"]) and "prober-latent" not in set(table["method"])

@@ -23,15 +23,31 @@ def parse(page: str) -> StrictParser:
 
 
 def test_report_has_every_section_with_inlined_plots(runner, tmp_path):
-    run = make_run(tmp_path / "results" / "run", seeds=(0, 1), corruptions=[("blur", [1, 2]), ("noise", [1])],
-                   pngs=1, n=150)
+    run = make_run(
+        tmp_path / "results" / "run", seeds=(0, 1), corruptions=[("blur", [1, 2]), ("noise", [1])], pngs=1, n=150
+    )
     (run / "corrections").mkdir()
     (run / "corrections" / "grid.png").write_bytes((run / "grid-0.png").read_bytes())
     (run / "report-roc.png").write_bytes((run / "grid-0.png").read_bytes())  # an earlier --save-plots
     out = tmp_path / "report.html"
     plots = tmp_path / "plots"
-    result = runner.invoke(app, ["report", "run", "--results-dir", str(tmp_path / "results"), "--out", str(out),
-                                 "--corruption", "blur", "--severity", "2", "--save-plots", str(plots)])
+    result = runner.invoke(
+        app,
+        [
+            "report",
+            "run",
+            "--results-dir",
+            str(tmp_path / "results"),
+            "--out",
+            str(out),
+            "--corruption",
+            "blur",
+            "--severity",
+            "2",
+            "--save-plots",
+            str(plots),
+        ],
+    )
     assert result.exit_code == 0, result.output
     page = out.read_text()
     parser = parse(page)
@@ -42,13 +58,27 @@ def test_report_has_every_section_with_inlined_plots(runner, tmp_path):
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     assert "http" not in "".join(parser.images)
-    for text in ("mnist-quick", "0123456789abcdef", "auroc ↑", "aurc ×1000 ↓", "AUROC by corruption",
-                 "corrections/grid.png", "grid-0.png", "mean ± std over seeds 0, 1", "blur, severity 2"):
+    for text in (
+        "mnist-quick",
+        "0123456789abcdef",
+        "auroc ↑",
+        "aurc ×1000 ↓",
+        "AUROC by corruption",
+        "corrections/grid.png",
+        "grid-0.png",
+        "mean ± std over seeds 0, 1",
+        "blur, severity 2",
+    ):
         assert text in page, text
     assert "report-roc.png" not in page  # the report's own saved plots are not counterfactual grids
     assert sorted(p.name for p in plots.iterdir()) == [
-        "report-accuracy-by-corruption.png", "report-accuracy-percentile.png", "report-auroc-by-corruption.png",
-        "report-reliability.png", "report-risk-coverage.png", "report-roc.png"]
+        "report-accuracy-by-corruption.png",
+        "report-accuracy-percentile.png",
+        "report-auroc-by-corruption.png",
+        "report-reliability.png",
+        "report-risk-coverage.png",
+        "report-roc.png",
+    ]
 
 
 def test_report_without_corruptions_or_grids_says_so(runner, tmp_path):
@@ -85,7 +115,7 @@ def test_curves_agree_with_the_metrics(ties):
     assert coverage[-1] == 1 and risk[-1] == pytest.approx(1 - hit.mean())
     if not ties:  # one point per sample: the mean of the curve is AURC
         assert 1000 * risk.mean() == pytest.approx(AURC()(confidence, hit), abs=1e-9)
-    percentiles, accuracy = curves.accuracy_vs_percentile(confidence, hit, [0, 50])
+    _percentiles, accuracy = curves.accuracy_vs_percentile(confidence, hit, [0, 50])
     assert accuracy[0] == pytest.approx(hit.mean())
     kept = confidence >= np.sort(confidence)[::-1][199]  # the 200 most confident, ties at the cut kept
     assert accuracy[1] == pytest.approx(hit[kept].mean())
@@ -94,7 +124,7 @@ def test_curves_agree_with_the_metrics(ties):
 def test_reliability_bins():
     confidence = np.array([0.05, 0.1, 0.95, 1.0, 0.0])
     hit = np.array([0, 1, 1, 1, 0])
-    centres, accuracy, mean_conf, count = curves.reliability(confidence, hit, bins=10)
+    _centres, accuracy, mean_conf, count = curves.reliability(confidence, hit, bins=10)
     assert count.tolist() == [3, 0, 0, 0, 0, 0, 0, 0, 0, 2]
     assert accuracy[0] == pytest.approx(1 / 3) and mean_conf[9] == pytest.approx(0.975)
     assert curves.is_probability(confidence) and not curves.is_probability(confidence - 0.5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
@@ -25,8 +26,14 @@ class Documented:
     reference = "Doe & Roe, A Method [2024], arXiv:0000.00000"
     option_help = {"k": "neighbours to use", "layer": "module name", "weights": "per-class weights"}
 
-    def __init__(self, k: int = 10, layer: str = "auto", scale: float | None = None, weights: list | None = None,
-                 flag: bool = False):
+    def __init__(
+        self,
+        k: int = 10,
+        layer: str = "auto",
+        scale: float | None = None,
+        weights: list | None = None,
+        flag: bool = False,
+    ):
         self.k = k
 
     def score(self, ctx, batch):
@@ -44,7 +51,7 @@ def registry_file(tiny_registry, monkeypatch, tmp_path):
     module.register_scorers = register_scorers
     monkeypatch.setitem(sys.modules, "tests_show_plugin", module)
     path = tiny_registry()
-    path.write_text(path.read_text().replace('builtin = [', 'builtin = ["tests_show_plugin", '))
+    path.write_text(path.read_text().replace("builtin = [", 'builtin = ["tests_show_plugin", '))
     return str(path)
 
 
@@ -66,8 +73,13 @@ def test_show_json_for_tooling(runner, registry_file):
     result = runner.invoke(app, ["show", "scorers", "documented", "--json", "--registry", registry_file])
     info = json.loads(result.output)
     assert info["kind"] == "scorer" and info["name"] == "documented" and info["version"] == "3"
-    assert info["options"][0] == {"name": "k", "type": "int", "required": False, "default": 10,
-                                  "help": "neighbours to use"}
+    assert info["options"][0] == {
+        "name": "k",
+        "type": "int",
+        "required": False,
+        "default": 10,
+        "help": "neighbours to use",
+    }
     assert [o["name"] for o in info["options"]] == ["k", "layer", "scale", "weights", "flag"]
     assert info["reference"].startswith("Doe & Roe")
 
@@ -82,12 +94,18 @@ def test_show_builtin_classifier_options_match_its_constructor(runner):
     assert metric["higher_is_better"] is False and metric["options"] == []
 
 
-@pytest.mark.parametrize("args, message", [
-    (["show", "scorer", "mps"], "unknown scorer 'mps' (did you mean 'msp'"),
-    (["show", "scorer"], "name the scorer to show: `probebench show scorer NAME`; scorers: doctor, energy, ensemble, entropy"),
-    (["show", "scorerz", "msp"], "unknown kind 'scorerz'"),
-    (["show", "scorer", "msp", "--out", "grid.png"], "--out draws corruptions only"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["show", "scorer", "mps"], "unknown scorer 'mps' (did you mean 'msp'"),
+        (
+            ["show", "scorer"],
+            "name the scorer to show: `probebench show scorer NAME`; scorers: doctor, energy, ensemble, entropy",
+        ),
+        (["show", "scorerz", "msp"], "unknown kind 'scorerz'"),
+        (["show", "scorer", "msp", "--out", "grid.png"], "--out draws corruptions only"),
+    ],
+)
 def test_show_bad_input_is_one_line_and_exit_2(runner, args, message):
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output
@@ -96,13 +114,16 @@ def test_show_bad_input_is_one_line_and_exit_2(runner, args, message):
 
 def test_suites_are_validated_against_the_declared_options(runner, registry_file):
     path = registry_file
-    text = open(path).read().replace('scorers = ["msp", "entropy"]',
-                                     'scorers = ["msp", { name = "documented", kk = 3 }]')
-    open(path, "w").write(text)
+    text = (
+        Path(path)
+        .read_text()
+        .replace('scorers = ["msp", "entropy"]', 'scorers = ["msp", { name = "documented", kk = 3 }]')
+    )
+    Path(path).write_text(text)
     result = runner.invoke(app, ["run", "tiny", "--registry", path])
     assert result.exit_code == 2
     assert "suite 'tiny': scorer 'documented' has no option 'kk' (did you mean 'k'" in result.output
-    open(path, "w").write(text.replace("kk = 3", 'k = "three"'))
+    Path(path).write_text(text.replace("kk = 3", 'k = "three"'))
     result = runner.invoke(app, ["run", "tiny", "--registry", path])
     assert result.exit_code == 2 and "option 'k' must be int, got str 'three'" in result.output
 

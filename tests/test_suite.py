@@ -15,7 +15,7 @@ def registry():
 
 def write(tmp_path, body: str):
     path = tmp_path / "registry.toml"
-    path.write_text('[plugins]\nbuiltin = []\n' + body)
+    path.write_text("[plugins]\nbuiltin = []\n" + body)
     return load_config(path)
 
 
@@ -29,7 +29,9 @@ def test_default_suite_parses_and_validates(registry):
 
 
 def test_component_tables_carry_options_and_labels(tmp_path, registry):
-    config = write(tmp_path, BASE.replace('classifier = "cnn"', 'classifier = { name = "cnn", epochs = 2, label = "cnn-2" }'))
+    config = write(
+        tmp_path, BASE.replace('classifier = "cnn"', 'classifier = { name = "cnn", epochs = 2, label = "cnn-2" }')
+    )
     suite = parse_suite(config, "s", registry)
     assert suite.classifier.options == {"epochs": 2}
     assert suite.classifier.label == "cnn-2"
@@ -82,9 +84,11 @@ def test_validation_holds_out_the_same_training_images_for_every_seed(tmp_path, 
     from probebench.results import config_hash
 
     path = tmp_path / "registry.toml"
-    path.write_text('[suite.s]\ndataset = "mnist-5k"\nclassifier = "cnn"\nscorers = ["msp"]\nmetrics = ["auroc"]\n'
-                    'validation = 500\n[suite.bad]\ndataset = "mnist-5k"\nclassifier = "cnn"\nscorers = ["msp"]\n'
-                    'metrics = ["auroc"]\nvalidation = -1\n')
+    path.write_text(
+        '[suite.s]\ndataset = "mnist-5k"\nclassifier = "cnn"\nscorers = ["msp"]\nmetrics = ["auroc"]\n'
+        'validation = 500\n[suite.bad]\ndataset = "mnist-5k"\nclassifier = "cnn"\nscorers = ["msp"]\n'
+        'metrics = ["auroc"]\nvalidation = -1\n'
+    )
     suite = parse_suite(load_config(path), "s", registry)
     assert suite.validation == 500
     with pytest.raises(UserError, match=r"'validation' \(training images held out\) must be >= 0, got -1"):
@@ -92,7 +96,9 @@ def test_validation_holds_out_the_same_training_images_for_every_seed(tmp_path, 
 
     whole = load_splits(registry, suite.dataset, None)
     split = load_splits(registry, suite.dataset, None, 500)
-    assert split.validation == 500 and whole.validation == 0 and len(split.train_labels) == len(whole.train_labels) - 500
+    assert (
+        split.validation == 500 and whole.validation == 0 and len(split.train_labels) == len(whole.train_labels) - 500
+    )
     together = torch.cat([split.train_images, split.val_images]).flatten(1).double()
     assert torch.allclose(together.sum(0), whole.train_images.flatten(1).double().sum(0))  # a partition
     assert torch.equal(torch.cat([split.train_labels, split.val_labels]).bincount(), whole.train_labels.bincount())
@@ -103,6 +109,8 @@ def test_validation_holds_out_the_same_training_images_for_every_seed(tmp_path, 
     plain = dict(suite.as_dict(), validation=0)
     assert config_hash(plain) == config_hash({k: v for k, v in plain.items() if k != "validation"})
     assert config_hash(suite.as_dict()) != config_hash(plain)
-    assert classifier_key(registry, suite.dataset, suite.classifier, 0) == classifier_key(
-        registry, suite.dataset, suite.classifier, 0, None, 0) != classifier_key(
-        registry, suite.dataset, suite.classifier, 0, None, 500)
+    assert (
+        classifier_key(registry, suite.dataset, suite.classifier, 0)
+        == classifier_key(registry, suite.dataset, suite.classifier, 0, None, 0)
+        != classifier_key(registry, suite.dataset, suite.classifier, 0, None, 500)
+    )

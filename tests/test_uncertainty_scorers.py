@@ -9,11 +9,11 @@ from torch import nn
 
 from probebench.errors import UserError
 from probebench.pipeline.context import Batch, Context
-from probebench.registry import Registry
 from probebench.plugins.classifiers._cnn_net import CNNNet
 from probebench.plugins.scorers import _gradients as G
 from probebench.plugins.scorers import _mc_dropout as MC
 from probebench.plugins.scorers._uncertainty import entropy, sample_confidences
+from probebench.registry import Registry
 
 SHAPE = (1, 28, 28)
 
@@ -33,8 +33,19 @@ def make_ctx(model: nn.Module, seed: int = 0, batch_size: int = 32, trained: lis
         return make_cnn(other_seed + 1, width=4)
 
     images = torch.rand(8, *SHAPE, generator=torch.Generator().manual_seed(1))
-    return Context(model, "key", 10, SHAPE, torch.device("cpu"), seed, batch_size, images,
-                   torch.zeros(8, dtype=torch.long), lambda stage, parts, build: build(), train_classifier)
+    return Context(
+        model,
+        "key",
+        10,
+        SHAPE,
+        torch.device("cpu"),
+        seed,
+        batch_size,
+        images,
+        torch.zeros(8, dtype=torch.long),
+        lambda stage, parts, build: build(),
+        train_classifier,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -308,12 +319,25 @@ def test_every_baseline_runs_in_a_suite(runner, tiny_registry, tmp_path):
     from probebench.cli import app
 
     out = tmp_path / "baselines"
-    result = runner.invoke(app, ["run", "baselines", "--registry", str(tiny_registry(ALL_BASELINES)),
-                                 "--out", str(out), "--device", "cpu"])
+    result = runner.invoke(
+        app, ["run", "baselines", "--registry", str(tiny_registry(ALL_BASELINES)), "--out", str(out), "--device", "cpu"]
+    )
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out / "results.csv", keep_default_na=False)
-    methods = {"msp", "margin", "max-logit", "energy", "doctor", "mc-dropout:pe", "mc-dropout:mi", "grad-norm",
-               "gradtrust", "gradtrust-fc3", "ensemble", "ensemble:mi"}
+    methods = {
+        "msp",
+        "margin",
+        "max-logit",
+        "energy",
+        "doctor",
+        "mc-dropout:pe",
+        "mc-dropout:mi",
+        "grad-norm",
+        "gradtrust",
+        "gradtrust-fc3",
+        "ensemble",
+        "ensemble:mi",
+    }
     assert set(table["method"]) == methods | {"-"}
     auac = table[table["metric"] == "auac"]
     assert len(auac) == len(methods) and auac["value"].between(0, 1).all()

@@ -85,8 +85,9 @@ class SplitFlow:
         return torch.zeros(len(x))
 
 
-def context(generator=None, *, batch_size: int = 64, seed: int = 0, level: float | None = None,
-            threshold: float | None = 0.5) -> Context:
+def context(
+    generator=None, *, batch_size: int = 64, seed: int = 0, level: float | None = None, threshold: float | None = 0.5
+) -> Context:
     model = classifier()
     train_images, train_labels = cell(20, 40, seed=1)
     extras = {"prober": prober(model), "generator": generator or IdentityFlow()}
@@ -94,8 +95,20 @@ def context(generator=None, *, batch_size: int = 64, seed: int = 0, level: float
         extras["prober_hit_level"] = level
     if threshold is not None:
         extras["prober_threshold"] = threshold
-    return Context(model, "toy", 2, (1, 4, 4), torch.device("cpu"), seed, batch_size, train_images, train_labels,
-                   lambda stage, parts, build: build(), lambda other: model, extras)
+    return Context(
+        model,
+        "toy",
+        2,
+        (1, 4, 4),
+        torch.device("cpu"),
+        seed,
+        batch_size,
+        train_images,
+        train_labels,
+        lambda stage, parts, build: build(),
+        lambda other: model,
+        extras,
+    )
 
 
 def hit_level() -> float:

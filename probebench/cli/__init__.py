@@ -63,7 +63,16 @@ def _root(
 
 
 from probebench.cli import (  # noqa: E402  (commands register on `app`)
-    compare, layers, leaderboard, ls, new_plugin, plugins, publish, report, run, show,
+    compare,
+    layers,
+    leaderboard,
+    ls,
+    new_plugin,
+    plugins,
+    publish,
+    report,
+    run,
+    show,
 )
 
 for _module in (run, ls, show, plugins, new_plugin, layers, leaderboard, report, compare, publish):

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from probebench.errors import suggest
+
 REGISTRY_OPTION = typer.Option(
     None, "--registry", help="registry.toml to read plugins and suites from (default: the project's)."
 )
@@ -22,11 +24,13 @@ def load(ctx: typer.Context, registry_path: Path | None):
     registry = Registry(config.builtin, disabled=disabled)
     for name in sorted(set(disabled) - registry.skipped):
         from probebench.console import console
-        from probebench.errors import suggest
 
         known = {p.name for p in registry.plugins.values()} | {p.distribution for p in registry.plugins.values()}
-        console.print(f"[yellow]warning: --disable-plugin {name}: no plugin or distribution of that name"
-                      f"{suggest(name, known)}; `probebench plugins` lists them[/]", soft_wrap=True)
+        console.print(
+            f"[yellow]warning: --disable-plugin {name}: no plugin or distribution of that name"
+            f"{suggest(name, known)}; `probebench plugins` lists them[/]",
+            soft_wrap=True,
+        )
     return config, registry
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from probebench.cli.common import RESULTS_DIR_OPTION, stdout_console
+from probebench.errors import UserError, suggest
 
 COMPARE_FORMATS = ("table", "markdown", "csv")
 
@@ -19,20 +20,36 @@ COMPARE_FORMATS = ("table", "markdown", "csv")
 def _label(row, side: str, digits: int) -> str:
     from probebench.results import format_cell
 
-    cell = {"value": row[f"value_{side}"], "std": row[f"std_{side}"], "seeds": row[f"seeds_{side}"],
-            "ci_low": row[f"ci_low_{side}"], "ci_high": row[f"ci_high_{side}"], "cells": 1}
+    cell = {
+        "value": row[f"value_{side}"],
+        "std": row[f"std_{side}"],
+        "seeds": row[f"seeds_{side}"],
+        "ci_low": row[f"ci_low_{side}"],
+        "ci_high": row[f"ci_high_{side}"],
+        "cells": 1,
+    }
     return format_cell(cell, digits)
 
 
 def compare(
     run_a: str = typer.Argument(..., help="Baseline run (folder, id under --results-dir, or 'latest')."),
     run_b: str = typer.Argument(..., help="Run to check against the baseline."),
-    metric: list[str] = typer.Option([], "--metric", help="Compare only these metrics (repeatable or comma-separated)."),
-    where: list[str] = typer.Option([], "--where", help="Filter key=value[,value...] applied to both runs; repeatable."),
-    tolerance: list[str] = typer.Option(["0.01"], "--tolerance", help="Allowed worsening: a number in unit scale "
-                                        "(×1000 for AURC) or metric=number in stored units; repeatable."),
-    require_disjoint: bool = typer.Option(False, "--require-disjoint", help="Count a worsening as a regression only "
-                                          "when the two intervals do not overlap."),
+    metric: list[str] = typer.Option(
+        [], "--metric", help="Compare only these metrics (repeatable or comma-separated)."
+    ),
+    where: list[str] = typer.Option(
+        [], "--where", help="Filter key=value[,value...] applied to both runs; repeatable."
+    ),
+    tolerance: list[str] = typer.Option(
+        ["0.01"],
+        "--tolerance",
+        help="Allowed worsening: a number in unit scale (×1000 for AURC) or metric=number in stored units; repeatable.",
+    ),
+    require_disjoint: bool = typer.Option(
+        False,
+        "--require-disjoint",
+        help="Count a worsening as a regression only when the two intervals do not overlap.",
+    ),
     show: str = typer.Option("all", "--show", help="all, changed (improved or regressed) or regressions."),
     fmt: str = typer.Option("table", "--format", help="table, markdown or csv."),
     results_dir: Path = RESULTS_DIR_OPTION,
@@ -41,12 +58,13 @@ def compare(
     from probebench import results
     from probebench.cli.leaderboard import split_list
     from probebench.console import console
-    from probebench.errors import UserError, suggest
     from probebench.report import leaderboard as board
     from probebench.report.compare import Tolerance, compare_tables
 
     if fmt not in COMPARE_FORMATS:
-        raise UserError(f"unknown format {fmt!r}{suggest(fmt, COMPARE_FORMATS)}; use one of {', '.join(COMPARE_FORMATS)}")
+        raise UserError(
+            f"unknown format {fmt!r}{suggest(fmt, COMPARE_FORMATS)}; use one of {', '.join(COMPARE_FORMATS)}"
+        )
     if show not in ("all", "changed", "regressions"):
         raise UserError(f"--show takes all, changed or regressions, got {show!r}")
     tol = Tolerance.parse(tolerance)
@@ -75,8 +93,10 @@ def compare(
     regressions = int((diff["status"] == "regression").sum())
     flagged = int(diff["disjoint"].sum())
     colour = "red" if regressions else "green"
-    console.print(f"[{colour}]{regressions} regression(s) beyond tolerance[/]; {int((diff['status'] == 'improved').sum())} "
-                  f"improvement(s); {flagged} of {len(diff)} cell(s) with non-overlapping intervals (*)")
+    console.print(
+        f"[{colour}]{regressions} regression(s) beyond tolerance[/]; {int((diff['status'] == 'improved').sum())} "
+        f"improvement(s); {flagged} of {len(diff)} cell(s) with non-overlapping intervals (*)"
+    )
     if regressions:
         raise typer.Exit(1)
 
@@ -95,12 +115,25 @@ def _print(shown, diff, directions: dict, scales: dict, fmt: str, dirs) -> None:
     from probebench.report.tables import metric_label
     from probebench.results import decimals
 
-    varying = [k for k in ("suite", "dataset", "classifier", "corruption", "severity", "method")
-               if diff[k].nunique() > 1 or k in ("method",)]
+    varying = [
+        k
+        for k in ("suite", "dataset", "classifier", "corruption", "severity", "method")
+        if diff[k].nunique() > 1 or k in ("method",)
+    ]
     places = {m: decimals(pd.concat([part["value_a"], part["value_b"]])) for m, part in diff.groupby("metric")}
     if fmt == "csv":
-        columns = varying + ["metric", "value_a", "ci_low_a", "ci_high_a", "value_b", "ci_low_b", "ci_high_b",
-                             "delta", "disjoint", "status"]
+        columns = varying + [
+            "metric",
+            "value_a",
+            "ci_low_a",
+            "ci_high_a",
+            "value_b",
+            "ci_low_b",
+            "ci_high_b",
+            "delta",
+            "disjoint",
+            "status",
+        ]
         typer.echo(shown[columns].to_csv(index=False, float_format="%.6g"), nl=False)
         return
     headers = varying + ["metric", f"A: {dirs[0].name}", f"B: {dirs[1].name}", "B - A", "status"]
@@ -108,9 +141,19 @@ def _print(shown, diff, directions: dict, scales: dict, fmt: str, dirs) -> None:
     for _, row in shown.iterrows():
         digits = places[row["metric"]]
         arrow = "↑" if directions.get(row["metric"], True) else "↓"
-        delta = "n/a" if row["delta"] != row["delta"] else f"{row['delta']:+.{digits}f}" + (" *" if row["disjoint"] else "")
-        body.append([str(row[k]) for k in varying] + [f"{metric_label(row['metric'], scales)} {arrow}",
-                     _label(row, "a", digits), _label(row, "b", digits), delta, row["status"]])
+        delta = (
+            "n/a" if row["delta"] != row["delta"] else f"{row['delta']:+.{digits}f}" + (" *" if row["disjoint"] else "")
+        )
+        body.append(
+            [str(row[k]) for k in varying]
+            + [
+                f"{metric_label(row['metric'], scales)} {arrow}",
+                _label(row, "a", digits),
+                _label(row, "b", digits),
+                delta,
+                row["status"],
+            ]
+        )
     if fmt == "markdown":
         lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
         lines += ["| " + " | ".join(cells) + " |" for cells in body]

@@ -21,6 +21,7 @@ def module_shapes(model, shape: tuple[int, ...]) -> list[tuple[str, str, list[in
     def hook(name):
         def record(_module, _inputs, out):
             outputs[name] = list(out.shape) if isinstance(out, torch.Tensor) else None
+
         return record
 
     modules = dict(model.named_modules())
@@ -37,8 +38,9 @@ def module_shapes(model, shape: tuple[int, ...]) -> list[tuple[str, str, list[in
 def layers(
     ctx: typer.Context,
     classifier: str = typer.Argument(..., help="Registered classifier name (`probebench ls classifiers`)."),
-    dataset: str = typer.Option(None, "--dataset", help="Dataset whose image shape and classes to use "
-                                "(default: the default suite's)."),
+    dataset: str = typer.Option(
+        None, "--dataset", help="Dataset whose image shape and classes to use (default: the default suite's)."
+    ),
     registry: Path = REGISTRY_OPTION,
 ):
     """List a classifier's layers (module names) with their output shapes.
@@ -57,8 +59,15 @@ def layers(
         dataset = default if isinstance(default, str) else default.get("name", "mnist-5k")
     data = reg.create("dataset", dataset)
     model = reg.create("classifier", classifier).build(data.num_classes, tuple(data.shape))
-    table = Table("layer", "module", "output shape", "features", box=None, pad_edge=False,
-                  title=f"{classifier} on {dataset} images {list(data.shape)}, {data.num_classes} classes")
+    table = Table(
+        "layer",
+        "module",
+        "output shape",
+        "features",
+        box=None,
+        pad_edge=False,
+        title=f"{classifier} on {dataset} images {list(data.shape)}, {data.num_classes} classes",
+    )
     for name, kind, out in module_shapes(model, tuple(data.shape)):
         if out is None:
             table.add_row(name, kind, "-", "-")

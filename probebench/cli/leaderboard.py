@@ -7,12 +7,12 @@ from pathlib import Path
 import typer
 
 from probebench.cli.common import RESULTS_DIR_OPTION, stdout_console
+from probebench.errors import UserError, suggest
 
 
 def gather_runs(runs: list[str] | None, all_runs: bool, results_dir: Path) -> list[Path]:
     """Run folders from names/paths/'latest', or every run under ``results_dir``."""
     from probebench import results
-    from probebench.errors import UserError
 
     if all_runs:
         if runs:
@@ -50,12 +50,20 @@ def provenance_text(lines: list[dict], fmt: str) -> str:
         return ""
     if fmt == "markdown":
         head = "| run | suite | config | seeds | commit | probebench | torch | started | machine |"
-        rows = ["| " + " | ".join(str(line[k]) if k != "seeds" else ",".join(map(str, line[k]))
-                                  for k in ("run", "suite", "config", "seeds", "commit", "probebench", "torch",
-                                            "started", "machine")) + " |" for line in lines]
+        rows = [
+            "| "
+            + " | ".join(
+                str(line[k]) if k != "seeds" else ",".join(map(str, line[k]))
+                for k in ("run", "suite", "config", "seeds", "commit", "probebench", "torch", "started", "machine")
+            )
+            + " |"
+            for line in lines
+        ]
         return "\n**runs**\n\n" + "\n".join([head, "|" + "---|" * 9] + rows) + "\n"
-    text = "; ".join(f"{line['run']} (config {line['config']}, seeds {','.join(map(str, line['seeds']))}, "
-                     f"commit {line['commit']})" for line in lines)
+    text = "; ".join(
+        f"{line['run']} (config {line['config']}, seeds {','.join(map(str, line['seeds']))}, commit {line['commit']})"
+        for line in lines
+    )
     if fmt == "html":
         import html
 
@@ -70,13 +78,20 @@ def leaderboard(
     all_runs: bool = typer.Option(False, "--all", help="Combine every run under --results-dir."),
     suite: list[str] = typer.Option([], "--suite", help="Keep only these suites (repeatable or comma-separated)."),
     fmt: str = typer.Option("table", "--format", help="table, markdown, csv, html or latex."),
-    rows: str = typer.Option("method", "--rows", help="Comma-separated keys for the rows (suite, dataset, "
-                             "corruption, severity, classifier, seed, method, metric, config, run)."),
+    rows: str = typer.Option(
+        "method",
+        "--rows",
+        help="Comma-separated keys for the rows (suite, dataset, "
+        "corruption, severity, classifier, seed, method, metric, config, run).",
+    ),
     cols: str = typer.Option("metric", "--cols", help="Comma-separated keys for the columns."),
     metric: list[str] = typer.Option([], "--metric", help="Keep only these metrics (repeatable or comma-separated)."),
-    where: list[str] = typer.Option([], "--where", help="Filter key=value[,value...], e.g. corruption=none or "
-                                    "severity=3; repeatable."),
-    corruption: str = typer.Option(None, "--corruption", help="Shorthand for --where corruption=NAME ('none' = clean)."),
+    where: list[str] = typer.Option(
+        [], "--where", help="Filter key=value[,value...], e.g. corruption=none or severity=3; repeatable."
+    ),
+    corruption: str = typer.Option(
+        None, "--corruption", help="Shorthand for --where corruption=NAME ('none' = clean)."
+    ),
     out: Path = typer.Option(None, "--out", help="Write to this file instead of stdout (not with --format table)."),
     results_dir: Path = RESULTS_DIR_OPTION,
 ):
@@ -88,7 +103,6 @@ def leaderboard(
     shown apart, never averaged together.
     """
     from probebench import results
-    from probebench.errors import UserError, suggest
     from probebench.report import leaderboard as board
     from probebench.report.tables import FORMATS, render_sections
 
@@ -96,8 +110,12 @@ def leaderboard(
         raise UserError(f"unknown format {fmt!r}{suggest(fmt, FORMATS)}; use one of {', '.join(FORMATS)}")
     if out is not None and fmt == "table":
         raise UserError("--out needs a text format: add --format markdown, csv, html or latex")
-    view = board.View(board.parse_keys(rows, "--rows"), board.parse_keys(cols, "--cols"),
-                      split_list(metric) or None, board.parse_where(list(where)))
+    view = board.View(
+        board.parse_keys(rows, "--rows"),
+        board.parse_keys(cols, "--cols"),
+        split_list(metric) or None,
+        board.parse_where(list(where)),
+    )
     if corruption is not None:
         view.where.setdefault("corruption", []).append(corruption)
     if suite:

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from probebench.cli.common import REGISTRY_OPTION, load, stdout_console
+from probebench.errors import UserError, suggest
 
 
 def first_line(cls: type) -> str:
@@ -35,15 +36,16 @@ def ls(
     for k in kinds:
         for name in reg.names(k, pattern):
             entry = reg.entry(k, name)
-            table.add_row(k, name, entry.plugin.distribution if not entry.plugin.builtin else "built-in",
-                          first_line(entry.cls))
+            table.add_row(
+                k, name, entry.plugin.distribution if not entry.plugin.builtin else "built-in", first_line(entry.cls)
+            )
     if not table.row_count:
-        from probebench.errors import UserError, suggest
-
         names = [name for k in kinds for name in reg.names(k, "*")]
         what = f"{kinds[0]} " if len(kinds) == 1 else ""
-        raise UserError(f"no {what}name matches {pattern!r}{suggest(pattern, names)}; "
-                        f"`probebench ls {kinds[0] if len(kinds) == 1 else ''}` lists them all".replace("  ", " "))
+        raise UserError(
+            f"no {what}name matches {pattern!r}{suggest(pattern, names)}; "
+            f"`probebench ls {kinds[0] if len(kinds) == 1 else ''}` lists them all".replace("  ", " ")
+        )
     stdout_console().print(table)
 
 

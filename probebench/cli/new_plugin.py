@@ -7,20 +7,26 @@ from pathlib import Path
 import typer
 
 from probebench.cli.common import REGISTRY_OPTION, load
+from probebench.errors import UserError
 
 
 def new_plugin(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="Distribution name, kebab-case, e.g. probebench-logit-gap "
-                                         "(the component is named without the 'probebench-' prefix)."),
-    kind: str = typer.Option("scorer", "--kind", help="Kind of the component: scorer, corrector, metric, "
-                                                      "dataset, corruption, classifier, generator, prober."),
+    name: str = typer.Argument(
+        ...,
+        help="Distribution name, kebab-case, e.g. probebench-logit-gap "
+        "(the component is named without the 'probebench-' prefix).",
+    ),
+    kind: str = typer.Option(
+        "scorer",
+        "--kind",
+        help="Kind of the component: scorer, corrector, metric, dataset, corruption, classifier, generator, prober.",
+    ),
     out: Path = typer.Option(Path("."), "--out", help="Folder to create the package folder in."),
     registry: Path = REGISTRY_OPTION,
 ):
     """Write a working plugin package: pyproject with the entry point, a module with one component, one test."""
     from probebench.console import console
-    from probebench.errors import UserError
     from probebench.scaffold import Names, write_plugin
 
     names = Names.from_distribution(name, kind)
@@ -33,11 +39,19 @@ def new_plugin(
             f"e.g. {name}-2 or a prefix naming your lab"
         )
     root = write_plugin(name, kind, out)
-    console.print(f"wrote {root}/ — {kind} {names.component!r} in {names.module}/__init__.py, "
-                  f"test in tests/test_{names.module}.py", soft_wrap=True, markup=False)
+    console.print(
+        f"wrote {root}/ — {kind} {names.component!r} in {names.module}/__init__.py, "
+        f"test in tests/test_{names.module}.py",
+        soft_wrap=True,
+        markup=False,
+    )
     console.print("next:", markup=False)
-    for step in (f"pip install -e '{root}[test]'", f"python -m pytest {root}", f"probebench show {kind} {names.component}",
-                 "docs/plugins.md: the contract of every kind and how to run your component in a suite"):
+    for step in (
+        f"pip install -e '{root}[test]'",
+        f"python -m pytest {root}",
+        f"probebench show {kind} {names.component}",
+        "docs/plugins.md: the contract of every kind and how to run your component in a suite",
+    ):
         console.print(f"  {step}", soft_wrap=True, markup=False)
 
 

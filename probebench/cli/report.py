@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from probebench.cli.common import RESULTS_DIR_OPTION
+from probebench.errors import UserError
 
 
 def report(
@@ -21,7 +22,6 @@ def report(
     reliability, corruption heatmaps and any counterfactual grids, images inlined."""
     from probebench import results
     from probebench.console import console
-    from probebench.errors import UserError
     from probebench.report.html import build
 
     run_dir = results.resolve_run(run, results_dir)

@@ -7,11 +7,11 @@ from pathlib import Path
 import typer
 
 from probebench.cli.common import REGISTRY_OPTION, load, stdout_console
+from probebench.errors import UserError
 from probebench.suite import DEFAULT_SUITE
 
 
 def _seeds(text: str | None) -> list[int] | None:
-    from probebench.errors import UserError
 
     if text is None:
         return None
@@ -32,12 +32,15 @@ def run(
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto (cuda when available)."),
     out: Path = typer.Option(None, "--out", help="Output folder (default: results/<run-id>)."),
     data_root: str = typer.Option(None, "--data-root", help="Folder with local data files for real datasets."),
-    cache_dir: Path = typer.Option(None, "--cache-dir", help="Artifact cache (default: $PROBEBENCH_CACHE or ~/.cache/probebench)."),
+    cache_dir: Path = typer.Option(
+        None, "--cache-dir", help="Artifact cache (default: $PROBEBENCH_CACHE or ~/.cache/probebench)."
+    ),
     fresh: bool = typer.Option(False, "--fresh", help="Ignore cached artifacts and recompute everything."),
     show: str = typer.Option(
         "auroc,aupr-miss,fpr95,aurc,correction-rate,break-rate,net-accuracy-gain,tuned-net-accuracy-gain,median-steps,"
         "bits-per-dim,reconstruction-error,train-seconds",
-        "--show", help="Comma-separated metrics of the printed summary (when the suite has them); all are "
+        "--show",
+        help="Comma-separated metrics of the printed summary (when the suite has them); all are "
         "in results.csv and `probebench leaderboard`. 'all' shows every one.",
     ),
 ):
@@ -59,8 +62,11 @@ def run(
 
         console.print(f"[red]{len(outcome.failures)} component failure(s); the other results are complete:[/]")
         for failure in outcome.failures:
-            console.print(f"  {failure['kind']} {failure['plugin']!r} in {failure['stage']} "
-                          f"({failure['cell']}): {failure['message']}", soft_wrap=True)
+            console.print(
+                f"  {failure['kind']} {failure['plugin']!r} in {failure['stage']} "
+                f"({failure['cell']}): {failure['message']}",
+                soft_wrap=True,
+            )
         console.print(f"recorded under 'failures' in {target / 'run.json'}")
         raise typer.Exit(1)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import typer
 
 from probebench.cli.common import REGISTRY_OPTION, load, stdout_console
+from probebench.errors import UserError
 
 
 def describe(entry) -> dict:
@@ -30,8 +31,15 @@ def describe(entry) -> dict:
         elif not isinstance(annotation, str):
             annotation = getattr(annotation, "__name__", str(annotation))
         required = param.default is inspect.Parameter.empty
-        options.append({"name": name, "type": annotation, "required": required,
-                        "default": None if required else param.default, "help": helps.get(name, "")})
+        options.append(
+            {
+                "name": name,
+                "type": annotation,
+                "required": required,
+                "default": None if required else param.default,
+                "help": helps.get(name, ""),
+            }
+        )
     takes_more = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values())
     facts = {}
     if entry.kind == "metric":
@@ -66,9 +74,14 @@ def print_description(info: dict) -> None:
     from rich.text import Text
 
     console = stdout_console()
-    console.print(Text(f"{info['kind']} {info['name']}", style="bold"), Text(
-        f"  ({info['class']}, version {info['version']}; plugin {info['plugin']} from "
-        f"{info['distribution']} {info['distribution_version']})", style="dim"))
+    console.print(
+        Text(f"{info['kind']} {info['name']}", style="bold"),
+        Text(
+            f"  ({info['class']}, version {info['version']}; plugin {info['plugin']} from "
+            f"{info['distribution']} {info['distribution_version']})",
+            style="dim",
+        ),
+    )
     console.print()
     console.print(Text(info["doc"] or "(no docstring)"))
     for key in ("higher_is_better", "num_classes", "shape"):
@@ -78,9 +91,8 @@ def print_description(info: dict) -> None:
     if info["options"]:
         table = Table("option", "type", "default", "help", box=None, pad_edge=False, title_justify="left")
         for option in info["options"]:
-            table.add_row(Text(option["name"]), Text(option["type"]), Text(_default_text(option)),
-                          Text(option["help"]))
-        console.print(Text("options (set them in a suite: { name = \"%s\", option = value })" % info["name"]))
+            table.add_row(Text(option["name"]), Text(option["type"]), Text(_default_text(option)), Text(option["help"]))
+        console.print(Text('options (set them in a suite: {{ name = "{}", option = value }})'.format(info["name"])))
         console.print(table)
     else:
         console.print(Text("options: none"))
@@ -93,15 +105,18 @@ def print_description(info: dict) -> None:
 def show(
     ctx: typer.Context,
     kind: str = typer.Argument(..., help="Kind of component (scorer, corrector, ...; plural works too)."),
-    name: str = typer.Argument(None, help="Registered name, as `probebench ls KIND` lists it (with --out: names or patterns, comma-separated)."),
+    name: str = typer.Argument(
+        None, help="Registered name, as `probebench ls KIND` lists it (with --out: names or patterns, comma-separated)."
+    ),
     out: Path = typer.Option(None, "--out", help="corruptions only: write a PNG grid of every corruption and level."),
-    dataset: str = typer.Option(None, "--dataset", help="With --out: dataset to draw the image from (default: the default suite's)."),
+    dataset: str = typer.Option(
+        None, "--dataset", help="With --out: dataset to draw the image from (default: the default suite's)."
+    ),
     data_root: str = typer.Option(None, "--data-root", help="With --out: folder with local data files."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for tooling."),
     registry: Path = REGISTRY_OPTION,
 ):
     """Show a component: its docstring, options (name, type, default, help) and reference."""
-    from probebench.errors import UserError
     from probebench.kinds import KINDS
 
     singular = kind[:-1] if kind.endswith("s") and kind[:-1] in KINDS else kind
@@ -123,7 +138,6 @@ def show(
 
 
 def _corruption_grid(config, reg, name: str | None, out: Path, dataset: str | None, data_root: str | None) -> None:
-    from probebench.errors import UserError
     from probebench.suite import DEFAULT_SUITE, ComponentSpec, parse_suite
 
     try:
@@ -147,7 +161,9 @@ def _corruption_grid(config, reg, name: str | None, out: Path, dataset: str | No
     elif DEFAULT_SUITE in config.suites:
         spec = parse_suite(config, DEFAULT_SUITE).dataset
     else:
-        raise UserError(f"name a dataset with --dataset (`probebench ls datasets`); {config.path} has no suite {DEFAULT_SUITE!r}")
+        raise UserError(
+            f"name a dataset with --dataset (`probebench ls datasets`); {config.path} has no suite {DEFAULT_SUITE!r}"
+        )
     corruption_grid(reg, spec, names, out, data_root=data_root)
     from probebench.console import console
 

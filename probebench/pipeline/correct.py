@@ -90,8 +90,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from probebench.console import console, task
 from probebench.cache import hash_key
+from probebench.console import console, task
 from probebench.errors import UserError
 from probebench.evaluate import bootstrap_indices, estimate
 from probebench.pipeline.features import resolve_layer
@@ -189,8 +189,10 @@ def hit_level(p_hit, hit) -> float:
 @torch.no_grad()
 def prober_outputs(ctx, prober, images: torch.Tensor) -> torch.Tensor:
     """P(hit) [N] on the CPU, batched."""
-    parts = [prober(images[s : s + ctx.batch_size].to(ctx.device)).detach().cpu()
-             for s in range(0, len(images), ctx.batch_size)]
+    parts = [
+        prober(images[s : s + ctx.batch_size].to(ctx.device)).detach().cpu()
+        for s in range(0, len(images), ctx.batch_size)
+    ]
     return torch.cat(parts) if parts else torch.empty(0)
 
 
@@ -266,8 +268,11 @@ def outcome_rows(outcome: Outcome, bootstrap) -> list[dict]:
         _row("correction-rate", after[miss], bootstrap),
         _row("break-rate", ~after[hit], bootstrap),
         _row("net-accuracy-gain", loop_gain_per_sample(hit, after, outcome.flagged), bootstrap),
-        *([_row("tuned-net-accuracy-gain", loop_gain_per_sample(hit, after, outcome.tuned_flagged), bootstrap)]
-          if outcome.tuned_flagged is not None else []),
+        *(
+            [_row("tuned-net-accuracy-gain", loop_gain_per_sample(hit, after, outcome.tuned_flagged), bootstrap)]
+            if outcome.tuned_flagged is not None
+            else []
+        ),
         _row("edit-size", np.asarray(outcome.edit_size, dtype=float)[miss], bootstrap),
         _row("median-steps", steps, bootstrap, value=np.median(steps) if len(steps) else None),
         _row("p90-steps", steps, bootstrap, value=np.percentile(steps, 90) if len(steps) else None),
@@ -351,9 +356,11 @@ def _guide(ctx, label: str, prober) -> Guide:
         threshold = fit_threshold if threshold is None else threshold
         level = fit_level if level is None else level
         if ctx.val_labels is None:
-            console.print(f"[yellow]correction: the suite has no validation split (add validation = N); chose "
-                          f"{label}'s flag threshold ({threshold:.3f}) and stop level ({level:.3f}) on the training "
-                          f"split, where the classifier is optimistic[/]")
+            console.print(
+                f"[yellow]correction: the suite has no validation split (add validation = N); chose "
+                f"{label}'s flag threshold ({threshold:.3f}) and stop level ({level:.3f}) on the training "
+                f"split, where the classifier is optimistic[/]"
+            )
     prober_key = ctx.extras.get("prober_keys", {}).get(label)
     key = hash_key("correction-guide", prober_key, float(threshold), float(level), ctx.seed) if prober_key else ""
     return Guide(prober, float(threshold), float(level), source, key)
@@ -365,8 +372,10 @@ def setup(correctors, registry, ctx) -> Setup:
     ``prober`` option names another) and fix each guide's threshold and stop level."""
     generators, probers = generators_of(ctx.extras), probers_of(ctx.extras)
     if not generators or not probers:
-        raise UserError("correctors need a generator and a prober: ctx.extras holds "
-                        f"{sorted(ctx.extras) or 'nothing'}; add a generator and a prober to the suite")
+        raise UserError(
+            "correctors need a generator and a prober: ctx.extras holds "
+            f"{sorted(ctx.extras) or 'nothing'}; add a generator and a prober to the suite"
+        )
     generator_keys = ctx.extras.get("generator_keys", {})
     guides: dict[str, Guide] = {}
     bound = []
@@ -375,8 +384,9 @@ def setup(correctors, registry, ctx) -> Setup:
         pinned = options.pop(PIN_KEY, None)
         guide = options.pop(GUIDE_KEY, None) or next(iter(probers))
         if guide not in probers:
-            raise UserError(f"corrector {spec.label!r} names prober {guide!r}; the suite's probers: "
-                            f"{', '.join(probers)}")
+            raise UserError(
+                f"corrector {spec.label!r} names prober {guide!r}; the suite's probers: {', '.join(probers)}"
+            )
         if guide not in guides:
             guides[guide] = _guide(ctx, guide, probers[guide])
         corrector = registry.create("corrector", spec.name, options)
@@ -384,16 +394,23 @@ def setup(correctors, registry, ctx) -> Setup:
             labels = [(spec.label, None)]
         elif pinned is not None:
             if pinned not in generators:
-                raise UserError(f"corrector {spec.label!r} names generator {pinned!r}; the suite's generators: "
-                                f"{', '.join(generators)}")
+                raise UserError(
+                    f"corrector {spec.label!r} names generator {pinned!r}; the suite's generators: "
+                    f"{', '.join(generators)}"
+                )
             labels = [(spec.label, pinned)]
         else:
             labels = [(spec.label if len(generators) == 1 else f"{spec.label}@{g}", g) for g in generators]
         versions = (getattr(type(corrector), "version", "1"), registry.entry("corrector", spec.name).plugin.version)
         for method, generator in labels:
             keyed = guides[guide].key and (generator is None or generator in generator_keys)
-            key = hash_key(spec.name, options, *versions, generator, generator_keys.get(generator), guide,
-                           guides[guide].key) if keyed else ""
+            key = (
+                hash_key(
+                    spec.name, options, *versions, generator, generator_keys.get(generator), guide, guides[guide].key
+                )
+                if keyed
+                else ""
+            )
             bound.append(Bound(method, corrector, generator, key, guide))
     return Setup(bound, generators, guides)
 
@@ -415,8 +432,18 @@ def check_correction(correction, images: torch.Tensor):
     return edited.clamp(0, 1), steps.long()
 
 
-def correct_images(ctx, state: Setup, images: torch.Tensor, labels: torch.Tensor, bootstrap, *,
-                   out: Path | None = None, tag: str = "cell", on_failure=None, cache=None) -> list[dict]:
+def correct_images(
+    ctx,
+    state: Setup,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    bootstrap,
+    *,
+    out: Path | None = None,
+    tag: str = "cell",
+    on_failure=None,
+    cache=None,
+) -> list[dict]:
     """Run every bound corrector on ``images`` and return the metric rows
     (``method`` filled in). Writes artifacts under ``out/corrections`` when given.
 
@@ -424,8 +451,10 @@ def correct_images(ctx, state: Setup, images: torch.Tensor, labels: torch.Tensor
     on these images or builds and stores it: a resumed run edits nothing twice."""
     predictions = ctx.forward(images)[0].argmax(dim=1)
     hit = (predictions == labels).numpy()
-    p_hits = {label: prober_outputs(ctx, state.guides[label].prober, images)
-              for label in dict.fromkeys(state.guide_label(b) for b in state.bound)}
+    p_hits = {
+        label: prober_outputs(ctx, state.guides[label].prober, images)
+        for label in dict.fromkeys(state.guide_label(b) for b in state.bound)
+    }
     rows = []
     with task(f"correct {tag}", len(state.bound)) as advance:
         for bound in state.bound:
@@ -440,8 +469,15 @@ def correct_images(ctx, state: Setup, images: torch.Tensor, labels: torch.Tensor
                 advance()
                 continue
             tuned = None if bound.tuned is None else (record["p_hit"] < bound.tuned).numpy()
-            outcome = Outcome(hit, (record["prediction_after"] == labels).numpy(), record["flagged"].numpy(),
-                              record["edit_size"].numpy(), record["steps"].numpy(), float(record["seconds"]), tuned)
+            outcome = Outcome(
+                hit,
+                (record["prediction_after"] == labels).numpy(),
+                record["flagged"].numpy(),
+                record["edit_size"].numpy(),
+                record["steps"].numpy(),
+                float(record["seconds"]),
+                tuned,
+            )
             rows += [{"method": bound.method, **row} for row in outcome_rows(outcome, bootstrap)]
             if out is not None:
                 _save(out, bound.method, tag, state, images, record)
@@ -465,8 +501,12 @@ def _attempt(build, method: str, on_failure):
 
 def edit(ctx, state: Setup, bound: Bound, guide: Guide, images, labels, predictions, p_hit, flagged) -> dict:
     """Run one bound corrector on ``images`` and return its record (see ``_record``)."""
-    extras = {**ctx.extras, "prober": guide.prober, "prober_threshold": guide.threshold,
-              "prober_hit_level": guide.level}
+    extras = {
+        **ctx.extras,
+        "prober": guide.prober,
+        "prober_threshold": guide.threshold,
+        "prober_hit_level": guide.level,
+    }
     if bound.generator is not None:
         extras["generator"] = state.generators[bound.generator]
     torch.manual_seed(ctx.seed)
@@ -475,8 +515,19 @@ def edit(ctx, state: Setup, bound: Bound, guide: Guide, images, labels, predicti
     seconds = time.perf_counter() - started
     edited, steps = check_correction(correction, images)
     after = ctx.forward(edited)[0].argmax(dim=1)
-    return _record(guide, images, labels, edited, steps, predictions, after, p_hit, flagged, seconds,
-                   getattr(correction, "details", {}) or {})
+    return _record(
+        guide,
+        images,
+        labels,
+        edited,
+        steps,
+        predictions,
+        after,
+        p_hit,
+        flagged,
+        seconds,
+        getattr(correction, "details", {}) or {},
+    )
 
 
 def tune(ctx, state: Setup, store=None, on_failure=None) -> None:
@@ -500,8 +551,11 @@ def tune(ctx, state: Setup, store=None, on_failure=None) -> None:
                 return edit(ctx, state, bound, guide, images, labels, predictions, p_hit, p_hit < guide.threshold)
 
             key = hash_key("correction-validation", bound.key)
-            record = _attempt(lambda: build() if store is None or not bound.key else
-                              store.get_or_build("correction", key, build), bound.method, on_failure)
+            record = _attempt(
+                lambda: build() if store is None or not bound.key else store.get_or_build("correction", key, build),
+                bound.method,
+                on_failure,
+            )
             if record is None:
                 advance()
                 continue
@@ -510,8 +564,9 @@ def tune(ctx, state: Setup, store=None, on_failure=None) -> None:
             advance()
 
 
-def correct_cell(suite, registry, store, ctx, state: Setup, splits, corruption, severity: int, out: Path,
-                 failures: list) -> list[dict]:
+def correct_cell(
+    suite, registry, store, ctx, state: Setup, splits, corruption, severity: int, out: Path, failures: list
+) -> list[dict]:
     """The tidy rows of every corrector on one test cell (called by ``run_suite``);
     each (corrector, cell) record is cached in ``store``."""
     from probebench.pipeline.run import _cell_key, _failure, cell_data, cell_name
@@ -519,8 +574,14 @@ def correct_cell(suite, registry, store, ctx, state: Setup, splits, corruption, 
     name = cell_name(corruption)
     images, labels = cell_data(registry, splits, corruption, severity, ctx.seed, suite.data_root)
     cell = f"seed={ctx.seed} corruption={name} severity={severity}"
-    keys = {"suite": suite.name, "dataset": suite.dataset.label, "corruption": name, "severity": severity,
-            "classifier": suite.classifier.label, "seed": ctx.seed}
+    keys = {
+        "suite": suite.name,
+        "dataset": suite.dataset.label,
+        "corruption": name,
+        "severity": severity,
+        "classifier": suite.classifier.label,
+        "seed": ctx.seed,
+    }
     cell_key = _cell_key(registry, ctx, corruption, severity)
 
     def cache(bound: Bound, build):
@@ -528,9 +589,17 @@ def correct_cell(suite, registry, store, ctx, state: Setup, splits, corruption, 
             return build()
         return store.get_or_build("correction", hash_key("correction", cell_key, bound.key), build)
 
-    rows = correct_images(ctx, state, images, labels, suite.bootstrap, out=out,
-                          tag=f"seed{ctx.seed}_{name}-{severity}", cache=cache,
-                          on_failure=lambda label, exc: _failure(failures, "corrector", label, "correct", cell, exc))
+    rows = correct_images(
+        ctx,
+        state,
+        images,
+        labels,
+        suite.bootstrap,
+        out=out,
+        tag=f"seed{ctx.seed}_{name}-{severity}",
+        cache=cache,
+        on_failure=lambda label, exc: _failure(failures, "corrector", label, "correct", cell, exc),
+    )
     return [{**keys, **row} for row in rows]
 
 
@@ -544,10 +613,19 @@ def _record(guide: Guide, images, labels, edited, steps, before, after, p_hit, f
     holds, plus the edit sizes and the wall seconds (cached per cell)."""
     changed = (steps > 0).nonzero().squeeze(1)  # the others are their original test image, bit for bit
     record = {
-        "index": changed, "edited": edited[changed], "steps": steps, "labels": labels,
-        "prediction_before": before, "prediction_after": after, "p_hit": p_hit, "flagged": torch.as_tensor(flagged),
-        "threshold": guide.threshold, "stop_level": guide.level, "calibrated_on": guide.calibrated_on,
-        "edit_size": (edited - images).flatten(1).norm(dim=1), "seconds": float(seconds),
+        "index": changed,
+        "edited": edited[changed],
+        "steps": steps,
+        "labels": labels,
+        "prediction_before": before,
+        "prediction_after": after,
+        "p_hit": p_hit,
+        "flagged": torch.as_tensor(flagged),
+        "threshold": guide.threshold,
+        "stop_level": guide.level,
+        "calibrated_on": guide.calibrated_on,
+        "edit_size": (edited - images).flatten(1).norm(dim=1),
+        "seconds": float(seconds),
     }
     for key, value in details.items():
         if isinstance(value, torch.Tensor) and len(value) == len(steps):
@@ -571,9 +649,12 @@ def _save(out: Path, method: str, tag: str, state: Setup, images: torch.Tensor, 
         if len(corrected):
             edited = images.clone()
             edited[record["index"]] = record["edited"]
-            atomic_write(folder / f"{_filename(method)}_grid.png",
-                         lambda tmp: save_grid(tmp, images, edited, corrected[:8], before, after, labels,
-                                               f"{method}: corrected misses ({tag})"))
+            atomic_write(
+                folder / f"{_filename(method)}_grid.png",
+                lambda tmp: save_grid(
+                    tmp, images, edited, corrected[:8], before, after, labels, f"{method}: corrected misses ({tag})"
+                ),
+            )
 
 
 def save_grid(path, images, edited, indices, before, after, labels, title: str) -> None:
@@ -586,7 +667,7 @@ def save_grid(path, images, edited, indices, before, after, labels, title: str) 
     import matplotlib.pyplot as plt
     from matplotlib import colormaps
 
-    channels, height, width = images.shape[1:]
+    _channels, height, width = images.shape[1:]
     pad, cols = 2, max(1, len(indices))
     canvas = np.ones((3 * (height + pad) + pad, cols * (width + pad) + pad, 3))
     bounds = []
@@ -607,8 +688,14 @@ def save_grid(path, images, edited, indices, before, after, labels, title: str) 
     ax.set_yticklabels(["original", "edited", "x'-x\nred +, blue -"], fontsize=8)
     ax.tick_params(length=0)
     for col, i in enumerate(indices.tolist()):
-        ax.text(pad + col * (width + pad) + width / 2, -1, f"label {int(labels[i])}\n{int(before[i])} → {int(after[i])}",
-                ha="center", va="bottom", fontsize=7)
+        ax.text(
+            pad + col * (width + pad) + width / 2,
+            -1,
+            f"label {int(labels[i])}\n{int(before[i])} → {int(after[i])}",
+            ha="center",
+            va="bottom",
+            fontsize=7,
+        )
     ax.set_title(title, fontsize=9, pad=24)
     fig.tight_layout()
     with open(path, "wb") as handle:

@@ -79,8 +79,10 @@ def load_splits(registry, spec: ComponentSpec, data_root: str | None, validation
         return Splits(dataset, *splits["train"], *splits["test"], cells)
     images, labels = splits["train"]
     if validation >= len(labels):
-        raise UserError(f"validation = {validation} but dataset {spec.name!r} has only {len(labels)} training images; "
-                        f"hold out fewer (the suite's 'validation' key)")
+        raise UserError(
+            f"validation = {validation} but dataset {spec.name!r} has only {len(labels)} training images; "
+            f"hold out fewer (the suite's 'validation' key)"
+        )
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(int(hash_key("validation")[:12], 16)))
     val, train = order[:validation].sort().values, order[validation:].sort().values
     return Splits(dataset, images[train], labels[train], *splits["test"], cells, images[val], labels[val])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from probebench.errors import UserError
+from probebench.errors import UserError, suggest
 
 
 def layer_names(model: torch.nn.Module) -> list[str]:
@@ -16,8 +16,6 @@ def resolve_layer(model: torch.nn.Module, layer: str) -> torch.nn.Module:
     try:
         return model.get_submodule(layer)
     except AttributeError:
-        from probebench.errors import suggest
-
         names = layer_names(model)
         raise UserError(
             f"layer {layer!r} not found in {type(model).__name__}{suggest(layer, names)}; "

@@ -42,10 +42,16 @@ METRICS = {
 CLASSIFIER = "-"  # generator rows describe no classifier
 
 
-def generator_key(registry, dataset_spec: ComponentSpec, generator_spec: ComponentSpec, seed: int,
-                  validation: int = 0) -> str:
-    return hash_key("generator", *spec_parts(registry, "dataset", dataset_spec),
-                    *spec_parts(registry, "generator", generator_spec), seed, *held_out(validation))
+def generator_key(
+    registry, dataset_spec: ComponentSpec, generator_spec: ComponentSpec, seed: int, validation: int = 0
+) -> str:
+    return hash_key(
+        "generator",
+        *spec_parts(registry, "dataset", dataset_spec),
+        *spec_parts(registry, "generator", generator_spec),
+        seed,
+        *held_out(validation),
+    )
 
 
 def _schedule(step: int, warmup: int, total: int) -> float:
@@ -157,15 +163,28 @@ def generator_stage(suite, registry, store, splits, ctx, out: Path, failures: li
     flows = ctx.extras.setdefault("generators", {})
     keys_of = ctx.extras.setdefault("generator_keys", {})  # label -> cache key, for the correction cache
     rows = []
-    keys = {"suite": suite.name, "dataset": suite.dataset.label, "corruption": "none", "severity": 0,
-            "classifier": CLASSIFIER, "seed": ctx.seed}
+    keys = {
+        "suite": suite.name,
+        "dataset": suite.dataset.label,
+        "corruption": "none",
+        "severity": 0,
+        "classifier": CLASSIFIER,
+        "seed": ctx.seed,
+    }
     for spec in suite.generators:
         key = generator_key(registry, suite.dataset, spec, ctx.seed, splits.validation)
         try:
-            flow, seconds, cached = trained_generator(registry, store, suite.dataset, spec, splits, ctx.seed, ctx.device)
+            flow, seconds, cached = trained_generator(
+                registry, store, suite.dataset, spec, splits, ctx.seed, ctx.device
+            )
             # the test split is fixed by the dataset spec, which the generator key holds
-            values = dict(store.get_or_build("generator-quality", hash_key("quality", key), lambda: quality(
-                flow, splits.test_images, ctx.seed, suite.batch_size, ctx.device)))
+            values = dict(
+                store.get_or_build(
+                    "generator-quality",
+                    hash_key("quality", key),
+                    lambda: quality(flow, splits.test_images, ctx.seed, suite.batch_size, ctx.device),
+                )
+            )
             save_grids(flow, splits.test_images, out, f"{spec.label}-seed{ctx.seed}", ctx.seed, ctx.device)
         except UserError:
             raise
@@ -176,10 +195,21 @@ def generator_stage(suite, registry, store, splits, ctx, out: Path, failures: li
         keys_of[spec.label] = key
         values["train-seconds"] = seconds
         origin = "from the cache, trained" if cached else "trained"
-        console.print(f"generator {spec.label} seed {ctx.seed}: {values['bits-per-dim']:.3f} bits/dim, "
-                      f"reconstruction error {values['reconstruction-error']:.2g} ({origin} in {seconds:.0f} s)")
+        console.print(
+            f"generator {spec.label} seed {ctx.seed}: {values['bits-per-dim']:.3f} bits/dim, "
+            f"reconstruction error {values['reconstruction-error']:.2g} ({origin} in {seconds:.0f} s)"
+        )
         for metric, value in values.items():
             n = len(splits.test_images) if metric != "train-seconds" else len(splits.train_images)
-            rows.append({**keys, "method": spec.label, "metric": metric, "value": value,
-                         "ci_low": math.nan, "ci_high": math.nan, "n": n})
+            rows.append(
+                {
+                    **keys,
+                    "method": spec.label,
+                    "metric": metric,
+                    "value": value,
+                    "ci_low": math.nan,
+                    "ci_high": math.nan,
+                    "n": n,
+                }
+            )
     return rows

@@ -64,11 +64,14 @@ def run_suite(suite: Suite, registry, store: ArtifactStore, device: torch.device
     started = time.time()
     run_header = results.header(suite.as_dict(), str(device), results.now())
     metrics = {name: registry.create("metric", name) for name in suite.metrics}
-    run_header["metrics"] = {name: {"higher_is_better": bool(m.higher_is_better), "scale": getattr(m, "scale", 1)}
-                             for name, m in metrics.items()}
+    run_header["metrics"] = {
+        name: {"higher_is_better": bool(m.higher_is_better), "scale": getattr(m, "scale", 1)}
+        for name, m in metrics.items()
+    }
     if suite.correctors:
-        run_header["metrics"].update({k: {"higher_is_better": v, "scale": 1}
-                                      for k, v in correction.CORRECTION_METRICS.items()})
+        run_header["metrics"].update(
+            {k: {"higher_is_better": v, "scale": 1} for k, v in correction.CORRECTION_METRICS.items()}
+        )
     if suite.generators:
         run_header["metrics"].update(GENERATOR_METRICS)
 
@@ -83,19 +86,27 @@ def run_suite(suite: Suite, registry, store: ArtifactStore, device: torch.device
         if suite.correctors:
             corrections = _correction_setup(suite, registry, ctx, scorers, outcome.failures)
             if corrections is not None:
-                correction.tune(ctx, corrections, store, on_failure=lambda label, exc: _failure(
-                    outcome.failures, "corrector", label, "tune", f"seed={ctx.seed} validation", exc))
+                correction.tune(
+                    ctx,
+                    corrections,
+                    store,
+                    on_failure=lambda label, exc: _failure(
+                        outcome.failures, "corrector", label, "tune", f"seed={ctx.seed} validation", exc
+                    ),
+                )
                 run_header.setdefault("correction", {})[str(seed)] = corrections.calibration()
         cells = _cells(suite) + list(splits.cells)
         with task(f"score seed {seed}", len(cells)) as advance:
             for corruption, severity in cells:
-                rows, frame = _score_cell(suite, registry, store, ctx, scorers, splits, corruption, severity,
-                                          outcome.failures)
+                rows, frame = _score_cell(
+                    suite, registry, store, ctx, scorers, splits, corruption, severity, outcome.failures
+                )
                 outcome.rows += rows
                 samples.append(frame)
                 if corrections is not None:
-                    outcome.rows += correction.correct_cell(suite, registry, store, ctx, corrections, splits,
-                                                            corruption, severity, out, outcome.failures)
+                    outcome.rows += correction.correct_cell(
+                        suite, registry, store, ctx, corrections, splits, corruption, severity, out, outcome.failures
+                    )
                 advance()
         facts = {s.spec.label: s._instance.facts for s in scorers if getattr(s._instance, "facts", None)}
         if facts:  # what a component learnt about itself in prepare (e.g. a prober's training data)
@@ -123,9 +134,22 @@ def _context(suite, registry, store, splits, seed: int, device) -> Context:
         return store.get_or_build(stage, hash_key(stage, key, parts), build)
 
     dataset = splits.dataset
-    return Context(model, key, dataset.num_classes, tuple(dataset.shape), device, seed, suite.batch_size,
-                   splits.train_images, splits.train_labels, artifact, train_other, registry=registry,
-                   val_images=splits.val_images, val_labels=splits.val_labels)
+    return Context(
+        model,
+        key,
+        dataset.num_classes,
+        tuple(dataset.shape),
+        device,
+        seed,
+        suite.batch_size,
+        splits.train_images,
+        splits.train_labels,
+        artifact,
+        train_other,
+        registry=registry,
+        val_images=splits.val_images,
+        val_labels=splits.val_labels,
+    )
 
 
 def _correction_setup(suite, registry, ctx, scorers, failures):
@@ -145,8 +169,14 @@ def _correction_setup(suite, registry, ctx, scorers, failures):
             _failure(failures, "scorer", scorer.spec.label, "prepare", f"seed={ctx.seed}", exc)
     if not probers or not correction.generators_of(ctx.extras):
         for spec in suite.correctors:
-            _failure(failures, "corrector", spec.label, "setup", f"seed={ctx.seed}",
-                     RuntimeError("its prober or generator failed earlier in this run (see above)"))
+            _failure(
+                failures,
+                "corrector",
+                spec.label,
+                "setup",
+                f"seed={ctx.seed}",
+                RuntimeError("its prober or generator failed earlier in this run (see above)"),
+            )
         return None
     return correction.setup(suite.correctors, registry, ctx)
 
@@ -164,8 +194,14 @@ class _Scorer:
     def __init__(self, spec, registry, ctx, failures):
         self.spec, self.registry, self.ctx, self.failures = spec, registry, ctx, failures
         self.cls = registry.get("scorer", spec.name)
-        self.key = hash_key("scores", ctx.classifier_key, spec.name, spec.options,
-                            getattr(self.cls, "version", "1"), registry.entry("scorer", spec.name).plugin.version)
+        self.key = hash_key(
+            "scores",
+            ctx.classifier_key,
+            spec.name,
+            spec.options,
+            getattr(self.cls, "version", "1"),
+            registry.entry("scorer", spec.name).plugin.version,
+        )
         self._instance = None
         self.failed = False
 
@@ -207,10 +243,13 @@ def cell_name(corruption) -> str:
 def _cell_key(registry, ctx, corruption, severity) -> str:
     if isinstance(corruption, str):  # a dataset's own cell: the classifier key already names the dataset
         return hash_key(ctx.classifier_key, "dataset-cell", corruption, severity)
-    return hash_key(ctx.classifier_key, corruption.name if corruption else None,
-                    corruption.options if corruption else None,
-                    getattr(registry.get("corruption", corruption.name), "version", "1") if corruption else None,
-                    severity)
+    return hash_key(
+        ctx.classifier_key,
+        corruption.name if corruption else None,
+        corruption.options if corruption else None,
+        getattr(registry.get("corruption", corruption.name), "version", "1") if corruption else None,
+        severity,
+    )
 
 
 def _score_cell(suite, registry, store, ctx, scorers, splits, corruption, severity, failures):
@@ -235,8 +274,9 @@ def _score_cell(suite, registry, store, ctx, scorers, splits, corruption, severi
             batch = Batch(ctx, get_data()[0], cell={"split": "test", "cell": cell_key})
         return batch
 
-    cached = store.get_or_build("predictions", cell_key,
-                                lambda: {"predictions": get_batch().predictions, "labels": get_data()[1]})
+    cached = store.get_or_build(
+        "predictions", cell_key, lambda: {"predictions": get_batch().predictions, "labels": get_data()[1]}
+    )
     predictions = cached["predictions"]
     labels = cached.get("labels", splits.test_labels)  # entries cached before labels were stored
     hit = (predictions == labels).numpy()
@@ -270,12 +310,25 @@ def _score_cell(suite, registry, store, ctx, scorers, splits, corruption, severi
         store.save("scores", key, {"scores": torch.from_numpy(scores)})
         confidences[label] = scores
 
-    keys = {"suite": suite.name, "dataset": suite.dataset.label, "corruption": name, "severity": severity,
-            "classifier": suite.classifier.label, "seed": ctx.seed}
+    keys = {
+        "suite": suite.name,
+        "dataset": suite.dataset.label,
+        "corruption": name,
+        "severity": severity,
+        "classifier": suite.classifier.label,
+        "seed": ctx.seed,
+    }
     metrics = {m: registry.create("metric", m) for m in suite.metrics}
     rows = [{**keys, **row} for row in evaluate_cell(confidences, hit, metrics, suite.bootstrap)]
-    frame = pd.DataFrame({**keys, "index": np.arange(len(labels)), "label": labels.numpy(),
-                          "prediction": predictions.numpy(), "hit": hit.astype(int)})
+    frame = pd.DataFrame(
+        {
+            **keys,
+            "index": np.arange(len(labels)),
+            "label": labels.numpy(),
+            "prediction": predictions.numpy(),
+            "hit": hit.astype(int),
+        }
+    )
     for scorer in scorers:
         label = scorer.spec.label
         frame[label] = confidences.get(label, np.full(len(labels), np.nan))

@@ -27,8 +27,14 @@ def held_out(validation: int) -> list:
     return [{"validation": validation}] if validation else []
 
 
-def classifier_key(registry, dataset_spec: ComponentSpec, classifier_spec: ComponentSpec, seed: int,
-                   subset: str | None = None, validation: int = 0) -> str:
+def classifier_key(
+    registry,
+    dataset_spec: ComponentSpec,
+    classifier_spec: ComponentSpec,
+    seed: int,
+    subset: str | None = None,
+    validation: int = 0,
+) -> str:
     """The cache key of a trained classifier; ``subset`` is the digest of the
     training indices when the model saw only part of the training split,
     ``validation`` the number of images held out of that split."""
@@ -83,7 +89,13 @@ def fit(component, model: torch.nn.Module, images, labels, seed: int, device, la
 
 
 def trained_classifier(
-    registry, store: ArtifactStore, dataset_spec, classifier_spec, splits, seed: int, device,
+    registry,
+    store: ArtifactStore,
+    dataset_spec,
+    classifier_spec,
+    splits,
+    seed: int,
+    device,
     subset: torch.Tensor | None = None,
 ) -> tuple[torch.nn.Module, str]:
     """The classifier trained with ``seed`` (from the cache when it is there) and its key.

@@ -40,7 +40,9 @@ class Tolerance:
             try:
                 number = float(value if sep else key)
             except ValueError:
-                raise UserError(f"--tolerance takes a number or metric=number (e.g. 0.01 or aurc=5), got {item!r}") from None
+                raise UserError(
+                    f"--tolerance takes a number or metric=number (e.g. 0.01 or aurc=5), got {item!r}"
+                ) from None
             if number < 0:
                 raise UserError(f"--tolerance must be >= 0, got {item!r}")
             if sep:
@@ -57,8 +59,9 @@ def _interval_disjoint(a_low, a_high, b_low, b_high) -> bool:
     return a_high < b_low or b_high < a_low
 
 
-def compare_tables(table_a, table_b, directions: dict, scales: dict, tolerance: Tolerance,
-                   require_disjoint: bool = False):
+def compare_tables(
+    table_a, table_b, directions: dict, scales: dict, tolerance: Tolerance, require_disjoint: bool = False
+):
     """A DataFrame with one row per cell in both runs: keys, a_* and b_* columns
     (value, std, seeds, ci_low, ci_high), delta, disjoint, status
     ('regression', 'improved', 'same', 'n/a'); plus the counts only in A / only in B."""
@@ -69,8 +72,10 @@ def compare_tables(table_a, table_b, directions: dict, scales: dict, tolerance: 
     only_b = len(agg_b) - int((merged["_merge"] == "both").sum())
     both = merged[merged["_merge"] == "both"].drop(columns="_merge").reset_index(drop=True)
     if both.empty:
-        raise UserError("the two runs share no (suite, dataset, corruption, severity, classifier, method, metric) "
-                        "cell to compare; are they runs of the same suite?")
+        raise UserError(
+            "the two runs share no (suite, dataset, corruption, severity, classifier, method, metric) "
+            "cell to compare; are they runs of the same suite?"
+        )
     both["delta"] = both["value_b"] - both["value_a"]
     statuses, flags = [], []
     for _, row in both.iterrows():

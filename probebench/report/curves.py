@@ -37,7 +37,7 @@ def roc(confidence, hit):
 def risk_coverage(confidence, hit):
     """(coverage, risk): accepting the most confident samples first, the miss
     rate among those accepted, at every distinct confidence (coverage 1/N..1)."""
-    score, tp, fp = _groups_ascending(confidence, hit)
+    _score, tp, fp = _groups_ascending(confidence, hit)
     n = tp[-1] + fp[-1]
     misses = tp[-1]
     # accepting every sample at or above a group's score: counts from that group up

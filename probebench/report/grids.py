@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from probebench.errors import UserError
+
 SEVERITIES = (1, 2, 3, 4, 5)
 
 
-def corruption_grid(registry, dataset_spec, corruption_names, out_png, data_root=None, index: int = 0,
-                    seed: int = 0) -> Path:
+def corruption_grid(
+    registry, dataset_spec, corruption_names, out_png, data_root=None, index: int = 0, seed: int = 0
+) -> Path:
     """Draw test image ``index`` of a dataset clean and under each corruption at
     severities 1..5 (one row per corruption) into ``out_png``; return its path.
 
@@ -20,7 +23,6 @@ def corruption_grid(registry, dataset_spec, corruption_names, out_png, data_root
     console, and does not stop the others.
     """
     from probebench.console import console
-    from probebench.errors import UserError
     from probebench.pipeline.data import check_images, corrupt
     from probebench.suite import ComponentSpec, CorruptionSpec
 
@@ -54,15 +56,21 @@ def _draw(clean, rows, out: Path, title: str) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from probebench.errors import UserError
-
     cols = 1 + len(SEVERITIES)
     side = 1.05
     width, height = 1.9 + cols * side, 0.7 + max(1, len(rows)) * side
     fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
-    grid = fig.add_gridspec(max(1, len(rows)), cols, left=1.8 / width, right=0.99, top=1 - 0.6 / height,
-                            bottom=0.01, wspace=0.05, hspace=0.08)
+    grid = fig.add_gridspec(
+        max(1, len(rows)),
+        cols,
+        left=1.8 / width,
+        right=0.99,
+        top=1 - 0.6 / height,
+        bottom=0.01,
+        wspace=0.05,
+        hspace=0.08,
+    )
     fig.suptitle(title, fontsize=9, x=0.02, y=1 - 0.08 / height, ha="left", va="top")
     for r, (name, tiles) in enumerate(rows):
         for c, tile in enumerate([clean] + tiles):
@@ -74,8 +82,7 @@ def _draw(clean, rows, out: Path, title: str) -> None:
             if c == 0:
                 ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
             if tile is None:
-                ax.text(0.5, 0.5, "failed", color="red", ha="center", va="center", fontsize=8,
-                        transform=ax.transAxes)
+                ax.text(0.5, 0.5, "failed", color="red", ha="center", va="center", fontsize=8, transform=ax.transAxes)
                 continue
             pixels = tile.detach().cpu().clamp(0, 1)
             if pixels.shape[0] == 1:

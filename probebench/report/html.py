@@ -27,14 +27,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from probebench import results
+from probebench.errors import UserError
 from probebench.report import curves, plots
 from probebench.report import leaderboard as board
 from probebench.report.tables import to_html
 
 SCORE_KEYS = ("suite", "dataset", "corruption", "severity", "classifier", "seed", "index", "label", "prediction", "hit")
 PLOT_PREFIX = "report-"  # --save-plots names; never mistaken for a counterfactual grid
-SECTIONS = ("header", "tables", "roc", "risk-coverage", "accuracy-percentile", "reliability", "corruptions",
-            "counterfactuals", "suite")
+SECTIONS = (
+    "header",
+    "tables",
+    "roc",
+    "risk-coverage",
+    "accuracy-percentile",
+    "reliability",
+    "corruptions",
+    "counterfactuals",
+    "suite",
+)
 
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px; margin: 2em auto;
@@ -61,8 +71,10 @@ class Plot:
 
 def _img(plot: Plot) -> str:
     data = base64.b64encode(plot.png).decode("ascii")
-    return (f'<figure><img alt="{html.escape(plot.name)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{html.escape(plot.caption)}</figcaption></figure>")
+    return (
+        f'<figure><img alt="{html.escape(plot.name)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{html.escape(plot.caption)}</figcaption></figure>"
+    )
 
 
 def _section(section_id: str, title: str, body: str) -> str:
@@ -86,13 +98,15 @@ def score_methods(scores) -> list[str]:
     """Method columns of scores.csv.gz: every numeric column that is not a key."""
     import pandas as pd
 
-    return [c for c in scores.columns if c not in SCORE_KEYS and pd.api.types.is_numeric_dtype(scores[c])
-            and scores[c].notna().any()]
+    return [
+        c
+        for c in scores.columns
+        if c not in SCORE_KEYS and pd.api.types.is_numeric_dtype(scores[c]) and scores[c].notna().any()
+    ]
 
 
 def pick_cell(scores, corruption: str | None, severity: int | None):
     """The per-sample rows of one test cell (default: clean), all seeds."""
-    from probebench.errors import UserError
 
     wanted = corruption or results.CLEAN
     cell = scores[scores["corruption"].astype(str) == wanted]
@@ -114,8 +128,9 @@ def pick_cell(scores, corruption: str | None, severity: int | None):
 
 
 def _metric_means(table, corruption: str, severity: int, metric: str) -> dict[str, float]:
-    part = table[(table["corruption"].astype(str) == corruption) & (table["severity"] == severity)
-                 & (table["metric"] == metric)]
+    part = table[
+        (table["corruption"].astype(str) == corruption) & (table["severity"] == severity) & (table["metric"] == metric)
+    ]
     return part.groupby("method")["value"].mean().to_dict()
 
 
@@ -125,22 +140,33 @@ def _header_html(run: Path, head: dict, table) -> str:
     failures = head.get("failures") or []
     seeds = sorted(table["seed"].unique().tolist())
     fields = [
-        ("run", run.name), ("suite", suite.get("name", "?")), ("description", suite.get("description", "")),
+        ("run", run.name),
+        ("suite", suite.get("name", "?")),
+        ("description", suite.get("description", "")),
         ("dataset", (suite.get("dataset") or {}).get("label", "?")),
         ("classifier", (suite.get("classifier") or {}).get("label", "?")),
-        ("seeds", ", ".join(map(str, seeds))), ("config hash", results.run_config(head)),
-        ("probebench", head.get("probebench_version", "?")), ("git commit", head.get("git_commit") or "unknown"),
-        ("torch", head.get("torch_version", "?")), ("python", head.get("python_version", "?")),
+        ("seeds", ", ".join(map(str, seeds))),
+        ("config hash", results.run_config(head)),
+        ("probebench", head.get("probebench_version", "?")),
+        ("git commit", head.get("git_commit") or "unknown"),
+        ("torch", head.get("torch_version", "?")),
+        ("python", head.get("python_version", "?")),
         ("machine", f"{machine.get('platform', '?')}, {machine.get('cpu_count', '?')} CPUs"),
-        ("device", head.get("device", "?")), ("started", head.get("started", "?")),
-        ("finished", head.get("finished", "?")), ("seconds", head.get("seconds", "?")),
-        ("bootstrap", json.dumps(suite.get("bootstrap", {}))), ("failures", str(len(failures))),
+        ("device", head.get("device", "?")),
+        ("started", head.get("started", "?")),
+        ("finished", head.get("finished", "?")),
+        ("seconds", head.get("seconds", "?")),
+        ("bootstrap", json.dumps(suite.get("bootstrap", {}))),
+        ("failures", str(len(failures))),
     ]
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in fields)
     out = f'<table class="header">{rows}</table>'
     if failures:
-        items = "".join(f"<li>{html.escape(f['kind'])} {html.escape(f['plugin'])} in {html.escape(f['stage'])} "
-                        f"({html.escape(f['cell'])}): {html.escape(f['message'])}</li>" for f in failures)
+        items = "".join(
+            f"<li>{html.escape(f['kind'])} {html.escape(f['plugin'])} in {html.escape(f['stage'])} "
+            f"({html.escape(f['cell'])}): {html.escape(f['message'])}</li>"
+            for f in failures
+        )
         out += f"<p>Component failures:</p><ul>{items}</ul>"
     return out
 
@@ -148,9 +174,10 @@ def _header_html(run: Path, head: dict, table) -> str:
 def _tables_html(table, heads: dict, scales: dict, directions: dict) -> str:
     views = [("Clean test data", board.View(["method"], ["metric"], where={"corruption": [results.CLEAN]}))]
     if (table["corruption"] != results.CLEAN).any() and "auroc" in set(table["metric"]):
-        views += [("AUROC by corruption (mean over severities)", board.View(["method"], ["corruption"], ["auroc"])),
-                  ("AUROC by severity (mean over corruptions; 0 = clean)",
-                   board.View(["method"], ["severity"], ["auroc"]))]
+        views += [
+            ("AUROC by corruption (mean over severities)", board.View(["method"], ["corruption"], ["auroc"])),
+            ("AUROC by severity (mean over corruptions; 0 = clean)", board.View(["method"], ["severity"], ["auroc"])),
+        ]
     out = []
     for title, view in views:
         if view.where and not (table["corruption"] == results.CLEAN).any():
@@ -159,8 +186,10 @@ def _tables_html(table, heads: dict, scales: dict, directions: dict) -> str:
             out.append(to_html(section, directions, scales))
     note = board.scaled_note(scales, table["metric"])
     if note:
-        out.append(f'<p class="note">{html.escape(note)}; arrows: ↑ higher is better, ↓ lower is better; '
-                   "bold: best in its column.</p>")
+        out.append(
+            f'<p class="note">{html.escape(note)}; arrows: ↑ higher is better, ↓ lower is better; '
+            "bold: best in its column.</p>"
+        )
     return "\n".join(out)
 
 
@@ -176,22 +205,32 @@ def _corruption_plots(table, directions: dict) -> list[Plot]:
         order = list(dict.fromkeys(part["corruption"]))
         matrix = matrix.reindex(index=list(dict.fromkeys(part["method"])), columns=order)
         columns = ["clean" if c == results.CLEAN else c for c in matrix.columns]
-        fig = plots.heatmap_figure(matrix.to_numpy(), matrix.index, columns,
-                                   "AUROC by method and corruption (mean over severities and seeds)",
-                                   directions.get("auroc", True), xlabel="corruption", ylabel="method")
+        fig = plots.heatmap_figure(
+            matrix.to_numpy(),
+            matrix.index,
+            columns,
+            "AUROC by method and corruption (mean over severities and seeds)",
+            directions.get("auroc", True),
+            xlabel="corruption",
+            ylabel="method",
+        )
         out.append(Plot("auroc-by-corruption", plots.png(fig), "AUROC of miss detection under each corruption."))
     acc = table[(table["method"] == "-") & (table["metric"] == "accuracy")]
     if len(acc):
         matrix = acc.groupby(["corruption", "severity"], sort=False)["value"].mean().unstack("severity")
         matrix = matrix.reindex(index=list(dict.fromkeys(acc["corruption"])))
-        fig = plots.heatmap_figure(matrix.to_numpy(), matrix.index, [f"severity {c}" for c in matrix.columns],
-                                   "classifier accuracy by corruption and severity (mean over seeds)", True)
+        fig = plots.heatmap_figure(
+            matrix.to_numpy(),
+            matrix.index,
+            [f"severity {c}" for c in matrix.columns],
+            "classifier accuracy by corruption and severity (mean over seeds)",
+            True,
+        )
         out.append(Plot("accuracy-by-corruption", plots.png(fig), "Top-1 accuracy of the classifier."))
     return out
 
 
-def build(run: Path, corruption: str | None = None, severity: int | None = None,
-          save_plots: Path | None = None) -> str:
+def build(run: Path, corruption: str | None = None, severity: int | None = None, save_plots: Path | None = None) -> str:
     """The HTML page of ``run`` (a run folder)."""
     table, heads = results.combine([run])
     head = heads[run.name]
@@ -212,47 +251,69 @@ def build(run: Path, corruption: str | None = None, severity: int | None = None,
         methods = score_methods(cell)
         where = "clean test data" if chosen == results.CLEAN else f"{chosen}, severity {sev}"
         seeds = sorted(cell["seed"].unique().tolist())
-        pooled = f"{where}, {len(cell) // max(1, len(seeds))} samples, seed{'s' if len(seeds) > 1 else ''} " \
-                 f"{', '.join(map(str, seeds))}"
+        pooled = (
+            f"{where}, {len(cell) // max(1, len(seeds))} samples, seed{'s' if len(seeds) > 1 else ''} "
+            f"{', '.join(map(str, seeds))}"
+        )
         lines = pooled + (" (one line per seed)" if len(seeds) > 1 else "")
         if not methods:
             for name in ("roc", "risk-coverage", "accuracy-percentile", "reliability"):
                 body[name] = _missing("no method has scores in this run")
         else:
-            roc = Plot("roc", plots.png(plots.roc_figure(cell, methods, _metric_means(table, chosen, sev, "auroc"),
-                                                         f"ROC of miss detection — {where}")),
-                       f"Misses are the positives, flagged by low confidence; {lines}. The dashed line marks 95% "
-                       "of misses flagged (FPR@95TPR is where a curve crosses it).")
-            rc = Plot("risk-coverage", plots.png(plots.risk_coverage_figure(
-                cell, methods, _metric_means(table, chosen, sev, "aurc"), f"Risk-coverage — {where}")),
+            roc = Plot(
+                "roc",
+                plots.png(
+                    plots.roc_figure(
+                        cell, methods, _metric_means(table, chosen, sev, "auroc"), f"ROC of miss detection — {where}"
+                    )
+                ),
+                f"Misses are the positives, flagged by low confidence; {lines}. The dashed line marks 95% "
+                "of misses flagged (FPR@95TPR is where a curve crosses it).",
+            )
+            rc = Plot(
+                "risk-coverage",
+                plots.png(
+                    plots.risk_coverage_figure(
+                        cell, methods, _metric_means(table, chosen, sev, "aurc"), f"Risk-coverage — {where}"
+                    )
+                ),
                 f"Accepting the most confident samples first; {lines}. Lower is better; the dashed curve is a "
-                "perfect ranking of the same hits and misses (E-AURC is the area between).")
-            ap = Plot("accuracy-percentile", plots.png(plots.accuracy_percentile_figure(
-                cell, methods, f"Accuracy vs percentile — {where}")),
+                "perfect ranking of the same hits and misses (E-AURC is the area between).",
+            )
+            ap = Plot(
+                "accuracy-percentile",
+                plots.png(plots.accuracy_percentile_figure(cell, methods, f"Accuracy vs percentile — {where}")),
                 f"Accuracy of the samples kept after removing the least confident p%; {lines}. "
-                "'area' is the mean over p = 0..99.")
+                "'area' is the mean over p = 0..99.",
+            )
             body["roc"], body["risk-coverage"], body["accuracy-percentile"] = _img(roc), _img(rc), _img(ap)
             plotted += [roc, rc, ap]
             probabilistic = [m for m in methods if curves.is_probability(cell[m].to_numpy(dtype=float))]
             if probabilistic:
-                rel = Plot("reliability", plots.png(plots.reliability_figure(
-                    cell, probabilistic, _metric_means(table, chosen, sev, "ece"),
-                    f"Reliability — {where}")),
+                rel = Plot(
+                    "reliability",
+                    plots.png(
+                        plots.reliability_figure(
+                            cell, probabilistic, _metric_means(table, chosen, sev, "ece"), f"Reliability — {where}"
+                        )
+                    ),
                     f"Accuracy per confidence bin (15 equal-width bins, all seeds pooled) against the diagonal of "
                     f"perfect calibration; {pooled}. Only methods whose scores lie in [0, 1] are drawn: "
-                    + ", ".join(probabilistic) + ".")
+                    + ", ".join(probabilistic)
+                    + ".",
+                )
                 body["reliability"] = _img(rel)
                 plotted.append(rel)
             else:
-                body["reliability"] = _missing("no method's scores lie in [0, 1], so none is a probability "
-                                               "to calibrate")
+                body["reliability"] = _missing(
+                    "no method's scores lie in [0, 1], so none is a probability to calibrate"
+                )
     heatmaps = _corruption_plots(table, directions)
     body["corruptions"] = "\n".join(_img(p) for p in heatmaps) or _missing("this run has no corrupted test data")
     plotted += heatmaps
     grids = sorted(p for p in run.rglob("*.png") if not p.name.startswith(PLOT_PREFIX))
     if grids:
-        body["counterfactuals"] = "\n".join(
-            _img(Plot(p.stem, p.read_bytes(), str(p.relative_to(run)))) for p in grids)
+        body["counterfactuals"] = "\n".join(_img(Plot(p.stem, p.read_bytes(), str(p.relative_to(run)))) for p in grids)
     else:
         body["counterfactuals"] = _missing("no images (*.png) in the run folder: no corrector or generator saved any")
     body["suite"] = f"<pre>{html.escape(json.dumps(head.get('suite', {}), indent=2, default=str))}</pre>"
@@ -262,13 +323,23 @@ def build(run: Path, corruption: str | None = None, severity: int | None = None,
         for plot in plotted:
             (save_plots / f"{PLOT_PREFIX}{plot.name}.png").write_bytes(plot.png)
 
-    titles = {"header": "Run", "tables": "Results", "roc": "ROC curves", "risk-coverage": "Risk-coverage curves",
-              "accuracy-percentile": "Accuracy vs percentile", "reliability": "Reliability diagram",
-              "corruptions": "Corruptions", "counterfactuals": "Counterfactual grids", "suite": "Suite as resolved"}
+    titles = {
+        "header": "Run",
+        "tables": "Results",
+        "roc": "ROC curves",
+        "risk-coverage": "Risk-coverage curves",
+        "accuracy-percentile": "Accuracy vs percentile",
+        "reliability": "Reliability diagram",
+        "corruptions": "Corruptions",
+        "counterfactuals": "Counterfactual grids",
+        "suite": "Suite as resolved",
+    }
     nav = " ".join(f'<a href="#{name}">{html.escape(titles[name])}</a>' for name in SECTIONS)
     sections = "".join(_section(name, titles[name], body[name]) for name in SECTIONS)
     title = html.escape(f"probebench report: {suite_name} — {run.name}")
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{title}</title>\n'
-            f"<style>{STYLE}</style>\n</head>\n<body>\n<h1>{title}</h1>\n<nav>{nav}</nav>\n{sections}"
-            f'<p class="note">Written by <code>probebench report</code> from results.csv, run.json and '
-            f"scores.csv.gz; every number can be recomputed from them.</p>\n</body>\n</html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{title}</title>\n'
+        f"<style>{STYLE}</style>\n</head>\n<body>\n<h1>{title}</h1>\n<nav>{nav}</nav>\n{sections}"
+        f'<p class="note">Written by <code>probebench report</code> from results.csv, run.json and '
+        f"scores.csv.gz; every number can be recomputed from them.</p>\n</body>\n</html>\n"
+    )

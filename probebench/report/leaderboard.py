@@ -40,8 +40,9 @@ def parse_keys(text: str, option: str) -> list[str]:
     keys = [k.strip() for k in text.split(",") if k.strip()]
     for key in keys:
         if key not in FILTER_KEYS:
-            raise UserError(f"{option}: cannot pivot on {key!r}{suggest(key, FILTER_KEYS)}; "
-                            f"use any of {', '.join(FILTER_KEYS)}")
+            raise UserError(
+                f"{option}: cannot pivot on {key!r}{suggest(key, FILTER_KEYS)}; use any of {', '.join(FILTER_KEYS)}"
+            )
     return keys
 
 
@@ -54,7 +55,9 @@ def parse_where(items: list[str]) -> dict[str, list[str]]:
         if not sep or not key or not value.strip():
             raise UserError(f"--where takes key=value (e.g. corruption=none or severity=1,2), got {item!r}")
         if key not in FILTER_KEYS:
-            raise UserError(f"--where: unknown key {key!r}{suggest(key, FILTER_KEYS)}; use any of {', '.join(FILTER_KEYS)}")
+            raise UserError(
+                f"--where: unknown key {key!r}{suggest(key, FILTER_KEYS)}; use any of {', '.join(FILTER_KEYS)}"
+            )
         where.setdefault(key, []).extend(v.strip() for v in value.split(",") if v.strip())
     return where
 
@@ -79,15 +82,19 @@ def select(table, view: View, notes: list[str]):
         kept = table[_matches(table[key], values)]
         if kept.empty:
             known = sorted(map(str, table[key].unique()))
-            raise UserError(f"--where {key}={','.join(values)} matches nothing{suggest(values[0], known)}; "
-                            f"values: {', '.join(known[:20])}")
+            raise UserError(
+                f"--where {key}={','.join(values)} matches nothing{suggest(values[0], known)}; "
+                f"values: {', '.join(known[:20])}"
+            )
         table = kept
     if view.metrics:
         unknown = [m for m in view.metrics if m not in set(table["metric"])]
         if unknown:
             known = list(dict.fromkeys(table["metric"]))
-            raise UserError(f"--metric {unknown[0]!r} is not in these results{suggest(unknown[0], known)}; "
-                            f"metrics: {', '.join(known)}")
+            raise UserError(
+                f"--metric {unknown[0]!r} is not in these results{suggest(unknown[0], known)}; "
+                f"metrics: {', '.join(known)}"
+            )
         table = table[table["metric"].isin(view.metrics)]
     keys = set(view.rows) | set(view.cols) | set(where)
     if not keys & {"corruption", "severity"} and (table["corruption"] != results.CLEAN).any():
@@ -133,9 +140,13 @@ def bootstrap_level(heads: dict) -> float | None:
 
 def _classifier_keys(rows: list[str], cols: list[str], classifier) -> tuple[list[str], list[str]]:
     """The keys of the classifier section: ``method`` (always '-') becomes ``classifier``."""
+
     def swap(keys, other):
-        return [("classifier" if k == "method" and "classifier" not in keys + other else k)
-                for k in keys if k != "method" or "classifier" not in keys + other]
+        return [
+            ("classifier" if k == "method" and "classifier" not in keys + other else k)
+            for k in keys
+            if k != "method" or "classifier" not in keys + other
+        ]
 
     c_rows, c_cols = swap(rows, cols), swap(cols, rows)
     if not c_rows:
@@ -175,15 +186,19 @@ def sections(table, view: View, heads: dict, title: str = "") -> list[Section]:
     if "config" in table.columns and table["config"].nunique() > 1 and "config" not in rows + cols:
         rows = ["config"] + rows
         differences = results.config_differences(heads, table["config"].unique())
-        notes.append("runs with different suite configs are shown apart (config = hash of the suite); "
-                     + ("they differ in " + "; ".join(differences) if differences else "see run.json"))
+        notes.append(
+            "runs with different suite configs are shown apart (config = hash of the suite); "
+            + ("they differ in " + "; ".join(differences) if differences else "see run.json")
+        )
     out = []
     keyed = set(rows) | set(cols)
     if "method" in keyed:
         classifier = table[table["method"] == CLASSIFIER_METHOD]
         methods = table[table["method"] != CLASSIFIER_METHOD]
-        parts = [(_titled(title, group), methods[methods["method"].isin(names)], rows, cols)
-                 for group, names in _method_groups(methods).items()]
+        parts = [
+            (_titled(title, group), methods[methods["method"].isin(names)], rows, cols)
+            for group, names in _method_groups(methods).items()
+        ]
         if len(classifier):
             c_rows, c_cols = _classifier_keys(rows, cols, classifier)
             parts.append(((title + ": " if title else "") + "classifier", classifier, c_rows, c_cols))
@@ -195,7 +210,9 @@ def sections(table, view: View, heads: dict, title: str = "") -> list[Section]:
         numbers, labels = results.pivot(part, p_rows, p_cols)
         fixed = None if "metric" in p_rows + p_cols else part["metric"].iloc[0]
         shown = set(p_rows) | set(p_cols) | set(view.where or {})
-        words = [_seed_note(part, p_rows + p_cols, bootstrap_level(heads)), _averaged_note(part, shown)] + (notes if not out else [])
+        words = [_seed_note(part, p_rows + p_cols, bootstrap_level(heads)), _averaged_note(part, shown)] + (
+            notes if not out else []
+        )
         caption = "; ".join(w for w in words if w)
         out.append(Section(part_title, numbers, labels, caption=caption, metric=fixed))
     if not out:
@@ -211,17 +228,19 @@ def provenance(heads: dict, table) -> list[dict]:
         if name not in used:
             continue
         part = table[table["run"] == name] if "run" in table.columns else table
-        lines.append({
-            "run": name,
-            "suite": head.get("suite", {}).get("name", "?"),
-            "config": results.run_config(head),
-            "seeds": sorted(part["seed"].unique().tolist()),
-            "commit": (head.get("git_commit") or "unknown")[:10],
-            "probebench": head.get("probebench_version", "?"),
-            "torch": head.get("torch_version", "?"),
-            "started": head.get("started", "?"),
-            "machine": (head.get("machine") or {}).get("platform", "?"),
-        })
+        lines.append(
+            {
+                "run": name,
+                "suite": head.get("suite", {}).get("name", "?"),
+                "config": results.run_config(head),
+                "seeds": sorted(part["seed"].unique().tolist()),
+                "commit": (head.get("git_commit") or "unknown")[:10],
+                "probebench": head.get("probebench_version", "?"),
+                "torch": head.get("torch_version", "?"),
+                "started": head.get("started", "?"),
+                "machine": (head.get("machine") or {}).get("platform", "?"),
+            }
+        )
     return lines
 
 

@@ -62,8 +62,13 @@ def roc_figure(cell, methods, auroc: dict, title: str):
     _seed_curves(ax, cell, methods, curves.roc, lambda m: f"{m} (AUROC {auroc.get(m, float('nan')):.3f})")
     ax.plot([0, 1], [0, 1], color="0.6", ls=":", lw=1, label="chance")
     ax.axhline(0.95, color="0.75", lw=0.8, ls="--")
-    ax.set(xlabel="hits flagged (false-positive rate)", ylabel="misses flagged (true-positive rate)",
-           xlim=(0, 1), ylim=(0, 1.01), title=title)
+    ax.set(
+        xlabel="hits flagged (false-positive rate)",
+        ylabel="misses flagged (true-positive rate)",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        title=title,
+    )
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     return fig
@@ -73,13 +78,17 @@ def risk_coverage_figure(cell, methods, aurc: dict, title: str):
     """Selective risk (miss rate among accepted) vs coverage, most confident first."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
-    _seed_curves(ax, cell, methods, curves.risk_coverage,
-                 lambda m: f"{m} (AURC×1000 {aurc.get(m, float('nan')):.1f})")
+    _seed_curves(ax, cell, methods, curves.risk_coverage, lambda m: f"{m} (AURC×1000 {aurc.get(m, float('nan')):.1f})")
     for i, (_seed, part) in enumerate(cell.groupby("seed", sort=True)):
         coverage, risk = curves.oracle_risk_coverage(part["hit"].to_numpy() == 1)
         ax.plot(coverage, risk, color="0.4", ls="--", lw=1, label="perfect ranking" if i == 0 else None)
-    ax.set(xlabel="coverage (share of samples accepted)", ylabel="risk (miss rate among accepted)",
-           xlim=(0, 1), ylim=(0, None), title=title)
+    ax.set(
+        xlabel="coverage (share of samples accepted)",
+        ylabel="risk (miss rate among accepted)",
+        xlim=(0, 1),
+        ylim=(0, None),
+        title=title,
+    )
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
     return fig
@@ -99,8 +108,12 @@ def accuracy_percentile_figure(cell, methods, title: str):
             ax.plot(pct, acc, color=colours[method], lw=1.6, alpha=0.85, label=label)
     accuracy = (cell["hit"] == 1).mean()
     ax.axhline(accuracy, color="0.6", ls=":", lw=1, label=f"accuracy of all ({accuracy:.3f})")
-    ax.set(xlabel="percentile of least-confident samples removed", ylabel="accuracy of the rest",
-           xlim=(0, 100), title=title)
+    ax.set(
+        xlabel="percentile of least-confident samples removed",
+        ylabel="accuracy of the rest",
+        xlim=(0, 100),
+        title=title,
+    )
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     return fig
@@ -110,20 +123,43 @@ def reliability_figure(cell, methods, ece: dict, title: str, bins: int = 15):
     """Reliability diagram of each method whose scores are probabilities:
     accuracy per confidence bin against the diagonal, with bin counts below."""
     plt = _plt()
-    fig, axes = plt.subplots(2, len(methods), figsize=(3.4 * len(methods) + 0.6, 4.8), squeeze=False,
-                             gridspec_kw={"height_ratios": [3, 1]}, sharex=True, layout="constrained")
+    fig, axes = plt.subplots(
+        2,
+        len(methods),
+        figsize=(3.4 * len(methods) + 0.6, 4.8),
+        squeeze=False,
+        gridspec_kw={"height_ratios": [3, 1]},
+        sharex=True,
+        layout="constrained",
+    )
     for column, method in enumerate(methods):
         ax, counts_ax = axes[0, column], axes[1, column]
         conf = cell[method].to_numpy(dtype=float)
         hit = cell["hit"].to_numpy() == 1
         centres, accuracy, mean_conf, count = curves.reliability(conf, hit, bins)
         width = 1 / bins
-        ax.bar(centres, np.nan_to_num(accuracy), width=width * 0.95, color="tab:blue", alpha=0.8,
-               edgecolor="white", label="accuracy")
+        ax.bar(
+            centres,
+            np.nan_to_num(accuracy),
+            width=width * 0.95,
+            color="tab:blue",
+            alpha=0.8,
+            edgecolor="white",
+            label="accuracy",
+        )
         gap_bottom = np.where(count > 0, np.minimum(accuracy, mean_conf), 0)
         gap_height = np.where(count > 0, np.abs(accuracy - mean_conf), 0)
-        ax.bar(centres, gap_height, bottom=gap_bottom, width=width * 0.95, color="tab:red", alpha=0.3,
-               edgecolor="tab:red", hatch="//", label="gap to confidence")
+        ax.bar(
+            centres,
+            gap_height,
+            bottom=gap_bottom,
+            width=width * 0.95,
+            color="tab:red",
+            alpha=0.3,
+            edgecolor="tab:red",
+            hatch="//",
+            label="gap to confidence",
+        )
         ax.plot([0, 1], [0, 1], color="0.3", ls="--", lw=1)
         ax.set(xlim=(0, 1), ylim=(0, 1), title=f"{method}: ECE {ece.get(method, float('nan')):.3f}")
         ax.set_ylabel("accuracy" if column == 0 else "")
@@ -137,8 +173,16 @@ def reliability_figure(cell, methods, ece: dict, title: str, bins: int = 15):
     return fig
 
 
-def heatmap_figure(matrix, row_labels, col_labels, title: str, higher_is_better: bool, fmt: str = "{:.3f}",
-                   xlabel: str = "", ylabel: str = ""):
+def heatmap_figure(
+    matrix,
+    row_labels,
+    col_labels,
+    title: str,
+    higher_is_better: bool,
+    fmt: str = "{:.3f}",
+    xlabel: str = "",
+    ylabel: str = "",
+):
     """An annotated heatmap; green is better whichever way the metric points."""
     plt = _plt()
     matrix = np.asarray(matrix, dtype=float)
@@ -153,8 +197,15 @@ def heatmap_figure(matrix, row_labels, col_labels, title: str, higher_is_better:
     middle = (finite.min() + finite.max()) / 2 if len(finite) else 0
     for (i, j), value in np.ndenumerate(matrix):
         if np.isfinite(value):
-            ax.text(j, i, fmt.format(value), ha="center", va="center", fontsize=8,
-                    color="black" if abs(value - middle) < 0.35 * (np.ptp(finite) or 1) else "white")
+            ax.text(
+                j,
+                i,
+                fmt.format(value),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="black" if abs(value - middle) < 0.35 * (np.ptp(finite) or 1) else "white",
+            )
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     return fig

@@ -48,8 +48,10 @@ def _header(col, directions: dict, scales: dict | None = None, arrows: bool = Tr
     parts = _parts(col)
     names = list(names) + [None] * (len(parts) - len(names))
     metric = _metric_of(col, directions)
-    text = " ".join(metric_label(p, scales) if p == metric else f"{name} {p}" if name in NUMBERED_KEYS else str(p)
-                    for p, name in zip(parts, names))
+    text = " ".join(
+        metric_label(p, scales) if p == metric else f"{name} {p}" if name in NUMBERED_KEYS else str(p)
+        for p, name in zip(parts, names)
+    )
     if metric is not None and arrows:
         text += " ↑" if directions[metric] else " ↓"
     return text
@@ -57,8 +59,9 @@ def _header(col, directions: dict, scales: dict | None = None, arrows: bool = Tr
 
 def _headers(section: Section, directions: dict, scales: dict | None) -> list[str]:
     names = section.numbers.columns.names
-    return [_index_name(section.numbers)] + [_header(c, directions, scales, names=names)
-                                             for c in section.numbers.columns]
+    return [_index_name(section.numbers)] + [
+        _header(c, directions, scales, names=names) for c in section.numbers.columns
+    ]
 
 
 def best_cells(numbers, directions: dict, metric: str | None = None) -> set:
@@ -115,8 +118,14 @@ def to_rich(section: Section, directions: dict, scales: dict | None = None):
 
     headers = _headers(section, directions, scales)
     title = _title(section, directions, scales)
-    table = Table(*headers, title=title or None, title_justify="left", min_width=len(title) + 4,
-                  caption=section.caption or None, caption_justify="left")
+    table = Table(
+        *headers,
+        title=title or None,
+        title_justify="left",
+        min_width=len(title) + 4,
+        caption=section.caption or None,
+        caption_justify="left",
+    )
     for label, cells in _body(section, directions, lambda t: f"[bold]{t}[/]"):
         table.add_row(_escape_rich(label), *cells)
     return table
@@ -154,7 +163,9 @@ def to_html(section: Section, directions: dict, scales: dict | None = None) -> s
     for label, cells in _body(section, directions, lambda t: "\0" + t):
         row = [f"<th>{esc(label)}</th>"]
         for text in cells:
-            row.append(f"<td><strong>{esc(text[1:])}</strong></td>" if text.startswith("\0") else f"<td>{esc(text)}</td>")
+            row.append(
+                f"<td><strong>{esc(text[1:])}</strong></td>" if text.startswith("\0") else f"<td>{esc(text)}</td>"
+            )
         out.append("<tr>" + "".join(row) + "</tr>")
     out.append("</tbody></table>")
     if section.caption:
@@ -162,9 +173,23 @@ def to_html(section: Section, directions: dict, scales: dict | None = None) -> s
     return "\n".join(out) + "\n"
 
 
-_LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-                  "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
-                  "±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "×": r"$\times$", "—": "---"}
+_LATEX_SPECIAL = {
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "\\": r"\textbackslash{}",
+    "±": r"$\pm$",
+    "↑": r"$\uparrow$",
+    "↓": r"$\downarrow$",
+    "×": r"$\times$",
+    "—": "---",
+}
 
 
 def latex_escape(text: str) -> str:
@@ -174,9 +199,15 @@ def latex_escape(text: str) -> str:
 def to_latex(section: Section, directions: dict, scales: dict | None = None) -> str:
     """A booktabs ``table`` environment (needs ``\\usepackage{booktabs}``)."""
     headers = _headers(section, directions, scales)
-    lines = [r"\begin{table}[t]", r"\centering", r"\small",
-             r"\begin{tabular}{l" + "r" * (len(headers) - 1) + "}", r"\toprule",
-             " & ".join(latex_escape(h) for h in headers) + r" \\", r"\midrule"]
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\small",
+        r"\begin{tabular}{l" + "r" * (len(headers) - 1) + "}",
+        r"\toprule",
+        " & ".join(latex_escape(h) for h in headers) + r" \\",
+        r"\midrule",
+    ]
     for label, cells in _body(section, directions, lambda t: "\0" + t):
         rendered = [r"\textbf{" + latex_escape(t[1:]) + "}" if t.startswith("\0") else latex_escape(t) for t in cells]
         lines.append(" & ".join([latex_escape(label)] + rendered) + r" \\")
@@ -213,8 +244,9 @@ def render_sections(sections: list[Section], directions: dict, fmt: str, scales:
     return "\n".join(one(s, directions, scales) for s in sections)
 
 
-def render(numbers, labels, directions: dict[str, bool], fmt: str = "table", title: str = "",
-           scales: dict | None = None):
+def render(
+    numbers, labels, directions: dict[str, bool], fmt: str = "table", title: str = "", scales: dict | None = None
+):
     """One pivot as a rich Table (fmt 'table') or a string (the other formats)."""
     rendered = render_sections([Section(title, numbers, labels)], directions, fmt, scales)
     return rendered[0] if fmt == "table" else rendered

@@ -20,7 +20,18 @@ def mnist_cnn():
     images = images[:1000]
     torch.manual_seed(0)
     model = CNNNet(10, (1, 28, 28)).eval()
-    ctx = Context(model, "bench", 10, (1, 28, 28), torch.device("cpu"), 0, BATCH_SIZE, images[:8],
-                  torch.zeros(8, dtype=torch.long), lambda stage, parts, build: build(), lambda seed: model)
+    ctx = Context(
+        model,
+        "bench",
+        10,
+        (1, 28, 28),
+        torch.device("cpu"),
+        0,
+        BATCH_SIZE,
+        images[:8],
+        torch.zeros(8, dtype=torch.long),
+        lambda stage, parts, build: build(),
+        lambda seed: model,
+    )
     forward(model, images, (), BATCH_SIZE)  # warm up
     return model, images, ctx

@@ -51,8 +51,15 @@ class GlowFlow:
         c, h, w = shape
         q0, merges, flows = [], [], []
         for i in range(levels):
-            flows.append([nf.flows.GlowBlock(c * 2 ** (levels + 1 - i), hidden, split_mode="channel", scale=True,
-                                             scale_map="sigmoid_inv") for _ in range(blocks)] + [nf.flows.Squeeze()])
+            flows.append(
+                [
+                    nf.flows.GlowBlock(
+                        c * 2 ** (levels + 1 - i), hidden, split_mode="channel", scale=True, scale_map="sigmoid_inv"
+                    )
+                    for _ in range(blocks)
+                ]
+                + [nf.flows.Squeeze()]
+            )
             if i > 0:
                 merges.append(nf.flows.Merge())
                 latent = (c * 2 ** (levels - i), h // 2 ** (levels - i), w // 2 ** (levels - i))
@@ -90,8 +97,20 @@ def mnist_setup():
         return 0.1 + 0.8 * torch.sigmoid(top2[:, 0] - top2[:, 1] - 2)
 
     prober = LayerProber(model, "fc_layer.4", head)
-    ctx = Context(model, "bench", 10, (1, 28, 28), torch.device("cpu"), 0, N_IMAGES, train_x, train_y,
-                  lambda stage, parts, build: build(), lambda seed: model, {"prober": prober})
+    ctx = Context(
+        model,
+        "bench",
+        10,
+        (1, 28, 28),
+        torch.device("cpu"),
+        0,
+        N_IMAGES,
+        train_x,
+        train_y,
+        lambda stage, parts, build: build(),
+        lambda seed: model,
+        {"prober": prober},
+    )
     threshold, level = calibrate(ctx, prober, train_x, train_y)
     ctx.extras.update({"prober_threshold": threshold, "prober_hit_level": level})
     with torch.no_grad():
@@ -157,21 +176,31 @@ def test_batched_prober_latent_vs_one_image_at_a_time(benchmark, mnist_setup, fl
     steps = batched.steps.float()
     per_single_step = loop_seconds / float((steps + 1).sum())  # +1: the last evaluation of each image
     info = {
-        "flow": flow_name, "images": N_IMAGES, "lr": OPTIONS["lr"], "max_steps": OPTIONS["max_steps"],
-        "batched_seconds": batched_seconds, "loop_seconds": loop_seconds,
-        "batched_images_per_second": N_IMAGES / batched_seconds, "loop_images_per_second": N_IMAGES / loop_seconds,
+        "flow": flow_name,
+        "images": N_IMAGES,
+        "lr": OPTIONS["lr"],
+        "max_steps": OPTIONS["max_steps"],
+        "batched_seconds": batched_seconds,
+        "loop_seconds": loop_seconds,
+        "batched_images_per_second": N_IMAGES / batched_seconds,
+        "loop_images_per_second": N_IMAGES / loop_seconds,
         "images_per_second_ratio": loop_seconds / batched_seconds,
-        "median_steps": float(steps.median()), "p90_steps": float(steps.quantile(0.9)),
+        "median_steps": float(steps.median()),
+        "p90_steps": float(steps.quantile(0.9)),
         "stopped_fraction": float(batched.details["reached"].float().mean()),
         "reference_5000_step_loop_seconds": per_single_step * 5000 * N_IMAGES,
         "same_steps_fraction": float((loop_steps == batched.steps).float().mean()),
         "torch_threads": torch.get_num_threads(),
-        "gradient_step_ratio": (gradient_step_seconds(ctx, ctx.extras["generator"], images[:1], 20)
-                                / gradient_step_seconds(ctx, ctx.extras["generator"], images)),
+        "gradient_step_ratio": (
+            gradient_step_seconds(ctx, ctx.extras["generator"], images[:1], 20)
+            / gradient_step_seconds(ctx, ctx.extras["generator"], images)
+        ),
     }
     benchmark.extra_info.update(info)
-    print(f"\n{flow_name}, {threads} thread(s): batched {info['batched_images_per_second']:.1f} img/s, loop "
-          f"{info['loop_images_per_second']:.1f} img/s, ratio {info['images_per_second_ratio']:.1f}x "
-          f"(bare gradient step {info['gradient_step_ratio']:.1f}x); steps median "
-          f"{info['median_steps']:.0f}, p90 {info['p90_steps']:.0f}, stopped {info['stopped_fraction']:.2f}; "
-          f"reference loop (5000 steps each) ~{info['reference_5000_step_loop_seconds'] / 60:.0f} min")
+    print(
+        f"\n{flow_name}, {threads} thread(s): batched {info['batched_images_per_second']:.1f} img/s, loop "
+        f"{info['loop_images_per_second']:.1f} img/s, ratio {info['images_per_second_ratio']:.1f}x "
+        f"(bare gradient step {info['gradient_step_ratio']:.1f}x); steps median "
+        f"{info['median_steps']:.0f}, p90 {info['p90_steps']:.0f}, stopped {info['stopped_fraction']:.2f}; "
+        f"reference loop (5000 steps each) ~{info['reference_5000_step_loop_seconds'] / 60:.0f} min"
+    )

@@ -15,7 +15,6 @@ import pytest
 
 from probebench.pipeline.context import Batch
 from probebench.pipeline.features import forward
-
 from tests.benchmarks.conftest import BATCH_SIZE
 from tests.benchmarks.timing import best_of, stat
 
@@ -29,8 +28,7 @@ def test_feature_extraction_vs_plain_forward(benchmark, setup):
     model, images, _ctx = setup
     plain = best_of(lambda: forward(model, images, (), BATCH_SIZE), 5)
     benchmark.pedantic(forward, args=(model, images, ("fc_layer.4",), BATCH_SIZE), rounds=5, iterations=1)
-    benchmark.extra_info.update({"plain_forward_s": plain,
-                                 "ratio_features_vs_plain_forward": stat(benchmark) / plain})
+    benchmark.extra_info.update({"plain_forward_s": plain, "ratio_features_vs_plain_forward": stat(benchmark) / plain})
 
 
 def _score_all(ctx, images):

@@ -29,8 +29,10 @@ def _time(args: list[str], repeat: int = 5) -> float:
 def test_cli_startup_vs_python(benchmark, command):
     args = [sys.executable, "-m", "probebench", *command]
     bare = _time([sys.executable, "-c", "pass"])
-    benchmark.pedantic(subprocess.run, args=(args,), kwargs={"check": True, "env": ENV, "capture_output": True},
-                       rounds=5, iterations=1)
+    benchmark.pedantic(
+        subprocess.run, args=(args,), kwargs={"check": True, "env": ENV, "capture_output": True}, rounds=5, iterations=1
+    )
     seconds = stat(benchmark)
-    benchmark.extra_info.update({"ratio_vs_python_c_pass": seconds / bare, "python_c_pass_s": bare,
-                                 "startup_s": seconds, "target_s": 0.3})
+    benchmark.extra_info.update(
+        {"ratio_vs_python_c_pass": seconds / bare, "python_c_pass_s": bare, "startup_s": seconds, "target_s": 0.3}
+    )

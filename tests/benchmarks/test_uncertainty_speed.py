@@ -14,7 +14,6 @@ Run with `pytest tests/benchmarks --benchmark-only`. Nothing here asserts a time
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
@@ -24,7 +23,6 @@ from probebench.plugins.scorers import _gradients as G
 from probebench.plugins.scorers._mc_dropout import dropout_modules, dropout_sampling
 from probebench.plugins.scorers.gradients import GradTrust
 from probebench.plugins.scorers.mc_dropout import MCDropout
-
 from tests.benchmarks.conftest import BATCH_SIZE
 from tests.benchmarks.timing import best_of, stat
 
@@ -54,13 +52,19 @@ def _fastest_round(benchmark, fn, *args, rounds: int) -> float:
 
 @pytest.mark.parametrize("variant", ["demo", "counterfactual"])
 def test_gradtrust_vs_forward_pass(benchmark, setup, variant):
-    model, images, ctx, forward_s = setup
+    _model, images, ctx, forward_s = setup
     scorer = GradTrust(variant=variant)
     scorer.prepare(ctx)
     _score_fresh(scorer, ctx, images)  # warm up torch.func
     seconds = _fastest_round(benchmark, _score_fresh, scorer, ctx, images, rounds=5)
-    benchmark.extra_info.update({"ratio_vs_forward": seconds / forward_s, "forward_s": forward_s,
-                                 "gradtrust_s": seconds, "target_ratio_max": 1.2})
+    benchmark.extra_info.update(
+        {
+            "ratio_vs_forward": seconds / forward_s,
+            "forward_s": forward_s,
+            "gradtrust_s": seconds,
+            "target_ratio_max": 1.2,
+        }
+    )
 
 
 def test_gradtrust_per_sample_loop(benchmark, setup):
@@ -75,8 +79,9 @@ def test_gradtrust_per_sample_loop(benchmark, setup):
         return energy.max(dim=1).values / energy.mean(dim=1)
 
     seconds = _fastest_round(benchmark, loop, rounds=1)
-    benchmark.extra_info.update({"loop_over_gradtrust": seconds / gradtrust_s, "loop_s": seconds,
-                                 "gradtrust_s": gradtrust_s, "target_min": 3.0})
+    benchmark.extra_info.update(
+        {"loop_over_gradtrust": seconds / gradtrust_s, "loop_s": seconds, "gradtrust_s": gradtrust_s, "target_min": 3.0}
+    )
 
 
 def test_gradtrust_closed_form(benchmark, setup):
@@ -88,8 +93,9 @@ def test_gradtrust_closed_form(benchmark, setup):
         return G.demo_trust_closed_form(forward(model, images, (), BATCH_SIZE)[0])
 
     seconds = _fastest_round(benchmark, closed_form, rounds=5)
-    benchmark.extra_info.update({"gradtrust_over_closed_form": gradtrust_s / seconds, "closed_form_s": seconds,
-                                 "gradtrust_s": gradtrust_s})
+    benchmark.extra_info.update(
+        {"gradtrust_over_closed_form": gradtrust_s / seconds, "closed_form_s": seconds, "gradtrust_s": gradtrust_s}
+    )
 
 
 def test_mc_dropout_vs_full_passes(benchmark, setup):
@@ -98,12 +104,24 @@ def test_mc_dropout_vs_full_passes(benchmark, setup):
 
     def full_passes():
         with torch.no_grad(), dropout_sampling(dropout_modules(model)):
-            return torch.stack([torch.cat([model(images[s : s + BATCH_SIZE]).softmax(dim=1)
-                                           for s in range(0, len(images), BATCH_SIZE)]) for _ in range(passes)])
+            return torch.stack(
+                [
+                    torch.cat(
+                        [model(images[s : s + BATCH_SIZE]).softmax(dim=1) for s in range(0, len(images), BATCH_SIZE)]
+                    )
+                    for _ in range(passes)
+                ]
+            )
 
     full_s = best_of(full_passes, 2)
     scorer = MCDropout(T=passes)
     scorer.prepare(ctx)
     seconds = _fastest_round(benchmark, _score_fresh, scorer, ctx, images, rounds=5)
-    benchmark.extra_info.update({"ratio_vs_full_passes": seconds / full_s, "full_passes_s": full_s,
-                                 "mc_dropout_s": seconds, "target_ratio_max": 0.35})
+    benchmark.extra_info.update(
+        {
+            "ratio_vs_full_passes": seconds / full_s,
+            "full_passes_s": full_s,
+            "mc_dropout_s": seconds,
+            "target_ratio_max": 0.35,
+        }
+    )

@@ -7,7 +7,6 @@ light modules; torch is imported inside the components' methods.
 from __future__ import annotations
 
 from probebench.hookspecs import hookimpl
-
 from probebench_example_plugin.correctors import RunnerUpStep
 from probebench_example_plugin.scorers import KNNDistance
 

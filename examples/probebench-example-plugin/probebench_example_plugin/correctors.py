@@ -17,7 +17,9 @@ class RunnerUpStep:
 
     name = "runner-up-step"
     version = "1"
-    reference = "A baseline of this example plugin; the step is FGSM's (Goodfellow et al., ICLR 2015), aimed at a class."
+    reference = (
+        "A baseline of this example plugin; the step is FGSM's (Goodfellow et al., ICLR 2015), aimed at a class."
+    )
     option_help = {
         "step_size": "L-infinity size of each pixel step (images are in [0, 1])",
         "max_steps": "steps after which a sample that has not crossed is left as it is",

@@ -32,8 +32,7 @@ class KNNDistance:
     name = "knn-distance"
     version = "1"
     reference = (
-        "Sun, Ming, Zhu, Li. Out-of-Distribution Detection with Deep Nearest Neighbors. "
-        "ICML 2022. arXiv:2204.06507"
+        "Sun, Ming, Zhu, Li. Out-of-Distribution Detection with Deep Nearest Neighbors. ICML 2022. arXiv:2204.06507"
     )
     option_help = {
         "k": "which nearest training neighbour to measure the distance to",
@@ -59,8 +58,9 @@ class KNNDistance:
             _logits, features = ctx.forward(ctx.train_images[: self.max_train], (layer,))
             return {"bank": _normalise(features[layer])}
 
-        payload = ctx.artifact("knn-bank", {"layer": layer, "max_train": self.max_train, "version": self.version},
-                               build)
+        payload = ctx.artifact(
+            "knn-bank", {"layer": layer, "max_train": self.max_train, "version": self.version}, build
+        )
         self._layer, self._bank = layer, payload["bank"]
 
     def score(self, ctx, batch):

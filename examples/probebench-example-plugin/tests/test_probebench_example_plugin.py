@@ -1,9 +1,9 @@
 """The example plugin keeps its kinds' contracts and is found through its entry point."""
 
 import torch
+from probebench_example_plugin import KNNDistance, RunnerUpStep
 
 from probebench.testing import check_corrector, check_scorer, installed_registry, tiny_context, tiny_images
-from probebench_example_plugin import KNNDistance, RunnerUpStep
 
 
 def test_installed_plugin_registers_both_components():

@@ -16,12 +16,20 @@ class CNNNet(nn.Module):
         if side_h < 1 or side_w < 1:
             raise UserError(f"cnn needs images of at least 10x10 pixels, got {height}x{width_px}")
         self.conv_layer = nn.Sequential(
-            nn.Conv2d(channels, width, 3), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(channels, width, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
         )
         self.fc_layer = nn.Sequential(
-            nn.Linear(2 * width * side_h * side_w, 512), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(512, 256), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(2 * width * side_h * side_w, 512),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(512, 256),
+            nn.ReLU(),
+            nn.Dropout(dropout),
             nn.Linear(256, num_classes),
         )
 

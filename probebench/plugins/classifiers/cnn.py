@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from probebench.errors import UserError
 from probebench.hookspecs import hookimpl
 
 
@@ -27,9 +28,15 @@ class CNN:
         "width": "channels of the first conv layer (the second has twice as many)",
     }
 
-    def __init__(self, epochs: int = 8, lr: float = 2e-3, batch_size: int = 128, weight_decay: float = 0.0,
-                 dropout: float = 0.3, width: int = 32):
-        from probebench.errors import UserError
+    def __init__(
+        self,
+        epochs: int = 8,
+        lr: float = 2e-3,
+        batch_size: int = 128,
+        weight_decay: float = 0.0,
+        dropout: float = 0.3,
+        width: int = 32,
+    ):
 
         if epochs < 1 or batch_size < 1 or width < 1:
             raise UserError("cnn: epochs, batch_size and width must be positive")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from probebench.errors import UserError, suggest
 from probebench.hookspecs import hookimpl
 
 
@@ -30,17 +31,25 @@ class Timm:
         "drop_rate": "dropout before the classifier head (timm's drop_rate)",
     }
 
-    def __init__(self, arch: str | None = None, variant: str | None = None, small_input: bool = False,
-                 epochs: int = 15, lr: float = 1e-3, batch_size: int = 128, weight_decay: float = 5e-4,
-                 drop_rate: float = 0.0):
-        from probebench.errors import UserError
+    def __init__(
+        self,
+        arch: str | None = None,
+        variant: str | None = None,
+        small_input: bool = False,
+        epochs: int = 15,
+        lr: float = 1e-3,
+        batch_size: int = 128,
+        weight_decay: float = 5e-4,
+        drop_rate: float = 0.0,
+    ):
 
         if arch and variant and arch != variant:
             raise UserError(f"timm: the name says timm:{variant} but arch is {arch!r}; give one of them")
         self.arch = arch or variant
         if not self.arch:
-            raise UserError('timm: name the architecture, e.g. classifier = "timm:resnet18" '
-                            'or { name = "timm", arch = "resnet18" }')
+            raise UserError(
+                'timm: name the architecture, e.g. classifier = "timm:resnet18" or { name = "timm", arch = "resnet18" }'
+            )
         if epochs < 1 or batch_size < 1 or lr <= 0:
             raise UserError("timm: epochs, batch_size and lr must be positive")
         if not 0 <= drop_rate < 1:
@@ -52,13 +61,14 @@ class Timm:
     def build(self, num_classes: int, shape: tuple[int, int, int]):
         import timm
 
-        from probebench.errors import UserError, suggest
-
         if not timm.is_model(self.arch):
-            raise UserError(f"timm has no model {self.arch!r}{suggest(self.arch, timm.list_models())}; "
-                            f"python -c \"import timm; print(timm.list_models('{self.arch[:3]}*'))\" lists some")
-        model = timm.create_model(self.arch, pretrained=False, num_classes=num_classes, in_chans=shape[0],
-                                  drop_rate=self.drop_rate)
+            raise UserError(
+                f"timm has no model {self.arch!r}{suggest(self.arch, timm.list_models())}; "
+                f"python -c \"import timm; print(timm.list_models('{self.arch[:3]}*'))\" lists some"
+            )
+        model = timm.create_model(
+            self.arch, pretrained=False, num_classes=num_classes, in_chans=shape[0], drop_rate=self.drop_rate
+        )
         if self.small_input:
             _small_stem(model, self.arch)
         return model
@@ -66,8 +76,6 @@ class Timm:
 
 def _small_stem(model, arch: str) -> None:
     from torch import nn
-
-    from probebench.errors import UserError
 
     conv = getattr(model, "conv1", None)
     if not isinstance(conv, nn.Conv2d) or not hasattr(model, "maxpool"):

@@ -40,8 +40,7 @@ class Flat:
         self.rows = torch.cat([p.reshape(len(p), -1) for p in parts], dim=1)
 
     def unflatten(self, rows: torch.Tensor):
-        parts = [chunk.reshape(len(rows), *shape)
-                 for chunk, shape in zip(rows.split(self.sizes, dim=1), self.shapes)]
+        parts = [chunk.reshape(len(rows), *shape) for chunk, shape in zip(rows.split(self.sizes, dim=1), self.shapes)]
         return parts if self.is_seq else parts[0]
 
 
@@ -59,16 +58,20 @@ class Identity:
 def generator_of(ctx):
     generator = ctx.extras.get("generator")
     if generator is None or not (hasattr(generator, "encode") and hasattr(generator, "decode")):
-        raise UserError("this corrector needs ctx.extras['generator'] with encode(x) and decode(z); "
-                        "add a generator to the suite (see probebench/pipeline/correct.py)")
+        raise UserError(
+            "this corrector needs ctx.extras['generator'] with encode(x) and decode(z); "
+            "add a generator to the suite (see probebench/pipeline/correct.py)"
+        )
     return generator
 
 
 def prober_of(ctx) -> Callable[[torch.Tensor], torch.Tensor]:
     prober = ctx.extras.get("prober")
     if prober is None or not callable(prober):
-        raise UserError("this corrector needs ctx.extras['prober'], a differentiable callable images -> P(hit); "
-                        "add a prober to the suite (see probebench/pipeline/correct.py)")
+        raise UserError(
+            "this corrector needs ctx.extras['prober'], a differentiable callable images -> P(hit); "
+            "add a prober to the suite (see probebench/pipeline/correct.py)"
+        )
     return prober
 
 
@@ -80,8 +83,10 @@ def stop_level(ctx, threshold: float | None) -> float:
         return float(threshold)
     level = ctx.extras.get("prober_hit_level")
     if level is None:
-        raise UserError("no stop level: give the corrector a 'threshold' option or set "
-                        "ctx.extras['prober_hit_level'] (the correction stage does)")
+        raise UserError(
+            "no stop level: give the corrector a 'threshold' option or set "
+            "ctx.extras['prober_hit_level'] (the correction stage does)"
+        )
     return float(level)
 
 
@@ -241,8 +246,9 @@ def _edit_latents(ctx, images, generator, objective, **optimise_options) -> Corr
     return Correction(torch.cat(out_images), torch.cat(out_steps), {k: torch.cat(v) for k, v in details.items()})
 
 
-def prober_latent(ctx, images, *, lr: float, threshold: float | None, max_steps: int, stop: str,
-                  pixel_space: bool = False) -> Correction:
+def prober_latent(
+    ctx, images, *, lr: float, threshold: float | None, max_steps: int, stop: str, pixel_space: bool = False
+) -> Correction:
     """Adam on z = G^-1(x) (or on x itself when ``pixel_space``) minimising the
     cross-entropy of prober(clamp(G(z))) toward hit, i.e. -log P(hit)."""
     generator = Identity() if pixel_space else generator_of(ctx)
@@ -261,8 +267,18 @@ def prober_latent(ctx, images, *, lr: float, threshold: float | None, max_steps:
     return _edit_latents(ctx, images, generator, objective, lr=lr, max_steps=max_steps)
 
 
-def confidence_ascent(ctx, images, *, eta: float, target: str, normalize: bool, threshold: float | None,
-                      max_steps: int, stop: str, pixel_space: bool = False) -> Correction:
+def confidence_ascent(
+    ctx,
+    images,
+    *,
+    eta: float,
+    target: str,
+    normalize: bool,
+    threshold: float | None,
+    max_steps: int,
+    stop: str,
+    pixel_space: bool = False,
+) -> Correction:
     """Boundary crossing option 1: z <- z + eta * grad f(G(z)) (normalised to a
     step of length eta when ``normalize``)."""
     generator = Identity() if pixel_space else generator_of(ctx)
@@ -282,8 +298,19 @@ def confidence_ascent(ctx, images, *, eta: float, target: str, normalize: bool, 
     return _edit_latents(ctx, images, generator, objective, lr=eta, max_steps=max_steps, update=update)
 
 
-def monotone_path(ctx, images, *, length: int, lam: float, lr: float, target: str, goal: float | None,
-                  threshold: float | None, max_steps: int, stop: str) -> Correction:
+def monotone_path(
+    ctx,
+    images,
+    *,
+    length: int,
+    lam: float,
+    lr: float,
+    target: str,
+    goal: float | None,
+    threshold: float | None,
+    max_steps: int,
+    stop: str,
+) -> Correction:
     """Boundary crossing option 2: a path z_1..z_T optimised with
     sum_t |f(G(z_t)) - target_t| + lam * sum_t ||z_t - z_0||, where target_t
     climbs linearly from f(x) to ``goal`` (the draft's t/T when f(x) = 0 and
@@ -336,8 +363,9 @@ def monotone_path(ctx, images, *, length: int, lam: float, lr: float, target: st
     return Correction(torch.cat(out_images), torch.cat(out_steps), details)
 
 
-def latent_noise(ctx, images, *, norm: float | None, lr: float, threshold: float | None, max_steps: int,
-                 stop: str) -> Correction:
+def latent_noise(
+    ctx, images, *, norm: float | None, lr: float, threshold: float | None, max_steps: int, stop: str
+) -> Correction:
     """A random latent step: z' = G^-1(x) + r * u with u a uniformly random unit
     direction and r the latent distance the ``prober-latent`` edit of the same
     image travels with the same options (or the fixed ``norm``)."""

@@ -21,17 +21,27 @@ a sample that meets its stop rule is frozen from that step on. Stop rules
 
 from __future__ import annotations
 
+from probebench.errors import UserError
 from probebench.hookspecs import hookimpl
 
-_STOP_HELP = ("when a sample stops: 'prober' (P(hit) >= the stop level), 'flip' (the classifier's "
-              "prediction changed) or 'either'")
-_THRESHOLD_HELP = ("absolute P(hit) stop level; default: the median prober output on validation hits "
-                   "(ctx.extras['prober_hit_level'])")
+_STOP_HELP = (
+    "when a sample stops: 'prober' (P(hit) >= the stop level), 'flip' (the classifier's prediction changed) or 'either'"
+)
+_THRESHOLD_HELP = (
+    "absolute P(hit) stop level; default: the median prober output on validation hits (ctx.extras['prober_hit_level'])"
+)
 
 
-def _check(name: str, *, max_steps: int, stop: str, allowed_stops=("prober", "flip", "either"),
-           positive: dict[str, float] = (), threshold: float | None = None, target: str | None = None) -> None:
-    from probebench.errors import UserError
+def _check(
+    name: str,
+    *,
+    max_steps: int,
+    stop: str,
+    allowed_stops=("prober", "flip", "either"),
+    positive: dict[str, float] = (),
+    threshold: float | None = None,
+    target: str | None = None,
+) -> None:
 
     if max_steps < 1:
         raise UserError(f"{name}: max_steps must be >= 1, got {max_steps}")
@@ -60,8 +70,12 @@ class ProberLatent:
     name = "prober-latent"
     version = "1"
     uses_generator = True
-    option_help = {"lr": "Adam learning rate on the latent", "threshold": _THRESHOLD_HELP,
-                   "max_steps": "step cap per sample", "stop": _STOP_HELP}
+    option_help = {
+        "lr": "Adam learning rate on the latent",
+        "threshold": _THRESHOLD_HELP,
+        "max_steps": "step cap per sample",
+        "stop": _STOP_HELP,
+    }
 
     def __init__(self, lr: float = 0.1, threshold: float | None = None, max_steps: int = 500, stop: str = "prober"):
         _check(self.name, max_steps=max_steps, stop=stop, positive={"lr": lr}, threshold=threshold)
@@ -70,8 +84,9 @@ class ProberLatent:
     def correct(self, ctx, images):
         from probebench.plugins.correctors._engine import prober_latent
 
-        return prober_latent(ctx, images, lr=self.lr, threshold=self.threshold, max_steps=self.max_steps,
-                             stop=self.stop)
+        return prober_latent(
+            ctx, images, lr=self.lr, threshold=self.threshold, max_steps=self.max_steps, stop=self.stop
+        )
 
 
 class PixelProber(ProberLatent):
@@ -90,8 +105,15 @@ class PixelProber(ProberLatent):
     def correct(self, ctx, images):
         from probebench.plugins.correctors._engine import prober_latent
 
-        return prober_latent(ctx, images, lr=self.lr, threshold=self.threshold, max_steps=self.max_steps,
-                             stop=self.stop, pixel_space=True)
+        return prober_latent(
+            ctx,
+            images,
+            lr=self.lr,
+            threshold=self.threshold,
+            max_steps=self.max_steps,
+            stop=self.stop,
+            pixel_space=True,
+        )
 
 
 class ConfidenceAscent:
@@ -111,15 +133,33 @@ class ConfidenceAscent:
     name = "confidence-ascent"
     version = "1"
     uses_generator = True
-    option_help = {"eta": "step size", "target": "f to ascend: 'prober' or 'runner-up'",
-                   "normalize": "step eta along grad f / ||grad f|| (false: eta * grad f)",
-                   "threshold": _THRESHOLD_HELP, "max_steps": "step cap per sample",
-                   "stop": _STOP_HELP + "; 'auto' follows the target"}
+    option_help = {
+        "eta": "step size",
+        "target": "f to ascend: 'prober' or 'runner-up'",
+        "normalize": "step eta along grad f / ||grad f|| (false: eta * grad f)",
+        "threshold": _THRESHOLD_HELP,
+        "max_steps": "step cap per sample",
+        "stop": _STOP_HELP + "; 'auto' follows the target",
+    }
 
-    def __init__(self, eta: float = 0.5, target: str = "prober", normalize: bool = True,
-                 threshold: float | None = None, max_steps: int = 500, stop: str = "auto"):
-        _check(self.name, max_steps=max_steps, stop=stop, allowed_stops=("auto", "prober", "flip", "either"),
-               positive={"eta": eta}, threshold=threshold, target=target)
+    def __init__(
+        self,
+        eta: float = 0.5,
+        target: str = "prober",
+        normalize: bool = True,
+        threshold: float | None = None,
+        max_steps: int = 500,
+        stop: str = "auto",
+    ):
+        _check(
+            self.name,
+            max_steps=max_steps,
+            stop=stop,
+            allowed_stops=("auto", "prober", "flip", "either"),
+            positive={"eta": eta},
+            threshold=threshold,
+            target=target,
+        )
         self.eta, self.target, self.normalize = eta, target, normalize
         self.threshold, self.max_steps = threshold, max_steps
         self.stop = stop if stop != "auto" else ("prober" if target == "prober" else "flip")
@@ -127,8 +167,16 @@ class ConfidenceAscent:
     def correct(self, ctx, images):
         from probebench.plugins.correctors._engine import confidence_ascent
 
-        return confidence_ascent(ctx, images, eta=self.eta, target=self.target, normalize=self.normalize,
-                                 threshold=self.threshold, max_steps=self.max_steps, stop=self.stop)
+        return confidence_ascent(
+            ctx,
+            images,
+            eta=self.eta,
+            target=self.target,
+            normalize=self.normalize,
+            threshold=self.threshold,
+            max_steps=self.max_steps,
+            stop=self.stop,
+        )
 
 
 class MonotonePath:
@@ -147,19 +195,38 @@ class MonotonePath:
     name = "monotone-path"
     version = "1"
     uses_generator = True
-    option_help = {"length": "T, points on the path", "lam": "weight of the identity term ||z_t - z_0||",
-                   "lr": "Adam learning rate on the path", "target": "f: 'prober' or 'runner-up'",
-                   "goal": "value of f the path climbs to (default: stop level / 1)",
-                   "threshold": _THRESHOLD_HELP, "max_steps": "step cap per sample",
-                   "stop": _STOP_HELP + "; 'auto' follows the target"}
+    option_help = {
+        "length": "T, points on the path",
+        "lam": "weight of the identity term ||z_t - z_0||",
+        "lr": "Adam learning rate on the path",
+        "target": "f: 'prober' or 'runner-up'",
+        "goal": "value of f the path climbs to (default: stop level / 1)",
+        "threshold": _THRESHOLD_HELP,
+        "max_steps": "step cap per sample",
+        "stop": _STOP_HELP + "; 'auto' follows the target",
+    }
 
-    def __init__(self, length: int = 8, lam: float = 0.05, lr: float = 0.1, target: str = "prober",
-                 goal: float | None = None, threshold: float | None = None, max_steps: int = 300,
-                 stop: str = "auto"):
-        from probebench.errors import UserError
+    def __init__(
+        self,
+        length: int = 8,
+        lam: float = 0.05,
+        lr: float = 0.1,
+        target: str = "prober",
+        goal: float | None = None,
+        threshold: float | None = None,
+        max_steps: int = 300,
+        stop: str = "auto",
+    ):
 
-        _check(self.name, max_steps=max_steps, stop=stop, allowed_stops=("auto", "prober", "flip", "either"),
-               positive={"lr": lr, "length": length}, threshold=threshold, target=target)
+        _check(
+            self.name,
+            max_steps=max_steps,
+            stop=stop,
+            allowed_stops=("auto", "prober", "flip", "either"),
+            positive={"lr": lr, "length": length},
+            threshold=threshold,
+            target=target,
+        )
         if lam < 0:
             raise UserError(f"{self.name}: lam must be >= 0, got {lam}")
         if goal is not None and not 0 < goal <= 1:
@@ -171,8 +238,18 @@ class MonotonePath:
     def correct(self, ctx, images):
         from probebench.plugins.correctors._engine import monotone_path
 
-        return monotone_path(ctx, images, length=self.length, lam=self.lam, lr=self.lr, target=self.target,
-                             goal=self.goal, threshold=self.threshold, max_steps=self.max_steps, stop=self.stop)
+        return monotone_path(
+            ctx,
+            images,
+            length=self.length,
+            lam=self.lam,
+            lr=self.lr,
+            target=self.target,
+            goal=self.goal,
+            threshold=self.threshold,
+            max_steps=self.max_steps,
+            stop=self.stop,
+        )
 
 
 class LatentNoise:
@@ -190,12 +267,22 @@ class LatentNoise:
     name = "latent-noise"
     version = "1"
     uses_generator = True
-    option_help = {"norm": "fixed latent step length (default: matched per image to prober-latent)",
-                   "lr": "lr of the matched prober-latent run", "threshold": _THRESHOLD_HELP,
-                   "max_steps": "step cap of the matched prober-latent run", "stop": _STOP_HELP}
+    option_help = {
+        "norm": "fixed latent step length (default: matched per image to prober-latent)",
+        "lr": "lr of the matched prober-latent run",
+        "threshold": _THRESHOLD_HELP,
+        "max_steps": "step cap of the matched prober-latent run",
+        "stop": _STOP_HELP,
+    }
 
-    def __init__(self, norm: float | None = None, lr: float = 0.1, threshold: float | None = None,
-                 max_steps: int = 500, stop: str = "prober"):
+    def __init__(
+        self,
+        norm: float | None = None,
+        lr: float = 0.1,
+        threshold: float | None = None,
+        max_steps: int = 500,
+        stop: str = "prober",
+    ):
         _check(self.name, max_steps=max_steps, stop=stop, positive={"lr": lr}, threshold=threshold)
         if norm is not None:
             _check(self.name, max_steps=max_steps, stop=stop, positive={"norm": norm})
@@ -204,8 +291,9 @@ class LatentNoise:
     def correct(self, ctx, images):
         from probebench.plugins.correctors._engine import latent_noise
 
-        return latent_noise(ctx, images, norm=self.norm, lr=self.lr, threshold=self.threshold,
-                            max_steps=self.max_steps, stop=self.stop)
+        return latent_noise(
+            ctx, images, norm=self.norm, lr=self.lr, threshold=self.threshold, max_steps=self.max_steps, stop=self.stop
+        )
 
 
 @hookimpl

@@ -21,18 +21,18 @@ import torch.nn.functional as F
 
 # Strength per level 1..5, one row per challenge type (CURE-TSR order).
 LEVELS: dict[str, tuple[float, ...]] = {
-    "decolorization": (0.2, 0.4, 0.6, 0.8, 1.0),       # fraction of the way to grey
-    "lens-blur": (0.6, 1.0, 1.5, 2.0, 2.6),            # disk radius, px at side 32
-    "codec-error": (0.04, 0.08, 0.14, 0.22, 0.32),     # DCT quantisation step
-    "darkening": (0.75, 0.6, 0.45, 0.3, 0.18),         # brightness factor
-    "dirty-lens": (0.25, 0.4, 0.55, 0.7, 0.85),        # dirt opacity (coverage grows too)
-    "exposure": (1.5, 2.0, 2.5, 3.0, 4.0),             # exponent of the brightening curve
-    "gaussian-blur": (0.5, 0.8, 1.1, 1.5, 2.0),        # sigma, px at side 32
-    "noise": (0.04, 0.08, 0.12, 0.18, 0.26),           # std of additive Gaussian noise
-    "rain": (0.006, 0.012, 0.02, 0.03, 0.045),         # fraction of pixels starting a streak
-    "shadow": (0.2, 0.32, 0.48, 0.68, 0.9),             # darkness inside the shadow band
-    "snow": (0.01, 0.02, 0.035, 0.05, 0.07),           # fraction of pixels holding a flake
-    "haze": (0.3, 0.6, 0.9, 1.3, 1.8),                 # extinction coefficient
+    "decolorization": (0.2, 0.4, 0.6, 0.8, 1.0),  # fraction of the way to grey
+    "lens-blur": (0.6, 1.0, 1.5, 2.0, 2.6),  # disk radius, px at side 32
+    "codec-error": (0.04, 0.08, 0.14, 0.22, 0.32),  # DCT quantisation step
+    "darkening": (0.75, 0.6, 0.45, 0.3, 0.18),  # brightness factor
+    "dirty-lens": (0.25, 0.4, 0.55, 0.7, 0.85),  # dirt opacity (coverage grows too)
+    "exposure": (1.5, 2.0, 2.5, 3.0, 4.0),  # exponent of the brightening curve
+    "gaussian-blur": (0.5, 0.8, 1.1, 1.5, 2.0),  # sigma, px at side 32
+    "noise": (0.04, 0.08, 0.12, 0.18, 0.26),  # std of additive Gaussian noise
+    "rain": (0.006, 0.012, 0.02, 0.03, 0.045),  # fraction of pixels starting a streak
+    "shadow": (0.2, 0.32, 0.48, 0.68, 0.9),  # darkness inside the shadow band
+    "snow": (0.01, 0.02, 0.035, 0.05, 0.07),  # fraction of pixels holding a flake
+    "haze": (0.3, 0.6, 0.9, 1.3, 1.8),  # extinction coefficient
 }
 CODEC_DROP = (0.02, 0.05, 0.1, 0.18, 0.3)  # fraction of blocks that lose all detail (DC only)
 DIRT_THRESHOLD = (0.8, 0.74, 0.68, 0.62, 0.56)  # lower threshold = more of the lens covered

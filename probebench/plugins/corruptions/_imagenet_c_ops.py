@@ -84,16 +84,16 @@ def plasma_fractal(mapsize=256, wibbledecay=3):
         cornerref = maparray[0:mapsize:stepsize, 0:mapsize:stepsize]
         squareaccum = cornerref + np.roll(cornerref, shift=-1, axis=0)
         squareaccum += np.roll(squareaccum, shift=-1, axis=1)
-        maparray[stepsize // 2:mapsize:stepsize, stepsize // 2:mapsize:stepsize] = wibbledmean(squareaccum)
+        maparray[stepsize // 2 : mapsize : stepsize, stepsize // 2 : mapsize : stepsize] = wibbledmean(squareaccum)
 
     def filldiamonds():
         size = maparray.shape[0]
-        drgrid = maparray[stepsize // 2:size:stepsize, stepsize // 2:size:stepsize]
+        drgrid = maparray[stepsize // 2 : size : stepsize, stepsize // 2 : size : stepsize]
         ulgrid = maparray[0:size:stepsize, 0:size:stepsize]
         ltsum = (drgrid + np.roll(drgrid, 1, axis=0)) + (ulgrid + np.roll(ulgrid, -1, axis=1))
-        maparray[0:size:stepsize, stepsize // 2:size:stepsize] = wibbledmean(ltsum)
+        maparray[0:size:stepsize, stepsize // 2 : size : stepsize] = wibbledmean(ltsum)
         ttsum = (drgrid + np.roll(drgrid, 1, axis=1)) + (ulgrid + np.roll(ulgrid, -1, axis=0))
-        maparray[stepsize // 2:size:stepsize, 0:size:stepsize] = wibbledmean(ttsum)
+        maparray[stepsize // 2 : size : stepsize, 0:size:stepsize] = wibbledmean(ttsum)
 
     while stepsize >= 2:
         fillsquares()

@@ -32,14 +32,20 @@ FAMILY: tuple[tuple[str, str], ...] = (
     ("shot_noise", "Poisson (photon) noise."),
     ("impulse_noise", "Salt-and-pepper noise."),
     ("defocus_blur", "Disk blur of an out-of-focus lens."),
-    ("glass_blur", "Blur with local pixel shuffling (frosted glass). SLOW: a Python loop over "
-                   "pixels, 16-30 ms an image at 32x32 (up to 30 s per 1,000 images per severity; "
-                   "60+ ms on a busy machine), growing with the pixel count."),
+    (
+        "glass_blur",
+        "Blur with local pixel shuffling (frosted glass). SLOW: a Python loop over "
+        "pixels, 16-30 ms an image at 32x32 (up to 30 s per 1,000 images per severity; "
+        "60+ ms on a busy machine), growing with the pixel count.",
+    ),
     ("motion_blur", "Blur along a random direction."),
     ("zoom_blur", "Average of zoomed copies (radial blur)."),
     ("snow", "Snow flakes blurred along a random direction, and a white veil."),
-    ("frost", "Frost textures (images shipped with imagecorruptions) blended in. Slowish: it reads "
-              "and resizes a texture file per image, 10-20 ms an image."),
+    (
+        "frost",
+        "Frost textures (images shipped with imagecorruptions) blended in. Slowish: it reads "
+        "and resizes a texture file per image, 10-20 ms an image.",
+    ),
     ("fog", "Diamond-square fractal fog."),
     ("brightness", "Brighter V channel in HSV."),
     ("contrast", "Contrast reduced toward the mean."),
@@ -66,8 +72,13 @@ class ImagenetCCorruption:
 
 
 CORRUPTIONS: list[type] = [
-    family_member(ImagenetCCorruption, camel(function, "_"), name=function.replace("_", "-"), function=function,
-                  __doc__=f"ImageNet-C {function}: {doc}")
+    family_member(
+        ImagenetCCorruption,
+        camel(function, "_"),
+        name=function.replace("_", "-"),
+        function=function,
+        __doc__=f"ImageNet-C {function}: {doc}",
+    )
     for function, doc in FAMILY
 ]
 

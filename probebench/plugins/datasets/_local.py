@@ -27,8 +27,9 @@ class DataFiles:
     layout: str
 
     def missing(self, what: str) -> UserError:
-        return UserError(f"dataset {self.dataset!r}: {what}; get the data from {self.source} "
-                         f"and lay it out as {self.layout}")
+        return UserError(
+            f"dataset {self.dataset!r}: {what}; get the data from {self.source} and lay it out as {self.layout}"
+        )
 
     def root(self, root: str | os.PathLike | None) -> Path:
         """The data root, resolved; a missing root is an error that says what to do."""
@@ -43,8 +44,10 @@ class DataFiles:
         """``root/parts`` resolved; a path that leaves the root (``..``, a link) is an error."""
         path = root.joinpath(*parts).resolve()
         if not path.is_relative_to(root):
-            raise UserError(f"dataset {self.dataset!r}: {root.joinpath(*parts)} leads outside the data root "
-                            f"{root} (to {path}); data files must lie under the root")
+            raise UserError(
+                f"dataset {self.dataset!r}: {root.joinpath(*parts)} leads outside the data root "
+                f"{root} (to {path}); data files must lie under the root"
+            )
         return path
 
     def first_dir(self, root: Path, candidates: list[str]) -> Path | None:

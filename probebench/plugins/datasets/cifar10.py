@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pickle
 
+from probebench.errors import UserError
 from probebench.hookspecs import hookimpl
 from probebench.plugins.datasets._local import DataFiles, take
 
@@ -27,9 +28,9 @@ CIFAR = DataFiles(
 CIFAR_C = DataFiles(
     "cifar10-c",
     source="zenodo.org/record/2535967 (CIFAR-10-C.tar, Hendrycks & Dietterich 2019) plus CIFAR-10 "
-           "from www.cs.toronto.edu/~kriz/cifar.html",
+    "from www.cs.toronto.edu/~kriz/cifar.html",
     layout=f"<data-root>/{C_DIR}/<corruption>.npy (uint8 [50000,32,32,3] = severities 1..5 x 10000) "
-           f"and labels.npy, beside <data-root>/{CIFAR_DIR}/",
+    f"and labels.npy, beside <data-root>/{CIFAR_DIR}/",
 )
 
 
@@ -68,9 +69,15 @@ def read_batch(path, where: DataFiles):
     if not isinstance(batch, dict):
         raise where.missing(f"{path} holds a {type(batch).__name__}, not a CIFAR-10 batch dict")
     data, labels = batch.get(b"data", batch.get("data")), batch.get(b"labels", batch.get("labels"))
-    if (not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072
-            or not isinstance(labels, list) or len(labels) != len(data)
-            or not all(isinstance(v, int) and 0 <= v < 10 for v in labels)):
+    if (
+        not isinstance(data, np.ndarray)
+        or data.dtype != np.uint8
+        or data.ndim != 2
+        or data.shape[1] != 3072
+        or not isinstance(labels, list)
+        or len(labels) != len(data)
+        or not all(isinstance(v, int) and 0 <= v < 10 for v in labels)
+    ):
         raise where.missing(f"{path} lacks uint8 'data' [N,3072] with N int 'labels' 0..9")
     return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
 
@@ -88,7 +95,6 @@ class Cifar10:
     option_help = {"limit": "use only the first N images of each split (0 = all)"}
 
     def __init__(self, limit: int = 0):
-        from probebench.errors import UserError
 
         if limit < 0:
             raise UserError(f"{self.name}: limit must be >= 0, got {limit}")
@@ -130,7 +136,6 @@ class Cifar10C(Cifar10):
     }
 
     def __init__(self, limit: int = 0, corruptions: list | None = None, severities: list | None = None):
-        from probebench.errors import UserError
 
         super().__init__(limit)
         severities = [1, 2, 3, 4, 5] if severities is None else severities
@@ -148,7 +153,9 @@ class Cifar10C(Cifar10):
         wanted = self.corruptions if self.corruptions is not None else list(present)
         absent = [c for c in wanted if c not in present]
         if absent or not wanted:
-            raise self.where.missing(f"{folder} lacks {', '.join(a + '.npy' for a in absent) or 'any <corruption>.npy'}")
+            raise self.where.missing(
+                f"{folder} lacks {', '.join(a + '.npy' for a in absent) or 'any <corruption>.npy'}"
+            )
         if not (folder / "labels.npy").is_file():
             raise self.where.missing(f"{folder / 'labels.npy'} is missing")
         return {c.replace("_", "-"): self.where.inside(root_dir, C_DIR, c + ".npy") for c in wanted}
@@ -170,8 +177,7 @@ class Cifar10C(Cifar10):
         except (OSError, ValueError) as exc:
             raise self.where.missing(f"cannot read {path}: {exc}") from None
         if images.ndim != 4 or images.shape[1:] != (32, 32, 3) or images.dtype != np.uint8 or len(images) % 5:
-            raise self.where.missing(f"{path} holds {images.dtype} {list(images.shape)}, "
-                                     "expected uint8 [5*n,32,32,3]")
+            raise self.where.missing(f"{path} holds {images.dtype} {list(images.shape)}, expected uint8 [5*n,32,32,3]")
         per_severity = len(images) // 5
         if labels.ndim != 1 or len(labels) not in (len(images), per_severity):
             raise self.where.missing(f"labels.npy has shape {list(labels.shape)}, expected [{len(images)}]")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 
+from probebench.errors import UserError, suggest
 from probebench.hookspecs import hookimpl
 from probebench.plugins.corruptions.cure_tsr import CHALLENGE_NAMES
 from probebench.plugins.datasets._local import DataFiles, take
@@ -24,7 +25,7 @@ WHERE = DataFiles(
     "cure-tsr",
     source="github.com/olivesgatech/CURE-TSR (a form gives the download link)",
     layout=f"<data-root>/{FOLDER}/<...Train or ...Test folder>/**/sequence_sign_challenge_level_index.bmp, "
-           f"e.g. {FOLDER}/Real_Train/ChallengeFree/01_01_00_00_0001.bmp",
+    f"e.g. {FOLDER}/Real_Train/ChallengeFree/01_01_00_00_0001.bmp",
 )
 
 
@@ -46,9 +47,14 @@ class CureTsr:
         "limit": "use only the first N images of each split and of each cell (0 = all)",
     }
 
-    def __init__(self, size: int = 32, sequence: str = "real", challenges: list | None = None,
-                 levels: list | None = None, limit: int = 0):
-        from probebench.errors import UserError, suggest
+    def __init__(
+        self,
+        size: int = 32,
+        sequence: str = "real",
+        challenges: list | None = None,
+        levels: list | None = None,
+        limit: int = 0,
+    ):
 
         if not 8 <= size <= 512:
             raise UserError(f"cure-tsr: size must lie in 8..512, got {size}")
@@ -57,8 +63,10 @@ class CureTsr:
         challenges = list(CHALLENGE_NAMES) if challenges is None else challenges
         for challenge in challenges:
             if challenge not in CHALLENGE_NAMES:
-                raise UserError(f"cure-tsr: unknown challenge {challenge!r}{suggest(str(challenge), CHALLENGE_NAMES)}; "
-                                f"use {', '.join(CHALLENGE_NAMES)}")
+                raise UserError(
+                    f"cure-tsr: unknown challenge {challenge!r}{suggest(str(challenge), CHALLENGE_NAMES)}; "
+                    f"use {', '.join(CHALLENGE_NAMES)}"
+                )
         levels = [1, 2, 3, 4, 5] if levels is None else levels
         if not levels or not all(isinstance(v, int) and 1 <= v <= 5 for v in levels):
             raise UserError(f"cure-tsr: levels must be a list of 1..5, got {levels!r}")
@@ -110,21 +118,30 @@ class CureTsr:
     # -- the Dataset protocol ---------------------------------------------------------
     def load(self, split: str, root: str | None = None):
         files = self._files(root)
-        paths = sorted(p for (where, code, _level), group in files.items() if where == split and code == "00"
-                       for p in group)
+        paths = sorted(
+            p for (where, code, _level), group in files.items() if where == split and code == "00" for p in group
+        )
         if not paths:
-            raise WHERE.missing(f"no challenge-free (challenge 00) {split} images under "
-                                f"{WHERE.root(root) / FOLDER} in a folder named *{split}*")
+            raise WHERE.missing(
+                f"no challenge-free (challenge 00) {split} images under "
+                f"{WHERE.root(root) / FOLDER} in a folder named *{split}*"
+            )
         return self._read(paths)
 
     def cells(self, root: str | None = None) -> list[tuple[str, int]]:
         """(challenge, level) of every pre-corrupted test set present and asked for."""
         files = self._files(root)
-        cells = [(name, level) for name in self.challenges for level in self.levels
-                 if files.get(("test", _code(name), level))]
+        cells = [
+            (name, level)
+            for name in self.challenges
+            for level in self.levels
+            if files.get(("test", _code(name), level))
+        ]
         if not cells:
-            raise WHERE.missing(f"no test images of challenges {', '.join(self.challenges)} at levels "
-                                f"{self.levels} under {WHERE.root(root) / FOLDER}")
+            raise WHERE.missing(
+                f"no test images of challenges {', '.join(self.challenges)} at levels "
+                f"{self.levels} under {WHERE.root(root) / FOLDER}"
+            )
         return cells
 
     def load_cell(self, corruption: str, severity: int, root: str | None = None):

@@ -5,6 +5,7 @@ Needs no download, so the default suite runs on a fresh machine.
 
 from __future__ import annotations
 
+from probebench.errors import UserError
 from probebench.hookspecs import hookimpl
 
 
@@ -26,7 +27,6 @@ class Mnist5k:
     }
 
     def __init__(self, test_fraction: float = 0.2, split_seed: int = 0, limit: int = 0):
-        from probebench.errors import UserError
 
         if not 0 < test_fraction < 1:
             raise UserError(f"mnist-5k: test_fraction must lie in (0, 1), got {test_fraction}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from probebench.errors import UserError
 from probebench.hookspecs import hookimpl
 from probebench.plugins.datasets._local import DataFiles, take
 
@@ -14,7 +15,7 @@ WHERE = DataFiles(
     "mnist",
     source="the MNIST page (yann.lecun.com/exdb/mnist) or any mirror of its four idx files",
     layout="<data-root>/mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] "
-           "(MNIST/raw/ as torchvision leaves it also works)",
+    "(MNIST/raw/ as torchvision leaves it also works)",
 )
 
 
@@ -32,7 +33,6 @@ class Mnist:
     option_help = {"limit": "use only the first N images of each split (0 = all)"}
 
     def __init__(self, limit: int = 0):
-        from probebench.errors import UserError
 
         if limit < 0:
             raise UserError(f"mnist: limit must be >= 0, got {limit}")
@@ -47,8 +47,10 @@ class Mnist:
         images = read_idx(self._file(root_dir, folder, image_file))
         labels = read_idx(self._file(root_dir, folder, label_file))
         if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.ndim != 1 or len(labels) != len(images):
-            raise WHERE.missing(f"{folder} holds idx files of shapes {images.shape} and {labels.shape}, "
-                                "expected [N,28,28] images and [N] labels")
+            raise WHERE.missing(
+                f"{folder} holds idx files of shapes {images.shape} and {labels.shape}, "
+                "expected [N,28,28] images and [N] labels"
+            )
         n = take(len(images), self.limit)
         x = torch.from_numpy(images[:n].copy()).float().div_(255.0).unsqueeze(1)
         return x, torch.from_numpy(labels[:n].astype("int64"))

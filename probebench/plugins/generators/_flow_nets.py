@@ -23,6 +23,8 @@ import normflows as nf
 import torch
 from torch import nn
 
+from probebench.errors import UserError
+
 KERNELS = (3, 1, 3)  # the coupling networks: conv3x3 -> conv1x1 -> conv3x3 (zero-initialised)
 
 
@@ -90,7 +92,6 @@ def _channel_coupling(channels: int, hidden: int, parity: int, bound: float) -> 
 
 def check_shape(shape, levels: int, name: str) -> tuple[int, int, int]:
     """(C, H, W) if ``levels`` squeezes fit, else a UserError naming the sizes that do."""
-    from probebench.errors import UserError
 
     if len(shape) != 3 or any(int(s) < 1 for s in shape):
         raise UserError(f"generator {name!r}: expected an image shape (C, H, W), got {tuple(shape)}")

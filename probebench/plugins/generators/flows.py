@@ -10,6 +10,7 @@ attributes ``epochs``, ``lr``, ``batch_size`` and ``warmup`` set here.
 
 from __future__ import annotations
 
+from probebench.errors import UserError
 from probebench.hookspecs import hookimpl
 
 _SHARED_HELP = {
@@ -28,12 +29,26 @@ _SHARED_HELP = {
 class _FlowGenerator:
     version = "1"
 
-    def _set(self, levels: int, blocks: int, hidden: int, epochs: int, lr: float, batch_size: int, warmup: int,
-             alpha: float, max_log_scale: float) -> None:
-        from probebench.errors import UserError
+    def _set(
+        self,
+        levels: int,
+        blocks: int,
+        hidden: int,
+        epochs: int,
+        lr: float,
+        batch_size: int,
+        warmup: int,
+        alpha: float,
+        max_log_scale: float,
+    ) -> None:
 
-        for key, value in (("levels", levels), ("blocks", blocks), ("hidden", hidden), ("epochs", epochs),
-                           ("batch_size", batch_size)):
+        for key, value in (
+            ("levels", levels),
+            ("blocks", blocks),
+            ("hidden", hidden),
+            ("epochs", epochs),
+            ("batch_size", batch_size),
+        ):
             if value < 1:
                 raise UserError(f"generator {self.name!r}: option {key!r} must be a positive integer, got {value}")
         if not lr > 0:
@@ -62,8 +77,18 @@ class Glow(_FlowGenerator):
     name = "glow"
     option_help = dict(_SHARED_HELP)
 
-    def __init__(self, levels: int = 2, blocks: int = 4, hidden: int = 64, epochs: int = 24, lr: float = 3e-3,
-                 batch_size: int = 64, warmup: int = 200, alpha: float = 0.05, max_log_scale: float = 2.0):
+    def __init__(
+        self,
+        levels: int = 2,
+        blocks: int = 4,
+        hidden: int = 64,
+        epochs: int = 24,
+        lr: float = 3e-3,
+        batch_size: int = 64,
+        warmup: int = 200,
+        alpha: float = 0.05,
+        max_log_scale: float = 2.0,
+    ):
         self._set(levels, blocks, hidden, epochs, lr, batch_size, warmup, alpha, max_log_scale)
 
     def build(self, shape):
@@ -85,8 +110,18 @@ class RealNVP(_FlowGenerator):
     name = "realnvp"
     option_help = {**_SHARED_HELP, "blocks": "couplings per mask type and level"}
 
-    def __init__(self, levels: int = 2, blocks: int = 2, hidden: int = 32, epochs: int = 24, lr: float = 3e-3,
-                 batch_size: int = 64, warmup: int = 200, alpha: float = 0.05, max_log_scale: float = 2.0):
+    def __init__(
+        self,
+        levels: int = 2,
+        blocks: int = 2,
+        hidden: int = 32,
+        epochs: int = 24,
+        lr: float = 3e-3,
+        batch_size: int = 64,
+        warmup: int = 200,
+        alpha: float = 0.05,
+        max_log_scale: float = 2.0,
+    ):
         self._set(levels, blocks, hidden, epochs, lr, batch_size, warmup, alpha, max_log_scale)
 
     def build(self, shape):

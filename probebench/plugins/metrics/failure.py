@@ -30,6 +30,7 @@ from functools import cached_property
 
 import numpy as np
 
+from probebench.errors import UserError
 from probebench.hookspecs import hookimpl
 
 
@@ -276,7 +277,6 @@ class ECE:
     option_help = {"bins": "number of equal-width confidence bins"}
 
     def __init__(self, bins: int = 15):
-        from probebench.errors import UserError
 
         if bins < 1:
             raise UserError(f"ece: bins must be >= 1, got {bins}")

@@ -135,9 +135,22 @@ def train(net: ProbeNet, features: torch.Tensor, hit: torch.Tensor, **options) -
         return _train(net, features, hit, **options)
 
 
-def _train(net: ProbeNet, features: torch.Tensor, hit: torch.Tensor, *, epochs: int, lr: float, batch_size: int,
-           label_smoothing: float, train_ratio: float, imbalance: str, miss_weight: float, patience: int,
-           weight_decay: float, generator: torch.Generator) -> dict:
+def _train(
+    net: ProbeNet,
+    features: torch.Tensor,
+    hit: torch.Tensor,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    label_smoothing: float,
+    train_ratio: float,
+    imbalance: str,
+    miss_weight: float,
+    patience: int,
+    weight_decay: float,
+    generator: torch.Generator,
+) -> dict:
     """Fit ``net`` on a stratified ``train_ratio`` split, keep the epoch with the
     best validation AUROC, ties broken by the lower validation loss (stop after
     ``patience`` epochs without improvement; 0 = run all epochs), and return
@@ -188,12 +201,15 @@ def _train(net: ProbeNet, features: torch.Tensor, hit: torch.Tensor, *, epochs: 
     net.load_state_dict(best_state)
     net.eval()
     facts = {
-        "n_hit": int(hit.sum()), "n_miss": int((~hit).sum()),
-        "n_fit": len(fit_idx), "n_valid": len(valid_idx),
+        "n_hit": int(hit.sum()),
+        "n_miss": int((~hit).sum()),
+        "n_fit": len(fit_idx),
+        "n_valid": len(valid_idx),
         "n_valid_miss": int((~y_valid).sum()),
         "loss_weights": {"miss": round(float(weights[0]), 6), "hit": round(float(weights[1]), 6)},
         "imbalance": imbalance,
-        "best_epoch": best_epoch, "epochs_run": epochs_run,
+        "best_epoch": best_epoch,
+        "epochs_run": epochs_run,
     }
     facts.update(evaluate(net, x_valid, y_valid))
     return facts

@@ -4,6 +4,7 @@ reference prober of "Probing Network Decisions", ICPRAI 2024) and ``linear``
 
 from __future__ import annotations
 
+from probebench.errors import UserError
 from probebench.hookspecs import hookimpl
 
 
@@ -38,10 +39,19 @@ class MLP:
         "weight_decay": "Adam weight decay",
     }
 
-    def __init__(self, hidden: list = (256, 128, 64), epochs: int = 30, lr: float = 1e-3, batch_size: int = 128,
-                 label_smoothing: float = 0.2, train_ratio: float = 0.8, imbalance: str = "weighted",
-                 miss_weight: float = 4.0, patience: int = 5, weight_decay: float = 0.0):
-        from probebench.errors import UserError
+    def __init__(
+        self,
+        hidden: list = (256, 128, 64),
+        epochs: int = 30,
+        lr: float = 1e-3,
+        batch_size: int = 128,
+        label_smoothing: float = 0.2,
+        train_ratio: float = 0.8,
+        imbalance: str = "weighted",
+        miss_weight: float = 4.0,
+        patience: int = 5,
+        weight_decay: float = 0.0,
+    ):
 
         imbalances = ("weighted", "sampler", "fixed", "none")
         if not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden):
@@ -55,8 +65,9 @@ class MLP:
         if not 0 < train_ratio < 1:
             raise UserError(f"prober {self.name!r}: train_ratio must lie in (0, 1), got {train_ratio}")
         if imbalance not in imbalances:
-            raise UserError(f"prober {self.name!r}: imbalance must be one of {', '.join(imbalances)}, "
-                            f"got {imbalance!r}")
+            raise UserError(
+                f"prober {self.name!r}: imbalance must be one of {', '.join(imbalances)}, got {imbalance!r}"
+            )
         self.hidden = [int(h) for h in hidden]
         self.epochs, self.lr, self.batch_size = epochs, lr, batch_size
         self.label_smoothing, self.train_ratio = label_smoothing, train_ratio
@@ -73,17 +84,32 @@ class MLP:
         features = torch.as_tensor(features).float()
         hit = torch.as_tensor(hit).bool()
         if features.dim() != 2 or len(features) != len(hit):
-            raise ValueError(f"prober {self.name!r}: features [N, D] and hit [N] needed, got "
-                             f"{list(features.shape)} and {list(hit.shape)}")
+            raise ValueError(
+                f"prober {self.name!r}: features [N, D] and hit [N] needed, got "
+                f"{list(features.shape)} and {list(hit.shape)}"
+            )
         if hit.all() or not hit.any():
-            raise ValueError(f"prober {self.name!r}: training data has only {'hits' if hit.any() else 'misses'}; "
-                             "it needs both hits and misses")
+            raise ValueError(
+                f"prober {self.name!r}: training data has only {'hits' if hit.any() else 'misses'}; "
+                "it needs both hits and misses"
+            )
         generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))
         self.net = ProbeNet(features.shape[1], self.hidden)
-        self.facts = train(self.net, features, hit, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
-                           label_smoothing=self.label_smoothing, train_ratio=self.train_ratio,
-                           imbalance=self.imbalance, miss_weight=self.miss_weight, patience=self.patience,
-                           weight_decay=self.weight_decay, generator=generator)
+        self.facts = train(
+            self.net,
+            features,
+            hit,
+            epochs=self.epochs,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            label_smoothing=self.label_smoothing,
+            train_ratio=self.train_ratio,
+            imbalance=self.imbalance,
+            miss_weight=self.miss_weight,
+            patience=self.patience,
+            weight_decay=self.weight_decay,
+            generator=generator,
+        )
 
     def predict(self, features):
         """P(hit) [N] in [0, 1]; differentiable when called with gradients on
@@ -100,8 +126,12 @@ class MLP:
 
     # -- caching: plain tensors and values only ---------------------------
     def state_dict(self) -> dict:
-        return {"in_dim": int(self.net.mean.numel()), "hidden": list(self.hidden),
-                "weights": {k: v.detach().clone() for k, v in self.net.state_dict().items()}, "facts": self.facts}
+        return {
+            "in_dim": int(self.net.mean.numel()),
+            "hidden": list(self.hidden),
+            "weights": {k: v.detach().clone() for k, v in self.net.state_dict().items()},
+            "facts": self.facts,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         from probebench.plugins.probers._mlp_net import ProbeNet
@@ -125,11 +155,21 @@ class Linear(MLP):
     version = "1"
     option_help = {k: v for k, v in MLP.option_help.items() if k != "hidden"}
 
-    def __init__(self, epochs: int = 30, lr: float = 1e-2, batch_size: int = 128, label_smoothing: float = 0.0,
-                 train_ratio: float = 0.8, imbalance: str = "weighted", miss_weight: float = 4.0,
-                 patience: int = 5, weight_decay: float = 0.0):
-        super().__init__([], epochs, lr, batch_size, label_smoothing, train_ratio, imbalance, miss_weight,
-                         patience, weight_decay)
+    def __init__(
+        self,
+        epochs: int = 30,
+        lr: float = 1e-2,
+        batch_size: int = 128,
+        label_smoothing: float = 0.0,
+        train_ratio: float = 0.8,
+        imbalance: str = "weighted",
+        miss_weight: float = 4.0,
+        patience: int = 5,
+        weight_decay: float = 0.0,
+    ):
+        super().__init__(
+            [], epochs, lr, batch_size, label_smoothing, train_ratio, imbalance, miss_weight, patience, weight_decay
+        )
 
 
 @hookimpl

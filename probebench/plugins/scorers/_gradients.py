@@ -21,7 +21,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from probebench.errors import UserError
-from probebench.plugins.scorers._graph import Split, trace, identity_split, per_batch, run_trunk, split_before
+from probebench.plugins.scorers._graph import Split, identity_split, per_batch, run_trunk, split_before, trace
 
 # elements of per-sample gradients held at once (float64: 8 bytes each)
 _CHUNK_ELEMENTS = 1 << 22
@@ -50,11 +50,16 @@ def last_linear(model: nn.Module, num_classes: int) -> str:
         names = [n.target for n in graph_module.graph.nodes if n.op == "call_module"]
     else:
         names = [name for name, _ in model.named_modules()]
-    heads = [n for n in names if isinstance(model.get_submodule(n), nn.Linear)
-             and model.get_submodule(n).out_features == num_classes]
+    heads = [
+        n
+        for n in names
+        if isinstance(model.get_submodule(n), nn.Linear) and model.get_submodule(n).out_features == num_classes
+    ]
     if not heads:
-        raise UserError(f"no nn.Linear layer with {num_classes} outputs in {type(model).__name__}; "
-                        "name the layer to differentiate with the scorer's 'layer' option")
+        raise UserError(
+            f"no nn.Linear layer with {num_classes} outputs in {type(model).__name__}; "
+            "name the layer to differentiate with the scorer's 'layer' option"
+        )
     return heads[-1]
 
 
@@ -65,8 +70,9 @@ def plan(model: nn.Module, layer: str | None, num_classes: int, probe: torch.Ten
     name = layer or last_linear(model, num_classes)
     module = resolve_layer(model, name)
     if not isinstance(getattr(module, "weight", None), torch.Tensor):
-        raise UserError(f"layer {name!r} ({type(module).__name__}) has no weight to differentiate; "
-                        "choose a Linear or Conv layer")
+        raise UserError(
+            f"layer {name!r} ({type(module).__name__}) has no weight to differentiate; choose a Linear or Conv layer"
+        )
     split = split_before(model, lambda n, _m: n == name, probe) or identity_split(model)
     tail = copy.deepcopy(split.tail).double().eval()
     for p in tail.parameters():
@@ -103,8 +109,13 @@ def bce_all_ones(z: torch.Tensor, _t: torch.Tensor) -> torch.Tensor:
 
 
 # -- per-sample gradients -----------------------------------------------------
-def per_sample_grads(grad_plan: GradPlan, hidden: torch.Tensor, loss: Callable, targets: torch.Tensor,
-                     names: tuple[str, ...] = ("weight",)) -> dict[str, torch.Tensor]:
+def per_sample_grads(
+    grad_plan: GradPlan,
+    hidden: torch.Tensor,
+    loss: Callable,
+    targets: torch.Tensor,
+    names: tuple[str, ...] = ("weight",),
+) -> dict[str, torch.Tensor]:
     """Gradients of ``loss(tail(hidden_i), target)`` w.r.t. the layer's
     parameters ``names``, for every sample i: [N, *param] for targets [N], or
     [N, K, *param] for targets [N, K] (one gradient per target)."""
@@ -124,15 +135,23 @@ def per_sample_grads(grad_plan: GradPlan, hidden: torch.Tensor, loss: Callable, 
     return vmap(sample_grad, in_dims=(None, 0, 0))(wrt, hidden, targets)
 
 
-def chunked(grad_plan: GradPlan, hidden: torch.Tensor, loss: Callable, targets: torch.Tensor,
-            names: tuple[str, ...], reduce: Callable[[dict], torch.Tensor]) -> torch.Tensor:
+def chunked(
+    grad_plan: GradPlan,
+    hidden: torch.Tensor,
+    loss: Callable,
+    targets: torch.Tensor,
+    names: tuple[str, ...],
+    reduce: Callable[[dict], torch.Tensor],
+) -> torch.Tensor:
     """``reduce`` of the per-sample gradients, computed over chunks of samples so
     that at most ~``_CHUNK_ELEMENTS`` gradient entries exist at once."""
     per_sample = sum(grad_plan.parameter(n).numel() for n in names)
     per_sample *= targets.shape[1] if targets.dim() == 2 else 1
     size = max(1, _CHUNK_ELEMENTS // per_sample)
-    parts = [reduce(per_sample_grads(grad_plan, hidden[s : s + size], loss, targets[s : s + size], names))
-             for s in range(0, len(hidden), size)]
+    parts = [
+        reduce(per_sample_grads(grad_plan, hidden[s : s + size], loss, targets[s : s + size], names))
+        for s in range(0, len(hidden), size)
+    ]
     return torch.cat(parts) if parts else hidden.new_zeros(0)
 
 
@@ -198,8 +217,9 @@ def grad_norm(grad_plan: GradPlan, hidden: torch.Tensor) -> torch.Tensor:
     return chunked(grad_plan, hidden, bce_all_ones, dummy, names, reduce)
 
 
-def per_sample_loop(model: nn.Module, layer: str, images: torch.Tensor, loss: Callable,
-                    targets: torch.Tensor) -> torch.Tensor:
+def per_sample_loop(
+    model: nn.Module, layer: str, images: torch.Tensor, loss: Callable, targets: torch.Tensor
+) -> torch.Tensor:
     """Reference for tests and benchmarks, never used by the scorers: the weight
     gradient of ``loss(model(x_i), t)`` for each image, one forward and one
     backward per (sample, target) in a Python loop. Returns [N, *weight] for

@@ -44,8 +44,9 @@ def trace(model: nn.Module) -> fx.GraphModule | None:
         return None
 
 
-def split_before(model: nn.Module, is_target: Callable[[str, nn.Module], bool],
-                 probe: torch.Tensor | None = None) -> Split | None:
+def split_before(
+    model: nn.Module, is_target: Callable[[str, nn.Module], bool], probe: torch.Tensor | None = None
+) -> Split | None:
     """Cut ``model`` just before the first module (in execution order) for which
     ``is_target(name, module)`` holds, so that the module and everything after it
     form the tail and everything before it the trunk.
@@ -58,8 +59,9 @@ def split_before(model: nn.Module, is_target: Callable[[str, nn.Module], bool],
     if graph_module is None:
         return None
     nodes = list(graph_module.graph.nodes)
-    target = next((n for n in nodes if n.op == "call_module"
-                   and is_target(n.target, graph_module.get_submodule(n.target))), None)
+    target = next(
+        (n for n in nodes if n.op == "call_module" and is_target(n.target, graph_module.get_submodule(n.target))), None
+    )
     if target is None or len(target.all_input_nodes) != 1 or not isinstance(target.args[0], fx.Node):
         return None
     cut = target.args[0]
@@ -88,8 +90,7 @@ def split_before(model: nn.Module, is_target: Callable[[str, nn.Module], bool],
                 env[i] = tail_graph.node_copy(i, lambda n: env[n])
         env[node] = tail_graph.node_copy(node, lambda n: env[n])
 
-    split = Split(trunk, fx.GraphModule(graph_module, tail_graph),
-                  cut=str(target.target), traced=True)
+    split = Split(trunk, fx.GraphModule(graph_module, tail_graph), cut=str(target.target), traced=True)
     if probe is not None and not reproduces(model, split, probe):
         return None
     return split

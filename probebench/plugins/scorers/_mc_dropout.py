@@ -13,7 +13,6 @@ from torch.nn.modules.dropout import _DropoutNd
 from probebench.errors import UserError
 from probebench.plugins.scorers._graph import Split, identity_split, per_batch, run_trunk, split_before
 
-
 # input elements per call of a traced (cheap) tail
 _TAIL_ELEMENTS = 1 << 22
 
@@ -67,8 +66,7 @@ def rows_per_call(split: Split, hidden: torch.Tensor, batch_size: int) -> int:
 
 
 @torch.no_grad()
-def sample_probs(split: Split, hidden: torch.Tensor, passes: int, rows: int, device,
-                 seed: int) -> torch.Tensor:
+def sample_probs(split: Split, hidden: torch.Tensor, passes: int, rows: int, device, seed: int) -> torch.Tensor:
     """Softmax outputs [T, N, C] of ``passes`` stochastic runs of the tail on the
     trunk outputs ``hidden``. Each chunk of images is repeated T times along the
     batch axis and run at once; the masks are drawn from a generator seeded
@@ -95,8 +93,9 @@ def batch_samples(ctx, batch, split: Split, passes: int) -> torch.Tensor:
     def trunk() -> torch.Tensor:
         if not split.traced:
             return batch.images
-        return per_batch(batch, ("trunk", split.cut),
-                         lambda: run_trunk(split, batch.images, ctx.batch_size, ctx.device))
+        return per_batch(
+            batch, ("trunk", split.cut), lambda: run_trunk(split, batch.images, ctx.batch_size, ctx.device)
+        )
 
     def samples() -> torch.Tensor:
         hidden = trunk()

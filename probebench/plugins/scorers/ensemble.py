@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from probebench.errors import UserError
 from probebench.hookspecs import hookimpl
 
 VARIANTS = ("msp", "mi", "pe")
@@ -34,11 +35,11 @@ class Ensemble:
     }
 
     def __init__(self, variant: str = "msp", members: int = 3, seed_stride: int = 1000):
-        from probebench.errors import UserError
 
         if variant not in VARIANTS:
-            raise UserError(f"ensemble: unknown variant {variant!r}; use one of {', '.join(VARIANTS)} "
-                            "(e.g. ensemble:mi)")
+            raise UserError(
+                f"ensemble: unknown variant {variant!r}; use one of {', '.join(VARIANTS)} (e.g. ensemble:mi)"
+            )
         if members < 2:
             raise UserError(f"ensemble: members must be at least 2, got {members}")
         if seed_stride < 1:
@@ -64,8 +65,7 @@ class Ensemble:
             self.prepare(ctx)
 
         def member_probs():
-            others = [forward(m, batch.images, (), ctx.batch_size, ctx.device)[0].softmax(dim=1)
-                      for m in self._others]
+            others = [forward(m, batch.images, (), ctx.batch_size, ctx.device)[0].softmax(dim=1) for m in self._others]
             return torch.stack([batch.probs, *others])
 
         key = ("ensemble", tuple(self.member_seeds(ctx.seed)))

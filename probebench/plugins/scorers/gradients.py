@@ -4,6 +4,7 @@ from ``torch.func`` (see ``_gradients.py``)."""
 
 from __future__ import annotations
 
+from probebench.errors import UserError
 from probebench.hookspecs import hookimpl
 
 
@@ -98,21 +99,21 @@ class GradTrust(_LayerGradients):
     }
 
     def __init__(self, variant: str = "counterfactual", k: int = 3, layer: str | None = None):
-        from probebench.errors import UserError
 
         if variant not in VARIANTS:
-            raise UserError(f"gradtrust: unknown variant {variant!r}; use one of {', '.join(VARIANTS)} "
-                            "(e.g. gradtrust:demo)")
+            raise UserError(
+                f"gradtrust: unknown variant {variant!r}; use one of {', '.join(VARIANTS)} (e.g. gradtrust:demo)"
+            )
         if k < 1:
             raise UserError(f"gradtrust: k must be >= 1, got {k}")
         self.variant, self.k, self.layer = variant, k, layer or None
 
     def prepare(self, ctx):
-        from probebench.errors import UserError
 
         if self.variant == "counterfactual" and self.k >= ctx.num_classes:
-            raise UserError(f"gradtrust: k = {self.k} needs more than {ctx.num_classes} classes; "
-                            f"use k <= {ctx.num_classes - 1}")
+            raise UserError(
+                f"gradtrust: k = {self.k} needs more than {ctx.num_classes} classes; use k <= {ctx.num_classes - 1}"
+            )
         super().prepare(ctx)
 
     def score(self, ctx, batch):

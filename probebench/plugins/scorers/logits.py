@@ -5,12 +5,12 @@ z are the logits, p = softmax(z); every score is higher = more confident.
 
 from __future__ import annotations
 
+from probebench.errors import UserError
 from probebench.hookspecs import hookimpl
 
 
 def _positive_temperature(scorer: str, temperature: float) -> float:
     """``temperature`` as a float, or a UserError naming ``scorer`` unless it is > 0."""
-    from probebench.errors import UserError
 
     if not temperature > 0:
         raise UserError(f"{scorer}: temperature must be > 0, got {temperature}")

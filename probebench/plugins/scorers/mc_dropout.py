@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from probebench.errors import UserError
 from probebench.hookspecs import hookimpl
 
 VARIANTS = {
@@ -46,11 +47,11 @@ class MCDropout:
     }
 
     def __init__(self, variant: str = "pe", T: int = 20):
-        from probebench.errors import UserError
 
         if variant not in VARIANTS:
-            raise UserError(f"mc-dropout: unknown variant {variant!r}; use one of {', '.join(VARIANTS)} "
-                            "(e.g. mc-dropout:mi)")
+            raise UserError(
+                f"mc-dropout: unknown variant {variant!r}; use one of {', '.join(VARIANTS)} (e.g. mc-dropout:mi)"
+            )
         if T < 2:
             raise UserError(f"mc-dropout: T must be at least 2 passes, got {T}")
         self.variant, self.T = variant, T

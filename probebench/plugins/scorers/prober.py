@@ -4,7 +4,7 @@ training data this project measured (see README, "The prober")."""
 
 from __future__ import annotations
 
-from probebench.errors import ComponentFailure
+from probebench.errors import ComponentFailure, UserError
 from probebench.hookspecs import hookimpl
 
 SOURCES = ("train", "holdout", "crossfit")
@@ -66,14 +66,23 @@ class ProberScorer:
         "augment_severities": "severities of the augment corruptions that do not list their own",
         "min_misses": "fewest misses (and hits) the training data must have; fewer fails with a message",
         "fold_outputs": "crossfit/holdout: take the appended outputs from the fold model (judging unseen images, "
-                        "as at test time) instead of the final classifier",
+        "as at test time) instead of the final classifier",
     }
 
-    def __init__(self, prober: str = "mlp", prober_options: dict | None = None, layer: str | list = "fc_layer.4",
-                 source: str = "crossfit", folds: int = 2, fold_options: dict | None = None, outputs: str = "stats",
-                 augment: list | None = None, augment_severities: list = (2, 4), min_misses: int = 10,
-                 fold_outputs: bool = False):
-        from probebench.errors import UserError
+    def __init__(
+        self,
+        prober: str = "mlp",
+        prober_options: dict | None = None,
+        layer: str | list = "fc_layer.4",
+        source: str = "crossfit",
+        folds: int = 2,
+        fold_options: dict | None = None,
+        outputs: str = "stats",
+        augment: list | None = None,
+        augment_severities: list = (2, 4),
+        min_misses: int = 10,
+        fold_outputs: bool = False,
+    ):
 
         where = f"scorer {self.name!r}"
         layers = [layer] if isinstance(layer, str) else list(layer)
@@ -99,7 +108,6 @@ class ProberScorer:
 
     # -- prepare: build training data, fit (or load) the prober -------------
     def prepare(self, ctx) -> None:
-        from probebench.errors import UserError
         from probebench.pipeline.features import resolve_layer
 
         if ctx.registry is None:
@@ -121,10 +129,17 @@ class ProberScorer:
         ctx.extras.setdefault("prober", self)
 
     def _options(self) -> dict:
-        return {"prober_options": self.prober_options, "layers": list(self.layers), "source": self.source,
-                "folds": self.folds, "fold_options": self.fold_options, "outputs": self.outputs,
-                "augment": [list(a) for a in self.augment], "min_misses": self.min_misses,
-                "fold_outputs": self.fold_outputs}
+        return {
+            "prober_options": self.prober_options,
+            "layers": list(self.layers),
+            "source": self.source,
+            "folds": self.folds,
+            "fold_options": self.fold_options,
+            "outputs": self.outputs,
+            "augment": [list(a) for a in self.augment],
+            "min_misses": self.min_misses,
+            "fold_outputs": self.fold_outputs,
+        }
 
     def _fit(self, ctx) -> dict:
         import torch
@@ -143,8 +158,14 @@ class ProberScorer:
             )
         torch.manual_seed(int(hash_key("prober-fit", ctx.seed)[:12], 16))
         self.prober.fit(features, hit)
-        facts = {"source": self.source, "layers": list(self.layers), "outputs": self.outputs,
-                 "feature_dim": int(features.shape[1]), **info, **getattr(self.prober, "facts", {})}
+        facts = {
+            "source": self.source,
+            "layers": list(self.layers),
+            "outputs": self.outputs,
+            "feature_dim": int(features.shape[1]),
+            **info,
+            **getattr(self.prober, "facts", {}),
+        }
         return {"prober": self.prober.state_dict() if hasattr(self.prober, "state_dict") else {}, "facts": facts}
 
     def training_data(self, ctx):
@@ -171,9 +192,15 @@ class ProberScorer:
                 outputs = fold_logits if self.fold_outputs else logits[keep]
             features.append(self.inputs(outputs, {k: v[keep] for k, v in layer_features.items()}))
             hits.append(hit)
-            info["views"].append({"corruption": where["corruption"], "severity": where["severity"],
-                                  "n": len(keep), "n_miss": int((~hit).sum()),
-                                  "classifier_train_misses": int((~final_hit).sum())})
+            info["views"].append(
+                {
+                    "corruption": where["corruption"],
+                    "severity": where["severity"],
+                    "n": len(keep),
+                    "n_miss": int((~hit).sum()),
+                    "classifier_train_misses": int((~final_hit).sum()),
+                }
+            )
         return torch.cat(features), torch.cat(hits), info
 
     def _views(self) -> list[tuple]:
@@ -199,8 +226,9 @@ class ProberScorer:
 
                 # a seed of its own: test cells draw from corruption_generator(run seed, ...)
                 seed = int(hash_key("prober-augment", ctx.seed)[:12], 16)
-                made.append(corrupt(ctx.registry, CorruptionSpec(corruption, options), ctx.train_images,
-                                    severity, seed))
+                made.append(
+                    corrupt(ctx.registry, CorruptionSpec(corruption, options), ctx.train_images, severity, seed)
+                )
             return made[0]
 
         return where, images
@@ -248,8 +276,12 @@ class ProberScorer:
         """P(hit) [N] of images [N,C,H,W] through the classifier and the prober,
         differentiable with respect to the images (what correctors optimise)."""
         captured = {}
-        handles = [self.classifier.get_submodule(layer).register_forward_hook(
-            lambda _m, _i, out, layer=layer: captured.__setitem__(layer, out.flatten(1))) for layer in self.layers]
+        handles = [
+            self.classifier.get_submodule(layer).register_forward_hook(
+                lambda _m, _i, out, layer=layer: captured.__setitem__(layer, out.flatten(1))
+            )
+            for layer in self.layers
+        ]
         try:
             logits = self.classifier(images)
         finally:
@@ -276,13 +308,21 @@ def output_stats(logits):
     # log(1 - p_max) = logsumexp of the other classes' log-probabilities (stable near p_max = 1)
     others = log_probs.clone()
     others.scatter_(1, log_probs.argmax(dim=1, keepdim=True), float("-inf"))
-    return torch.stack([top_p[:, 0], others.logsumexp(dim=1), top_p[:, 0] - top_p[:, 1],
-                        (probs * log_probs).sum(dim=1), top_z[:, 0], top_z[:, 0] - top_z[:, 1]], dim=1)
+    return torch.stack(
+        [
+            top_p[:, 0],
+            others.logsumexp(dim=1),
+            top_p[:, 0] - top_p[:, 1],
+            (probs * log_probs).sum(dim=1),
+            top_z[:, 0],
+            top_z[:, 0] - top_z[:, 1],
+        ],
+        dim=1,
+    )
 
 
 def _augment_entry(entry, severities: list, where: str) -> tuple:
     """(name, options, severities) of one ``augment`` entry."""
-    from probebench.errors import UserError
 
     if isinstance(entry, str):
         name, options = entry, {}
@@ -292,8 +332,10 @@ def _augment_entry(entry, severities: list, where: str) -> tuple:
         severities = options.pop("severities", severities)
     else:
         raise UserError(f"{where}: augment entries are corruption names or tables with a 'name', got {entry!r}")
-    if not isinstance(severities, (list, tuple)) or not severities or not all(
-        isinstance(s, int) and 1 <= s <= 5 for s in severities
+    if (
+        not isinstance(severities, (list, tuple))
+        or not severities
+        or not all(isinstance(s, int) and 1 <= s <= 5 for s in severities)
     ):
         raise UserError(f"{where}: augment severities must be a list of 1..5, got {severities!r}")
     return name, options, list(severities)
