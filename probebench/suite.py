@@ -191,8 +191,6 @@ def parse_suite(config: Config, name: str, registry=None, **overrides: Any) -> S
         for label in labels:
             if labels.count(label) > 1:
                 raise UserError(f"{where}: {kind} {label!r} appears twice; give one a distinct 'label'")
-    if suite.correctors:
-        _check_correctors_have_inputs(raw, where)
     if registry is not None:
         validate(suite, registry, where)
     return suite
@@ -209,19 +207,6 @@ def _component(value: Any, where: str, key: str) -> ComponentSpec:
         label = options.pop("label", "")
         return ComponentSpec(name, options, label)
     raise UserError(f"{where}: entries of {key!r} must be names or tables with a 'name', got {value!r}")
-
-
-def _check_correctors_have_inputs(raw: dict, where: str) -> None:
-    """Correctors edit in a generator's latent space guided by a prober: the
-    suite must name a generator and a scorer named ``prober*``."""
-    has_generator = bool(raw.get("generators"))
-    scorer_names = [s if isinstance(s, str) else s.get("name", "") for s in raw.get("scorers", [])]
-    has_prober = any(isinstance(n, str) and n.startswith("prober") for n in scorer_names)
-    if not (has_generator and has_prober):
-        missing = " and ".join(
-            k for k, ok in (("'generators'", has_generator), ("a 'prober' scorer", has_prober)) if not ok
-        )
-        raise UserError(f"{where}: correctors need a generator and a prober; the suite lacks {missing}")
 
 
 def _metric_name(value: Any, where: str) -> str:
@@ -283,12 +268,45 @@ def validate(suite: Suite, registry, where: str) -> None:
         check("generator", spec)
     for metric in suite.metrics:
         check("metric", ComponentSpec(metric))
-    probers = [spec.label for spec in suite.scorers if spec.name == "prober"]
     for spec in suite.correctors:
         check("corrector", spec)
-        guide = spec.options.get("prober")
-        if guide is not None and guide not in probers:
+    if suite.correctors:
+        _check_correction_inputs(suite, registry, where)
+
+
+def _check_correction_inputs(suite: Suite, registry, where: str) -> None:
+    """Correctors edit in a generator's latent space guided by a scorer that
+    declares the ``probebench.kinds.Guide`` capability: the suite must have
+    both, and a corrector's ``prober`` option must name such a scorer."""
+    from probebench.kinds import can_guide
+
+    guides = []
+    for spec in suite.scorers:
+        cls = registry.get("scorer", spec.name)
+        if not can_guide(cls):
+            continue
+        if not callable(getattr(cls, "p_hit", None)):
             raise UserError(
-                f"{where}: corrector {spec.label!r} names prober {guide!r}{suggest(str(guide), probers)}; "
-                f"the suite's probers: {', '.join(probers) or 'none'}"
+                f"{where}: scorer {spec.name!r} declares guides_correctors = True but has no p_hit(images) method; "
+                f"see docs/plugins.md, Scorer"
+            )
+        guides.append(spec.label)
+    missing = []
+    if not suite.generators:
+        missing.append("'generators'")
+    if not guides:
+        others = ", ".join(spec.label for spec in suite.scorers)
+        verb = "does" if len(suite.scorers) == 1 else "do"
+        missing.append(
+            f"a scorer that can guide them (guides_correctors = True, like 'prober'; {others} {verb} not declare it)"
+        )
+    if missing:
+        raise UserError(f"{where}: correctors need a generator and a prober; the suite lacks {' and '.join(missing)}")
+    for spec in suite.correctors:
+        guide = spec.options.get("prober")
+        if guide is not None and guide not in guides:
+            cannot = " (a scorer that cannot guide correctors)" if guide in {s.label for s in suite.scorers} else ""
+            raise UserError(
+                f"{where}: corrector {spec.label!r} names prober {guide!r}{cannot}{suggest(str(guide), guides)}; "
+                f"the suite's probers: {', '.join(guides)}"
             )

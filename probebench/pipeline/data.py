@@ -14,6 +14,7 @@ import torch
 
 from probebench.cache import hash_key
 from probebench.errors import UserError
+from probebench.pipeline.cells import Cell
 from probebench.suite import ComponentSpec, CorruptionSpec
 
 
@@ -105,3 +106,13 @@ def corrupt(registry, spec: CorruptionSpec, images: torch.Tensor, severity: int,
     out = corruption(images.clone(), severity, corruption_generator(seed, spec.name, severity))
     check_images(out, f"corruption {spec.name!r} severity {severity}", tuple(images.shape[1:]))
     return out
+
+
+def cell_data(registry, splits: Splits, cell: Cell, seed: int, data_root: str | None):
+    """(images, labels) of a test cell: the clean test split, the suite's
+    corruption applied to it, or a cell the dataset ships."""
+    if cell.corruption is None:
+        return splits.test_images, splits.test_labels
+    if isinstance(cell.corruption, str):
+        return load_cell(splits, cell.corruption, cell.severity, data_root)
+    return corrupt(registry, cell.corruption, splits.test_images, cell.severity, seed), splits.test_labels

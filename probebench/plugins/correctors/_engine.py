@@ -56,38 +56,37 @@ class Identity:
 
 # -- what the correctors read from ctx -----------------------------------------
 def generator_of(ctx):
-    generator = ctx.extras.get("generator")
+    generator = ctx.generator
     if generator is None or not (hasattr(generator, "encode") and hasattr(generator, "decode")):
         raise UserError(
-            "this corrector needs ctx.extras['generator'] with encode(x) and decode(z); "
+            "this corrector needs ctx.generator with encode(x) and decode(z); "
             "add a generator to the suite (see probebench/pipeline/correct.py)"
         )
     return generator
 
 
 def prober_of(ctx) -> Callable[[torch.Tensor], torch.Tensor]:
-    prober = ctx.extras.get("prober")
+    prober = ctx.prober
     if prober is None or not callable(prober):
         raise UserError(
-            "this corrector needs ctx.extras['prober'], a differentiable callable images -> P(hit); "
-            "add a prober to the suite (see probebench/pipeline/correct.py)"
+            "this corrector needs ctx.prober, a differentiable callable images -> P(hit); add a scorer "
+            "that can guide correctors (e.g. 'prober') to the suite (see probebench/pipeline/correct.py)"
         )
     return prober
 
 
 def stop_level(ctx, threshold: float | None) -> float:
     """The P(hit) at which the prober stop fires: the corrector's ``threshold``
-    option when given, else ``ctx.extras['prober_hit_level']`` (the median
-    prober output on validation hits, set by the correction stage)."""
+    option when given, else ``ctx.prober_hit_level`` (the median prober
+    output on validation hits, set by the correction stage)."""
     if threshold is not None:
         return float(threshold)
-    level = ctx.extras.get("prober_hit_level")
-    if level is None:
+    if ctx.prober_hit_level is None:
         raise UserError(
             "no stop level: give the corrector a 'threshold' option or set "
-            "ctx.extras['prober_hit_level'] (the correction stage does)"
+            "ctx.prober_hit_level (the correction stage does)"
         )
-    return float(level)
+    return float(ctx.prober_hit_level)
 
 
 # -- the optimisation loop ------------------------------------------------------
