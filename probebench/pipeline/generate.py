@@ -26,11 +26,10 @@ from typing import Any
 import torch
 
 from probebench.cache import ArtifactStore, hash_key, load_module_state
-from probebench.console import console, task
-from probebench.errors import UserError
+from probebench.console import console
 from probebench.pipeline.cells import Cell
 from probebench.pipeline.stage import Run
-from probebench.pipeline.train import held_out, spec_parts
+from probebench.pipeline.train import Recipe, fit_module, held_out, spec_parts
 from probebench.suite import ComponentSpec
 
 # Training hyper-parameters a generator component may set as attributes.
@@ -64,29 +63,18 @@ def _schedule(step: int, warmup: int, total: int) -> float:
 
 
 def fit(component, flow: torch.nn.Module, images: torch.Tensor, seed: int, device, label: str) -> None:
-    """Maximum likelihood on ``images``; deterministic given ``seed``."""
+    """Maximum likelihood on ``images``; deterministic given ``seed`` (which
+    also seeds the dequantisation noise)."""
     hp = {k: getattr(component, k, v) for k, v in DEFAULTS.items()}
-    generator = torch.Generator().manual_seed(seed)
-    steps_per_epoch = math.ceil(len(images) / hp["batch_size"])
-    total = max(1, hp["epochs"] * steps_per_epoch)
-    optimiser = torch.optim.Adam(flow.parameters(), lr=hp["lr"])
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: _schedule(s, hp["warmup"], total))
-    flow.to(device).train()
-    with task(f"train {label}", total) as advance:
-        for _epoch in range(hp["epochs"]):
-            order = torch.randperm(len(images), generator=generator)
-            for start in range(0, len(images), hp["batch_size"]):
-                x = images[order[start : start + hp["batch_size"]]].to(device)
-                loss = flow.bits_per_dim(x, generator).mean()
-                if not torch.isfinite(loss):
-                    raise UserError(f"training {label} diverged (bits/dim {loss.item()}); lower the generator's lr")
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(flow.parameters(), hp["grad_clip"])
-                optimiser.step()
-                schedule.step()
-                advance()
-    flow.eval()
+
+    def warmup_cosine(optimiser, total: int):
+        return torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: _schedule(s, hp["warmup"], total))
+
+    def batch_loss(idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return flow.bits_per_dim(images[idx].to(device), generator).mean()
+
+    recipe = Recipe(hp, warmup_cosine, "generator", "bits/dim")
+    fit_module(flow, len(images), batch_loss, recipe, seed, device, label)
 
 
 def trained_generator(registry, store: ArtifactStore, dataset_spec, generator_spec, splits, seed: int, device):
