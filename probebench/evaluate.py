@@ -1,5 +1,6 @@
 """Apply metric plugins to one cell's per-sample confidences, with percentile
-bootstrap intervals over test samples.
+bootstrap intervals over test samples: the statistics of the evaluate stage
+(``probebench/pipeline/evaluate.py``).
 
 The resamples of a cell are drawn once (seeded by the suite's ``bootstrap``
 table) and shared by every method and metric, so intervals of two methods are
