@@ -394,6 +394,16 @@ def test_suites_with_correctors_need_a_generator_and_a_scorer_that_declares_it_c
         )
 
 
+def test_probebench_run_says_in_one_line_that_a_prober_knn_cannot_guide(runner, tmp_path):
+    from probebench.cli import app
+
+    path = correction_suite(tmp_path, scorers='["msp", "prober-knn"]')
+    result = runner.invoke(app, ["run", "s", "--registry", str(path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "prober-knn do not declare it" in " ".join(result.output.split())
+    assert not (tmp_path / "out").exists()
+
+
 def test_suite_validation_checks_corrector_names_and_options(tmp_path):
     from probebench.registry import Registry
     from probebench.suite import load_config, parse_suite, validate
