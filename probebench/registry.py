@@ -4,9 +4,18 @@ Start-up order (as pytest does it): the built-in modules listed in
 ``registry.toml`` ``[plugins] builtin``, then third-party modules from the
 ``probebench`` entry-point group (skipped when
 ``PROBEBENCH_DISABLE_PLUGIN_AUTOLOAD=1``), then ``check_pending()`` so a
-misspelt hook fails at once. Every ``register_<kind>s`` hook of every plugin is
-then called and its classes indexed by name; a name registered twice is an
-error naming both plugins.
+misspelt hook fails at once (and a ``register_<kind>s`` function without
+``@hookimpl``, which pluggy would skip, is an error too). Then, plugin by
+plugin, every ``register_<kind>s`` hook is called through pluggy and its
+classes indexed by name; a name registered twice is an error naming both
+plugins.
+
+The hooks are called one plugin at a time (``pm.subset_hook_caller``, which
+keeps pluggy's hook-call machinery: argument checks, tracing, call
+monitoring, ordering among one plugin's implementations) rather than once for
+all plugins, because one call returns a flat list that cannot say which plugin
+brought which class, and every error and ``probebench plugins`` must name it.
+Which plugins implement a hook is read from the hook's ``get_hookimpls()``.
 """
 
 from __future__ import annotations
@@ -154,37 +163,57 @@ class Registry:
             info = self.plugins.get(plugin_name)
             unknown = next((h.name for h in self.pm.get_hookcallers(exc.plugin) or () if not h.has_spec()), "?")
             raise unknown_hook(info.origin if info else f"plugin {plugin_name!r}", unknown) from None
-        # pluggy ignores a function without @hookimpl; a near-miss of a hook name is a typo
+        # pluggy skips a function without @hookimpl: under a hook's name it would register nothing
+        # without a word, and a near-miss of a hook name is a typo
         for info in self.plugins.values():
             plugin = self.pm.get_plugin(info.name)
             for attr in dir(plugin):
-                if attr.startswith("register_") and attr not in hooks and callable(getattr(plugin, attr)):
-                    if difflib.get_close_matches(attr, hooks, n=1, cutoff=0.85):
-                        raise unknown_hook(info.origin, attr)
+                if not attr.startswith("register_") or not callable(getattr(plugin, attr)):
+                    continue
+                if self.pm.parse_hookimpl_opts(plugin, attr) is not None:
+                    continue
+                if attr in hooks:
+                    raise PluginError(
+                        f"{info.origin} defines {attr}() without @hookimpl, so pluggy would not call it; "
+                        f"define it with @hookimpl (from probebench.hookspecs import hookimpl)"
+                    )
+                if difflib.get_close_matches(attr, hooks, n=1, cutoff=0.85):
+                    raise unknown_hook(info.origin, attr)
+        # _index calls one plugin's hooks through pm.subset_hook_caller, which leaves out only the plugins
+        # that have an attribute of the hook's name: an implementation under another name (specname) would
+        # be called on behalf of every plugin
+        for hook in hooks:
+            for impl in getattr(self.pm.hook, hook).get_hookimpls():
+                if not hasattr(impl.plugin, hook):
+                    raise PluginError(
+                        f"{self.plugins[impl.plugin_name].origin} implements {hook} as "
+                        f"{impl.function.__name__}() (specname); name the function {hook}"
+                    )
 
     def _index(self, info: PluginInfo) -> None:
-        module = self.pm.get_plugin(info.name)
+        """Call each ``register_<kind>s`` hook that ``info``'s plugin implements,
+        through pluggy with the other plugins left out, and index what it returns."""
+        plugin = self.pm.get_plugin(info.name)
+        others = [p for p in self.pm.get_plugins() if p is not plugin]
         for kind in KINDS:
             hook = f"register_{kind}s"
-            impl = getattr(module, hook, None)
-            if impl is None:
+            if not any(impl.plugin is plugin for impl in getattr(self.pm.hook, hook).get_hookimpls()):
                 continue
             info.hooks.append(hook)
             try:
-                classes = impl()
+                returned = self.pm.subset_hook_caller(hook, others)()
             except Exception as exc:
                 raise PluginError(f"{info.origin}: {hook}() raised {_one_line(exc)}; {_fix(info)}") from None
-            if classes is None:
-                classes = []
-            if not isinstance(classes, (list, tuple)):
-                got = (
-                    f"the class {classes.__name__}; return [{classes.__name__}]"
-                    if isinstance(classes, type)
-                    else type(classes).__name__
-                )
-                raise PluginError(f"{info.origin}: {hook}() must return a list of classes, got {got}")
-            for cls in classes:
-                self._add(kind, cls, info)
+            for classes in returned:  # one list per implementation (pluggy drops a None)
+                if not isinstance(classes, (list, tuple)):
+                    got = (
+                        f"the class {classes.__name__}; return [{classes.__name__}]"
+                        if isinstance(classes, type)
+                        else type(classes).__name__
+                    )
+                    raise PluginError(f"{info.origin}: {hook}() must return a list of classes, got {got}")
+                for cls in classes:
+                    self._add(kind, cls, info)
 
     def _add(self, kind: str, cls: type, info: PluginInfo) -> None:
         where = info.origin

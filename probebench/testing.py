@@ -380,9 +380,9 @@ def registry_with(*plugins: Any, builtin: bool = True):
     registry = Registry(load_config().builtin if builtin else [], autoload=False)
     for plugin in plugins:
         if isinstance(plugin, types.FunctionType):
-            plugin = types.SimpleNamespace(
-                **{plugin.__name__: plugin}, __name__=f"{plugin.__module__}.{plugin.__name__}"
-            )
+            function = plugin
+            plugin = types.ModuleType(f"{function.__module__}.{function.__name__}")  # hashable, as pluggy needs
+            setattr(plugin, function.__name__, function)
         registry.add_plugin(plugin)
     return registry
 
