@@ -74,21 +74,23 @@ def run(
 def show_summary(run_dir: Path, metrics: list[str] | None = None) -> None:
     """Print the run's main table (clean test data, methods x ``metrics``)."""
     from probebench import results
+    from probebench.evaluate import CLASSIFIER_METHOD
+    from probebench.pipeline.generate import CLASSIFIER as NO_CLASSIFIER  # torch is loaded by now: a run just ended
     from probebench.report.tables import render
 
     table, head = results.load_run(run_dir)
     if metrics is not None:
-        table = table[table["metric"].isin(metrics) | (table["method"] == "-")]
+        table = table[table["metric"].isin(metrics) | (table["method"] == CLASSIFIER_METHOD)]
     directions = {m: d["higher_is_better"] for m, d in head.get("metrics", {}).items()}
     console = stdout_console()
     clean = table[table["corruption"] == results.CLEAN]
     groups = list(clean.groupby(["dataset", "classifier"], sort=False))
-    groups.sort(key=lambda group: group[0][1] == "-")  # generator rows (no classifier) last
+    groups.sort(key=lambda group: group[0][1] == NO_CLASSIFIER)  # generator rows (no classifier) last
     for (dataset, classifier), part in groups:
-        acc = part[part["method"] == "-"]
-        what = f"{dataset} / {classifier}" if classifier != "-" else f"{dataset} generators"
+        acc = part[part["method"] == CLASSIFIER_METHOD]
+        what = f"{dataset} / {classifier}" if classifier != NO_CLASSIFIER else f"{dataset} generators"
         title = f"{head['suite']['name']}: {what}, clean test, seeds {sorted(part['seed'].unique().tolist())}"
-        methods = part[part["method"] != "-"]
+        methods = part[part["method"] != CLASSIFIER_METHOD]
         if len(acc):
             numbers, labels = results.pivot(acc, ["dataset"], ["metric"])
             console.print(render(numbers, labels, directions, title=title, scales=results.scales(head)))

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from probebench import results
 from probebench.errors import UserError
+from probebench.evaluate import CLASSIFIER_METHOD
 from probebench.report import curves, plots
 from probebench.report import leaderboard as board
 from probebench.report.tables import to_html
@@ -197,7 +198,7 @@ def _corruption_plots(table, directions: dict) -> list[Plot]:
     if not (table["corruption"] != results.CLEAN).any():
         return []
     out = []
-    methods = table[table["method"] != "-"]
+    methods = table[table["method"] != CLASSIFIER_METHOD]
     if "auroc" in set(methods["metric"]):
         part = methods[methods["metric"] == "auroc"]
         per_seed = part.groupby(["method", "corruption", "seed"], sort=False)["value"].mean()
@@ -215,7 +216,7 @@ def _corruption_plots(table, directions: dict) -> list[Plot]:
             ylabel="method",
         )
         out.append(Plot("auroc-by-corruption", plots.png(fig), "AUROC of miss detection under each corruption."))
-    acc = table[(table["method"] == "-") & (table["metric"] == "accuracy")]
+    acc = table[(table["method"] == CLASSIFIER_METHOD) & (table["metric"] == "accuracy")]
     if len(acc):
         matrix = acc.groupby(["corruption", "severity"], sort=False)["value"].mean().unstack("severity")
         matrix = matrix.reindex(index=list(dict.fromkeys(acc["corruption"])))
