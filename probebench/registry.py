@@ -25,8 +25,10 @@ import fnmatch
 import importlib
 import inspect
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
+from typing import Any
 
 import pluggy
 
@@ -63,14 +65,14 @@ class PluginInfo:
 class Entry:
     kind: str
     name: str
-    cls: type
+    cls: type[Any]
     plugin: PluginInfo
 
 
 class Registry:
     """Every component class by kind and name, with the plugins that brought them."""
 
-    def __init__(self, builtin: list[str], *, autoload: bool | None = None, disabled: list[str] = ()):
+    def __init__(self, builtin: Iterable[str], *, autoload: bool | None = None, disabled: Iterable[str] = ()) -> None:
         self.pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
         self.pm.add_hookspecs(hookspecs)
         self.plugins: dict[str, PluginInfo] = {}
@@ -132,7 +134,7 @@ class Registry:
                 raise PluginError(f"{info.origin} failed to import: {_one_line(exc)}; {_fix(info)}") from None
             self._register(module, info)
 
-    def _register(self, module, info: PluginInfo) -> None:
+    def _register(self, module: object, info: PluginInfo) -> None:
         if info.name in self.plugins:
             other = self.plugins[info.name]
             raise PluginError(
@@ -215,7 +217,7 @@ class Registry:
                 for cls in classes:
                     self._add(kind, cls, info)
 
-    def _add(self, kind: str, cls: type, info: PluginInfo) -> None:
+    def _add(self, kind: str, cls: type[Any], info: PluginInfo) -> None:
         where = info.origin
         if not isinstance(cls, type):
             raise PluginError(
@@ -256,11 +258,11 @@ class Registry:
                 f"unknown {kind} {base!r}{suggest(base, self.entries[kind])}; `probebench ls {kind}s` lists them"
             ) from None
 
-    def get(self, kind: str, name: str) -> type:
+    def get(self, kind: str, name: str) -> type[Any]:
         """The class registered as ``name`` (a ``name:variant`` suffix is ignored)."""
         return self.entry(kind, name).cls
 
-    def create(self, kind: str, name: str, options: dict | None = None):
+    def create(self, kind: str, name: str, options: dict[str, Any] | None = None) -> Any:
         """An instance of ``name`` with ``options``; a ``name:variant`` passes ``variant``."""
         cls = self.get(kind, name)
         options = dict(options or {})
@@ -286,16 +288,23 @@ def _fix(info: PluginInfo) -> str:
     return f"fix or uninstall {info.distribution}, or skip it with --disable-plugin {info.name}"
 
 
-def options_of(cls: type) -> dict[str, inspect.Parameter]:
+def options_of(cls: type[Any]) -> dict[str, inspect.Parameter]:
     """A component's options: the keyword parameters of its constructor."""
     params = inspect.signature(cls.__init__).parameters
     return {n: p for n, p in params.items() if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
-_SIMPLE_TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool, "list": list, "dict": dict}
+_SIMPLE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "int": int,
+    "float": (int, float),
+    "str": str,
+    "bool": bool,
+    "list": list,
+    "dict": dict,
+}
 
 
-def check_options(kind: str, name: str, cls: type, options: dict) -> None:
+def check_options(kind: str, name: str, cls: type[Any], options: dict[str, Any]) -> None:
     """Unknown option names and options of the wrong simple type are user errors."""
     accepted = options_of(cls)
     takes_any = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values())
@@ -312,7 +321,7 @@ def check_options(kind: str, name: str, cls: type, options: dict) -> None:
             )
 
 
-def _type_ok(annotation, value) -> bool:
+def _type_ok(annotation: object, value: object) -> bool:
     """Check simple string annotations (``int``, ``float | None``, ...); others pass."""
     if not isinstance(annotation, str):
         return True

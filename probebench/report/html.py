@@ -25,13 +25,19 @@ import html
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from probebench import results
 from probebench.errors import UserError
 from probebench.evaluate import CLASSIFIER_METHOD
 from probebench.report import curves, plots
 from probebench.report import leaderboard as board
-from probebench.report.tables import to_html
+from probebench.report.tables import Directions, Scales, to_html
+
+if TYPE_CHECKING:  # pandas stays out of CLI start-up
+    import pandas as pd
+
+    from probebench.results import Header
 
 SCORE_KEYS = ("suite", "dataset", "corruption", "severity", "classifier", "seed", "index", "label", "prediction", "hit")
 PLOT_PREFIX = "report-"  # --save-plots names; never mistaken for a counterfactual grid
@@ -86,7 +92,7 @@ def _missing(text: str) -> str:
     return f'<p class="missing">{html.escape(text)}</p>'
 
 
-def load_scores(run: Path):
+def load_scores(run: Path) -> pd.DataFrame | None:
     import pandas as pd
 
     path = run / "scores.csv.gz"
@@ -95,7 +101,7 @@ def load_scores(run: Path):
     return pd.read_csv(path, keep_default_na=False, na_values=[""])
 
 
-def score_methods(scores) -> list[str]:
+def score_methods(scores: pd.DataFrame) -> list[str]:
     """Method columns of scores.csv.gz: every numeric column that is not a key."""
     import pandas as pd
 
@@ -106,7 +112,7 @@ def score_methods(scores) -> list[str]:
     ]
 
 
-def pick_cell(scores, corruption: str | None, severity: int | None):
+def pick_cell(scores: pd.DataFrame, corruption: str | None, severity: int | None) -> tuple[pd.DataFrame, str, int]:
     """The per-sample rows of one test cell (default: clean), all seeds."""
 
     wanted = corruption or results.CLEAN
@@ -128,14 +134,14 @@ def pick_cell(scores, corruption: str | None, severity: int | None):
     return cell, wanted, severity
 
 
-def _metric_means(table, corruption: str, severity: int, metric: str) -> dict[str, float]:
+def _metric_means(table: pd.DataFrame, corruption: str, severity: int, metric: str) -> dict[str, float]:
     part = table[
         (table["corruption"].astype(str) == corruption) & (table["severity"] == severity) & (table["metric"] == metric)
     ]
     return part.groupby("method")["value"].mean().to_dict()
 
 
-def _header_html(run: Path, head: dict, table) -> str:
+def _header_html(run: Path, head: Header, table: pd.DataFrame) -> str:
     suite = head.get("suite", {})
     machine = head.get("machine") or {}
     failures = head.get("failures") or []
@@ -172,7 +178,7 @@ def _header_html(run: Path, head: dict, table) -> str:
     return out
 
 
-def _tables_html(table, heads: dict, scales: dict, directions: dict) -> str:
+def _tables_html(table: pd.DataFrame, heads: dict[str, Header], scales: Scales, directions: Directions) -> str:
     views = [("Clean test data", board.View(["method"], ["metric"], where={"corruption": [results.CLEAN]}))]
     if (table["corruption"] != results.CLEAN).any() and "auroc" in set(table["metric"]):
         views += [
@@ -194,7 +200,7 @@ def _tables_html(table, heads: dict, scales: dict, directions: dict) -> str:
     return "\n".join(out)
 
 
-def _corruption_plots(table, directions: dict) -> list[Plot]:
+def _corruption_plots(table: pd.DataFrame, directions: Directions) -> list[Plot]:
     if not (table["corruption"] != results.CLEAN).any():
         return []
     out = []
