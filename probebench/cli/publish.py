@@ -93,9 +93,10 @@ def suite_markdown(suite_dict: dict[str, Any], config: str, runs: list[Path]) ->
 
 def publish(
     ctx: typer.Context,
-    suite: Annotated[list[str], typer.Option("--suite", help="Suites to publish (repeatable or comma-separated).")] = [
-        DEFAULT_SUITE
-    ],  # noqa: B006  (never mutated; --help shows it as the default)
+    suite: Annotated[
+        list[str],
+        typer.Option("--suite", help="Suites to publish (repeatable or comma-separated)."),
+    ] = [DEFAULT_SUITE],  # noqa: B006  (never mutated; --help shows it as the default)
     out: Annotated[Path, typer.Option("--out", help="Markdown file to write.")] = Path("results/LEADERBOARD.md"),
     registry: RegistryOption = None,
     results_dir: ResultsDirOption = RESULTS_DIR,
