@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
 console = Console(stderr=True, highlight=False)
-_live = None  # the one rich Progress on screen; nested stages add tasks to it
+_live: Progress | None = None  # the one rich Progress on screen; nested stages add tasks to it
 
 
 @contextmanager
@@ -21,9 +25,10 @@ def task(description: str, total: int | None) -> Iterator[Callable[[int], None]]
     global _live
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    owner = _live is None
-    if owner:
-        _live = Progress(
+    bar = _live
+    owner = bar is None
+    if bar is None:
+        bar = _live = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
@@ -31,11 +36,14 @@ def task(description: str, total: int | None) -> Iterator[Callable[[int], None]]
             console=console,
             transient=True,
         )
-        _live.start()
-    bar = _live
+        bar.start()
     task_id = bar.add_task(description, total=total)
+
+    def advance(n: int = 1) -> None:
+        bar.advance(task_id, n)
+
     try:
-        yield lambda n=1: bar.advance(task_id, n)
+        yield advance
     finally:
         bar.remove_task(task_id)
         if owner:

@@ -4,9 +4,18 @@ Start-up order (as pytest does it): the built-in modules listed in
 ``registry.toml`` ``[plugins] builtin``, then third-party modules from the
 ``probebench`` entry-point group (skipped when
 ``PROBEBENCH_DISABLE_PLUGIN_AUTOLOAD=1``), then ``check_pending()`` so a
-misspelt hook fails at once. Every ``register_<kind>s`` hook of every plugin is
-then called and its classes indexed by name; a name registered twice is an
-error naming both plugins.
+misspelt hook fails at once (and a ``register_<kind>s`` function without
+``@hookimpl``, which pluggy would skip, is an error too). Then, plugin by
+plugin, every ``register_<kind>s`` hook is called through pluggy and its
+classes indexed by name; a name registered twice is an error naming both
+plugins.
+
+The hooks are called one plugin at a time (``pm.subset_hook_caller``, which
+keeps pluggy's hook-call machinery: argument checks, tracing, call
+monitoring, ordering among one plugin's implementations) rather than once for
+all plugins, because one call returns a flat list that cannot say which plugin
+brought which class, and every error and ``probebench plugins`` must name it.
+Which plugins implement a hook is read from the hook's ``get_hookimpls()``.
 """
 
 from __future__ import annotations
@@ -16,8 +25,10 @@ import fnmatch
 import importlib
 import inspect
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
+from typing import Any
 
 import pluggy
 
@@ -54,14 +65,14 @@ class PluginInfo:
 class Entry:
     kind: str
     name: str
-    cls: type
+    cls: type[Any]
     plugin: PluginInfo
 
 
 class Registry:
     """Every component class by kind and name, with the plugins that brought them."""
 
-    def __init__(self, builtin: list[str], *, autoload: bool | None = None, disabled: list[str] = ()):
+    def __init__(self, builtin: Iterable[str], *, autoload: bool | None = None, disabled: Iterable[str] = ()) -> None:
         self.pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
         self.pm.add_hookspecs(hookspecs)
         self.plugins: dict[str, PluginInfo] = {}
@@ -123,7 +134,7 @@ class Registry:
                 raise PluginError(f"{info.origin} failed to import: {_one_line(exc)}; {_fix(info)}") from None
             self._register(module, info)
 
-    def _register(self, module, info: PluginInfo) -> None:
+    def _register(self, module: object, info: PluginInfo) -> None:
         if info.name in self.plugins:
             other = self.plugins[info.name]
             raise PluginError(
@@ -154,39 +165,59 @@ class Registry:
             info = self.plugins.get(plugin_name)
             unknown = next((h.name for h in self.pm.get_hookcallers(exc.plugin) or () if not h.has_spec()), "?")
             raise unknown_hook(info.origin if info else f"plugin {plugin_name!r}", unknown) from None
-        # pluggy ignores a function without @hookimpl; a near-miss of a hook name is a typo
+        # pluggy skips a function without @hookimpl: under a hook's name it would register nothing
+        # without a word, and a near-miss of a hook name is a typo
         for info in self.plugins.values():
             plugin = self.pm.get_plugin(info.name)
             for attr in dir(plugin):
-                if attr.startswith("register_") and attr not in hooks and callable(getattr(plugin, attr)):
-                    if difflib.get_close_matches(attr, hooks, n=1, cutoff=0.85):
-                        raise unknown_hook(info.origin, attr)
+                if not attr.startswith("register_") or not callable(getattr(plugin, attr)):
+                    continue
+                if self.pm.parse_hookimpl_opts(plugin, attr) is not None:
+                    continue
+                if attr in hooks:
+                    raise PluginError(
+                        f"{info.origin} defines {attr}() without @hookimpl, so pluggy would not call it; "
+                        f"define it with @hookimpl (from probebench.hookspecs import hookimpl)"
+                    )
+                if difflib.get_close_matches(attr, hooks, n=1, cutoff=0.85):
+                    raise unknown_hook(info.origin, attr)
+        # _index calls one plugin's hooks through pm.subset_hook_caller, which leaves out only the plugins
+        # that have an attribute of the hook's name: an implementation under another name (specname) would
+        # be called on behalf of every plugin
+        for hook in hooks:
+            for impl in getattr(self.pm.hook, hook).get_hookimpls():
+                if not hasattr(impl.plugin, hook):
+                    raise PluginError(
+                        f"{self.plugins[impl.plugin_name].origin} implements {hook} as "
+                        f"{impl.function.__name__}() (specname); name the function {hook}"
+                    )
 
     def _index(self, info: PluginInfo) -> None:
-        module = self.pm.get_plugin(info.name)
+        """Call each ``register_<kind>s`` hook that ``info``'s plugin implements,
+        through pluggy with the other plugins left out, and index what it returns."""
+        plugin = self.pm.get_plugin(info.name)
+        others = [p for p in self.pm.get_plugins() if p is not plugin]
         for kind in KINDS:
             hook = f"register_{kind}s"
-            impl = getattr(module, hook, None)
-            if impl is None:
+            if not any(impl.plugin is plugin for impl in getattr(self.pm.hook, hook).get_hookimpls()):
                 continue
             info.hooks.append(hook)
             try:
-                classes = impl()
+                returned = self.pm.subset_hook_caller(hook, others)()
             except Exception as exc:
                 raise PluginError(f"{info.origin}: {hook}() raised {_one_line(exc)}; {_fix(info)}") from None
-            if classes is None:
-                classes = []
-            if not isinstance(classes, (list, tuple)):
-                got = (
-                    f"the class {classes.__name__}; return [{classes.__name__}]"
-                    if isinstance(classes, type)
-                    else type(classes).__name__
-                )
-                raise PluginError(f"{info.origin}: {hook}() must return a list of classes, got {got}")
-            for cls in classes:
-                self._add(kind, cls, info)
+            for classes in returned:  # one list per implementation (pluggy drops a None)
+                if not isinstance(classes, (list, tuple)):
+                    got = (
+                        f"the class {classes.__name__}; return [{classes.__name__}]"
+                        if isinstance(classes, type)
+                        else type(classes).__name__
+                    )
+                    raise PluginError(f"{info.origin}: {hook}() must return a list of classes, got {got}")
+                for cls in classes:
+                    self._add(kind, cls, info)
 
-    def _add(self, kind: str, cls: type, info: PluginInfo) -> None:
+    def _add(self, kind: str, cls: type[Any], info: PluginInfo) -> None:
         where = info.origin
         if not isinstance(cls, type):
             raise PluginError(
@@ -227,11 +258,11 @@ class Registry:
                 f"unknown {kind} {base!r}{suggest(base, self.entries[kind])}; `probebench ls {kind}s` lists them"
             ) from None
 
-    def get(self, kind: str, name: str) -> type:
+    def get(self, kind: str, name: str) -> type[Any]:
         """The class registered as ``name`` (a ``name:variant`` suffix is ignored)."""
         return self.entry(kind, name).cls
 
-    def create(self, kind: str, name: str, options: dict | None = None):
+    def create(self, kind: str, name: str, options: dict[str, Any] | None = None) -> Any:
         """An instance of ``name`` with ``options``; a ``name:variant`` passes ``variant``."""
         cls = self.get(kind, name)
         options = dict(options or {})
@@ -257,16 +288,23 @@ def _fix(info: PluginInfo) -> str:
     return f"fix or uninstall {info.distribution}, or skip it with --disable-plugin {info.name}"
 
 
-def options_of(cls: type) -> dict[str, inspect.Parameter]:
+def options_of(cls: type[Any]) -> dict[str, inspect.Parameter]:
     """A component's options: the keyword parameters of its constructor."""
     params = inspect.signature(cls.__init__).parameters
     return {n: p for n, p in params.items() if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
-_SIMPLE_TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool, "list": list, "dict": dict}
+_SIMPLE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "int": int,
+    "float": (int, float),
+    "str": str,
+    "bool": bool,
+    "list": list,
+    "dict": dict,
+}
 
 
-def check_options(kind: str, name: str, cls: type, options: dict) -> None:
+def check_options(kind: str, name: str, cls: type[Any], options: dict[str, Any]) -> None:
     """Unknown option names and options of the wrong simple type are user errors."""
     accepted = options_of(cls)
     takes_any = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values())
@@ -283,7 +321,7 @@ def check_options(kind: str, name: str, cls: type, options: dict) -> None:
             )
 
 
-def _type_ok(annotation, value) -> bool:
+def _type_ok(annotation: object, value: object) -> bool:
     """Check simple string annotations (``int``, ``float | None``, ...); others pass."""
     if not isinstance(annotation, str):
         return True

@@ -14,12 +14,18 @@ import json
 import os
 import platform
 import subprocess
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from probebench.cache import atomic_write
 from probebench.errors import UserError
+
+if TYPE_CHECKING:  # pandas stays out of CLI start-up
+    import pandas as pd
+
+Header = dict[str, Any]  # a run.json
 
 COLUMNS = [
     "suite",
@@ -58,7 +64,7 @@ def git_commit() -> str | None:
 CONFIG_IGNORES = ("name", "seeds", "description", "data_root", "metrics")
 
 
-def config_hash(suite_dict: dict) -> str:
+def config_hash(suite_dict: dict[str, Any]) -> str:
     """A short hash of everything in a resolved suite that determines its numbers.
 
     Runs whose suite has the same hash may be pooled (e.g. seeds 0,1 from one
@@ -76,7 +82,7 @@ def config_hash(suite_dict: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
-def header(suite_dict: dict, device: str, started: str) -> dict[str, Any]:
+def header(suite_dict: dict[str, Any], device: str, started: str) -> Header:
     import torch
 
     from probebench import __version__
@@ -114,7 +120,7 @@ def ensure_writable(out: Path) -> None:
         raise UserError(f"cannot write results to {out}: {exc.strerror or exc}; choose another --out") from None
 
 
-def write_run(out: Path, rows: list[dict], run_header: dict, samples) -> None:
+def write_run(out: Path, rows: list[dict[str, Any]], run_header: Header, samples: pd.DataFrame | None) -> None:
     """Write results.csv, scores.csv.gz and run.json atomically (header last).
 
     A failure to write (disk full, permissions) leaves no half-written file and
@@ -129,7 +135,7 @@ def write_run(out: Path, rows: list[dict], run_header: dict, samples) -> None:
         ) from None
 
 
-def _write_run(out: Path, rows: list[dict], run_header: dict, samples) -> None:
+def _write_run(out: Path, rows: list[dict[str, Any]], run_header: Header, samples: pd.DataFrame | None) -> None:
     import pandas as pd
 
     table = pd.DataFrame(rows, columns=COLUMNS)
@@ -138,9 +144,17 @@ def _write_run(out: Path, rows: list[dict], run_header: dict, samples) -> None:
         import gzip
 
         # gzip without a file name or time stamp in its header: same scores, same bytes
-        data = gzip.compress(samples.to_csv(index=False, float_format="%.7g").encode(), mtime=0)
-        atomic_write(out / "scores.csv.gz", lambda tmp: tmp.write_bytes(data))
-    atomic_write(out / "run.json", lambda tmp: tmp.write_text(json.dumps(run_header, indent=2, default=str) + "\n"))
+        _write_bytes(
+            out / "scores.csv.gz", gzip.compress(samples.to_csv(index=False, float_format="%.7g").encode(), mtime=0)
+        )
+    _write_bytes(out / "run.json", (json.dumps(run_header, indent=2, default=str) + "\n").encode())
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    atomic_write(path, write)
 
 
 # -- reading runs ------------------------------------------------------------
@@ -172,7 +186,7 @@ def resolve_run(spec: str, root: Path) -> Path:
     raise UserError(f"no run {spec!r}: expected a folder with results.csv (or 'latest'); runs live under {root}")
 
 
-def load_run(run: Path):
+def load_run(run: Path) -> tuple[pd.DataFrame, Header]:
     """(results table, header) of one run folder."""
     import pandas as pd
 
@@ -187,24 +201,26 @@ def load_run(run: Path):
     return table, head
 
 
-def run_config(head: dict) -> str:
+def run_config(head: Header) -> str:
     """The run's config hash (computed from its suite for runs written before it was stored)."""
-    return head.get("config_hash") or config_hash(head.get("suite", {}))
+    return str(head.get("config_hash") or config_hash(head.get("suite", {})))
 
 
-def directions(heads) -> dict[str, bool]:
+def directions(heads: Header | Iterable[Header]) -> dict[str, bool]:
     """``{metric: higher_is_better}`` from one or more run headers."""
-    heads = [heads] if isinstance(heads, dict) else heads
-    return {m: bool(d["higher_is_better"]) for h in heads for m, d in h.get("metrics", {}).items()}
+    return {m: bool(d["higher_is_better"]) for h in _headers(heads) for m, d in h.get("metrics", {}).items()}
 
 
-def scales(heads) -> dict[str, float]:
+def scales(heads: Header | Iterable[Header]) -> dict[str, float]:
     """``{metric: scale}`` (the factor a stored value is already multiplied by; default 1)."""
-    heads = [heads] if isinstance(heads, dict) else heads
-    return {m: d.get("scale", 1) for h in heads for m, d in h.get("metrics", {}).items()}
+    return {m: d.get("scale", 1) for h in _headers(heads) for m, d in h.get("metrics", {}).items()}
 
 
-def combine(runs: list[Path]):
+def _headers(heads: Header | Iterable[Header]) -> list[Header]:
+    return [heads] if isinstance(heads, dict) else list(heads)
+
+
+def combine(runs: list[Path]) -> tuple[pd.DataFrame, dict[str, Header]]:
     """(table, headers) of several runs, with ``config`` and ``run`` columns added.
 
     Rows of the same config, cell, method and metric that appear in more than
@@ -215,7 +231,8 @@ def combine(runs: list[Path]):
 
     if not runs:
         raise UserError("no runs to show; run `probebench run` first or pass run folders")
-    frames, heads = [], {}
+    frames: list[pd.DataFrame] = []
+    heads: dict[str, Header] = {}
     for run in sorted(set(runs), key=_started):
         table, head = load_run(run)
         table["config"] = run_config(head)
@@ -227,19 +244,19 @@ def combine(runs: list[Path]):
     return table, heads
 
 
-def _flatten(value, prefix: str = "") -> dict[str, str]:
+def _flatten(value: object, prefix: str = "") -> dict[str, str]:
     """Nested dicts as {'classifier.options.epochs': '8'}; lists stay JSON."""
     if isinstance(value, dict) and value:
-        out = {}
+        out: dict[str, str] = {}
         for key, inner in value.items():
             out.update(_flatten(inner, f"{prefix}.{key}" if prefix else str(key)))
         return out
     return {prefix: json.dumps(value, sort_keys=True, default=str)}
 
 
-def config_differences(heads: dict, configs) -> list[str]:
+def config_differences(heads: dict[str, Header], configs: Iterable[str]) -> list[str]:
     """Suite fields that differ between the given configs, as 'key: a | b' lines."""
-    by_config = {}
+    by_config: dict[str, dict[str, Any]] = {}
     for head in heads.values():
         by_config.setdefault(run_config(head), head.get("suite", {}))
     suites = [
@@ -255,7 +272,7 @@ def config_differences(heads: dict, configs) -> list[str]:
 
 
 # -- pivots --------------------------------------------------------------------
-def aggregate(table, by: list[str]):
+def aggregate(table: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """One row per group of ``by``: the mean over seeds of each seed's value.
 
     Keys not in ``by`` other than the seed (say severity, in a methods x
@@ -307,7 +324,7 @@ def aggregate(table, by: list[str]):
     return out.drop(columns=["_all"], errors="ignore")
 
 
-def decimals(values) -> int:
+def decimals(values: Iterable[float | None]) -> int:
     """Decimals that show a column of numbers to about three significant digits:
     3 for values below 1 (AUROC, FPR), fewer for larger ones (AURC x1000);
     negative for a column whose values are all positive and below 0.001
@@ -325,7 +342,7 @@ def decimals(values) -> int:
     return max(1, 3 - int(math.floor(math.log10(top))) - 1)
 
 
-def format_cell(row, digits: int = 3) -> str:
+def format_cell(row: pd.Series | dict[str, Any], digits: int = 3) -> str:
     """'v [lo, hi]' for one cell with a bootstrap interval, 'v ± std' over
     several seeds, 'v' otherwise; 'n/a' where the metric is undefined."""
     import math
@@ -343,7 +360,7 @@ def format_cell(row, digits: int = 3) -> str:
     return f"{value:{spec}}"
 
 
-def pivot(table, rows: list[str], cols: list[str]):
+def pivot(table: pd.DataFrame, rows: list[str], cols: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Aggregated values with ``rows`` as the index and ``cols`` spread as columns.
 
     Returns (numbers, labels): the mean values as a DataFrame, and the same
@@ -355,17 +372,17 @@ def pivot(table, rows: list[str], cols: list[str]):
         places = {m: decimals(part["value"]) for m, part in agg.groupby("metric", sort=False)}
         agg["label"] = [format_cell(r, places[r["metric"]]) for _, r in agg.iterrows()]
     else:
-        places = decimals(agg["value"])
-        agg["label"] = [format_cell(r, places) for _, r in agg.iterrows()]
+        digits = decimals(agg["value"])
+        agg["label"] = [format_cell(r, digits) for _, r in agg.iterrows()]
     return _spread(agg, rows, cols, "value"), _spread(agg, rows, cols, "label")
 
 
-def _spread(agg, rows: list[str], cols: list[str], field: str):
+def _spread(agg: pd.DataFrame, rows: list[str], cols: list[str], field: str) -> pd.DataFrame:
     """``agg[field]`` with ``rows`` as index and ``cols`` as columns, both in
     order of first appearance (suite order: metrics as listed, severities 0..5)."""
     import pandas as pd
 
-    def ordered(keys):
+    def ordered(keys: list[str]) -> pd.Index:
         frame = agg[keys].drop_duplicates()
         return pd.MultiIndex.from_frame(frame) if len(keys) > 1 else pd.Index(frame[keys[0]], name=keys[0])
 

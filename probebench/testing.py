@@ -22,14 +22,32 @@ import functools
 import io
 import types
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import numpy as np
 import torch
 
 from probebench.errors import UserError
-from probebench.kinds import Correction
+from probebench.kinds import (
+    Classifier,
+    Correction,
+    Corrector,
+    Corruption,
+    Dataset,
+    Generator,
+    Metric,
+    Prober,
+    Scorer,
+)
 from probebench.pipeline.context import Batch, Context
+
+if TYPE_CHECKING:
+    from probebench.registry import Registry
+
+P = ParamSpec("P")
+R = TypeVar("R")
+Payload = dict[str, Any]  # what ctx.artifact stores
 
 SHAPE = (1, 8, 8)
 NUM_CLASSES = 3
@@ -85,19 +103,19 @@ def train_tiny(
                 grads = torch.autograd.grad(loss, params)
                 with torch.no_grad():
                     for param, grad in zip(params, grads):
-                        param -= lr * grad
+                        param.sub_(lr * grad)
     finally:
         torch.set_num_threads(threads)
     return model.eval()
 
 
-def _memory_artifacts():
+def _memory_artifacts() -> Callable[[str, Any, Callable[[], Payload]], Payload]:
     """``ctx.artifact`` without a disk: the payload makes the same round trip
     through ``torch.save`` / ``torch.load(weights_only=True)`` as in the real
     store, so a payload the cache could not reload fails here too."""
-    stored: dict[str, dict] = {}
+    stored: dict[str, Payload] = {}
 
-    def artifact(stage: str, parts: Any, build) -> dict:
+    def artifact(stage: str, parts: Any, build: Callable[[], Payload]) -> Payload:
         from probebench.cache import hash_key
 
         key = hash_key(stage, parts)
@@ -139,7 +157,7 @@ def tiny_context(
         classifier=model.eval(),
         classifier_key=f"tiny-{seed}",
         num_classes=num_classes,
-        shape=tuple(shape),
+        shape=_three(shape),
         device=torch.device("cpu"),
         seed=seed,
         batch_size=32,
@@ -150,6 +168,12 @@ def tiny_context(
     )
 
 
+def _three(shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """``shape`` as a tuple, also when a caller passed a list."""
+    channels, height, width = shape
+    return channels, height, width
+
+
 def tiny_images(ctx: Context, n: int = 40, seed: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
     """Test images and labels for ``ctx`` (never seen in training)."""
     return tiny_data(n, ctx.shape, ctx.num_classes, seed=seed)
@@ -158,12 +182,12 @@ def tiny_images(ctx: Context, n: int = 40, seed: int = 7) -> tuple[torch.Tensor,
 # -- one check per kind -------------------------------------------------------
 
 
-def _one_thread(check):
+def _one_thread(check: Callable[P, R]) -> Callable[P, R]:
     """Run a check on one thread: on tiny tensors, thread hand-offs cost more
     than the arithmetic (on a busy 2-core machine, 50x more)."""
 
     @functools.wraps(check)
-    def run(*args, **kwargs):
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
@@ -174,7 +198,7 @@ def _one_thread(check):
     return run
 
 
-def _check_image_batch(images, where: str, shape=None) -> None:
+def _check_image_batch(images: torch.Tensor, where: str, shape: tuple[int, ...] | None = None) -> None:
     from probebench.pipeline.data import check_images
 
     try:
@@ -185,12 +209,12 @@ def _check_image_batch(images, where: str, shape=None) -> None:
 
 
 @_one_thread
-def check_dataset(dataset, root: str | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def check_dataset(dataset: Dataset, root: str | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Both splits load as float32 [N,C,H,W] in [0,1] of ``dataset.shape`` with
     int64 labels in 0..num_classes-1; returns ``{split: (images, labels)}``."""
     assert isinstance(dataset.num_classes, int) and dataset.num_classes >= 2, "num_classes must be an int >= 2"
     assert len(tuple(dataset.shape)) == 3, f"shape must be (C, H, W), got {dataset.shape!r}"
-    splits = {}
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for split in ("train", "test"):
         images, labels = dataset.load(split, root)
         where = f"dataset {dataset.name!r} split {split!r}"
@@ -207,12 +231,12 @@ def check_dataset(dataset, root: str | None = None) -> dict[str, tuple[torch.Ten
 
 
 @_one_thread
-def check_corruption(corruption, images: torch.Tensor | None = None) -> dict[int, torch.Tensor]:
+def check_corruption(corruption: Corruption, images: torch.Tensor | None = None) -> dict[int, torch.Tensor]:
     """Every severity 1..5 keeps shape and [0, 1], the same generator seed gives
     the same output, and severity 5 changes the images at least as much as 1."""
     if images is None:
         images = tiny_data(8, (3, 32, 32))[0]
-    outputs = {}
+    outputs: dict[int, torch.Tensor] = {}
     for severity in range(1, 6):
         out = corruption(images.clone(), severity, torch.Generator().manual_seed(0))
         where = f"corruption {corruption.name!r} severity {severity}"
@@ -227,14 +251,16 @@ def check_corruption(corruption, images: torch.Tensor | None = None) -> dict[int
 
 
 @_one_thread
-def check_classifier(classifier, num_classes: int = NUM_CLASSES, shape: tuple[int, int, int] = (1, 28, 28)):
+def check_classifier(
+    classifier: Classifier, num_classes: int = NUM_CLASSES, shape: tuple[int, int, int] = (1, 28, 28)
+) -> torch.nn.Module:
     """``build`` returns an nn.Module mapping [N,C,H,W] to [N,num_classes] logits
     with named hidden layers; returns the model."""
-    model = classifier.build(num_classes, tuple(shape))
+    model = classifier.build(num_classes, _three(shape))
     assert isinstance(model, torch.nn.Module), f"build() must return a torch.nn.Module, got {type(model).__name__}"
     names = [n for n, _ in model.named_modules() if n]
     assert names, "the model has no named sub-modules: hidden layers must be addressable by name"
-    images = tiny_data(4, tuple(shape), num_classes)[0]
+    images = tiny_data(4, shape, num_classes)[0]
     with torch.no_grad():
         logits = model.eval()(images)
     assert logits.shape == (4, num_classes), f"logits must be [N, {num_classes}], got {list(logits.shape)}"
@@ -243,11 +269,11 @@ def check_classifier(classifier, num_classes: int = NUM_CLASSES, shape: tuple[in
 
 
 @_one_thread
-def check_generator(generator, shape: tuple[int, int, int] = SHAPE, atol: float = 1e-4):
+def check_generator(generator: Generator, shape: tuple[int, int, int] = SHAPE, atol: float = 1e-4) -> Any:
     """``decode(encode(x))`` gives back ``x`` within ``atol`` and ``log_prob`` is a
     finite [N]; returns the flow."""
-    flow = generator.build(tuple(shape))
-    images = tiny_data(6, tuple(shape))[0].clamp(0.02, 0.98)
+    flow = generator.build(_three(shape))
+    images = tiny_data(6, shape)[0].clamp(0.02, 0.98)
     with torch.no_grad():
         z = flow.encode(images)
         back = flow.decode(z)
@@ -269,15 +295,15 @@ def _auroc(score: np.ndarray, positive: np.ndarray) -> float:
 
 
 @_one_thread
-def check_prober(prober, dim: int = 8, n: int = 400, min_auroc: float = 0.9) -> np.ndarray:
+def check_prober(prober: Prober, dim: int = 8, n: int = 400, min_auroc: float = 0.9) -> np.ndarray:
     """Fitted on synthetic features where hit/miss is learnable (20% misses),
     ``predict`` returns P(hit) [N] in [0, 1] with AUROC >= ``min_auroc``."""
     generator = torch.Generator().manual_seed(0)
     features = torch.randn(n, dim, generator=generator)
     hit = features[:, 0] + 0.3 * torch.randn(n, generator=generator) > -0.84
     prober.fit(features.clone(), hit.clone())
-    p_hit = prober.predict(features.clone())
-    p_hit = p_hit.detach().cpu().numpy() if isinstance(p_hit, torch.Tensor) else np.asarray(p_hit)
+    predicted = prober.predict(features.clone())
+    p_hit = predicted.detach().cpu().numpy() if isinstance(predicted, torch.Tensor) else np.asarray(predicted)
     assert p_hit.shape == (n,), f"predict() must return [N], got {list(p_hit.shape)}"
     assert np.isfinite(p_hit).all() and (p_hit >= 0).all() and (p_hit <= 1).all(), "P(hit) must lie in [0, 1]"
     auroc = _auroc(p_hit, hit.numpy())
@@ -286,7 +312,7 @@ def check_prober(prober, dim: int = 8, n: int = 400, min_auroc: float = 0.9) -> 
 
 
 @_one_thread
-def check_scorer(scorer, ctx: Context | None = None, images: torch.Tensor | None = None) -> np.ndarray:
+def check_scorer(scorer: Scorer, ctx: Context | None = None, images: torch.Tensor | None = None) -> np.ndarray:
     """Runs ``prepare(ctx)`` (if any) and ``score(ctx, batch)`` as the pipeline
     does: scores are a finite float [N], the same seed gives the same scores,
     and the batch's images are left as they were. Returns the scores."""
@@ -312,7 +338,7 @@ def check_scorer(scorer, ctx: Context | None = None, images: torch.Tensor | None
 
 
 @_one_thread
-def check_corrector(corrector, ctx: Context | None = None, images: torch.Tensor | None = None) -> Correction:
+def check_corrector(corrector: Corrector, ctx: Context | None = None, images: torch.Tensor | None = None) -> Correction:
     """``correct(ctx, images)`` returns a ``Correction``: images of the same shape
     in [0, 1], int64 steps [N] >= 0, the same output for the same seed, and the
     input left as it was. Returns the correction."""
@@ -339,7 +365,7 @@ def check_corrector(corrector, ctx: Context | None = None, images: torch.Tensor 
 
 
 @_one_thread
-def check_metric(metric, n: int = 60, resamples: int = 4) -> float:
+def check_metric(metric: Metric, n: int = 60, resamples: int = 4) -> float:
     """A float for 1-d inputs and one value per row for [B, N] inputs (equal to
     the 1-d values), with a boolean ``higher_is_better``. Returns the 1-d value."""
     assert isinstance(metric.higher_is_better, bool), "higher_is_better must be a bool"
@@ -355,7 +381,7 @@ def check_metric(metric, n: int = 60, resamples: int = 4) -> float:
     return float(single)
 
 
-CHECKS = {
+CHECKS: dict[str, Callable[..., Any]] = {
     "dataset": check_dataset,
     "corruption": check_corruption,
     "classifier": check_classifier,
@@ -370,7 +396,7 @@ CHECKS = {
 # -- registries ---------------------------------------------------------------
 
 
-def registry_with(*plugins: Any, builtin: bool = True):
+def registry_with(*plugins: Any, builtin: bool = True) -> Registry:
     """A Registry with the built-in plugins (unless ``builtin=False``) and
     ``plugins``: modules, objects with hook methods, or bare ``@hookimpl``
     functions. Entry points are not loaded."""
@@ -380,14 +406,14 @@ def registry_with(*plugins: Any, builtin: bool = True):
     registry = Registry(load_config().builtin if builtin else [], autoload=False)
     for plugin in plugins:
         if isinstance(plugin, types.FunctionType):
-            plugin = types.SimpleNamespace(
-                **{plugin.__name__: plugin}, __name__=f"{plugin.__module__}.{plugin.__name__}"
-            )
+            function = plugin
+            plugin = types.ModuleType(f"{function.__module__}.{function.__name__}")  # hashable, as pluggy needs
+            setattr(plugin, function.__name__, function)
         registry.add_plugin(plugin)
     return registry
 
 
-def installed_registry():
+def installed_registry() -> Registry:
     """A Registry of what installed distributions register through the
     ``probebench`` entry-point group only (whatever PROBEBENCH_DISABLE_PLUGIN_AUTOLOAD says)."""
     from probebench.registry import Registry

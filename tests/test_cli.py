@@ -53,7 +53,8 @@ def test_second_run_reuses_the_cached_classifier(runner, tiny_registry, tmp_path
     cache = Path(os.environ["PROBEBENCH_CACHE"])
     stamps = {p: p.stat().st_mtime_ns for p in cache.rglob("*.pt")}
     out2 = tmp_path / "results" / "again"
-    result = runner.invoke(app, ["run", "tiny", "--registry", str(tiny_registry()), "--out", str(out2)])
+    args = ["run", "tiny", "--registry", str(tiny_registry()), "--out", str(out2), "--device", "cpu"]  # as tiny_run
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert stamps and {p: p.stat().st_mtime_ns for p in cache.rglob("*.pt")} == stamps  # nothing rewritten
     first = pd.read_csv(tiny_run[0] / "results.csv")

@@ -230,7 +230,9 @@ def test_run_reports_generator_quality_and_reuses_them(runner, tiny_registry, tm
     }
     assert "bits-per-dim" in result.output
 
-    again = runner.invoke(app, ["run", "flows", "--registry", str(registry), "--out", str(tmp_path / "run2")])
+    again = runner.invoke(
+        app, ["run", "flows", "--registry", str(registry), "--out", str(tmp_path / "run2"), "--device", "cpu"]
+    )
     assert again.exit_code == 0, again.output
     first_output, second_output = " ".join(result.output.split()), " ".join(again.output.split())
     assert "generator nvp seed 0" in first_output and "from the cache" not in first_output

@@ -48,6 +48,11 @@ CASES = {
         GOOD_SCORER.format(name="gap") + "\ndef register_scorer():\n    return [Gap]\n",
         "implements an unknown hook 'register_scorer' (did you mean 'register_scorers'?)",
     ),
+    "hook-without-marker": (
+        GOOD_SCORER.format(name="gap") + "\ndef register_scorers():\n    return [Gap]\n",
+        "plugin 'broken' (broken_mod) from distribution probebench-broken 0.3.0 defines register_scorers() without "
+        "@hookimpl, so pluggy would not call it; define it with @hookimpl (from probebench.hookspecs import hookimpl)",
+    ),
     "hook-with-arguments": (
         GOOD_SCORER.format(name="gap") + "\n@hookimpl\ndef register_scorers(config):\n    return [Gap]\n",
         "plugin 'broken' (broken_mod) from distribution probebench-broken 0.3.0 cannot register: "

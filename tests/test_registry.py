@@ -102,3 +102,64 @@ def test_options_are_checked():
     with pytest.raises(UserError, match="option 'epochs' must be int"):
         reg.create("classifier", "cnn", {"epochs": "two"})
     assert reg.create("classifier", "cnn", {"epochs": 2}).epochs == 2
+
+
+class Gap:
+    name = "gap"
+
+    def score(self, ctx, batch):
+        return batch.logits.max(1).values
+
+
+def test_hooks_are_called_through_pluggy():
+    """pluggy's hook-call machinery runs (here its call monitoring sees the
+    call), and the plugin's hooks are read from get_hookimpls()."""
+    reg = Registry([])
+    calls = []
+    reg.pm.add_hookcall_monitoring(
+        lambda hook, impls, kwargs: calls.append((hook, [impl.plugin_name for impl in impls])),
+        lambda outcome, hook, impls, kwargs: None,
+    )
+    reg.add_plugin(sys.modules[fake_module("tests_fake_traced", [Gap])])
+    assert calls == [("register_scorers", ["tests_fake_traced"])]
+    assert reg.plugins["tests_fake_traced"].hooks == ["register_scorers"]
+    assert reg.get("scorer", "gap") is Gap
+
+
+def test_a_hook_function_without_hookimpl_is_an_error():
+    module = types.ModuleType("tests_fake_unmarked")
+
+    def register_scorers():
+        return [Gap]
+
+    module.register_scorers = register_scorers
+    with pytest.raises(PluginError) as caught:
+        Registry([]).add_plugin(module)
+    assert str(caught.value) == (
+        "in-process plugin 'tests_fake_unmarked' defines register_scorers() without @hookimpl, so pluggy would "
+        "not call it; define it with @hookimpl (from probebench.hookspecs import hookimpl)"
+    )
+
+
+def test_two_implementations_of_one_hook_in_one_plugin_both_register():
+    """pluggy's specname lets one plugin implement a hook twice; each result is indexed."""
+
+    class Other(Gap):
+        name = "other-gap"
+
+    module = types.ModuleType("tests_fake_twice")
+    module.register_scorers = hookimpl(lambda: [Gap])
+    module.more_scorers = hookimpl(specname="register_scorers")(lambda: [Other])
+    reg = Registry([])
+    reg.add_plugin(module)
+    assert reg.names("scorer") == ["gap", "other-gap"]
+    assert sorted(reg.plugins["tests_fake_twice"].components["scorer"]) == ["gap", "other-gap"]
+
+
+def test_an_implementation_only_under_another_name_is_an_error():
+    module = types.ModuleType("tests_fake_specname")
+    module.my_scorers = hookimpl(specname="register_scorers")(lambda: [Gap])
+    with pytest.raises(
+        PluginError, match=r"implements register_scorers as <lambda>\(\) \(specname\); name the function"
+    ):
+        Registry([]).add_plugin(module)

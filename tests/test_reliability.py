@@ -117,7 +117,8 @@ def test_same_seed_gives_identical_files(runner, tiny_registry, tmp_path, monkey
     for name in ("a", "b"):
         monkeypatch.setenv("PROBEBENCH_CACHE", str(tmp_path / f"cache-{name}"))  # nothing shared
         out = tmp_path / name
-        assert invoke(runner, "run", "tiny", "--registry", registry, "--out", out).exit_code == 0
+        # one device: float results on a GPU need not match the CPU's bit for bit
+        assert invoke(runner, "run", "tiny", "--registry", registry, "--out", out, "--device", "cpu").exit_code == 0
         outs.append(out)
     for filename in ("results.csv", "scores.csv.gz"):
         assert (outs[0] / filename).read_bytes() == (outs[1] / filename).read_bytes(), filename
@@ -131,11 +132,13 @@ def test_same_seed_gives_identical_files(runner, tiny_registry, tmp_path, monkey
 def test_corrupt_artifact_is_reported_and_rebuilt(runner, tiny_registry, tmp_path, monkeypatch):
     monkeypatch.setenv("PROBEBENCH_CACHE", str(tmp_path / "cache"))
     registry = tiny_registry()
-    assert invoke(runner, "run", "tiny", "--registry", registry, "--out", tmp_path / "a").exit_code == 0
+    assert (
+        invoke(runner, "run", "tiny", "--registry", registry, "--out", tmp_path / "a", "--device", "cpu").exit_code == 0
+    )
     checkpoints = list((tmp_path / "cache" / "classifier").glob("*.pt"))
     assert len(checkpoints) == 1
     checkpoints[0].write_bytes(checkpoints[0].read_bytes()[:100])  # truncated
-    result = invoke(runner, "run", "tiny", "--registry", registry, "--out", tmp_path / "b")
+    result = invoke(runner, "run", "tiny", "--registry", registry, "--out", tmp_path / "b", "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert "is corrupt" in result.output and "rebuilding" in result.output
     assert (tmp_path / "a" / "results.csv").read_bytes() == (tmp_path / "b" / "results.csv").read_bytes()
@@ -226,7 +229,7 @@ def test_unknown_layer_lists_valid_names():
         (["run", "tiny", "--registry", "{reg}", "--device", "cuda"], "not available"),
     ],
 )
-def test_bad_input_exit_2(runner, tiny_registry, tmp_path, args, message):
+def test_bad_input_exit_2(runner, tiny_registry, tmp_path, monkeypatch, args, message):
     bad = tmp_path / "bad.toml"
     bad.write_text("[suite.tiny]\ndataset = = 1\n")
     paths = {"{bad}": bad, "{missing}": tmp_path / "missing.toml", "{reg}": tiny_registry()}
@@ -234,10 +237,28 @@ def test_bad_input_exit_2(runner, tiny_registry, tmp_path, args, message):
     if "cuda" in args:
         import torch
 
-        assert not torch.cuda.is_available()  # this check is about a machine without a GPU
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a machine without a GPU, even on one with
     result = invoke(runner, *args)
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("has_gpu", [False, True])
+def test_device_auto_takes_the_gpu_when_there_is_one(monkeypatch, has_gpu):
+    import torch
+
+    from probebench.pipeline.run import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: has_gpu)
+    assert resolve_device("auto") == torch.device("cuda" if has_gpu else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    if has_gpu:
+        assert resolve_device("cuda") == torch.device("cuda")
+    else:
+        with pytest.raises(UserError, match="device 'cuda' is not available on this machine"):
+            resolve_device("cuda")
+    with pytest.raises(UserError, match="unknown device 'tpu'"):
+        resolve_device("tpu")
 
 
 def _run_cli(registry: Path, out: Path, cache: Path, suite: str = "tiny") -> subprocess.Popen:

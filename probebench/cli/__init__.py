@@ -6,7 +6,8 @@ the pipeline inside its function, so ``probebench --help`` and ``ls`` are fast.
 
 from __future__ import annotations
 
-import click
+from typing import Annotated, Any
+
 import typer
 from typer.core import TyperGroup
 
@@ -16,7 +17,7 @@ from probebench.errors import UserError
 class _Group(TyperGroup):
     """Turns a UserError into one red line and exit code 2 (traceback with --debug)."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]  # typer hands its own Context subclass
         try:
             return super().invoke(ctx)
         except UserError as exc:
@@ -54,12 +55,13 @@ app = typer.Typer(
 @app.callback()
 def _root(
     ctx: typer.Context,
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
-    disable_plugin: list[str] = typer.Option(
-        [], "--disable-plugin", help="Do not load the plugin (module or entry-point name); repeatable."
-    ),
-):
-    ctx.obj = {"debug": debug, "disabled": list(disable_plugin)}
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")] = False,
+    disable_plugin: Annotated[
+        list[str] | None,
+        typer.Option("--disable-plugin", help="Do not load the plugin (module or entry-point name); repeatable."),
+    ] = None,
+) -> None:
+    ctx.obj = {"debug": debug, "disabled": list(disable_plugin or [])}
 
 
 from probebench.cli import (  # noqa: E402  (commands register on `app`)

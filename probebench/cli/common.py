@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from probebench.errors import suggest
 
-REGISTRY_OPTION = typer.Option(
-    None, "--registry", help="registry.toml to read plugins and suites from (default: the project's)."
-)
-RESULTS_DIR_OPTION = typer.Option(Path("results"), "--results-dir", help="Folder holding one sub-folder per run.")
+if TYPE_CHECKING:  # neither is imported at CLI start-up
+    from rich.console import Console
+
+    from probebench.registry import Registry
+    from probebench.suite import Config
+
+RegistryOption = Annotated[
+    Path | None,
+    typer.Option("--registry", help="registry.toml to read plugins and suites from (default: the project's)."),
+]
+ResultsDirOption = Annotated[Path, typer.Option("--results-dir", help="Folder holding one sub-folder per run.")]
+RESULTS_DIR = Path("results")  # the default of --results-dir
 
 
-def load(ctx: typer.Context, registry_path: Path | None):
+def load(ctx: typer.Context, registry_path: Path | None) -> tuple[Config, Registry]:
     """(config, registry) for this invocation, honouring --disable-plugin."""
     from probebench.registry import Registry
     from probebench.suite import load_config
@@ -34,7 +43,7 @@ def load(ctx: typer.Context, registry_path: Path | None):
     return config, registry
 
 
-def stdout_console():
+def stdout_console() -> Console:
     from rich.console import Console
 
     return Console(highlight=False, soft_wrap=False, width=160)

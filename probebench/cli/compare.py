@@ -8,16 +8,23 @@ and a bad argument exits 2.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from probebench.cli.common import RESULTS_DIR_OPTION, stdout_console
+from probebench.cli.common import RESULTS_DIR, ResultsDirOption, stdout_console
 from probebench.errors import UserError, suggest
 
+if TYPE_CHECKING:  # pandas stays out of CLI start-up
+    import pandas as pd
+
+    from probebench.report.leaderboard import View
+
 COMPARE_FORMATS = ("table", "markdown", "csv")
+DEFAULT_TOLERANCE = "0.01"
 
 
-def _label(row, side: str, digits: int) -> str:
+def _label(row: pd.Series, side: str, digits: int) -> str:
     from probebench.results import format_cell
 
     cell = {
@@ -32,28 +39,34 @@ def _label(row, side: str, digits: int) -> str:
 
 
 def compare(
-    run_a: str = typer.Argument(..., help="Baseline run (folder, id under --results-dir, or 'latest')."),
-    run_b: str = typer.Argument(..., help="Run to check against the baseline."),
-    metric: list[str] = typer.Option(
-        [], "--metric", help="Compare only these metrics (repeatable or comma-separated)."
-    ),
-    where: list[str] = typer.Option(
-        [], "--where", help="Filter key=value[,value...] applied to both runs; repeatable."
-    ),
-    tolerance: list[str] = typer.Option(
-        ["0.01"],
-        "--tolerance",
-        help="Allowed worsening: a number in unit scale (×1000 for AURC) or metric=number in stored units; repeatable.",
-    ),
-    require_disjoint: bool = typer.Option(
-        False,
-        "--require-disjoint",
-        help="Count a worsening as a regression only when the two intervals do not overlap.",
-    ),
-    show: str = typer.Option("all", "--show", help="all, changed (improved or regressed) or regressions."),
-    fmt: str = typer.Option("table", "--format", help="table, markdown or csv."),
-    results_dir: Path = RESULTS_DIR_OPTION,
-):
+    run_a: Annotated[str, typer.Argument(help="Baseline run (folder, id under --results-dir, or 'latest').")],
+    run_b: Annotated[str, typer.Argument(help="Run to check against the baseline.")],
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", help="Compare only these metrics (repeatable or comma-separated).")
+    ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option("--where", help="Filter key=value[,value...] applied to both runs; repeatable."),
+    ] = None,
+    tolerance: Annotated[
+        list[str],
+        typer.Option(
+            "--tolerance",
+            help="Allowed worsening: a number in unit scale (×1000 for AURC) or metric=number in stored units; "
+            "repeatable.",
+        ),
+    ] = [DEFAULT_TOLERANCE],  # noqa: B006  (never mutated; --help shows it as the default)
+    require_disjoint: Annotated[
+        bool,
+        typer.Option(
+            "--require-disjoint",
+            help="Count a worsening as a regression only when the two intervals do not overlap.",
+        ),
+    ] = False,
+    show: Annotated[str, typer.Option("--show", help="all, changed (improved or regressed) or regressions.")] = "all",
+    fmt: Annotated[str, typer.Option("--format", help="table, markdown or csv.")] = "table",
+    results_dir: ResultsDirOption = RESULTS_DIR,
+) -> None:
     """Deltas B - A per cell, * where the intervals do not overlap; exit 1 on a regression beyond --tolerance."""
     from probebench import results
     from probebench.cli.leaderboard import split_list
@@ -71,7 +84,7 @@ def compare(
     dirs = [results.resolve_run(r, results_dir) for r in (run_a, run_b)]
     (table_a, heads_a), (table_b, heads_b) = results.combine([dirs[0]]), results.combine([dirs[1]])
     head_a, head_b = heads_a[dirs[0].name], heads_b[dirs[1].name]
-    view = board.View([], [], split_list(metric) or None, board.parse_where(list(where)))
+    view = board.View([], [], split_list(metric or []) or None, board.parse_where(list(where or [])))
     table_a, table_b = _filter(table_a, view), _filter(table_b, view)
     directions = {**results.directions(head_a), **results.directions(head_b)}
     scales = {**results.scales(head_a), **results.scales(head_b)}
@@ -101,7 +114,7 @@ def compare(
         raise typer.Exit(1)
 
 
-def _filter(table, view):
+def _filter(table: pd.DataFrame, view: View) -> pd.DataFrame:
     from probebench.report import leaderboard as board
 
     notes: list[str] = []
@@ -109,7 +122,14 @@ def _filter(table, view):
     return board.select(table, view, notes)
 
 
-def _print(shown, diff, directions: dict, scales: dict, fmt: str, dirs) -> None:
+def _print(
+    shown: pd.DataFrame,
+    diff: pd.DataFrame,
+    directions: dict[str, bool],
+    scales: dict[str, float],
+    fmt: str,
+    dirs: list[Path],
+) -> None:
     import pandas as pd
 
     from probebench.report.tables import metric_label

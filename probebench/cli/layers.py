@@ -3,14 +3,18 @@ with their output shapes, to pick a layer for a prober."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from probebench.cli.common import REGISTRY_OPTION, load, stdout_console
+from probebench.cli.common import RegistryOption, load, stdout_console
+
+if TYPE_CHECKING:  # torch stays out of CLI start-up
+    import torch
 
 
-def module_shapes(model, shape: tuple[int, ...]) -> list[tuple[str, str, list[int] | None]]:
+def module_shapes(model: torch.nn.Module, shape: tuple[int, ...]) -> list[tuple[str, str, list[int] | None]]:
     """(name, module type, output shape [1, ...], or None when the module's output
     is not a tensor or it is not called) of every named module, parents before
     their children, from one pass of a zero image."""
@@ -18,8 +22,8 @@ def module_shapes(model, shape: tuple[int, ...]) -> list[tuple[str, str, list[in
 
     outputs: dict[str, list[int] | None] = {}
 
-    def hook(name):
-        def record(_module, _inputs, out):
+    def hook(name: str) -> Callable[[torch.nn.Module, object, object], None]:
+        def record(_module: torch.nn.Module, _inputs: object, out: object) -> None:
             outputs[name] = list(out.shape) if isinstance(out, torch.Tensor) else None
 
         return record
@@ -37,12 +41,13 @@ def module_shapes(model, shape: tuple[int, ...]) -> list[tuple[str, str, list[in
 
 def layers(
     ctx: typer.Context,
-    classifier: str = typer.Argument(..., help="Registered classifier name (`probebench ls classifiers`)."),
-    dataset: str = typer.Option(
-        None, "--dataset", help="Dataset whose image shape and classes to use (default: the default suite's)."
-    ),
-    registry: Path = REGISTRY_OPTION,
-):
+    classifier: Annotated[str, typer.Argument(help="Registered classifier name (`probebench ls classifiers`).")],
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", help="Dataset whose image shape and classes to use (default: the default suite's)."),
+    ] = None,
+    registry: RegistryOption = None,
+) -> None:
     """List a classifier's layers (module names) with their output shapes.
 
     Any name works as a prober ``layer``; its features are the output flattened

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from probebench.cli.common import RESULTS_DIR_OPTION, stdout_console
+from probebench.cli.common import RESULTS_DIR, ResultsDirOption, stdout_console
 from probebench.errors import UserError, suggest
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 def gather_runs(runs: list[str] | None, all_runs: bool, results_dir: Path) -> list[Path]:
@@ -24,11 +29,12 @@ def gather_runs(runs: list[str] | None, all_runs: bool, results_dir: Path) -> li
     return [results.resolve_run(spec, results_dir) for spec in (runs or ["latest"])]
 
 
-def split_list(values: list[str]) -> list[str]:
+def split_list(values: Sequence[str]) -> list[str]:
+    """Items of repeatable, comma-separated options: ``["a,b", "c"]`` -> ``["a", "b", "c"]``."""
     return [v.strip() for item in values for v in item.split(",") if v.strip()]
 
 
-def emit(text_or_tables, out: Path | None) -> None:
+def emit(text_or_tables: str | list[Table], out: Path | None) -> None:
     """Print rich tables or text to stdout, or write text to ``out``."""
     if isinstance(text_or_tables, str):
         if out is None:
@@ -45,7 +51,8 @@ def emit(text_or_tables, out: Path | None) -> None:
         console.print(table)
 
 
-def provenance_text(lines: list[dict], fmt: str) -> str:
+def provenance_text(lines: list[dict[str, Any]], fmt: str) -> str:
+    """The runs a table was drawn from, in ``fmt`` (markdown, html, latex; nothing for the others)."""
     if not lines:
         return ""
     if fmt == "markdown":
@@ -74,27 +81,38 @@ def provenance_text(lines: list[dict], fmt: str) -> str:
 
 
 def leaderboard(
-    runs: list[str] = typer.Argument(None, help="Run folders or ids under --results-dir, or 'latest' (the default)."),
-    all_runs: bool = typer.Option(False, "--all", help="Combine every run under --results-dir."),
-    suite: list[str] = typer.Option([], "--suite", help="Keep only these suites (repeatable or comma-separated)."),
-    fmt: str = typer.Option("table", "--format", help="table, markdown, csv, html or latex."),
-    rows: str = typer.Option(
-        "method",
-        "--rows",
-        help="Comma-separated keys for the rows (suite, dataset, "
-        "corruption, severity, classifier, seed, method, metric, config, run).",
-    ),
-    cols: str = typer.Option("metric", "--cols", help="Comma-separated keys for the columns."),
-    metric: list[str] = typer.Option([], "--metric", help="Keep only these metrics (repeatable or comma-separated)."),
-    where: list[str] = typer.Option(
-        [], "--where", help="Filter key=value[,value...], e.g. corruption=none or severity=3; repeatable."
-    ),
-    corruption: str = typer.Option(
-        None, "--corruption", help="Shorthand for --where corruption=NAME ('none' = clean)."
-    ),
-    out: Path = typer.Option(None, "--out", help="Write to this file instead of stdout (not with --format table)."),
-    results_dir: Path = RESULTS_DIR_OPTION,
-):
+    runs: Annotated[
+        list[str] | None, typer.Argument(help="Run folders or ids under --results-dir, or 'latest' (the default).")
+    ] = None,
+    all_runs: Annotated[bool, typer.Option("--all", help="Combine every run under --results-dir.")] = False,
+    suite: Annotated[
+        list[str] | None, typer.Option("--suite", help="Keep only these suites (repeatable or comma-separated).")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, markdown, csv, html or latex.")] = "table",
+    rows: Annotated[
+        str,
+        typer.Option(
+            "--rows",
+            help="Comma-separated keys for the rows (suite, dataset, "
+            "corruption, severity, classifier, seed, method, metric, config, run).",
+        ),
+    ] = "method",
+    cols: Annotated[str, typer.Option("--cols", help="Comma-separated keys for the columns.")] = "metric",
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", help="Keep only these metrics (repeatable or comma-separated).")
+    ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option("--where", help="Filter key=value[,value...], e.g. corruption=none or severity=3; repeatable."),
+    ] = None,
+    corruption: Annotated[
+        str | None, typer.Option("--corruption", help="Shorthand for --where corruption=NAME ('none' = clean).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write to this file instead of stdout (not with --format table).")
+    ] = None,
+    results_dir: ResultsDirOption = RESULTS_DIR,
+) -> None:
     """Show runs as tables: methods x metrics by default, mean ± std over seeds.
 
     Examples: methods x corruption (AUROC, mean over severities):
@@ -110,16 +128,14 @@ def leaderboard(
         raise UserError(f"unknown format {fmt!r}{suggest(fmt, FORMATS)}; use one of {', '.join(FORMATS)}")
     if out is not None and fmt == "table":
         raise UserError("--out needs a text format: add --format markdown, csv, html or latex")
-    view = board.View(
-        board.parse_keys(rows, "--rows"),
-        board.parse_keys(cols, "--cols"),
-        split_list(metric) or None,
-        board.parse_where(list(where)),
-    )
+    filters = board.parse_where(list(where or []))
     if corruption is not None:
-        view.where.setdefault("corruption", []).append(corruption)
+        filters.setdefault("corruption", []).append(corruption)
     if suite:
-        view.where.setdefault("suite", []).extend(split_list(suite))
+        filters.setdefault("suite", []).extend(split_list(suite))
+    view = board.View(
+        board.parse_keys(rows, "--rows"), board.parse_keys(cols, "--cols"), split_list(metric or []) or None, filters
+    )
     overlap = set(view.rows) & set(view.cols)
     if overlap:
         raise UserError(f"{sorted(overlap)[0]!r} is in both --rows and --cols; use it in one")

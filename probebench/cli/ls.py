@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from probebench.cli.common import REGISTRY_OPTION, load, stdout_console
+from probebench.cli.common import RegistryOption, load, stdout_console
 from probebench.errors import UserError, suggest
 
 
@@ -17,10 +17,12 @@ def first_line(cls: type) -> str:
 
 def ls(
     ctx: typer.Context,
-    kind: str = typer.Argument(None, help="Kind to list (dataset, scorer, ...; plural works too). Default: all."),
-    pattern: str = typer.Argument("*", help="fnmatch pattern on names, e.g. 'mc-*'."),
-    registry: Path = REGISTRY_OPTION,
-):
+    kind: Annotated[
+        str | None, typer.Argument(help="Kind to list (dataset, scorer, ...; plural works too). Default: all.")
+    ] = None,
+    pattern: Annotated[str, typer.Argument(help="fnmatch pattern on names, e.g. 'mc-*'.")] = "*",
+    registry: RegistryOption = None,
+) -> None:
     """List registered components by kind, with the plugin that brought each."""
     from rich.table import Table
 

@@ -3,28 +3,33 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from probebench.cli.common import REGISTRY_OPTION, load
+from probebench.cli.common import RegistryOption, load
 from probebench.errors import UserError
 
 
 def new_plugin(
     ctx: typer.Context,
-    name: str = typer.Argument(
-        ...,
-        help="Distribution name, kebab-case, e.g. probebench-logit-gap "
-        "(the component is named without the 'probebench-' prefix).",
-    ),
-    kind: str = typer.Option(
-        "scorer",
-        "--kind",
-        help="Kind of the component: scorer, corrector, metric, dataset, corruption, classifier, generator, prober.",
-    ),
-    out: Path = typer.Option(Path("."), "--out", help="Folder to create the package folder in."),
-    registry: Path = REGISTRY_OPTION,
-):
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="Distribution name, kebab-case, e.g. probebench-logit-gap "
+            "(the component is named without the 'probebench-' prefix).",
+        ),
+    ],
+    kind: Annotated[
+        str,
+        typer.Option(
+            "--kind",
+            help="Kind of the component: scorer, corrector, metric, dataset, corruption, classifier, generator, prober.",
+        ),
+    ] = "scorer",
+    out: Annotated[Path, typer.Option("--out", help="Folder to create the package folder in.")] = Path("."),
+    registry: RegistryOption = None,
+) -> None:
     """Write a working plugin package: pyproject with the entry point, a module with one component, one test."""
     from probebench.console import console
     from probebench.scaffold import Names, write_plugin

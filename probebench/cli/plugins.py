@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from probebench.cli.common import REGISTRY_OPTION, load, stdout_console
+from probebench.cli.common import RegistryOption, load, stdout_console
 
 
 def plugins(
     ctx: typer.Context,
-    registry: Path = REGISTRY_OPTION,
-    as_json: bool = typer.Option(False, "--json", help="Print JSON for tooling."),
-    builtin: bool = typer.Option(True, "--builtin/--no-builtin", help="Include the built-in plugins."),
-):
+    registry: RegistryOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for tooling.")] = False,
+    builtin: Annotated[bool, typer.Option("--builtin/--no-builtin", help="Include the built-in plugins.")] = True,
+) -> None:
     """List loaded plugins (built-in modules and third-party distributions)."""
     _config, reg = load(ctx, registry)
     infos = [p for p in reg.plugins.values() if builtin or not p.builtin]

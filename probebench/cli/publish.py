@@ -8,10 +8,11 @@ of its old definition: re-run it and publish again.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
-from probebench.cli.common import REGISTRY_OPTION, RESULTS_DIR_OPTION, load
+from probebench.cli.common import RESULTS_DIR, RegistryOption, ResultsDirOption, load
 from probebench.errors import UserError
 from probebench.suite import DEFAULT_SUITE
 
@@ -24,7 +25,8 @@ def matching_runs(results_dir: Path, suite_name: str, config: str) -> tuple[list
 
     from probebench import results
 
-    matching, others = [], set()
+    matching: list[Path] = []
+    others: set[str] = set()
     for run in results.find_runs(results_dir):
         try:
             head = json.loads((run / "run.json").read_text())
@@ -39,12 +41,12 @@ def matching_runs(results_dir: Path, suite_name: str, config: str) -> tuple[list
     return matching, others
 
 
-def _component(spec: dict) -> str:
+def _component(spec: dict[str, Any]) -> str:
     options = ", ".join(f"{k}={v}" for k, v in (spec.get("options") or {}).items())
     return f"`{spec.get('label') or spec.get('name')}`" + (f" ({options})" if options else "")
 
 
-def suite_markdown(suite_dict: dict, config: str, runs: list[Path]) -> str:
+def suite_markdown(suite_dict: dict[str, Any], config: str, runs: list[Path]) -> str:
     from probebench import results
     from probebench.cli.leaderboard import provenance_text
     from probebench.report import leaderboard as board
@@ -91,13 +93,14 @@ def suite_markdown(suite_dict: dict, config: str, runs: list[Path]) -> str:
 
 def publish(
     ctx: typer.Context,
-    suite: list[str] = typer.Option(
-        [DEFAULT_SUITE], "--suite", help="Suites to publish (repeatable or comma-separated)."
-    ),
-    out: Path = typer.Option(Path("results/LEADERBOARD.md"), "--out", help="Markdown file to write."),
-    registry: Path = REGISTRY_OPTION,
-    results_dir: Path = RESULTS_DIR_OPTION,
-):
+    suite: Annotated[
+        list[str],
+        typer.Option("--suite", help="Suites to publish (repeatable or comma-separated)."),
+    ] = [DEFAULT_SUITE],  # noqa: B006  (never mutated; --help shows it as the default)
+    out: Annotated[Path, typer.Option("--out", help="Markdown file to write.")] = Path("results/LEADERBOARD.md"),
+    registry: RegistryOption = None,
+    results_dir: ResultsDirOption = RESULTS_DIR,
+) -> None:
     """Write the published leaderboard (results/LEADERBOARD.md) from every run of
     the named suites whose config matches registry.toml."""
     from probebench import results

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from probebench.cli.common import RESULTS_DIR_OPTION
+from probebench.cli.common import RESULTS_DIR, ResultsDirOption
 from probebench.errors import UserError
 
 
 def report(
-    run: str = typer.Argument("latest", help="Run folder or id under --results-dir, or 'latest'."),
-    out: Path = typer.Option(None, "--out", help="HTML file to write (default: <run>/report.html)."),
-    corruption: str = typer.Option(None, "--corruption", help="Test cell the curves are drawn for (default: clean)."),
-    severity: int = typer.Option(None, "--severity", help="Severity of --corruption (default: the lowest)."),
-    save_plots: Path = typer.Option(None, "--save-plots", help="Also write each plot as a PNG into this folder."),
-    results_dir: Path = RESULTS_DIR_OPTION,
-):
+    run: Annotated[str, typer.Argument(help="Run folder or id under --results-dir, or 'latest'.")] = "latest",
+    out: Annotated[Path | None, typer.Option("--out", help="HTML file to write (default: <run>/report.html).")] = None,
+    corruption: Annotated[
+        str | None, typer.Option("--corruption", help="Test cell the curves are drawn for (default: clean).")
+    ] = None,
+    severity: Annotated[
+        int | None, typer.Option("--severity", help="Severity of --corruption (default: the lowest).")
+    ] = None,
+    save_plots: Annotated[
+        Path | None, typer.Option("--save-plots", help="Also write each plot as a PNG into this folder.")
+    ] = None,
+    results_dir: ResultsDirOption = RESULTS_DIR,
+) -> None:
     """Write an HTML report: run header, tables, ROC, risk-coverage, accuracy-vs-percentile,
     reliability, corruption heatmaps and any counterfactual grids, images inlined."""
     from probebench import results

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from probebench.cli.common import REGISTRY_OPTION, load, stdout_console
+from probebench.cli.common import RegistryOption, load, stdout_console
 from probebench.errors import UserError
 from probebench.suite import DEFAULT_SUITE
 
+SUMMARY_METRICS = (
+    "auroc,aupr-miss,fpr95,aurc,correction-rate,break-rate,net-accuracy-gain,tuned-net-accuracy-gain,median-steps,"
+    "bits-per-dim,reconstruction-error,train-seconds"
+)
+
 
 def _seeds(text: str | None) -> list[int] | None:
-
     if text is None:
         return None
     try:
@@ -26,24 +31,30 @@ def _seeds(text: str | None) -> list[int] | None:
 
 def run(
     ctx: typer.Context,
-    suite: str = typer.Argument(DEFAULT_SUITE, help="Suite name from registry.toml."),
-    registry: Path = REGISTRY_OPTION,
-    seeds: str = typer.Option(None, "--seeds", help="Comma-separated seeds overriding the suite's, e.g. 0,1,2."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto (cuda when available)."),
-    out: Path = typer.Option(None, "--out", help="Output folder (default: results/<run-id>)."),
-    data_root: str = typer.Option(None, "--data-root", help="Folder with local data files for real datasets."),
-    cache_dir: Path = typer.Option(
-        None, "--cache-dir", help="Artifact cache (default: $PROBEBENCH_CACHE or ~/.cache/probebench)."
-    ),
-    fresh: bool = typer.Option(False, "--fresh", help="Ignore cached artifacts and recompute everything."),
-    show: str = typer.Option(
-        "auroc,aupr-miss,fpr95,aurc,correction-rate,break-rate,net-accuracy-gain,tuned-net-accuracy-gain,median-steps,"
-        "bits-per-dim,reconstruction-error,train-seconds",
-        "--show",
-        help="Comma-separated metrics of the printed summary (when the suite has them); all are "
-        "in results.csv and `probebench leaderboard`. 'all' shows every one.",
-    ),
-):
+    suite: Annotated[str, typer.Argument(help="Suite name from registry.toml.")] = DEFAULT_SUITE,
+    registry: RegistryOption = None,
+    seeds: Annotated[
+        str | None, typer.Option("--seeds", help="Comma-separated seeds overriding the suite's, e.g. 0,1,2.")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto (cuda when available).")] = "auto",
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default: results/<run-id>).")] = None,
+    data_root: Annotated[
+        str | None, typer.Option("--data-root", help="Folder with local data files for real datasets.")
+    ] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option("--cache-dir", help="Artifact cache (default: $PROBEBENCH_CACHE or ~/.cache/probebench)."),
+    ] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Ignore cached artifacts and recompute everything.")] = False,
+    show: Annotated[
+        str,
+        typer.Option(
+            "--show",
+            help="Comma-separated metrics of the printed summary (when the suite has them); all are "
+            "in results.csv and `probebench leaderboard`. 'all' shows every one.",
+        ),
+    ] = SUMMARY_METRICS,
+) -> None:
     """Run a benchmark suite: train, score, evaluate, and write results/<run-id>/."""
     from probebench import results
     from probebench.cache import ArtifactStore
@@ -74,21 +85,23 @@ def run(
 def show_summary(run_dir: Path, metrics: list[str] | None = None) -> None:
     """Print the run's main table (clean test data, methods x ``metrics``)."""
     from probebench import results
+    from probebench.evaluate import CLASSIFIER_METHOD
+    from probebench.pipeline.generate import CLASSIFIER as NO_CLASSIFIER  # torch is loaded by now: a run just ended
     from probebench.report.tables import render
 
     table, head = results.load_run(run_dir)
     if metrics is not None:
-        table = table[table["metric"].isin(metrics) | (table["method"] == "-")]
+        table = table[table["metric"].isin(metrics) | (table["method"] == CLASSIFIER_METHOD)]
     directions = {m: d["higher_is_better"] for m, d in head.get("metrics", {}).items()}
     console = stdout_console()
     clean = table[table["corruption"] == results.CLEAN]
     groups = list(clean.groupby(["dataset", "classifier"], sort=False))
-    groups.sort(key=lambda group: group[0][1] == "-")  # generator rows (no classifier) last
+    groups.sort(key=lambda group: group[0][1] == NO_CLASSIFIER)  # generator rows (no classifier) last
     for (dataset, classifier), part in groups:
-        acc = part[part["method"] == "-"]
-        what = f"{dataset} / {classifier}" if classifier != "-" else f"{dataset} generators"
+        acc = part[part["method"] == CLASSIFIER_METHOD]
+        what = f"{dataset} / {classifier}" if classifier != NO_CLASSIFIER else f"{dataset} generators"
         title = f"{head['suite']['name']}: {what}, clean test, seeds {sorted(part['seed'].unique().tolist())}"
-        methods = part[part["method"] != "-"]
+        methods = part[part["method"] != CLASSIFIER_METHOD]
         if len(acc):
             numbers, labels = results.pivot(acc, ["dataset"], ["metric"])
             console.print(render(numbers, labels, directions, title=title, scales=results.scales(head)))

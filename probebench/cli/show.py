@@ -10,14 +10,19 @@ from __future__ import annotations
 import inspect
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from probebench.cli.common import REGISTRY_OPTION, load, stdout_console
+from probebench.cli.common import RegistryOption, load, stdout_console
 from probebench.errors import UserError
 
+if TYPE_CHECKING:
+    from probebench.registry import Entry, Registry
+    from probebench.suite import Config
 
-def describe(entry) -> dict:
+
+def describe(entry: Entry) -> dict[str, Any]:
     """What ``show`` prints about a registry entry, as plain data."""
     from probebench.registry import options_of
 
@@ -63,13 +68,13 @@ def describe(entry) -> dict:
     }
 
 
-def _default_text(option: dict) -> str:
+def _default_text(option: dict[str, Any]) -> str:
     if option["required"]:
         return "required"
     return json.dumps(option["default"], default=str)  # TOML-like: "auto", 10, true
 
 
-def print_description(info: dict) -> None:
+def print_description(info: dict[str, Any]) -> None:
     from rich.table import Table
     from rich.text import Text
 
@@ -104,18 +109,26 @@ def print_description(info: dict) -> None:
 
 def show(
     ctx: typer.Context,
-    kind: str = typer.Argument(..., help="Kind of component (scorer, corrector, ...; plural works too)."),
-    name: str = typer.Argument(
-        None, help="Registered name, as `probebench ls KIND` lists it (with --out: names or patterns, comma-separated)."
-    ),
-    out: Path = typer.Option(None, "--out", help="corruptions only: write a PNG grid of every corruption and level."),
-    dataset: str = typer.Option(
-        None, "--dataset", help="With --out: dataset to draw the image from (default: the default suite's)."
-    ),
-    data_root: str = typer.Option(None, "--data-root", help="With --out: folder with local data files."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON for tooling."),
-    registry: Path = REGISTRY_OPTION,
-):
+    kind: Annotated[str, typer.Argument(help="Kind of component (scorer, corrector, ...; plural works too).")],
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            help="Registered name, as `probebench ls KIND` lists it (with --out: names or patterns, comma-separated)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="corruptions only: write a PNG grid of every corruption and level.")
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", help="With --out: dataset to draw the image from (default: the default suite's)."),
+    ] = None,
+    data_root: Annotated[
+        str | None, typer.Option("--data-root", help="With --out: folder with local data files.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for tooling.")] = False,
+    registry: RegistryOption = None,
+) -> None:
     """Show a component: its docstring, options (name, type, default, help) and reference."""
     from probebench.kinds import KINDS
 
@@ -137,7 +150,9 @@ def show(
         print_description(info)
 
 
-def _corruption_grid(config, reg, name: str | None, out: Path, dataset: str | None, data_root: str | None) -> None:
+def _corruption_grid(
+    config: Config, reg: Registry, name: str | None, out: Path, dataset: str | None, data_root: str | None
+) -> None:
     from probebench.suite import DEFAULT_SUITE, ComponentSpec, parse_suite
 
     try:

@@ -14,9 +14,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from probebench import results
 from probebench.errors import UserError
+
+if TYPE_CHECKING:  # pandas stays out of CLI start-up
+    import pandas as pd
+
+    from probebench.report.tables import Directions, Scales
 
 CELL_KEYS = ["suite", "dataset", "corruption", "severity", "classifier", "method", "metric"]
 
@@ -34,7 +40,8 @@ class Tolerance:
     def parse(cls, items: list[str]) -> Tolerance:
         """``["0.02", "aurc=5"]``: a bare number is the default (unit scale),
         ``metric=value`` an absolute tolerance in that metric's stored units."""
-        tol = cls(per_metric={})
+        per_metric: dict[str, float] = {}
+        tol = cls(per_metric=per_metric)
         for item in items:
             key, sep, value = item.partition("=")
             try:
@@ -46,22 +53,28 @@ class Tolerance:
             if number < 0:
                 raise UserError(f"--tolerance must be >= 0, got {item!r}")
             if sep:
-                tol.per_metric[key.strip()] = number
+                per_metric[key.strip()] = number
             else:
                 tol.default = number
         return tol
 
 
-def _interval_disjoint(a_low, a_high, b_low, b_high) -> bool:
-    values = (a_low, a_high, b_low, b_high)
-    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values):
+def _interval_disjoint(a_low: float | None, a_high: float | None, b_low: float | None, b_high: float | None) -> bool:
+    if a_low is None or a_high is None or b_low is None or b_high is None:
+        return False
+    if any(isinstance(v, float) and math.isnan(v) for v in (a_low, a_high, b_low, b_high)):
         return False
     return a_high < b_low or b_high < a_low
 
 
 def compare_tables(
-    table_a, table_b, directions: dict, scales: dict, tolerance: Tolerance, require_disjoint: bool = False
-):
+    table_a: pd.DataFrame,
+    table_b: pd.DataFrame,
+    directions: Directions,
+    scales: Scales,
+    tolerance: Tolerance,
+    require_disjoint: bool = False,
+) -> tuple[pd.DataFrame, int, int]:
     """A DataFrame with one row per cell in both runs: keys, a_* and b_* columns
     (value, std, seeds, ci_low, ci_high), delta, disjoint, status
     ('regression', 'improved', 'same', 'n/a'); plus the counts only in A / only in B."""
@@ -77,7 +90,8 @@ def compare_tables(
             "cell to compare; are they runs of the same suite?"
         )
     both["delta"] = both["value_b"] - both["value_a"]
-    statuses, flags = [], []
+    statuses: list[str] = []
+    flags: list[bool] = []
     for _, row in both.iterrows():
         disjoint = _interval_disjoint(row["ci_low_a"], row["ci_high_a"], row["ci_low_b"], row["ci_high_b"])
         flags.append(disjoint)

@@ -8,10 +8,17 @@ the positive class of detection.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
-def _groups_ascending(confidence, hit):
+Array = np.ndarray
+
+
+def _groups_ascending(confidence: ArrayLike, hit: ArrayLike) -> tuple[Array, Array, Array]:
     """Cumulative misses and hits at the last sample of each tied group, from
     the least confident up."""
     confidence = np.asarray(confidence, dtype=float)
@@ -24,7 +31,7 @@ def _groups_ascending(confidence, hit):
     return score[last], tp, fp
 
 
-def roc(confidence, hit):
+def roc(confidence: ArrayLike, hit: ArrayLike) -> tuple[Array, Array]:
     """(fpr, tpr): hits flagged vs misses flagged as the threshold rises from
     flagging nothing to flagging everything."""
     _, tp, fp = _groups_ascending(confidence, hit)
@@ -34,7 +41,7 @@ def roc(confidence, hit):
     return fpr, tpr
 
 
-def risk_coverage(confidence, hit):
+def risk_coverage(confidence: ArrayLike, hit: ArrayLike) -> tuple[Array, Array]:
     """(coverage, risk): accepting the most confident samples first, the miss
     rate among those accepted, at every distinct confidence (coverage 1/N..1)."""
     _score, tp, fp = _groups_ascending(confidence, hit)
@@ -48,7 +55,7 @@ def risk_coverage(confidence, hit):
     return (accepted / n)[::-1], risk[::-1]
 
 
-def oracle_risk_coverage(hit):
+def oracle_risk_coverage(hit: ArrayLike) -> tuple[Array, Array]:
     """The risk-coverage curve of a perfect score (every hit accepted first)."""
     hit = np.asarray(hit, dtype=bool)
     n, hits = len(hit), int(hit.sum())
@@ -56,7 +63,9 @@ def oracle_risk_coverage(hit):
     return k / n, np.maximum(k - hits, 0) / k
 
 
-def accuracy_vs_percentile(confidence, hit, percentiles=None):
+def accuracy_vs_percentile(
+    confidence: ArrayLike, hit: ArrayLike, percentiles: ArrayLike | None = None
+) -> tuple[Array, Array]:
     """(percentiles, accuracy): GradTrust's curve. For each p, the accuracy of
     the samples left after removing the p% least confident (ties at the cut
     kept together, so the kept share may exceed 100 - p%)."""
@@ -74,7 +83,7 @@ def accuracy_vs_percentile(confidence, hit, percentiles=None):
     return percentiles, np.array(acc)
 
 
-def reliability(confidence, hit, bins: int = 15):
+def reliability(confidence: ArrayLike, hit: ArrayLike, bins: int = 15) -> tuple[Array, Array, Array, Array]:
     """Per equal-width bin (lo, hi] of confidence in [0, 1]: (centres, accuracy,
     mean confidence, count); empty bins are NaN with count 0."""
     confidence = np.asarray(confidence, dtype=float)
@@ -88,7 +97,7 @@ def reliability(confidence, hit, bins: int = 15):
     return centres, accuracy, mean_conf, count
 
 
-def is_probability(confidence) -> bool:
+def is_probability(confidence: ArrayLike) -> bool:
     """Whether every confidence lies in [0, 1] (the test ECE uses too)."""
     confidence = np.asarray(confidence, dtype=float)
     return bool(len(confidence)) and bool(((confidence >= 0) & (confidence <= 1)).all())

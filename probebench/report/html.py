@@ -25,12 +25,19 @@ import html
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from probebench import results
 from probebench.errors import UserError
+from probebench.evaluate import CLASSIFIER_METHOD
 from probebench.report import curves, plots
 from probebench.report import leaderboard as board
-from probebench.report.tables import to_html
+from probebench.report.tables import Directions, Scales, to_html
+
+if TYPE_CHECKING:  # pandas stays out of CLI start-up
+    import pandas as pd
+
+    from probebench.results import Header
 
 SCORE_KEYS = ("suite", "dataset", "corruption", "severity", "classifier", "seed", "index", "label", "prediction", "hit")
 PLOT_PREFIX = "report-"  # --save-plots names; never mistaken for a counterfactual grid
@@ -85,7 +92,7 @@ def _missing(text: str) -> str:
     return f'<p class="missing">{html.escape(text)}</p>'
 
 
-def load_scores(run: Path):
+def load_scores(run: Path) -> pd.DataFrame | None:
     import pandas as pd
 
     path = run / "scores.csv.gz"
@@ -94,7 +101,7 @@ def load_scores(run: Path):
     return pd.read_csv(path, keep_default_na=False, na_values=[""])
 
 
-def score_methods(scores) -> list[str]:
+def score_methods(scores: pd.DataFrame) -> list[str]:
     """Method columns of scores.csv.gz: every numeric column that is not a key."""
     import pandas as pd
 
@@ -105,7 +112,7 @@ def score_methods(scores) -> list[str]:
     ]
 
 
-def pick_cell(scores, corruption: str | None, severity: int | None):
+def pick_cell(scores: pd.DataFrame, corruption: str | None, severity: int | None) -> tuple[pd.DataFrame, str, int]:
     """The per-sample rows of one test cell (default: clean), all seeds."""
 
     wanted = corruption or results.CLEAN
@@ -127,14 +134,14 @@ def pick_cell(scores, corruption: str | None, severity: int | None):
     return cell, wanted, severity
 
 
-def _metric_means(table, corruption: str, severity: int, metric: str) -> dict[str, float]:
+def _metric_means(table: pd.DataFrame, corruption: str, severity: int, metric: str) -> dict[str, float]:
     part = table[
         (table["corruption"].astype(str) == corruption) & (table["severity"] == severity) & (table["metric"] == metric)
     ]
     return part.groupby("method")["value"].mean().to_dict()
 
 
-def _header_html(run: Path, head: dict, table) -> str:
+def _header_html(run: Path, head: Header, table: pd.DataFrame) -> str:
     suite = head.get("suite", {})
     machine = head.get("machine") or {}
     failures = head.get("failures") or []
@@ -171,7 +178,7 @@ def _header_html(run: Path, head: dict, table) -> str:
     return out
 
 
-def _tables_html(table, heads: dict, scales: dict, directions: dict) -> str:
+def _tables_html(table: pd.DataFrame, heads: dict[str, Header], scales: Scales, directions: Directions) -> str:
     views = [("Clean test data", board.View(["method"], ["metric"], where={"corruption": [results.CLEAN]}))]
     if (table["corruption"] != results.CLEAN).any() and "auroc" in set(table["metric"]):
         views += [
@@ -193,11 +200,11 @@ def _tables_html(table, heads: dict, scales: dict, directions: dict) -> str:
     return "\n".join(out)
 
 
-def _corruption_plots(table, directions: dict) -> list[Plot]:
+def _corruption_plots(table: pd.DataFrame, directions: Directions) -> list[Plot]:
     if not (table["corruption"] != results.CLEAN).any():
         return []
     out = []
-    methods = table[table["method"] != "-"]
+    methods = table[table["method"] != CLASSIFIER_METHOD]
     if "auroc" in set(methods["metric"]):
         part = methods[methods["metric"] == "auroc"]
         per_seed = part.groupby(["method", "corruption", "seed"], sort=False)["value"].mean()
@@ -215,7 +222,7 @@ def _corruption_plots(table, directions: dict) -> list[Plot]:
             ylabel="method",
         )
         out.append(Plot("auroc-by-corruption", plots.png(fig), "AUROC of miss detection under each corruption."))
-    acc = table[(table["method"] == "-") & (table["metric"] == "accuracy")]
+    acc = table[(table["method"] == CLASSIFIER_METHOD) & (table["metric"] == "accuracy")]
     if len(acc):
         matrix = acc.groupby(["corruption", "severity"], sort=False)["value"].mean().unstack("severity")
         matrix = matrix.reindex(index=list(dict.fromkeys(acc["corruption"])))

@@ -18,12 +18,19 @@ Rules that keep a leaderboard honest:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from probebench import results
 from probebench.errors import UserError, suggest
 from probebench.evaluate import CLASSIFIER_METHOD
-from probebench.report.tables import Section, metric_label
+from probebench.report.tables import Scales, Section, metric_label
+
+if TYPE_CHECKING:  # pandas stays out of CLI start-up
+    import pandas as pd
+
+    from probebench.results import Header
 
 FILTER_KEYS = results.KEYS + ["config", "run"]
 
@@ -62,7 +69,7 @@ def parse_where(items: list[str]) -> dict[str, list[str]]:
     return where
 
 
-def _matches(column, values: list[str]):
+def _matches(column: pd.Series, values: list[str]) -> pd.Series:
     """Rows of ``column`` equal to any of ``values`` (numbers compared as numbers)."""
     import pandas as pd
 
@@ -75,7 +82,7 @@ def _matches(column, values: list[str]):
     return column.astype(str).isin(values)
 
 
-def select(table, view: View, notes: list[str]):
+def select(table: pd.DataFrame, view: View, notes: list[str]) -> pd.DataFrame:
     """Apply ``--where``, ``--metric`` and the clean-data default; say what was done in ``notes``."""
     where = dict(view.where or {})
     for key, values in where.items():
@@ -104,9 +111,9 @@ def select(table, view: View, notes: list[str]):
     return table
 
 
-def _averaged_note(table, keys: set[str]) -> str | None:
+def _averaged_note(table: pd.DataFrame, shown: set[str]) -> str | None:
     """Which keys were averaged within each shown cell, and over how many values at most."""
-    keys = [k for k in keys if k in table.columns]
+    keys = [k for k in shown if k in table.columns]
     averaged = []
     for key in ("dataset", "classifier", "corruption", "severity"):
         if key in keys or table[key].nunique() < 2:
@@ -117,7 +124,7 @@ def _averaged_note(table, keys: set[str]) -> str | None:
     return "mean over " + ", ".join(averaged) if averaged else None
 
 
-def _seed_note(table, shown: list[str], level: float | None) -> str:
+def _seed_note(table: pd.DataFrame, shown: list[str], level: float | None) -> str:
     seeds = sorted(table["seed"].unique().tolist())
     if not seeds:
         return ""
@@ -133,15 +140,15 @@ def _seed_note(table, shown: list[str], level: float | None) -> str:
     return f"mean ± std over seeds where a row has several, brackets: {brackets} where it has one"
 
 
-def bootstrap_level(heads: dict) -> float | None:
+def bootstrap_level(heads: dict[str, Header]) -> float | None:
     levels = {(h.get("suite") or {}).get("bootstrap", {}).get("confidence") for h in heads.values()}
     return levels.pop() if len(levels) == 1 else None
 
 
-def _classifier_keys(rows: list[str], cols: list[str], classifier) -> tuple[list[str], list[str]]:
+def _classifier_keys(rows: list[str], cols: list[str], classifier: pd.DataFrame) -> tuple[list[str], list[str]]:
     """The keys of the classifier section: ``method`` (always '-') becomes ``classifier``."""
 
-    def swap(keys, other):
+    def swap(keys: list[str], other: list[str]) -> list[str]:
         return [
             ("classifier" if k == "method" and "classifier" not in keys + other else k)
             for k in keys
@@ -158,16 +165,16 @@ def _classifier_keys(rows: list[str], cols: list[str], classifier) -> tuple[list
     return c_rows, c_cols
 
 
-def _method_groups(methods) -> dict[str, list[str]]:
+def _method_groups(methods: pd.DataFrame) -> dict[str, list[str]]:
     """Methods grouped by the metrics they report, so scorers, correctors and
     generators get tables of their own columns: {group name: methods}."""
-    groups: dict[frozenset, list[str]] = {}
+    groups: dict[frozenset[str], list[str]] = {}
     for method, names in methods.groupby("method", sort=False)["metric"]:
         groups.setdefault(frozenset(names), []).append(method)
     if len(groups) == 1:
         return {"": next(iter(groups.values()))}
     kinds = ["miss detection", "correction", "generators"]
-    named = {}
+    named: dict[str, list[str]] = {}
     for metrics, members in groups.items():
         name = "correction" if "correction-rate" in metrics else "generators" if "bits-per-dim" in metrics else kinds[0]
         named[name if name not in named else f"{name} ({len(named)})"] = members
@@ -178,7 +185,7 @@ def _titled(title: str, group: str) -> str:
     return f"{title}: {group}" if title and group else title or group
 
 
-def sections(table, view: View, heads: dict, title: str = "") -> list[Section]:
+def sections(table: pd.DataFrame, view: View, heads: dict[str, Header], title: str = "") -> list[Section]:
     """The sections a leaderboard shows for ``view`` of the combined ``table``."""
     notes: list[str] = []
     table = select(table, view, notes)
@@ -190,7 +197,7 @@ def sections(table, view: View, heads: dict, title: str = "") -> list[Section]:
             "runs with different suite configs are shown apart (config = hash of the suite); "
             + ("they differ in " + "; ".join(differences) if differences else "see run.json")
         )
-    out = []
+    out: list[Section] = []
     keyed = set(rows) | set(cols)
     if "method" in keyed:
         classifier = table[table["method"] == CLASSIFIER_METHOD]
@@ -208,7 +215,7 @@ def sections(table, view: View, heads: dict, title: str = "") -> list[Section]:
         if part.empty:
             continue
         numbers, labels = results.pivot(part, p_rows, p_cols)
-        fixed = None if "metric" in p_rows + p_cols else part["metric"].iloc[0]
+        fixed = None if "metric" in p_rows + p_cols else str(part["metric"].iloc[0])
         shown = set(p_rows) | set(p_cols) | set(view.where or {})
         words = [_seed_note(part, p_rows + p_cols, bootstrap_level(heads)), _averaged_note(part, shown)] + (
             notes if not out else []
@@ -220,7 +227,7 @@ def sections(table, view: View, heads: dict, title: str = "") -> list[Section]:
     return out
 
 
-def provenance(heads: dict, table) -> list[dict]:
+def provenance(heads: dict[str, Header], table: pd.DataFrame) -> list[dict[str, Any]]:
     """One line of provenance per run that contributed rows."""
     used = set(table["run"]) if "run" in table.columns else set(heads)
     lines = []
@@ -244,6 +251,6 @@ def provenance(heads: dict, table) -> list[dict]:
     return lines
 
 
-def scaled_note(scales: dict, metrics) -> str | None:
+def scaled_note(scales: Scales, metrics: Iterable[str]) -> str | None:
     scaled = [metric_label(m, scales) for m in dict.fromkeys(metrics) if scales.get(m, 1) != 1]
     return ("shown as stored: " + ", ".join(scaled)) if scaled else None

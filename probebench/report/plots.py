@@ -8,15 +8,26 @@ with the metric's mean over seeds. ``png(fig)`` encodes a figure for inlining.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Iterator, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from probebench.report import curves
 
+if TYPE_CHECKING:  # matplotlib and pandas are imported when a figure is drawn
+    import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+Curve = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
 FIGSIZE = (6.4, 4.4)
 
 
-def _plt():
+def _plt() -> ModuleType:
+    """``matplotlib.pyplot`` on the Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,19 +36,19 @@ def _plt():
     return plt
 
 
-def png(fig, dpi: int = 110) -> bytes:
+def png(fig: Figure, dpi: int = 110) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)  # layout="constrained": no second draw for a tight bbox
     _plt().close(fig)
     return buffer.getvalue()
 
 
-def _colours(methods):
+def _colours(methods: Sequence[str]) -> dict[str, Any]:
     cmap = _plt().get_cmap("tab10")
     return {m: cmap(i % 10) for i, m in enumerate(methods)}
 
 
-def _by_seed(cell, method):
+def _by_seed(cell: pd.DataFrame, method: str) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     for seed, part in cell.groupby("seed", sort=True):
         conf = part[method].to_numpy(dtype=float)
         hit = part["hit"].to_numpy() == 1
@@ -45,7 +56,9 @@ def _by_seed(cell, method):
             yield seed, conf, hit
 
 
-def _seed_curves(ax, cell, methods, curve, label):
+def _seed_curves(
+    ax: Axes, cell: pd.DataFrame, methods: Sequence[str], curve: Curve, label: Callable[[str], str]
+) -> None:
     """One line per method and seed, ``curve(conf, hit)`` giving its x and y;
     ``label(method)`` names the method's first seed in the legend."""
     colours = _colours(methods)
@@ -55,7 +68,7 @@ def _seed_curves(ax, cell, methods, curve, label):
             ax.plot(x, y, color=colours[method], lw=1.6, alpha=0.85, label=label(method) if i == 0 else None)
 
 
-def roc_figure(cell, methods, auroc: dict, title: str):
+def roc_figure(cell: pd.DataFrame, methods: Sequence[str], auroc: dict[str, float], title: str) -> Figure:
     """ROC of detecting misses (positive) by low confidence, one curve per method and seed."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
@@ -74,7 +87,7 @@ def roc_figure(cell, methods, auroc: dict, title: str):
     return fig
 
 
-def risk_coverage_figure(cell, methods, aurc: dict, title: str):
+def risk_coverage_figure(cell: pd.DataFrame, methods: Sequence[str], aurc: dict[str, float], title: str) -> Figure:
     """Selective risk (miss rate among accepted) vs coverage, most confident first."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
@@ -94,7 +107,7 @@ def risk_coverage_figure(cell, methods, aurc: dict, title: str):
     return fig
 
 
-def accuracy_percentile_figure(cell, methods, title: str):
+def accuracy_percentile_figure(cell: pd.DataFrame, methods: Sequence[str], title: str) -> Figure:
     """GradTrust's accuracy-vs-percentile curve: accuracy after removing the
     p% least confident samples."""
     plt = _plt()
@@ -119,7 +132,9 @@ def accuracy_percentile_figure(cell, methods, title: str):
     return fig
 
 
-def reliability_figure(cell, methods, ece: dict, title: str, bins: int = 15):
+def reliability_figure(
+    cell: pd.DataFrame, methods: Sequence[str], ece: dict[str, float], title: str, bins: int = 15
+) -> Figure:
     """Reliability diagram of each method whose scores are probabilities:
     accuracy per confidence bin against the diagonal, with bin counts below."""
     plt = _plt()
@@ -174,15 +189,15 @@ def reliability_figure(cell, methods, ece: dict, title: str, bins: int = 15):
 
 
 def heatmap_figure(
-    matrix,
-    row_labels,
-    col_labels,
+    matrix: Any,
+    row_labels: Sequence[Any],
+    col_labels: Sequence[Any],
     title: str,
     higher_is_better: bool,
     fmt: str = "{:.3f}",
     xlabel: str = "",
     ylabel: str = "",
-):
+) -> Figure:
     """An annotated heatmap; green is better whichever way the metric points."""
     plt = _plt()
     matrix = np.asarray(matrix, dtype=float)

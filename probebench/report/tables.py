@@ -11,7 +11,16 @@ values the best mark is chosen by.
 from __future__ import annotations
 
 import html as _html
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, overload
+
+if TYPE_CHECKING:  # pandas and rich stay out of CLI start-up
+    import pandas as pd
+    from rich.table import Table
+
+Directions = dict[str, bool]  # {metric: higher_is_better}
+Scales = dict[str, float]  # {metric: the factor its stored values are already multiplied by}
 
 FORMATS = ("table", "markdown", "csv", "html", "latex")
 
@@ -21,35 +30,41 @@ class Section:
     """One table of a leaderboard or report: a pivot and the words around it."""
 
     title: str
-    numbers: object  # DataFrame of values
-    labels: object  # DataFrame of the same shape: formatted text
+    numbers: pd.DataFrame  # the values
+    labels: pd.DataFrame  # of the same shape: the formatted text
     caption: str = ""
     metric: str | None = None  # the one metric every cell shows, when it is not a key
     notes: list[str] = field(default_factory=list)
 
 
-def metric_label(metric: str, scales: dict | None = None) -> str:
+def metric_label(metric: str, scales: Scales | None = None) -> str:
     scale = (scales or {}).get(metric, 1)
     return f"{metric} ×{scale:g}" if scale not in (1, 1.0, None) else metric
 
 
-def _parts(key) -> tuple:
+def _parts(key: Hashable) -> tuple[Hashable, ...]:
     return key if isinstance(key, tuple) else (key,)
 
 
-def _metric_of(key, directions: dict) -> str | None:
-    return next((p for p in _parts(key) if p in directions), None)
+def _metric_of(key: Hashable, directions: Directions) -> str | None:
+    return next((p for p in _parts(key) if isinstance(p, str) and p in directions), None)
 
 
 NUMBERED_KEYS = ("severity", "seed")  # keys whose bare values (0, 1, ...) need their name in a header
 
 
-def _header(col, directions: dict, scales: dict | None = None, arrows: bool = True, names=()) -> str:
+def _header(
+    col: Hashable,
+    directions: Directions,
+    scales: Scales | None = None,
+    arrows: bool = True,
+    names: Sequence[str | None] = (),
+) -> str:
     parts = _parts(col)
     names = list(names) + [None] * (len(parts) - len(names))
     metric = _metric_of(col, directions)
     text = " ".join(
-        metric_label(p, scales) if p == metric else f"{name} {p}" if name in NUMBERED_KEYS else str(p)
+        metric_label(str(p), scales) if p == metric else f"{name} {p}" if name in NUMBERED_KEYS else str(p)
         for p, name in zip(parts, names)
     )
     if metric is not None and arrows:
@@ -57,19 +72,21 @@ def _header(col, directions: dict, scales: dict | None = None, arrows: bool = Tr
     return text
 
 
-def _headers(section: Section, directions: dict, scales: dict | None) -> list[str]:
+def _headers(section: Section, directions: Directions, scales: Scales | None) -> list[str]:
     names = section.numbers.columns.names
     return [_index_name(section.numbers)] + [
         _header(c, directions, scales, names=names) for c in section.numbers.columns
     ]
 
 
-def best_cells(numbers, directions: dict, metric: str | None = None) -> set:
+def best_cells(
+    numbers: pd.DataFrame, directions: Directions, metric: str | None = None
+) -> set[tuple[Hashable, Hashable]]:
     """(row, column) positions holding the best value of their column, or of
     their row when the metrics are the rows. Needs at least two values."""
     import numpy as np
 
-    best = set()
+    best: set[tuple[Hashable, Hashable]] = set()
     metric_in_rows = metric is None and any(_metric_of(i, directions) for i in numbers.index)
     lines = numbers.index if metric_in_rows else numbers.columns
     for line in lines:
@@ -84,11 +101,11 @@ def best_cells(numbers, directions: dict, metric: str | None = None) -> set:
     return best
 
 
-def _row_label(index) -> str:
+def _row_label(index: Hashable) -> str:
     return " / ".join(str(i) for i in index) if isinstance(index, tuple) else str(index)
 
 
-def _body(section: Section, directions: dict, mark):
+def _body(section: Section, directions: Directions, mark: Callable[[str], str]) -> list[tuple[str, list[str]]]:
     best = best_cells(section.numbers, directions, section.metric)
     body = []
     for idx in section.numbers.index:
@@ -101,11 +118,11 @@ def _body(section: Section, directions: dict, mark):
     return body
 
 
-def _index_name(numbers) -> str:
+def _index_name(numbers: pd.DataFrame) -> str:
     return " / ".join(str(n) for n in numbers.index.names if n is not None)
 
 
-def _title(section: Section, directions: dict, scales: dict | None) -> str:
+def _title(section: Section, directions: Directions, scales: Scales | None) -> str:
     if section.metric and section.metric in directions:
         arrow = "↑" if directions[section.metric] else "↓"
         return f"{section.title} — {metric_label(section.metric, scales)} {arrow}"
@@ -113,7 +130,7 @@ def _title(section: Section, directions: dict, scales: dict | None) -> str:
 
 
 # -- one format each -------------------------------------------------------------
-def to_rich(section: Section, directions: dict, scales: dict | None = None):
+def to_rich(section: Section, directions: Directions, scales: Scales | None = None) -> Table:
     from rich.table import Table
 
     headers = _headers(section, directions, scales)
@@ -137,7 +154,7 @@ def _escape_rich(text: str) -> str:
     return escape(text)
 
 
-def to_markdown(section: Section, directions: dict, scales: dict | None = None) -> str:
+def to_markdown(section: Section, directions: Directions, scales: Scales | None = None) -> str:
     headers = _headers(section, directions, scales)
     title = _title(section, directions, scales)
     lines = ([f"**{title}**", ""] if title else []) + [
@@ -151,7 +168,7 @@ def to_markdown(section: Section, directions: dict, scales: dict | None = None) 
     return "\n".join(lines) + "\n"
 
 
-def to_html(section: Section, directions: dict, scales: dict | None = None) -> str:
+def to_html(section: Section, directions: Directions, scales: Scales | None = None) -> str:
     esc = _html.escape
     headers = _headers(section, directions, scales)
     out = ['<table class="results">']
@@ -196,7 +213,7 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
 
 
-def to_latex(section: Section, directions: dict, scales: dict | None = None) -> str:
+def to_latex(section: Section, directions: Directions, scales: Scales | None = None) -> str:
     """A booktabs ``table`` environment (needs ``\\usepackage{booktabs}``)."""
     headers = _headers(section, directions, scales)
     lines = [
@@ -219,7 +236,7 @@ def to_latex(section: Section, directions: dict, scales: dict | None = None) -> 
     return "\n".join(lines) + "\n"
 
 
-def to_csv(sections: list[Section], directions: dict, scales: dict | None = None) -> str:
+def to_csv(sections: list[Section], directions: Directions, scales: Scales | None = None) -> str:
     """Every section's numbers (unformatted) in one rectangular CSV with a
     leading ``table`` column naming the section."""
     import pandas as pd
@@ -234,7 +251,24 @@ def to_csv(sections: list[Section], directions: dict, scales: dict | None = None
     return pd.concat(frames, ignore_index=True).to_csv(index=False, float_format="%.6g")
 
 
-def render_sections(sections: list[Section], directions: dict, fmt: str, scales: dict | None = None):
+@overload
+def render_sections(
+    sections: list[Section], directions: Directions, fmt: Literal["table"], scales: Scales | None = None
+) -> list[Table]: ...
+@overload
+def render_sections(
+    sections: list[Section],
+    directions: Directions,
+    fmt: Literal["markdown", "csv", "html", "latex"],
+    scales: Scales | None = None,
+) -> str: ...
+@overload
+def render_sections(
+    sections: list[Section], directions: Directions, fmt: str, scales: Scales | None = None
+) -> str | list[Table]: ...
+def render_sections(
+    sections: list[Section], directions: Directions, fmt: str, scales: Scales | None = None
+) -> str | list[Table]:
     """A string (markdown, csv, html, latex) or a list of rich renderables (table)."""
     if fmt == "csv":
         return to_csv(sections, directions, scales)
@@ -245,8 +279,13 @@ def render_sections(sections: list[Section], directions: dict, fmt: str, scales:
 
 
 def render(
-    numbers, labels, directions: dict[str, bool], fmt: str = "table", title: str = "", scales: dict | None = None
-):
+    numbers: pd.DataFrame,
+    labels: pd.DataFrame,
+    directions: Directions,
+    fmt: str = "table",
+    title: str = "",
+    scales: Scales | None = None,
+) -> str | Table:
     """One pivot as a rich Table (fmt 'table') or a string (the other formats)."""
     rendered = render_sections([Section(title, numbers, labels)], directions, fmt, scales)
-    return rendered[0] if fmt == "table" else rendered
+    return rendered if isinstance(rendered, str) else rendered[0]
