@@ -111,7 +111,7 @@ class Guide(Protocol):
         label and no other sample of the batch."""
 
 
-def can_guide(scorer) -> bool:
+def can_guide(scorer: object) -> bool:
     """Whether a scorer class (or instance) declares the ``Guide`` capability."""
     return getattr(scorer, "guides_correctors", False) is True
 
