@@ -11,11 +11,14 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tomllib
 
 from probebench.errors import UserError, suggest
+
+if TYPE_CHECKING:
+    from probebench.registry import Registry
 
 DEFAULT_SUITE = "mnist-quick"
 
@@ -45,7 +48,7 @@ class ComponentSpec:
     options: dict[str, Any] = field(default_factory=dict)
     label: str = ""
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not self.label:
             object.__setattr__(self, "label", self.name)
 
@@ -119,7 +122,7 @@ def load_config(path: Path | str | None = None) -> Config:
     return Config(path, builtin, data.get("suite", {}))
 
 
-_SUITE_KEYS = {
+_SUITE_KEYS: dict[str, type | tuple[type, ...]] = {
     "description": str,
     "dataset": (str, dict),
     "classifier": (str, dict),
@@ -138,7 +141,7 @@ _SUITE_KEYS = {
 _REQUIRED_KEYS = ("dataset", "classifier", "scorers", "metrics")
 
 
-def parse_suite(config: Config, name: str, registry=None, **overrides: Any) -> Suite:
+def parse_suite(config: Config, name: str, registry: Registry | None = None, **overrides: Any) -> Suite:
     """The suite ``name`` from ``config``, with CLI ``overrides`` (e.g. seeds,
     data_root) applied, validated against ``registry`` when given."""
     if name not in config.suites:
@@ -241,11 +244,11 @@ def _bootstrap(value: dict, where: str) -> Bootstrap:
     return boot
 
 
-def validate(suite: Suite, registry, where: str) -> None:
+def validate(suite: Suite, registry: Registry, where: str) -> None:
     """Every named component exists and gets only options it accepts."""
     from probebench.registry import check_options
 
-    def check(kind: str, spec) -> None:
+    def check(kind: str, spec: ComponentSpec | CorruptionSpec) -> None:
         try:
             cls = registry.get(kind, spec.name)
             options = dict(spec.options)
@@ -262,8 +265,8 @@ def validate(suite: Suite, registry, where: str) -> None:
     check("classifier", suite.classifier)
     for spec in suite.scorers:
         check("scorer", spec)
-    for spec in suite.corruptions:
-        check("corruption", spec)
+    for corruption in suite.corruptions:
+        check("corruption", corruption)
     for spec in suite.generators:
         check("generator", spec)
     for metric in suite.metrics:
@@ -274,7 +277,7 @@ def validate(suite: Suite, registry, where: str) -> None:
         _check_correction_inputs(suite, registry, where)
 
 
-def _check_correction_inputs(suite: Suite, registry, where: str) -> None:
+def _check_correction_inputs(suite: Suite, registry: Registry, where: str) -> None:
     """Correctors edit in a generator's latent space guided by a scorer that
     declares the ``probebench.kinds.Guide`` capability: the suite must have
     both, and a corrector's ``prober`` option must name such a scorer."""

@@ -7,11 +7,16 @@ module: the stages name cells through it and it imports none of them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from probebench.cache import hash_key
 from probebench.results import CLEAN
 from probebench.suite import CorruptionSpec, Suite
+
+if TYPE_CHECKING:
+    from probebench.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -30,7 +35,7 @@ class Cell:
             return CLEAN
         return self.corruption if isinstance(self.corruption, str) else self.corruption.name
 
-    def key(self, registry, classifier_key: str) -> str:
+    def key(self, registry: Registry, classifier_key: str) -> str:
         """The cache key of the cell's images as a classifier sees them (its
         predictions, features, scores and corrections are keyed under it)."""
         corruption = self.corruption
@@ -52,7 +57,7 @@ class Cell:
         """How artifact file names name the cell: ``seed0_noise-3``."""
         return f"seed{seed}_{self.name}-{self.severity}"
 
-    def columns(self, suite: Suite, seed: int, classifier: str | None = None) -> dict:
+    def columns(self, suite: Suite, seed: int, classifier: str | None = None) -> dict[str, Any]:
         """The key columns of the cell's result rows (``classifier``: the suite's label unless given)."""
         return {
             "suite": suite.name,
@@ -64,7 +69,7 @@ class Cell:
         }
 
 
-def suite_cells(suite: Suite, dataset_cells=()) -> list[Cell]:
+def suite_cells(suite: Suite, dataset_cells: Iterable[tuple[str, int]] = ()) -> list[Cell]:
     """The cells of a run in order: clean (unless ``clean = false``), each
     corruption of the suite at each of its severities, then the cells the
     dataset ships (``dataset_cells``: (name, severity) pairs)."""

@@ -59,7 +59,9 @@ class Context:
     prober_hit_level: float | None = None  # the default stop level: median P(hit) of validation hits
     prober_threshold: float | None = None  # the label-free loop flags images with P(hit) below it
 
-    def forward(self, images: torch.Tensor, layers: tuple[str, ...] = ()):
+    def forward(
+        self, images: torch.Tensor, layers: tuple[str, ...] = ()
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Logits and features at ``layers`` of the classifier, batched, on the CPU."""
         return forward(self.classifier, images, layers, self.batch_size, self.device)
 
@@ -97,6 +99,7 @@ class Batch:
     def logits(self) -> torch.Tensor:
         if self._logits is None:
             self.prefetch(())
+        assert self._logits is not None  # prefetch computed them
         return self._logits
 
     def features(self, layer: str) -> torch.Tensor:

@@ -86,8 +86,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -102,12 +103,22 @@ from probebench.pipeline.failures import CallInfo
 from probebench.pipeline.generate import TrainedFlow
 from probebench.pipeline.stage import Run
 
+if TYPE_CHECKING:
+    from probebench.cache import ArtifactStore
+    from probebench.pipeline.context import Context
+    from probebench.registry import Registry
+    from probebench.suite import Bootstrap, ComponentSpec
+
+Prober = Callable[[torch.Tensor], torch.Tensor]  # images -> P(hit), differentiable
+Record = dict[str, Any]  # what one corrector made of one set of images (see ``edit``)
+OnFailure = Callable[[str, Exception], None]  # (method, what it raised)
+
 PIN_KEY = "generator"  # a corrector spec's option naming the one generator it runs with
 GUIDE_KEY = "prober"  # ... and the scorer (a suite label) that guides it and flags images for the loop
 
 
 # -- thresholds from labelled held-out data ------------------------------------
-def flag_threshold(p_hit, hit) -> float:
+def flag_threshold(p_hit: Any, hit: Any) -> float:
     """The threshold t maximising Youden's J (TPR - FPR) of flagging misses by
     P(hit) < t; ties go to the smallest t (fewest images flagged)."""
     p = np.asarray(p_hit, dtype=float)
@@ -122,7 +133,7 @@ def flag_threshold(p_hit, hit) -> float:
     return float(candidates[int(np.argmax(caught - false))])
 
 
-def gain_threshold(p_hit, gain) -> float:
+def gain_threshold(p_hit: Any, gain: Any) -> float:
     """The threshold t maximising the loop's total gain sum(gain[p_hit < t])
     (gain: +1 a miss fixed, -1 a hit broken, 0 otherwise, per sample); ties go
     to the smallest t (fewest images flagged), so a corrector that never helps
@@ -139,14 +150,14 @@ def gain_threshold(p_hit, gain) -> float:
     return float(p[0]) if best == 0 else float(np.nextafter(p[best - 1], np.inf))
 
 
-def hit_level(p_hit, hit) -> float:
+def hit_level(p_hit: Any, hit: Any) -> float:
     """The median P(hit) of the hits: the default stop level."""
     p = np.asarray(p_hit, dtype=float)[np.asarray(hit, dtype=bool)]
     return float(np.median(p)) if len(p) else float("nan")
 
 
 @torch.no_grad()
-def prober_outputs(ctx, prober, images: torch.Tensor) -> torch.Tensor:
+def prober_outputs(ctx: Context, prober: Prober, images: torch.Tensor) -> torch.Tensor:
     """P(hit) [N] on the CPU, batched."""
     parts = [
         prober(images[s : s + ctx.batch_size].to(ctx.device)).detach().cpu()
@@ -155,7 +166,9 @@ def prober_outputs(ctx, prober, images: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts) if parts else torch.empty(0)
 
 
-def calibrate(ctx, prober, images: torch.Tensor, labels: torch.Tensor, limit: int = 5000) -> tuple[float, float]:
+def calibrate(
+    ctx: Context, prober: Prober, images: torch.Tensor, labels: torch.Tensor, limit: int = 5000
+) -> tuple[float, float]:
     """(prober_threshold, prober_hit_level) from labelled images (the first ``limit``)."""
     images, labels = images[:limit], labels[:limit]
     hit = (ctx.forward(images)[0].argmax(dim=1) == labels).numpy()
@@ -172,7 +185,7 @@ class Guide:
     ``threshold`` (the loop's flag threshold) and ``level`` (the stop level)
     are chosen by ``calibrated`` when None."""
 
-    prober: Callable[[torch.Tensor], torch.Tensor]
+    prober: Prober
     prober_key: str = ""
     threshold: float | None = None
     level: float | None = None
@@ -180,11 +193,11 @@ class Guide:
 
     def key(self, seed: int) -> str:
         """What the corrections it guides depend on: the prober, threshold, level and seed."""
-        if not self.prober_key:
+        if not self.prober_key or self.threshold is None or self.level is None:
             return ""
         return hash_key("correction-guide", self.prober_key, float(self.threshold), float(self.level), seed)
 
-    def calibration(self) -> dict:
+    def calibration(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "stop_level": self.level, "calibrated_on": self.calibrated_on}
 
 
@@ -221,12 +234,12 @@ class Setup:
         return {**out, "tuned_thresholds": tuned} if tuned else out
 
 
-def calibrated(ctx, label: str, guide: Guide) -> Guide:
+def calibrated(ctx: Context, label: str, guide: Guide) -> Guide:
     """``guide`` with its missing flag threshold and stop level chosen on the
     validation split (else the training split, with a warning)."""
     if guide.threshold is not None and guide.level is not None:
         return replace(guide, threshold=float(guide.threshold), level=float(guide.level))
-    if ctx.val_labels is not None:
+    if ctx.val_images is not None and ctx.val_labels is not None:
         images, labels, source = ctx.val_images, ctx.val_labels, f"validation split ({len(ctx.val_labels)} images)"
     else:
         images, labels, source = ctx.train_images, ctx.train_labels, "training split"
@@ -242,7 +255,13 @@ def calibrated(ctx, label: str, guide: Guide) -> Guide:
     return replace(guide, threshold=float(threshold), level=float(level), calibrated_on=source)
 
 
-def setup(correctors, registry, ctx, generators: Mapping[str, TrainedFlow], probers: Mapping[str, Guide]) -> Setup:
+def setup(
+    correctors: tuple[ComponentSpec, ...] | list[ComponentSpec],
+    registry: Registry,
+    ctx: Context,
+    generators: Mapping[str, TrainedFlow],
+    probers: Mapping[str, Guide],
+) -> Setup:
     """Create the suite's correctors for ``ctx`` (one per generator unless
     pinned with a ``generator`` option; guided by the first of ``probers``
     unless a ``prober`` option names another) and fix each guide's threshold
@@ -276,7 +295,9 @@ def setup(correctors, registry, ctx, generators: Mapping[str, TrainedFlow], prob
     return Setup(bound, {label: trained.flow for label, trained in generators.items()}, guides)
 
 
-def _runs(spec, corrector, pinned: str | None, generators: Mapping[str, TrainedFlow]) -> list[tuple[str, str | None]]:
+def _runs(
+    spec: ComponentSpec, corrector: Any, pinned: str | None, generators: Mapping[str, TrainedFlow]
+) -> list[tuple[str, str | None]]:
     """(method label, generator label) of each run of a corrector."""
     if not getattr(corrector, "uses_generator", True):
         return [(spec.label, None)]
@@ -290,7 +311,7 @@ def _runs(spec, corrector, pinned: str | None, generators: Mapping[str, TrainedF
 
 
 # -- editing -----------------------------------------------------------------------
-def check_correction(correction, images: torch.Tensor):
+def check_correction(correction: Any, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(edited images, steps) on the CPU, or a ValueError saying what is wrong."""
     edited, steps = getattr(correction, "images", None), getattr(correction, "steps", None)
     if not isinstance(edited, torch.Tensor) or edited.shape != images.shape:
@@ -307,11 +328,20 @@ def check_correction(correction, images: torch.Tensor):
     return edited.clamp(0, 1), steps.long()
 
 
-def edit(ctx, state: Setup, bound: Bound, images, labels, predictions, p_hit) -> dict:
+def edit(
+    ctx: Context,
+    state: Setup,
+    bound: Bound,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    predictions: torch.Tensor,
+    p_hit: torch.Tensor,
+) -> Record:
     """Run one bound corrector on ``images`` and return its record: what
     ``corrections/*.pt`` holds, plus the edit sizes and the wall seconds
     (cached per cell)."""
     guide = state.guides[state.guide_label(bound)]
+    assert guide.threshold is not None and guide.level is not None  # setup calibrated every guide
     generator = None if bound.generator is None else state.generators[bound.generator]
     inputs = replace(
         ctx, generator=generator, prober=guide.prober, prober_threshold=guide.threshold, prober_hit_level=guide.level
@@ -346,7 +376,18 @@ def edit(ctx, state: Setup, bound: Bound, images, labels, predictions, p_hit) ->
     return record
 
 
-def _edit_each(ctx, state: Setup, images, labels, title: str, cache, on_failure):
+Cache = Callable[[Bound, Callable[[], Record]], Record]  # (bound, build) -> the stored record, or build()'s
+
+
+def _edit_each(
+    ctx: Context,
+    state: Setup,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    title: str,
+    cache: Cache,
+    on_failure: OnFailure | None,
+) -> tuple[torch.Tensor, list[tuple[Bound, torch.Tensor, Record]]]:
     """Every bound corrector edits ``images`` once: (predictions before,
     [(bound, p_hit of its guide, record)] of those that did not fail).
 
@@ -362,11 +403,8 @@ def _edit_each(ctx, state: Setup, images, labels, title: str, cache, on_failure)
     with task(title, len(state.bound)) as advance:
         for bound in state.bound:
             p_hit = p_hits[state.guide_label(bound)]
-
-            def build(bound=bound, p_hit=p_hit) -> dict:
-                return edit(ctx, state, bound, images, labels, predictions, p_hit)
-
-            info = CallInfo.from_call(lambda: cache(bound, build))
+            build = partial(edit, ctx, state, bound, images, labels, predictions, p_hit)
+            info = CallInfo.from_call(partial(cache, bound, build))
             if info.error is None:
                 done.append((bound, p_hit, info.result))
             elif on_failure is None:
@@ -377,22 +415,22 @@ def _edit_each(ctx, state: Setup, images, labels, title: str, cache, on_failure)
     return predictions, done
 
 
-def _uncached(_bound: Bound, build):
+def _uncached(_bound: Bound, build: Callable[[], Record]) -> Record:
     return build()
 
 
 def correct_images(
-    ctx,
+    ctx: Context,
     state: Setup,
     images: torch.Tensor,
     labels: torch.Tensor,
-    bootstrap,
+    bootstrap: Bootstrap,
     *,
     out: Path | None = None,
     tag: str = "cell",
-    on_failure=None,
-    cache=_uncached,
-) -> list[dict]:
+    on_failure: OnFailure | None = None,
+    cache: Cache = _uncached,
+) -> list[dict[str, Any]]:
     """Run every bound corrector on ``images`` and return the metric rows
     (``method`` filled in). Writes artifacts under ``out/corrections`` when given.
 
@@ -418,15 +456,15 @@ def correct_images(
     return rows
 
 
-def tune(ctx, state: Setup, store=None, on_failure=None) -> None:
+def tune(ctx: Context, state: Setup, store: ArtifactStore | None = None, on_failure: OnFailure | None = None) -> None:
     """Set each bound corrector's ``tuned`` loop threshold: the one that
     maximises its net gain on the validation split (edited once, cached in
     ``store``). Without a validation split nothing is tuned."""
-    if ctx.val_labels is None or not len(ctx.val_labels):
+    if ctx.val_images is None or ctx.val_labels is None or not len(ctx.val_labels):
         return
     labels = ctx.val_labels
 
-    def cache(bound: Bound, build):
+    def cache(bound: Bound, build: Callable[[], Record]) -> Record:
         if store is None or not bound.key:
             return build()
         return store.get_or_build("correction", hash_key("correction-validation", bound.key), build)
@@ -438,13 +476,13 @@ def tune(ctx, state: Setup, store=None, on_failure=None) -> None:
         bound.tuned = gain_threshold(p_hit.numpy(), gain.numpy())
 
 
-def correct_cell(run: Run, ctx, state: Setup, cell: Cell) -> list[dict]:
+def correct_cell(run: Run, ctx: Context, state: Setup, cell: Cell) -> list[dict[str, Any]]:
     """The tidy rows of every corrector on one test cell; each (corrector,
     cell) record is cached in the run's store."""
     images, labels = cell_data(run.registry, run.splits, cell, ctx.seed, run.suite.data_root)
     cell_key = cell.key(run.registry, ctx.classifier_key)
 
-    def cache(bound: Bound, build):
+    def cache(bound: Bound, build: Callable[[], Record]) -> Record:
         if not bound.key:
             return build()
         return run.store.get_or_build("correction", hash_key("correction", cell_key, bound.key), build)
@@ -472,7 +510,7 @@ def _filename(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in text)
 
 
-def _save(out: Path, method: str, tag: str, state: Setup, images: torch.Tensor, record: dict) -> None:
+def _save(out: Path, method: str, tag: str, state: Setup, images: torch.Tensor, record: Record) -> None:
     """The record's tensors, and the first time per method a grid of corrected misses."""
     from probebench.cache import atomic_write
     from probebench.report.grids import correction_grid

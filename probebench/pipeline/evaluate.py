@@ -10,12 +10,19 @@ statistics (bootstrap intervals) are ``probebench.evaluate``'s.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from probebench.evaluate import bootstrap_indices, estimate, evaluate_cell
 from probebench.pipeline.cells import Cell
 from probebench.pipeline.stage import Run
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from probebench.pipeline.score import Scored
+    from probebench.suite import Bootstrap
 
 # metric name -> higher is better
 CORRECTION_METRICS = {
@@ -30,7 +37,7 @@ CORRECTION_METRICS = {
 }
 
 
-def detection_rows(run: Run, seed: int, cell: Cell, scored):
+def detection_rows(run: Run, seed: int, cell: Cell, scored: Scored) -> tuple[list[dict[str, Any]], pd.DataFrame]:
     """(tidy rows, per-sample frame) of one cell's ``Scored`` predictions and confidences."""
     import pandas as pd
 
@@ -67,18 +74,18 @@ class Outcome:
     tuned_flagged: np.ndarray | None = None  # flagged with the corrector's validation-tuned threshold
 
 
-def loop_gain_per_sample(hit, hit_after, flagged) -> np.ndarray:
+def loop_gain_per_sample(hit: Any, hit_after: Any, flagged: Any) -> np.ndarray:
     """+1 where the loop turns a miss into a hit, -1 where it breaks a hit, else 0."""
     hit = np.asarray(hit, dtype=bool)
     after = np.where(np.asarray(flagged, dtype=bool), np.asarray(hit_after, dtype=bool), hit)
     return after.astype(float) - hit.astype(float)
 
 
-def _mean(values, _unused=None):
+def _mean(values: np.ndarray, _unused: object = None) -> np.ndarray:
     return np.mean(values, axis=-1)
 
 
-def _row(metric: str, values: np.ndarray, bootstrap, value=None) -> dict:
+def _row(metric: str, values: np.ndarray, bootstrap: Bootstrap, value: float | None = None) -> dict[str, Any]:
     """The mean of ``values`` with a bootstrap interval, or ``value`` without one."""
     values = np.asarray(values, dtype=float)
     if len(values) == 0:
@@ -96,7 +103,7 @@ def _row(metric: str, values: np.ndarray, bootstrap, value=None) -> dict:
     return {"metric": metric, **est.__dict__}
 
 
-def outcome_rows(outcome: Outcome, bootstrap) -> list[dict]:
+def outcome_rows(outcome: Outcome, bootstrap: Bootstrap) -> list[dict[str, Any]]:
     """Rows ``{metric, value, ci_low, ci_high, n}`` of the correction metrics."""
     hit = np.asarray(outcome.hit, dtype=bool)
     after = np.asarray(outcome.hit_after, dtype=bool)

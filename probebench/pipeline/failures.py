@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from probebench.console import console
 from probebench.errors import UserError
@@ -21,10 +21,17 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class CallInfo(Generic[T]):
-    """The outcome of calling a component: its ``result``, or the ``error`` it raised."""
+    """The outcome of calling a component: what it returned, or the ``error`` it raised."""
 
-    result: T | None
+    _result: T | None
     error: Exception | None = None
+
+    @property
+    def result(self) -> T:
+        """What the call returned; an AttributeError when it raised (see ``error``)."""
+        if self.error is not None:
+            raise AttributeError(f"the call raised {self.error!r}: it has no result")
+        return cast(T, self._result)
 
     @classmethod
     def from_call(cls, call: Callable[[], T]) -> CallInfo[T]:

@@ -20,8 +20,9 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -31,6 +32,11 @@ from probebench.pipeline.cells import Cell
 from probebench.pipeline.stage import Run
 from probebench.pipeline.train import Recipe, fit_module, held_out, spec_parts
 from probebench.suite import ComponentSpec
+
+if TYPE_CHECKING:
+    from probebench.pipeline.context import Context
+    from probebench.pipeline.data import Splits
+    from probebench.registry import Registry
 
 # Training hyper-parameters a generator component may set as attributes.
 DEFAULTS = {"epochs": 20, "lr": 1e-3, "batch_size": 64, "warmup": 200, "grad_clip": 100.0}
@@ -45,7 +51,7 @@ CLASSIFIER = "-"  # generator rows describe no classifier
 
 
 def generator_key(
-    registry, dataset_spec: ComponentSpec, generator_spec: ComponentSpec, seed: int, validation: int = 0
+    registry: Registry, dataset_spec: ComponentSpec, generator_spec: ComponentSpec, seed: int, validation: int = 0
 ) -> str:
     return hash_key(
         "generator",
@@ -62,12 +68,12 @@ def _schedule(step: int, warmup: int, total: int) -> float:
     return ramp * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
 
 
-def fit(component, flow: torch.nn.Module, images: torch.Tensor, seed: int, device, label: str) -> None:
+def fit(component: Any, flow: Any, images: torch.Tensor, seed: int, device: torch.device | str, label: str) -> None:
     """Maximum likelihood on ``images``; deterministic given ``seed`` (which
     also seeds the dequantisation noise)."""
-    hp = {k: getattr(component, k, v) for k, v in DEFAULTS.items()}
+    hp: dict[str, Any] = {k: getattr(component, k, v) for k, v in DEFAULTS.items()}
 
-    def warmup_cosine(optimiser, total: int):
+    def warmup_cosine(optimiser: torch.optim.Optimizer, total: int) -> torch.optim.lr_scheduler.LambdaLR:
         return torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: _schedule(s, hp["warmup"], total))
 
     def batch_loss(idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -77,7 +83,15 @@ def fit(component, flow: torch.nn.Module, images: torch.Tensor, seed: int, devic
     fit_module(flow, len(images), batch_loss, recipe, seed, device, label)
 
 
-def trained_generator(registry, store: ArtifactStore, dataset_spec, generator_spec, splits, seed: int, device):
+def trained_generator(
+    registry: Registry,
+    store: ArtifactStore,
+    dataset_spec: ComponentSpec,
+    generator_spec: ComponentSpec,
+    splits: Splits,
+    seed: int,
+    device: torch.device | str,
+) -> tuple[Any, float, bool]:
     """(flow, training seconds, whether it came from the cache): trained with
     ``seed`` on the training split, or loaded from the cache (the seconds are
     those of the run that trained it)."""
@@ -102,7 +116,9 @@ def trained_generator(registry, store: ArtifactStore, dataset_spec, generator_sp
 
 
 @torch.no_grad()
-def quality(flow, images: torch.Tensor, seed: int, batch_size: int, device) -> dict[str, float]:
+def quality(
+    flow: Any, images: torch.Tensor, seed: int, batch_size: int, device: torch.device | str
+) -> dict[str, float]:
     """Mean bits/dim of the dequantised ``images`` (noise seeded by ``seed``) and the
     largest |decode(encode(x)) - x| (infinite when a decode is not finite)."""
     generator = torch.Generator().manual_seed(seed)
@@ -116,7 +132,7 @@ def quality(flow, images: torch.Tensor, seed: int, batch_size: int, device) -> d
     return {"bits-per-dim": torch.cat(bits).mean().item(), "reconstruction-error": worst}
 
 
-def save_grids(flow, images: torch.Tensor, out: Path, stem: str, seed: int, device) -> None:
+def save_grids(flow: Any, images: torch.Tensor, out: Path, stem: str, seed: int, device: torch.device | str) -> None:
     """``<stem>-samples.png`` (8x8 samples at temperatures 1.0 (top half) and 0.7)
     and ``<stem>-reconstructions.png`` (rows of test images, each followed by
     its decode(encode(x)))."""
@@ -141,7 +157,7 @@ class TrainedFlow:
     key: str = ""
 
 
-def generator_stage(run: Run, ctx) -> tuple[list[dict], dict[str, TrainedFlow]]:
+def generator_stage(run: Run, ctx: Context) -> tuple[list[dict[str, Any]], dict[str, TrainedFlow]]:
     """Train or load every generator of the suite for ``ctx.seed``, save their
     grids, and return their quality rows and the flows by suite label (a
     generator that fails is recorded and left out)."""
@@ -149,7 +165,7 @@ def generator_stage(run: Run, ctx) -> tuple[list[dict], dict[str, TrainedFlow]]:
     columns = Cell().columns(run.suite, ctx.seed, classifier=CLASSIFIER)
     for spec in run.suite.generators:
         info = run.failures.call(
-            lambda spec=spec: _trained(run, ctx, spec), "generator", spec.label, "train", f"seed={ctx.seed}"
+            partial(_trained, run, ctx, spec), "generator", spec.label, "train", f"seed={ctx.seed}"
         )
         if info.error is not None:
             continue
@@ -170,7 +186,7 @@ def generator_stage(run: Run, ctx) -> tuple[list[dict], dict[str, TrainedFlow]]:
     return rows, flows
 
 
-def _trained(run: Run, ctx, spec) -> tuple[TrainedFlow, dict[str, float]]:
+def _trained(run: Run, ctx: Context, spec: ComponentSpec) -> tuple[TrainedFlow, dict[str, float]]:
     """One generator trained (or loaded), its quality measured (cached) and its grids saved."""
     splits = run.splits
     key = generator_key(run.registry, run.suite.dataset, spec, ctx.seed, splits.validation)

@@ -9,8 +9,10 @@ only its own cells: the failure is recorded and the run goes on.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -30,6 +32,11 @@ from probebench.pipeline.stage import Run
 from probebench.pipeline.train import trained_classifier
 from probebench.suite import Suite
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from probebench.registry import Registry
+
 
 @dataclass
 class RunOutcome:
@@ -48,13 +55,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def run_suite(suite: Suite, registry, store: ArtifactStore, device: torch.device, out: Path) -> RunOutcome:
+def run_suite(suite: Suite, registry: Registry, store: ArtifactStore, device: torch.device, out: Path) -> RunOutcome:
     results.ensure_writable(out)
     started = time.time()
     run_header = _header(suite, registry, device)
     splits = load_splits(registry, suite.dataset, suite.data_root, suite.validation)
     run = Run(suite, registry, store, splits, out)
-    rows, samples = [], []
+    rows: list[dict[str, Any]] = []
+    samples: list[pd.DataFrame] = []
     for seed in suite.seeds:
         rows += _run_seed(run, seed, device, run_header, samples)
 
@@ -67,7 +75,7 @@ def run_suite(suite: Suite, registry, store: ArtifactStore, device: torch.device
     return RunOutcome(out, rows, run.failures.entries)
 
 
-def _header(suite: Suite, registry, device) -> dict:
+def _header(suite: Suite, registry: Registry, device: torch.device) -> dict[str, Any]:
     """The run header before anything runs: the suite, the machine, and each metric's direction."""
     header = results.header(suite.as_dict(), str(device), results.now())
     metrics = {name: registry.create("metric", name) for name in suite.metrics}
@@ -82,7 +90,9 @@ def _header(suite: Suite, registry, device) -> dict:
     return header
 
 
-def _run_seed(run: Run, seed: int, device, run_header: dict, samples: list) -> list[dict]:
+def _run_seed(
+    run: Run, seed: int, device: torch.device, run_header: dict[str, Any], samples: list[pd.DataFrame]
+) -> list[dict[str, Any]]:
     """The rows of one seed; its per-sample frames go to ``samples``, what it
     learnt about its components to ``run_header``."""
     ctx = _context(run, seed, device)
@@ -111,10 +121,12 @@ def _run_seed(run: Run, seed: int, device, run_header: dict, samples: list) -> l
     return rows
 
 
-def _context(run: Run, seed: int, device) -> Context:
+def _context(run: Run, seed: int, device: torch.device) -> Context:
     suite, splits = run.suite, run.splits
 
-    def train_other(other_seed: int, subset: torch.Tensor | None = None, options: dict | None = None):
+    def train_other(
+        other_seed: int, subset: torch.Tensor | None = None, options: dict[str, Any] | None = None
+    ) -> torch.nn.Module:
         spec = suite.classifier
         if options:
             spec = replace(spec, options={**spec.options, **options})
@@ -122,7 +134,7 @@ def _context(run: Run, seed: int, device) -> Context:
 
     model, key = trained_classifier(run.registry, run.store, suite.dataset, suite.classifier, splits, seed, device)
 
-    def artifact(stage: str, parts, build):
+    def artifact(stage: str, parts: Any, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         return run.store.get_or_build(stage, hash_key(stage, key, parts), build)
 
     dataset = splits.dataset
@@ -144,7 +156,9 @@ def _context(run: Run, seed: int, device) -> Context:
     )
 
 
-def _correction_setup(run: Run, ctx: Context, scorers: list[Scorer], flows: dict[str, TrainedFlow]):
+def _correction_setup(
+    run: Run, ctx: Context, scorers: list[Scorer], flows: dict[str, TrainedFlow]
+) -> correction.Setup | None:
     """Prepare the scorers that can guide correctors (``probebench.kinds.Guide``)
     and set the correctors up; None, with the failures recorded, when no guide
     or no flow survived."""

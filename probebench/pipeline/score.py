@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,9 +23,13 @@ from probebench.pipeline.context import Batch, Context
 from probebench.pipeline.data import cell_data
 from probebench.pipeline.failures import Failures
 from probebench.pipeline.stage import Run
+from probebench.suite import ComponentSpec
+
+if TYPE_CHECKING:
+    from probebench.registry import Registry
 
 
-def check_scores(scores, n: int) -> np.ndarray:
+def check_scores(scores: Any, n: int) -> np.ndarray:
     """Scores as a finite float array of length ``n``, or a ValueError saying why not."""
     if isinstance(scores, torch.Tensor):
         scores = scores.detach().cpu().numpy()
@@ -41,7 +46,7 @@ class Scorer:
     """A suite's scorer for one seed, created and prepared only when a cell
     actually needs computing (a fully cached cell costs no preparation)."""
 
-    def __init__(self, spec, registry, ctx: Context):
+    def __init__(self, spec: ComponentSpec, registry: Registry, ctx: Context):
         self.spec, self.registry, self.ctx = spec, registry, ctx
         self.cls = registry.get("scorer", spec.name)
         self.key = hash_key(
@@ -61,20 +66,20 @@ class Scorer:
         return can_guide(self.cls)
 
     @property
-    def facts(self) -> dict:
+    def facts(self) -> dict[str, Any]:
         """What the scorer learnt about itself in ``prepare`` (e.g. a prober's training data); {} if not prepared."""
         return dict(getattr(self._instance, "facts", None) or {})
 
-    def prepared(self, failures: Failures):
+    def prepared(self, failures: Failures) -> Any:
         """The prepared scorer; None once creating or preparing it failed (the
         failure is recorded once: every cell of this seed would fail the same way)."""
         if self.failed:
             return None
         info = failures.call(self._prepare, "scorer", self.spec.label, "prepare", f"seed={self.ctx.seed}")
         self.failed = info.error is not None
-        return info.result
+        return None if self.failed else info.result
 
-    def _prepare(self):
+    def _prepare(self) -> Any:
         if self._instance is None:
             scorer = self.registry.create("scorer", self.spec.name, self.spec.options)
             if hasattr(scorer, "prepare"):
@@ -144,6 +149,7 @@ def _scores(run: Run, ctx: Context, scorer: Scorer, inputs: CellInputs, n: int) 
         return check_scores(instance.score(ctx, inputs.batch), n)
 
     info = run.failures.call(score, "scorer", scorer.spec.label, "score", inputs.cell.where(ctx.seed))
-    if info.error is None:
-        run.store.save("scores", key, {"scores": torch.from_numpy(info.result)})
+    if info.error is not None:
+        return None
+    run.store.save("scores", key, {"scores": torch.from_numpy(info.result)})
     return info.result

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from probebench.cache import ArtifactStore
 from probebench.pipeline.data import Splits
 from probebench.pipeline.failures import Failures
 from probebench.suite import Suite
+
+if TYPE_CHECKING:
+    from probebench.registry import Registry
 
 
 @dataclass
@@ -19,7 +22,7 @@ class Run:
     failures recorded so far."""
 
     suite: Suite
-    registry: Any
+    registry: Registry
     store: ArtifactStore
     splits: Splits
     out: Path

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -16,22 +17,26 @@ from probebench.console import task
 from probebench.errors import UserError
 from probebench.suite import ComponentSpec
 
+if TYPE_CHECKING:
+    from probebench.pipeline.data import Splits
+    from probebench.registry import Registry
+
 # Training hyper-parameters a classifier component may set as attributes.
 DEFAULTS = {"epochs": 5, "lr": 1e-3, "batch_size": 128, "weight_decay": 0.0}
 
 
-def spec_parts(registry, kind: str, spec: ComponentSpec) -> list:
+def spec_parts(registry: Registry, kind: str, spec: ComponentSpec) -> list[Any]:
     """What names a configured component in a cache key: its name, options and class version."""
     return [spec.name, spec.options, getattr(registry.get(kind, spec.name), "version", "1")]
 
 
-def held_out(validation: int) -> list:
+def held_out(validation: int) -> list[dict[str, int]]:
     """The key part of a validation hold-out (none without one, so older keys stay as they were)."""
     return [{"validation": validation}] if validation else []
 
 
 def classifier_key(
-    registry,
+    registry: Registry,
     dataset_spec: ComponentSpec,
     classifier_spec: ComponentSpec,
     seed: int,
@@ -60,7 +65,9 @@ def subset_digest(indices: torch.Tensor) -> str:
     return hashlib.sha256(indices.to(torch.int64).contiguous().numpy().tobytes()).hexdigest()[:24]
 
 
-def build_model(registry, spec: ComponentSpec, num_classes: int, shape) -> tuple[object, torch.nn.Module]:
+def build_model(
+    registry: Registry, spec: ComponentSpec, num_classes: int, shape: tuple[int, ...]
+) -> tuple[Any, torch.nn.Module]:
     component = registry.create("classifier", spec.name, spec.options)
     return component, component.build(num_classes, tuple(shape))
 
@@ -72,13 +79,21 @@ class Recipe:
     learning-rate ``schedule(optimiser, total_steps)``, and, for the message
     when training diverges, whose lr to lower (``kind``) and what the loss is."""
 
-    hp: dict
-    schedule: Callable
+    hp: dict[str, Any]
+    schedule: Callable[[torch.optim.Optimizer, int], Any]
     kind: str
     loss_name: str = "loss"
 
 
-def fit_module(module: torch.nn.Module, n: int, batch_loss: Callable, recipe: Recipe, seed: int, device, label: str):
+def fit_module(
+    module: torch.nn.Module,
+    n: int,
+    batch_loss: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
+    recipe: Recipe,
+    seed: int,
+    device: torch.device | str,
+    label: str,
+) -> None:
     """The training loop classifiers and flows share: Adam with the recipe's
     schedule; each epoch visits the ``n`` training images in a fresh order
     drawn from a generator seeded by ``seed``, in batches whose loss is
@@ -109,14 +124,22 @@ def fit_module(module: torch.nn.Module, n: int, batch_loss: Callable, recipe: Re
     module.eval()
 
 
-def fit(component, model: torch.nn.Module, images, labels, seed: int, device, label: str) -> None:
+def fit(
+    component: Any,
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    seed: int,
+    device: torch.device | str,
+    label: str,
+) -> None:
     """Adam with a one-cycle learning-rate schedule on the cross-entropy; deterministic given ``seed``."""
     hp = {k: getattr(component, k, v) for k, v in DEFAULTS.items()}
 
-    def one_cycle(optimiser, total: int):
+    def one_cycle(optimiser: torch.optim.Optimizer, total: int) -> torch.optim.lr_scheduler.OneCycleLR:
         return torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=hp["lr"], total_steps=total)
 
-    def batch_loss(idx: torch.Tensor, _generator) -> torch.Tensor:
+    def batch_loss(idx: torch.Tensor, _generator: torch.Generator) -> torch.Tensor:
         x, y = images[idx].to(device), labels[idx].to(device)
         return torch.nn.functional.cross_entropy(model(x), y)
 
@@ -124,13 +147,13 @@ def fit(component, model: torch.nn.Module, images, labels, seed: int, device, la
 
 
 def trained_classifier(
-    registry,
+    registry: Registry,
     store: ArtifactStore,
-    dataset_spec,
-    classifier_spec,
-    splits,
+    dataset_spec: ComponentSpec,
+    classifier_spec: ComponentSpec,
+    splits: Splits,
     seed: int,
-    device,
+    device: torch.device | str,
     subset: torch.Tensor | None = None,
 ) -> tuple[torch.nn.Module, str]:
     """The classifier trained with ``seed`` (from the cache when it is there) and its key.

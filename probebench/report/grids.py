@@ -6,14 +6,28 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from probebench.errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from probebench.registry import Registry
+    from probebench.suite import ComponentSpec
 
 SEVERITIES = (1, 2, 3, 4, 5)
 
 
 def corruption_grid(
-    registry, dataset_spec, corruption_names, out_png, data_root=None, index: int = 0, seed: int = 0
+    registry: Registry,
+    dataset_spec: ComponentSpec | str,
+    corruption_names: list[str] | None,
+    out_png: Path | str,
+    data_root: str | None = None,
+    index: int = 0,
+    seed: int = 0,
 ) -> Path:
     """Draw test image ``index`` of a dataset clean and under each corruption at
     severities 1..5 (one row per corruption) into ``out_png``; return its path.
@@ -40,10 +54,12 @@ def corruption_grid(
         raise UserError(f"image index {index} is out of range: dataset {spec.name!r} has {len(images)} test images")
     image = images[index : index + 1].float()
 
-    rows: list[tuple[str, list]] = []
+    rows: list[tuple[str, list[torch.Tensor | None]]] = []
     for name in names:
         try:
-            tiles = [corrupt(registry, CorruptionSpec(name), image, s, seed)[0] for s in SEVERITIES]
+            tiles: list[torch.Tensor | None] = [
+                corrupt(registry, CorruptionSpec(name), image, s, seed)[0] for s in SEVERITIES
+            ]
         except UserError:
             raise
         except Exception as exc:  # a broken plugin should not hide the others
@@ -55,7 +71,7 @@ def corruption_grid(
     return out
 
 
-def _draw(clean, rows, out: Path, title: str) -> None:
+def _draw(clean: torch.Tensor, rows: list[tuple[str, list[torch.Tensor | None]]], out: Path, title: str) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -99,7 +115,7 @@ def _draw(clean, rows, out: Path, title: str) -> None:
         raise UserError(f"cannot write {out}: {exc.strerror or exc}; choose another --out") from None
 
 
-def image_grid(images, columns: int, path: Path, pad: int = 2, zoom: int = 2) -> None:
+def image_grid(images: torch.Tensor, columns: int, path: Path, pad: int = 2, zoom: int = 2) -> None:
     """A PNG of ``images`` [N, C, H, W] in [0, 1] tiled ``columns`` wide."""
     import torch
     from PIL import Image
@@ -113,12 +129,21 @@ def image_grid(images, columns: int, path: Path, pad: int = 2, zoom: int = 2) ->
         canvas[:, top : top + h, left : left + w] = image
     pixels = (canvas * 255).round().byte().permute(1, 2, 0).numpy()
     picture = Image.fromarray(pixels[:, :, 0] if c == 1 else pixels)
-    picture = picture.resize((picture.width * zoom, picture.height * zoom), Image.NEAREST)
+    picture = picture.resize((picture.width * zoom, picture.height * zoom), Image.Resampling.NEAREST)
     path.parent.mkdir(parents=True, exist_ok=True)
     picture.save(path)
 
 
-def correction_grid(path, images, edited, indices, before, after, labels, title: str) -> None:
+def correction_grid(
+    path: Path,
+    images: torch.Tensor,
+    edited: torch.Tensor,
+    indices: torch.Tensor,
+    before: torch.Tensor,
+    after: torch.Tensor,
+    labels: torch.Tensor,
+    title: str,
+) -> None:
     """A PNG: one column per sample, rows original / edited / delta (x' - x,
     red where the edit added intensity, blue where it removed it, scaled per
     column to its largest |delta|). Drawn as one mosaic on one axes (fast)."""
@@ -164,7 +189,7 @@ def correction_grid(path, images, edited, indices, before, after, labels, title:
         fig.savefig(handle, format="png", dpi=110)
 
 
-def _rgb(image):
+def _rgb(image: torch.Tensor) -> np.ndarray:
     import numpy as np
 
     picture = image.clamp(0, 1).permute(1, 2, 0).numpy()
