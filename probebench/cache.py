@@ -16,10 +16,13 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from probebench.console import console
 from probebench.errors import UserError
+
+if TYPE_CHECKING:  # torch is imported where an artifact is loaded or saved
+    import torch
 
 
 def cache_root() -> Path:
@@ -45,7 +48,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -103,7 +106,9 @@ class ArtifactStore:
         return payload
 
 
-def load_module_state(store: ArtifactStore, stage: str, key: str, payload: dict, module, name: str) -> None:
+def load_module_state(
+    store: ArtifactStore, stage: str, key: str, payload: dict, module: torch.nn.Module, name: str
+) -> None:
     """Load ``payload["state_dict"]`` into ``module``; a checkpoint of another
     architecture is one clear line saying which file and how to get past it."""
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from rich.console import Console
 
@@ -15,8 +15,12 @@ console = Console(stderr=True, highlight=False)
 _live: Progress | None = None  # the one rich Progress on screen; nested stages add tasks to it
 
 
+class Advance(Protocol):
+    def __call__(self, n: int = 1) -> None: ...
+
+
 @contextmanager
-def task(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+def task(description: str, total: int | None) -> Iterator[Advance]:
     """A progress bar for one piece of work; yields ``advance(n=1)``.
 
     Nested calls share one live display (rich allows only one), each adding its

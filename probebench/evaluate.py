@@ -1,5 +1,6 @@
 """Apply metric plugins to one cell's per-sample confidences, with percentile
-bootstrap intervals over test samples.
+bootstrap intervals over test samples: the statistics of the evaluate stage
+(``probebench/pipeline/evaluate.py``).
 
 The resamples of a cell are drawn once (seeded by the suite's ``bootstrap``
 table) and shared by every method and metric, so intervals of two methods are
@@ -16,9 +17,14 @@ statistic of an i.i.d. test set is).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from probebench.suite import Bootstrap
 
 CLASSIFIER_METHOD = "-"  # the method column of rows that describe the classifier alone
 CHUNK_ELEMENTS = 2_000_000  # resample elements per metric call: ~16 MB per float array
@@ -61,7 +67,7 @@ class Resamples:
     def __len__(self) -> int:
         return len(self.counts)
 
-    def sorted_batches(self, confidence: np.ndarray, hit: np.ndarray):
+    def sorted_batches(self, confidence: np.ndarray, hit: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (confidence, hit) [b, n] of consecutive resamples, each row
         sorted ascending by confidence."""
         n = len(confidence)
@@ -93,7 +99,7 @@ def bootstrap_values(metrics: dict, confidence: np.ndarray, hit: np.ndarray, res
     metric may safely memoise work on the same batch (the built-ins share one
     ranking of it).
     """
-    parts = {name: [] for name in metrics}
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in metrics}
     for conf, hits in resamples.sorted_batches(confidence, hit):
         conf.flags.writeable = False
         hits.flags.writeable = False
@@ -102,7 +108,9 @@ def bootstrap_values(metrics: dict, confidence: np.ndarray, hit: np.ndarray, res
     return {name: np.concatenate(p) if p else np.zeros(0) for name, p in parts.items()}
 
 
-def estimates(metrics: dict, confidence: np.ndarray, hit: np.ndarray, resamples, level: float) -> dict:
+def estimates(
+    metrics: dict, confidence: np.ndarray, hit: np.ndarray, resamples: Resamples | np.ndarray, level: float
+) -> dict:
     """``{name: Estimate}``: each metric on the full sample, with its percentile
     interval over ``resamples`` (a ``Resamples`` or an index array [B, N])."""
     confidence = np.asarray(confidence, dtype=float)
@@ -119,13 +127,15 @@ def estimates(metrics: dict, confidence: np.ndarray, hit: np.ndarray, resamples,
     return out
 
 
-def estimate(metric, confidence: np.ndarray, hit: np.ndarray, resamples, level: float) -> Estimate:
+def estimate(
+    metric: Callable[..., Any], confidence: np.ndarray, hit: np.ndarray, resamples: Resamples | np.ndarray, level: float
+) -> Estimate:
     """One metric's ``Estimate`` (see ``estimates``)."""
     return estimates({"metric": metric}, confidence, hit, resamples, level)["metric"]
 
 
 def evaluate_cell(
-    confidences: dict[str, np.ndarray], hit: np.ndarray, metrics: dict[str, object], bootstrap
+    confidences: dict[str, np.ndarray], hit: np.ndarray, metrics: dict[str, Any], bootstrap: Bootstrap
 ) -> list[dict]:
     """Rows ``{method, metric, value, ci_low, ci_high, n}`` for one cell.
 

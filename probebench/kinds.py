@@ -90,6 +90,32 @@ class Scorer(Protocol):
         May define ``prepare(ctx)``, called once per trained classifier."""
 
 
+@runtime_checkable
+class Guide(Protocol):
+    """A capability a scorer may declare: it can guide correctors.
+
+    The class attribute ``guides_correctors = True`` declares it (the suite
+    and the correction stage read the class, not the name), and after
+    ``prepare(ctx)`` the scorer maps images to P(hit) with ``p_hit``. A
+    corrector needs a scorer with this capability in its suite; which one
+    guides it is the corrector's ``prober`` option (a scorer label), else the
+    first such scorer of the suite. The built-in ``prober`` scorer declares it.
+    """
+
+    guides_correctors: ClassVar[bool]
+
+    def p_hit(self, images: torch.Tensor) -> torch.Tensor:
+        """P(hit) float [N] in [0, 1] of images [N,C,H,W] in [0, 1] on
+        ``ctx.device``, differentiable with respect to the images, computed
+        through the classifier of the ``ctx`` it was prepared with, using no
+        label and no other sample of the batch."""
+
+
+def can_guide(scorer: object) -> bool:
+    """Whether a scorer class (or instance) declares the ``Guide`` capability."""
+    return getattr(scorer, "guides_correctors", False) is True
+
+
 @dataclass
 class Correction:
     """What a corrector returns: edited images [N,C,H,W] in [0,1] and the
@@ -138,6 +164,10 @@ KINDS: dict[str, type] = {
     "corrector": Corrector,
     "metric": Metric,
 }
+
+# Capabilities a component of a kind may declare: Protocol -> (kind, the class
+# attribute that declares it). docs/plugins.md documents each in its kind's section.
+CAPABILITIES: dict[type, tuple[str, str]] = {Guide: ("scorer", "guides_correctors")}
 
 # What a class must define for its kind; checked when a plugin registers it.
 REQUIRED: dict[str, tuple[str, ...]] = {

@@ -11,11 +11,14 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tomllib
 
 from probebench.errors import UserError, suggest
+
+if TYPE_CHECKING:
+    from probebench.registry import Registry
 
 DEFAULT_SUITE = "mnist-quick"
 
@@ -45,7 +48,7 @@ class ComponentSpec:
     options: dict[str, Any] = field(default_factory=dict)
     label: str = ""
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not self.label:
             object.__setattr__(self, "label", self.name)
 
@@ -119,7 +122,7 @@ def load_config(path: Path | str | None = None) -> Config:
     return Config(path, builtin, data.get("suite", {}))
 
 
-_SUITE_KEYS = {
+_SUITE_KEYS: dict[str, type | tuple[type, ...]] = {
     "description": str,
     "dataset": (str, dict),
     "classifier": (str, dict),
@@ -138,7 +141,7 @@ _SUITE_KEYS = {
 _REQUIRED_KEYS = ("dataset", "classifier", "scorers", "metrics")
 
 
-def parse_suite(config: Config, name: str, registry=None, **overrides: Any) -> Suite:
+def parse_suite(config: Config, name: str, registry: Registry | None = None, **overrides: Any) -> Suite:
     """The suite ``name`` from ``config``, with CLI ``overrides`` (e.g. seeds,
     data_root) applied, validated against ``registry`` when given."""
     if name not in config.suites:
@@ -191,8 +194,6 @@ def parse_suite(config: Config, name: str, registry=None, **overrides: Any) -> S
         for label in labels:
             if labels.count(label) > 1:
                 raise UserError(f"{where}: {kind} {label!r} appears twice; give one a distinct 'label'")
-    if suite.correctors:
-        _check_correctors_have_inputs(raw, where)
     if registry is not None:
         validate(suite, registry, where)
     return suite
@@ -209,19 +210,6 @@ def _component(value: Any, where: str, key: str) -> ComponentSpec:
         label = options.pop("label", "")
         return ComponentSpec(name, options, label)
     raise UserError(f"{where}: entries of {key!r} must be names or tables with a 'name', got {value!r}")
-
-
-def _check_correctors_have_inputs(raw: dict, where: str) -> None:
-    """Correctors edit in a generator's latent space guided by a prober: the
-    suite must name a generator and a scorer named ``prober*``."""
-    has_generator = bool(raw.get("generators"))
-    scorer_names = [s if isinstance(s, str) else s.get("name", "") for s in raw.get("scorers", [])]
-    has_prober = any(isinstance(n, str) and n.startswith("prober") for n in scorer_names)
-    if not (has_generator and has_prober):
-        missing = " and ".join(
-            k for k, ok in (("'generators'", has_generator), ("a 'prober' scorer", has_prober)) if not ok
-        )
-        raise UserError(f"{where}: correctors need a generator and a prober; the suite lacks {missing}")
 
 
 def _metric_name(value: Any, where: str) -> str:
@@ -256,11 +244,11 @@ def _bootstrap(value: dict, where: str) -> Bootstrap:
     return boot
 
 
-def validate(suite: Suite, registry, where: str) -> None:
+def validate(suite: Suite, registry: Registry, where: str) -> None:
     """Every named component exists and gets only options it accepts."""
     from probebench.registry import check_options
 
-    def check(kind: str, spec) -> None:
+    def check(kind: str, spec: ComponentSpec | CorruptionSpec) -> None:
         try:
             cls = registry.get(kind, spec.name)
             options = dict(spec.options)
@@ -277,18 +265,51 @@ def validate(suite: Suite, registry, where: str) -> None:
     check("classifier", suite.classifier)
     for spec in suite.scorers:
         check("scorer", spec)
-    for spec in suite.corruptions:
-        check("corruption", spec)
+    for corruption in suite.corruptions:
+        check("corruption", corruption)
     for spec in suite.generators:
         check("generator", spec)
     for metric in suite.metrics:
         check("metric", ComponentSpec(metric))
-    probers = [spec.label for spec in suite.scorers if spec.name == "prober"]
     for spec in suite.correctors:
         check("corrector", spec)
-        guide = spec.options.get("prober")
-        if guide is not None and guide not in probers:
+    if suite.correctors:
+        _check_correction_inputs(suite, registry, where)
+
+
+def _check_correction_inputs(suite: Suite, registry: Registry, where: str) -> None:
+    """Correctors edit in a generator's latent space guided by a scorer that
+    declares the ``probebench.kinds.Guide`` capability: the suite must have
+    both, and a corrector's ``prober`` option must name such a scorer."""
+    from probebench.kinds import can_guide
+
+    guides = []
+    for spec in suite.scorers:
+        cls = registry.get("scorer", spec.name)
+        if not can_guide(cls):
+            continue
+        if not callable(getattr(cls, "p_hit", None)):
             raise UserError(
-                f"{where}: corrector {spec.label!r} names prober {guide!r}{suggest(str(guide), probers)}; "
-                f"the suite's probers: {', '.join(probers) or 'none'}"
+                f"{where}: scorer {spec.name!r} declares guides_correctors = True but has no p_hit(images) method; "
+                f"see docs/plugins.md, Scorer"
+            )
+        guides.append(spec.label)
+    missing = []
+    if not suite.generators:
+        missing.append("'generators'")
+    if not guides:
+        others = ", ".join(spec.label for spec in suite.scorers)
+        verb = "does" if len(suite.scorers) == 1 else "do"
+        missing.append(
+            f"a scorer that can guide them (guides_correctors = True, like 'prober'; {others} {verb} not declare it)"
+        )
+    if missing:
+        raise UserError(f"{where}: correctors need a generator and a prober; the suite lacks {' and '.join(missing)}")
+    for spec in suite.correctors:
+        guide = spec.options.get("prober")
+        if guide is not None and guide not in guides:
+            cannot = " (a scorer that cannot guide correctors)" if guide in {s.label for s in suite.scorers} else ""
+            raise UserError(
+                f"{where}: corrector {spec.label!r} names prober {guide!r}{cannot}{suggest(str(guide), guides)}; "
+                f"the suite's probers: {', '.join(guides)}"
             )

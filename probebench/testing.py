@@ -316,7 +316,7 @@ def check_scorer(scorer: Scorer, ctx: Context | None = None, images: torch.Tenso
     """Runs ``prepare(ctx)`` (if any) and ``score(ctx, batch)`` as the pipeline
     does: scores are a finite float [N], the same seed gives the same scores,
     and the batch's images are left as they were. Returns the scores."""
-    from probebench.pipeline.run import check_scores
+    from probebench.pipeline.score import check_scores
 
     ctx = ctx or tiny_context()
     images = tiny_images(ctx)[0] if images is None else images

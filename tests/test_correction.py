@@ -14,6 +14,8 @@ import torch
 
 from probebench.errors import UserError
 from probebench.pipeline import correct as stage
+from probebench.pipeline.evaluate import CORRECTION_METRICS, Outcome, outcome_rows
+from probebench.pipeline.generate import TrainedFlow
 from probebench.plugins.correctors.counterfactual import (
     ConfidenceAscent,
     LatentNoise,
@@ -23,6 +25,7 @@ from probebench.plugins.correctors.counterfactual import (
 )
 from probebench.suite import Bootstrap, ComponentSpec
 from tests import toy_correction as toy
+from tests.conftest import builtin_modules
 
 
 @pytest.fixture
@@ -104,11 +107,12 @@ def test_reference_stop_never_fires_under_a_smoothed_prober_but_the_relative_one
 
 def test_the_stop_level_comes_from_the_context_and_is_required(ctx):
     images, _ = toy.cell(n_miss=2, n_hit=0)
-    no_level = replace(ctx, extras={k: v for k, v in ctx.extras.items() if k != "prober_hit_level"})
     with pytest.raises(UserError, match="prober_hit_level"):
-        ProberLatent().correct(no_level, images)
+        ProberLatent().correct(replace(ctx, prober_hit_level=None), images)
     with pytest.raises(UserError, match="generator"):
-        ProberLatent().correct(replace(ctx, extras={"prober": ctx.extras["prober"]}), images)
+        ProberLatent().correct(replace(ctx, generator=None), images)
+    with pytest.raises(UserError, match="ctx.prober, a differentiable callable"):
+        ProberLatent().correct(replace(ctx, prober=None), images)
 
 
 def test_finished_samples_stop_changing(ctx):
@@ -147,7 +151,7 @@ def test_flip_stop_stops_right_after_the_prediction_changes(ctx):
 
 def test_list_latents_of_multiscale_flows(ctx):
     images, labels = toy.cell(n_miss=6, n_hit=0)
-    split = replace(ctx, extras={**ctx.extras, "generator": toy.SplitFlow()})
+    split = replace(ctx, generator=toy.SplitFlow())
     result = ProberLatent(lr=0.05).correct(split, images)
     assert (predictions(ctx, result.images) == labels).all()
 
@@ -162,7 +166,7 @@ class ExplodingFlow(toy.IdentityFlow):
 
 def test_a_decode_that_blows_up_stops_the_sample_at_its_last_finite_state(ctx):
     images, _ = toy.cell(n_miss=6, n_hit=0)
-    result = ProberLatent(lr=0.05).correct(replace(ctx, extras={**ctx.extras, "generator": ExplodingFlow()}), images)
+    result = ProberLatent(lr=0.05).correct(replace(ctx, generator=ExplodingFlow()), images)
     assert result.details["diverged"].all() and not result.details["reached"].any()
     assert torch.isfinite(result.images).all()
     assert (result.images.mean(dim=(1, 2, 3)) <= 0.58 + 1e-6).all()
@@ -188,18 +192,18 @@ def test_bad_options_fail_in_one_line(cls, options, message):
 BOOT = Bootstrap(resamples=200, confidence=0.9, seed=0)
 
 
-def hand_made() -> stage.Outcome:
+def hand_made() -> Outcome:
     hit = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1], bool)
     after = np.array([1, 1, 0, 0, 1, 1, 1, 1, 0, 1], bool)
     flagged = np.array([1, 1, 1, 0, 0, 0, 0, 0, 1, 0], bool)
     edit = np.array([1.0, 2.0, 3.0, 6.0, 0, 0, 0, 0, 5.0, 0])
     steps = np.array([10, 20, 30, 40, 0, 0, 0, 0, 7, 0])
-    return stage.Outcome(hit, after, flagged, edit, steps, seconds=2.0)
+    return Outcome(hit, after, flagged, edit, steps, seconds=2.0)
 
 
 def test_correction_metrics_on_hand_made_outcomes():
-    rows = {r["metric"]: r for r in stage.outcome_rows(hand_made(), BOOT)}
-    assert set(rows) == set(stage.CORRECTION_METRICS) - {"tuned-net-accuracy-gain"}  # no tuned threshold given
+    rows = {r["metric"]: r for r in outcome_rows(hand_made(), BOOT)}
+    assert set(rows) == set(CORRECTION_METRICS) - {"tuned-net-accuracy-gain"}  # no tuned threshold given
     assert rows["correction-rate"]["value"] == pytest.approx(2 / 4) and rows["correction-rate"]["n"] == 4
     assert rows["break-rate"]["value"] == pytest.approx(1 / 6) and rows["break-rate"]["n"] == 6
     # the loop edits the flagged: misses 0 and 1 fixed (+2), miss 2 not fixed, hit 8 broken (-1)
@@ -211,14 +215,13 @@ def test_correction_metrics_on_hand_made_outcomes():
         row = rows[metric]
         assert row["ci_low"] <= row["value"] <= row["ci_high"] and row["ci_low"] < row["ci_high"]
     assert np.isnan(rows["median-steps"]["ci_low"])
-    assert stage.correction_rate(hand_made().hit, hand_made().hit_after) == pytest.approx(0.5)
 
 
 def test_tuned_gain_uses_the_tuned_flags():
     tuned = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0], bool)  # flags only the two misses the edit fixes
     outcome = replace(hand_made(), tuned_flagged=tuned)
-    rows = {r["metric"]: r for r in stage.outcome_rows(outcome, BOOT)}
-    assert set(rows) == set(stage.CORRECTION_METRICS)
+    rows = {r["metric"]: r for r in outcome_rows(outcome, BOOT)}
+    assert set(rows) == set(CORRECTION_METRICS)
     assert rows["tuned-net-accuracy-gain"]["value"] == pytest.approx(2 / 10)
 
 
@@ -233,8 +236,8 @@ def test_gain_threshold_maximises_validation_gain_and_flags_nothing_when_nothing
 
 
 def test_metrics_without_misses_are_nan_not_errors():
-    outcome = stage.Outcome(np.ones(4, bool), np.ones(4, bool), np.zeros(4, bool), np.zeros(4), np.zeros(4), 1.0)
-    rows = {r["metric"]: r for r in stage.outcome_rows(outcome, BOOT)}
+    outcome = Outcome(np.ones(4, bool), np.ones(4, bool), np.zeros(4, bool), np.zeros(4), np.zeros(4), 1.0)
+    rows = {r["metric"]: r for r in outcome_rows(outcome, BOOT)}
     assert np.isnan(rows["correction-rate"]["value"]) and rows["correction-rate"]["n"] == 0
     assert rows["break-rate"]["value"] == 0 and rows["net-accuracy-gain"]["value"] == 0
 
@@ -259,7 +262,8 @@ def test_correct_images_rows_artifacts_and_isolated_failures(ctx, tmp_path):
         ComponentSpec("pixel-prober", {"lr": 0.01}),
         ComponentSpec("monotone-path", {"lr": 0.05}),
     ]
-    state = stage.setup(specs, registry, ctx)
+    given = stage.Guide(ctx.prober, threshold=ctx.prober_threshold, level=ctx.prober_hit_level)
+    state = stage.setup(specs, registry, ctx, {"generator": TrainedFlow(ctx.generator)}, {"prober": given})
     assert [b.method for b in state.bound] == ["prober-latent", "pixel-prober", "monotone-path"]
 
     class Broken:
@@ -290,7 +294,7 @@ def test_correct_images_rows_artifacts_and_isolated_failures(ctx, tmp_path):
     assert saved["stop_level"] == pytest.approx(toy.hit_level()) and saved["steps"].shape == (16,)
     changed = saved["index"]
     assert torch.equal(changed, (saved["steps"] > 0).nonzero().squeeze(1)) and 6 <= len(changed) < 16
-    again = ProberLatent(lr=0.05).correct(replace(ctx, extras={**ctx.extras, "prober_threshold": 0.5}), images)
+    again = ProberLatent(lr=0.05).correct(ctx, images)  # the stage hands it the same generator, prober and levels
     assert torch.equal(saved["edited"], again.images[changed])
     path = torch.load(tmp_path / "corrections" / "monotone-path_seed0_none-0.pt", weights_only=True)
     assert path["details.path"].shape == (len(path["index"]), 8, 1, 4, 4)
@@ -302,77 +306,113 @@ def test_setup_expands_over_generators_pins_and_calibrates_when_asked(ctx):
     from tests.conftest import builtin_modules
 
     registry = Registry(builtin_modules())
-    extras = {"prober": ctx.extras["prober"], "generators": {"glow": toy.IdentityFlow(), "realnvp": toy.SplitFlow()}}
-    two = replace(ctx, extras=extras)
+    generators = {"glow": TrainedFlow(toy.IdentityFlow()), "realnvp": TrainedFlow(toy.SplitFlow())}
+    probers = {"prober": stage.Guide(ctx.prober)}
     specs = [
         ComponentSpec("prober-latent"),
         ComponentSpec("pixel-prober"),
         ComponentSpec("latent-noise", {"generator": "glow"}, "noise-glow"),
     ]
-    state = stage.setup(specs, registry, two)
+    state = stage.setup(specs, registry, ctx, generators, probers)
     assert [(b.method, b.generator) for b in state.bound] == [
         ("prober-latent@glow", "glow"),
         ("prober-latent@realnvp", "realnvp"),
         ("pixel-prober", None),
         ("noise-glow", "glow"),
     ]
-    # no validation threshold/level given: chosen on the training split, where m > 0.55 are the hits
+    # no threshold/level given and no validation split: chosen on the training split, where m > 0.55 are the hits
     guide = state.guides[state.guide_label(state.bound[0])]
     assert guide.calibrated_on == "training split" and list(state.guides) == ["prober"]
     assert 0.1 < guide.threshold <= guide.level < 0.9
     with pytest.raises(UserError, match="names generator 'flow'"):
-        stage.setup([ComponentSpec("prober-latent", {"generator": "flow"})], registry, two)
+        stage.setup([ComponentSpec("prober-latent", {"generator": "flow"})], registry, ctx, generators, probers)
     with pytest.raises(UserError, match="names prober 'other'; the suite's probers: prober"):
-        stage.setup([ComponentSpec("prober-latent", {"prober": "other"})], registry, two)
+        stage.setup([ComponentSpec("prober-latent", {"prober": "other"})], registry, ctx, generators, probers)
 
     # a second prober guides the correctors that name it, with its own threshold and stop level
     def shifted(images):
-        return (ctx.extras["prober"](images) + 0.05).clamp(max=1)
+        return (ctx.prober(images) + 0.05).clamp(max=1)
 
-    three = replace(two, extras={**extras, "probers": {"main": ctx.extras["prober"], "shifted": shifted}})
+    two = {"main": stage.Guide(ctx.prober), "shifted": stage.Guide(shifted)}
     state = stage.setup(
         [ComponentSpec("prober-latent", {"generator": "glow"}), ComponentSpec("pixel-prober", {"prober": "shifted"})],
         registry,
-        three,
+        ctx,
+        generators,
+        two,
     )
     assert [b.guide for b in state.bound] == ["main", "shifted"] and list(state.guides) == ["main", "shifted"]
     assert state.guides["shifted"].level == pytest.approx(state.guides["main"].level + 0.05)
     assert set(state.calibration()) == {"main", "shifted"}
-    with pytest.raises(UserError, match="correctors need a generator and a prober"):
-        stage.setup(specs, registry, replace(ctx, extras={"prober": ctx.extras["prober"]}))
+    with pytest.raises(UserError, match="correctors need a generator and a scorer that can guide them"):
+        stage.setup(specs, registry, ctx, {}, probers)
 
 
-def test_suites_naming_correctors_need_a_generator_and_a_prober(tmp_path):
-    from probebench.registry import Registry
-    from probebench.suite import _check_correctors_have_inputs, load_config, parse_suite
-    from tests.conftest import builtin_modules
+CORRECTION_SUITE = """
+[suite.s]
+dataset = "mnist-5k"
+classifier = "cnn"
+metrics = ["auroc"]
+correctors = ["prober-latent"]
+"""
 
+
+def correction_suite(tmp_path, scorers: str, generators: str = '["realnvp"]', correctors: str = ""):
+    """A registry.toml with the built-ins and the knn test plugin (tests/knn_guide.py), and one suite."""
+    modules = ", ".join(f'"{m}"' for m in [*builtin_modules(), "tests.knn_guide"])
     path = tmp_path / "registry.toml"
-    path.write_text(
-        '[plugins]\nbuiltin = []\n[suite.s]\ndataset = "mnist-5k"\nclassifier = "cnn"\n'
-        'scorers = ["msp"]\nmetrics = ["auroc"]\ncorrectors = ["prober-latent"]\n'
-    )
+    body = CORRECTION_SUITE + f"scorers = {scorers}\ngenerators = {generators}\n"
+    if correctors:
+        body = body.replace('correctors = ["prober-latent"]', f"correctors = {correctors}")
+    path.write_text(f"[plugins]\nbuiltin = [{modules}]\n{body}")
+    return path
+
+
+def test_suites_with_correctors_need_a_generator_and_a_scorer_that_declares_it_can_guide(tmp_path):
+    from probebench.registry import Registry
+    from probebench.suite import load_config, parse_suite
+
+    def parse(**suite):
+        config = load_config(correction_suite(tmp_path, **suite))
+        return parse_suite(config, "s", Registry(config.builtin, autoload=False))
+
     with pytest.raises(
         UserError,
-        match=r"suite 's': correctors need a generator and a prober; the suite lacks "
-        r"'generators' and a 'prober' scorer",
+        match=r"^registry.toml: suite 's': correctors need a generator and a prober; the suite lacks 'generators' "
+        r"and a scorer that can guide them \(guides_correctors = True, like 'prober'; msp does not declare it\)$",
     ):
-        parse_suite(load_config(path), "s", Registry(builtin_modules()))
-    _check_correctors_have_inputs({"generators": ["glow"], "scorers": ["msp", "prober"]}, "here")  # passes
-    with pytest.raises(UserError, match="lacks a 'prober' scorer"):
-        _check_correctors_have_inputs({"generators": ["glow"], "scorers": ["msp"]}, "here")
+        parse(scorers='["msp"]', generators="[]")
+    # a scorer whose name starts with "prober" but that does not declare the capability is not silently skipped
+    with pytest.raises(UserError, match=r"lacks a scorer that can guide them .*msp, prober-knn do not declare it"):
+        parse(scorers='["msp", "prober-knn"]')
+    # a third-party scorer that declares it guides correctors, whatever its name
+    assert parse(scorers='["msp", "knn-guide"]').correctors[0].name == "prober-latent"
+    with pytest.raises(UserError, match=r"names prober 'msp' \(a scorer that cannot guide correctors\).*probers: knn"):
+        parse(
+            scorers='["msp", { name = "knn-guide", label = "knn" }]',
+            correctors='[{ name = "prober-latent", prober = "msp" }]',
+        )
+
+
+def test_probebench_run_says_in_one_line_that_a_prober_knn_cannot_guide(runner, tmp_path):
+    from probebench.cli import app
+
+    path = correction_suite(tmp_path, scorers='["msp", "prober-knn"]')
+    result = runner.invoke(app, ["run", "s", "--registry", str(path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "prober-knn do not declare it" in " ".join(result.output.split())
+    assert not (tmp_path / "out").exists()
 
 
 def test_suite_validation_checks_corrector_names_and_options(tmp_path):
     from probebench.registry import Registry
     from probebench.suite import load_config, parse_suite, validate
-    from tests.conftest import builtin_modules
 
     registry = Registry(builtin_modules())
     path = tmp_path / "registry.toml"
     path.write_text(
         '[plugins]\nbuiltin = []\n[suite.s]\ndataset = "mnist-5k"\nclassifier = "cnn"\n'
-        'scorers = ["msp"]\nmetrics = ["auroc"]\n'
+        'scorers = ["msp", { name = "prober", label = "prober-ref" }]\nmetrics = ["auroc"]\ngenerators = ["glow"]\n'
     )
     suite = parse_suite(load_config(path), "s", registry)
     good = replace(suite, correctors=(ComponentSpec("prober-latent", {"lr": 0.1, "generator": "glow"}),))
@@ -381,52 +421,37 @@ def test_suite_validation_checks_corrector_names_and_options(tmp_path):
         validate(replace(suite, correctors=(ComponentSpec("prober-latnet"),)), registry, "suite 's'")
     with pytest.raises(UserError, match=r"corrector 'prober-latent' has no option 'steps'"):
         validate(replace(suite, correctors=(ComponentSpec("prober-latent", {"steps": 3}),)), registry, "suite 's'")
-    with_prober = replace(suite, scorers=(*suite.scorers, ComponentSpec("prober", {}, "prober-ref")))
-    validate(
-        replace(with_prober, correctors=(ComponentSpec("prober-latent", {"prober": "prober-ref"}),)), registry, "s"
-    )
+    validate(replace(suite, correctors=(ComponentSpec("prober-latent", {"prober": "prober-ref"}),)), registry, "s")
     with pytest.raises(UserError, match=r"names prober 'prober-rfe' \(did you mean 'prober-ref'.*probers: prober-ref"):
         validate(
-            replace(with_prober, correctors=(ComponentSpec("prober-latent", {"prober": "prober-rfe"}),)),
+            replace(suite, correctors=(ComponentSpec("prober-latent", {"prober": "prober-rfe"}),)),
             registry,
             "suite 's'",
         )
 
 
+def test_a_scorer_that_declares_the_capability_without_p_hit_is_one_line(tmp_path, monkeypatch):
+    from probebench.registry import Registry
+    from probebench.suite import load_config, parse_suite
+    from tests import knn_guide
+
+    monkeypatch.delattr(knn_guide.KnnGuide, "p_hit")
+    config = load_config(correction_suite(tmp_path, scorers='["knn-guide"]'))
+    with pytest.raises(UserError, match=r"scorer 'knn-guide' declares guides_correctors = True but has no p_hit"):
+        parse_suite(config, "s", Registry(config.builtin, autoload=False))
+
+
 def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_registry, tmp_path, one_thread):
     """The whole pipeline on the tiny suite (with an untrained CNN: this tests
-    the wiring, not accuracy), a pixel-space "flow" and a prober made of the
-    CNN's own margin, injected where the generator and prober stages put
-    theirs; the threshold comes from a validation split, and a second run
-    takes every correction from the cache."""
+    the wiring, not accuracy), a tiny RealNVP, and correctors guided by a
+    third-party scorer that declares the capability under a name other than
+    ``prober`` (tests/knn_guide.py, registered in-process); the threshold
+    comes from a validation split, and a second run takes every correction
+    from the cache."""
     from probebench.cache import ArtifactStore
     from probebench.pipeline import run
     from probebench.registry import Registry
     from probebench.suite import load_config, parse_suite
-    from tests.conftest import builtin_modules
-
-    real_context = run._context
-
-    def with_extras(*args, **kwargs):
-        ctx = real_context(*args, **kwargs)
-        model = ctx.classifier
-        last = model.fc_layer[6]
-
-        def head(features):
-            top2 = last(features).topk(2, dim=1).values
-            return 0.1 + 0.8 * torch.sigmoid(top2[:, 0] - top2[:, 1] - 2)
-
-        prober = stage.LayerProber(model, "fc_layer.4", head)
-        ctx.extras.update(
-            {
-                "generators": {"pixels": toy.IdentityFlow()},
-                "generator_keys": {"pixels": "identity"},
-                "prober": prober,
-                "probers": {"margin": prober},
-                "prober_keys": {"margin": "margin-v1"},
-            }
-        )
-        return ctx
 
     def first_64_test_images(*args, **kwargs):
         splits = real_load(*args, **kwargs)
@@ -440,17 +465,19 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
         return build_model(registry, classifier_spec, 10, (1, 28, 28))[1].eval(), f"untrained-{seed}"
 
     real_load = run.load_splits
-    monkeypatch.setattr(run, "_context", with_extras)
     monkeypatch.setattr(run, "trained_classifier", untrained)
     monkeypatch.setattr(run, "load_splits", first_64_test_images)
-    registry = Registry(builtin_modules())
-    suite = parse_suite(load_config(tiny_registry()), "tiny", registry)
+    path = tiny_registry(scorers='["msp", { name = "knn-guide", label = "knn" }]')
+    path.write_text(path.read_text().replace("builtin = [", 'builtin = ["tests.knn_guide", '))
+    registry = Registry(load_config(path).builtin, autoload=False)
+    suite = parse_suite(load_config(path), "tiny", registry)
     suite = replace(
         suite,
         validation=100,
+        generators=(ComponentSpec("realnvp", {"levels": 2, "blocks": 1, "hidden": 8, "epochs": 1, "warmup": 0}),),
         correctors=(
             ComponentSpec("prober-latent", {"lr": 0.05, "max_steps": 5}),
-            ComponentSpec("confidence-ascent", {"target": "runner-up", "max_steps": 5}),
+            ComponentSpec("confidence-ascent", {"target": "runner-up", "eta": 10.0, "max_steps": 5}),
         ),
     )
     out = tmp_path / "run"
@@ -458,9 +485,9 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
     outcome = run.run_suite(suite, registry, store, torch.device("cpu"), out)
     assert outcome.failures == []
     table = pd.read_csv(out / "results.csv", keep_default_na=False, na_values=[""])
-    correction = table[table["metric"].isin(stage.CORRECTION_METRICS)]
+    correction = table[table["metric"].isin(CORRECTION_METRICS)]
     assert set(correction["method"]) == {"prober-latent", "confidence-ascent"}
-    assert len(correction) == 2 * len(stage.CORRECTION_METRICS)
+    assert len(correction) == 2 * len(CORRECTION_METRICS)
     rates = correction.set_index(["method", "metric"])["value"]
     assert all(
         0 <= rates[m, r] <= 1 for m in ("prober-latent", "confidence-ascent") for r in ("correction-rate", "break-rate")
@@ -472,8 +499,12 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
     saved = torch.load(out / "corrections" / "prober-latent_seed0_none-0.pt", weights_only=True)
     assert saved["steps"].shape == (64,) and saved["edited"].shape == (len(saved["index"]), 1, 28, 28)
     assert saved["calibrated_on"] == "validation split (100 images)"
+    # the knn scorer guided the edit: the P(hit) the loop flags by is its p_hit, which equals its scores
+    scores = pd.read_csv(out / "scores.csv.gz")
+    clean = scores[scores["corruption"] == "none"].sort_values("index")
+    assert np.allclose(saved["p_hit"].numpy(), clean["knn"].to_numpy(), atol=1e-5)
     calibration = head["correction"]["0"]
-    assert calibration["margin"] == {
+    assert calibration["knn"] == {
         "threshold": saved["threshold"],
         "stop_level": saved["stop_level"],
         "calibrated_on": "validation split (100 images)",

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from probebench import hookspecs
-from probebench.kinds import KINDS, REQUIRED
+from probebench.kinds import CAPABILITIES, KINDS, REQUIRED
 from tests.conftest import REPO
 
 GUIDE = REPO / "docs" / "plugins.md"
@@ -68,6 +68,15 @@ def test_every_required_attribute_of_a_kind_is_in_its_section(guide, kind):
     for attr in REQUIRED[kind]:
         if attr != "name":  # every kind's `name` is described once, in the rules
             assert f"`{attr}" in body, f"{kind}: {attr!r} is required by probebench/kinds.py but not in the guide"
+
+
+@pytest.mark.parametrize("capability", sorted(CAPABILITIES, key=lambda c: c.__name__), ids=lambda c: c.__name__)
+def test_every_capability_is_documented_in_its_kinds_section(guide, capability):
+    kind, attribute = CAPABILITIES[capability]
+    body = sections(guide, "Kinds")[KINDS[kind].__name__]
+    methods = [name for name in vars(capability) if not name.startswith("_") and callable(vars(capability)[name])]
+    for name in (f"probebench.kinds.{capability.__name__}", f"{attribute} = True", *methods):
+        assert f"`{name}" in body, f"{capability.__name__}: {name!r} is not in the guide's {kind} section"
 
 
 def test_the_rules_every_component_follows_are_stated(guide):

@@ -167,7 +167,8 @@ def test_trained_generator_is_cached_and_reloaded(tmp_path, digits, monkeypatch)
     assert calls == [1, 1]  # another seed trains another flow
 
 
-def test_generator_stage_fills_extras_and_writes_rows_and_grids(tmp_path, digits):
+def test_generator_stage_returns_the_flows_and_writes_rows_and_grids(tmp_path, digits):
+    from probebench.pipeline.stage import Run
     from probebench.registry import Registry
     from probebench.suite import Suite
     from tests.conftest import builtin_modules
@@ -181,11 +182,12 @@ def test_generator_stage_fills_extras_and_writes_rows_and_grids(tmp_path, digits
         (),
         generators=(ComponentSpec("glow", dict(TINY), "small-glow"),),
     )
-    ctx = SimpleNamespace(extras={}, seed=0, device=torch.device("cpu"))
-    rows = generate.generator_stage(
-        suite, registry, ArtifactStore(tmp_path / "c"), _splits(digits), ctx, tmp_path, [], None
-    )
-    flow = ctx.extras["generators"]["small-glow"]
+    ctx = SimpleNamespace(seed=0, device=torch.device("cpu"))
+    run = Run(suite, registry, ArtifactStore(tmp_path / "c"), _splits(digits), tmp_path)
+    rows, flows = generate.generator_stage(run, ctx)
+    assert list(flows) == ["small-glow"] and run.failures.entries == []
+    flow = flows["small-glow"].flow
+    assert flows["small-glow"].key == generate.generator_key(registry, suite.dataset, suite.generators[0], 0)
     assert not any(p.requires_grad for p in flow.parameters()) and not flow.training
     assert {r["metric"] for r in rows} == set(generate.METRICS)
     assert {(r["method"], r["classifier"], r["corruption"]) for r in rows} == {("small-glow", "-", "none")}

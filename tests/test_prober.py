@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import types
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ from probebench.cache import ArtifactStore, hash_key
 from probebench.cli import app
 from probebench.errors import UserError
 from probebench.hookspecs import hookimpl
+from probebench.kinds import Guide, can_guide
 from probebench.pipeline.context import Batch, Context
 from probebench.pipeline.features import cached_forward, forward
 from probebench.plugins.probers._mlp_net import class_weights, sample_weights
@@ -33,12 +35,19 @@ def tiny_cnn(seed: int = 0):
     return CNNNet(10, (1, 28, 28), width=8).eval()
 
 
+@dataclass(frozen=True)
 class CountingContext(Context):
-    """A Context that counts its forward passes."""
+    """A Context that counts its forward passes (``forward_calls``)."""
+
+    calls: list = field(default_factory=list)
 
     def forward(self, images, layers=()):
-        self.extras["forward_calls"] = self.extras.get("forward_calls", 0) + 1
+        self.calls.append(len(images))
         return super().forward(images, layers)
+
+    @property
+    def forward_calls(self) -> int:
+        return len(self.calls)
 
 
 def make_ctx(tmp_path, model, images, labels, registry=None, train_classifier=None):
@@ -125,13 +134,13 @@ def test_cached_forward_and_batch_cells_reuse_features(tmp_path):
     where = {"split": "test", "corruption": "none", "options": {}, "severity": 0}
     logits, features = cached_forward(ctx, images, ("fc_layer.4",), where)
     again_logits, again = cached_forward(ctx, images, ("fc_layer.4",), where)
-    assert ctx.extras["forward_calls"] == 1
+    assert ctx.forward_calls == 1
     assert torch.equal(logits, again_logits) and torch.equal(features["fc_layer.4"], again["fc_layer.4"])
     batch = Batch(ctx, images, cell=where)
     assert torch.equal(batch.features("fc_layer.4"), features["fc_layer.4"]) and torch.equal(batch.logits, logits)
-    assert ctx.extras["forward_calls"] == 1  # the cell's outputs came from the cache
+    assert ctx.forward_calls == 1  # the cell's outputs came from the cache
     Batch(ctx, images).features("fc_layer.4")  # no cell: computed
-    assert ctx.extras["forward_calls"] == 2
+    assert ctx.forward_calls == 2
 
 
 # -- probers -------------------------------------------------------------------
@@ -282,15 +291,22 @@ def test_second_prepare_loads_prober_and_fold_outcomes_from_the_cache(tmp_path, 
     first = ProberScorer(**options)
     first.prepare(ctx)
     assert trained == [(0, 100, {"epochs": 1}), (0, 100, {"epochs": 1})] and fits == [200]
-    assert first.facts["n_hit"] + first.facts["n_miss"] == 200 and ctx.extras["prober"] is first
-    calls = ctx.extras["forward_calls"]
+    assert first.facts["n_hit"] + first.facts["n_miss"] == 200
+    calls = ctx.forward_calls
 
     second = ProberScorer(**options)
     second.prepare(ctx)
-    assert len(trained) == 2 and fits == [200] and ctx.extras["forward_calls"] == calls
+    assert len(trained) == 2 and fits == [200] and ctx.forward_calls == calls
     assert second.facts == first.facts
     batch = Batch(ctx, random_digits(30, seed=5)[0])
     assert torch.equal(first.score(ctx, batch), second.score(ctx, batch))
+    # it guides correctors: p_hit of the images is its score, differentiable with respect to the images
+    assert can_guide(ProberScorer) and isinstance(first, Guide)
+    images = batch.images.clone().requires_grad_(True)
+    p_hit = first.p_hit(images)
+    assert torch.allclose(p_hit, first.score(ctx, batch), atol=1e-6)
+    (gradient,) = torch.autograd.grad(p_hit.sum(), images)
+    assert gradient.abs().sum() > 0
 
     ProberScorer(**{**options, "source": "holdout"}).prepare(ctx)  # reuses fold 0's outcomes
     assert len(trained) == 2 and fits == [200, 100]

@@ -15,11 +15,45 @@ import torch
 from torch import nn
 
 from probebench.pipeline.context import Context
-from probebench.pipeline.correct import LayerProber
+from probebench.pipeline.features import resolve_layer
 
 BOUNDARY = 0.55
 GAIN = 20.0  # logit slope of the classifier in m
 SHARPNESS = 40.0  # of the prober in m
+
+
+class _Captured(Exception):
+    """Raised by the hook to skip the layers after the probed one."""
+
+
+class LayerProber(nn.Module):
+    """P(hit) of images = ``head(features of classifier at layer)``, differentiable.
+
+    ``head`` maps flattened features [N, D] to P(hit) [N]. The classifier's
+    forward pass stops at ``layer``.
+    """
+
+    def __init__(self, classifier: nn.Module, layer: str, head):
+        super().__init__()
+        self.classifier = classifier
+        self.module = resolve_layer(classifier, layer)
+        self.head = head
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        captured = []
+
+        def hook(_module, _inputs, output):
+            captured.append(output)
+            raise _Captured
+
+        handle = self.module.register_forward_hook(hook)
+        try:
+            self.classifier(images)
+        except _Captured:
+            pass
+        finally:
+            handle.remove()
+        return self.head(captured[0].flatten(1))
 
 
 def classifier() -> nn.Module:
@@ -88,13 +122,10 @@ class SplitFlow:
 def context(
     generator=None, *, batch_size: int = 64, seed: int = 0, level: float | None = None, threshold: float | None = 0.5
 ) -> Context:
+    """The toy as a corrector receives it: the classifier, its prober, a flow
+    (identity unless given), and the stop level and flag threshold when given."""
     model = classifier()
     train_images, train_labels = cell(20, 40, seed=1)
-    extras = {"prober": prober(model), "generator": generator or IdentityFlow()}
-    if level is not None:
-        extras["prober_hit_level"] = level
-    if threshold is not None:
-        extras["prober_threshold"] = threshold
     return Context(
         model,
         "toy",
@@ -107,7 +138,10 @@ def context(
         train_labels,
         lambda stage, parts, build: build(),
         lambda other: model,
-        extras,
+        generator=generator or IdentityFlow(),
+        prober=prober(model),
+        prober_hit_level=level,
+        prober_threshold=threshold,
     )
 
 

@@ -1,11 +1,11 @@
-"""What a stage hands to components: a read-only ``Context`` of trained
+"""What a stage hands to components: a frozen ``Context`` of trained
 artifacts and a ``Batch`` of test images whose model outputs are computed
 lazily and shared, so methods that need only logits cost no extra pass."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -18,6 +18,10 @@ from probebench.pipeline.features import cached_forward, forward
 class Context:
     """Trained artifacts for one (dataset, classifier, seed).
 
+    Frozen: a component reads it and never changes it; a stage that has more
+    to hand over makes a new one with ``dataclasses.replace`` (the correction
+    stage does, for each corrector run).
+
     ``train_images``/``train_labels`` are the classifier's training split (a
     prober may learn from outcomes on it); ``artifact(stage, parts, build)``
     caches a component's own expensive output under a key made of ``parts``
@@ -26,10 +30,14 @@ class Context:
     ensembles, or with ``subset`` (indices into the training split) and
     ``options`` (overriding the classifier's) a model trained on part of the
     training data, e.g. the fold models of cross-fitting; ``registry`` looks
-    components up by name (e.g. corruptions for augmentation); ``extras`` holds
-    what later stages add (prober, generator); ``val_images``/``val_labels``
-    are the suite's validation split (``validation = N`` in the suite: images
-    held out of the training split that nothing trains on), else None.
+    components up by name (e.g. corruptions for augmentation);
+    ``val_images``/``val_labels`` are the suite's validation split
+    (``validation = N`` in the suite: images held out of the training split
+    that nothing trains on), else None.
+
+    ``generator``, ``prober``, ``prober_hit_level`` and ``prober_threshold``
+    are what a corrector works with; the correction stage sets them (see
+    ``probebench/pipeline/correct.py``) and they are None everywhere else.
     """
 
     classifier: torch.nn.Module
@@ -43,12 +51,17 @@ class Context:
     train_labels: torch.Tensor
     artifact: Callable[[str, Any, Callable[[], dict]], dict]
     train_classifier: Callable[..., torch.nn.Module]
-    extras: dict[str, Any] = field(default_factory=dict)
     registry: Any = None
     val_images: torch.Tensor | None = None
     val_labels: torch.Tensor | None = None
+    generator: Any = None  # a flow with encode(x) -> z and decode(z) -> x
+    prober: Callable[[torch.Tensor], torch.Tensor] | None = None  # images -> P(hit), differentiable
+    prober_hit_level: float | None = None  # the default stop level: median P(hit) of validation hits
+    prober_threshold: float | None = None  # the label-free loop flags images with P(hit) below it
 
-    def forward(self, images: torch.Tensor, layers: tuple[str, ...] = ()):
+    def forward(
+        self, images: torch.Tensor, layers: tuple[str, ...] = ()
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Logits and features at ``layers`` of the classifier, batched, on the CPU."""
         return forward(self.classifier, images, layers, self.batch_size, self.device)
 
@@ -56,10 +69,11 @@ class Context:
 class Batch:
     """Test images of one cell with their lazily computed, shared model outputs.
 
-    ``cell`` describes which images these are (e.g. ``{"split": "test",
-    "corruption": "none", "options": {}, "severity": 0}``); when given, the
-    logits and features are cached per (classifier, layer, cell) in the
-    artifact store. Leave it None for images made on the fly (edited ones).
+    ``cell`` describes which images these are, as ``cached_forward``'s
+    ``where`` (the score stage passes ``{"split": "test", "cell": <the cell's
+    cache key>}``); when given, the logits and features are cached per
+    (classifier, layer, cell) in the artifact store. Leave it None for images
+    made on the fly (edited ones).
     """
 
     def __init__(self, ctx: Context, images: torch.Tensor, cell: dict | None = None):
@@ -85,6 +99,7 @@ class Batch:
     def logits(self) -> torch.Tensor:
         if self._logits is None:
             self.prefetch(())
+        assert self._logits is not None  # prefetch computed them
         return self._logits
 
     def features(self, layer: str) -> torch.Tensor:

@@ -9,49 +9,50 @@ optimisation steps each sample took (int [N]; a sample with 0 steps must come
 back unchanged) and optional per-sample ``details``. It never sees a label.
 The edit of one image must not depend on the other images in the batch. A
 corrector class may set ``uses_generator = False`` (it works in pixel space);
-otherwise the stage runs it once per generator. It reads from ``ctx``:
+otherwise the stage runs it once per generator. For each run the stage hands
+it a new ``Context`` (``dataclasses.replace`` of the scorers' one; a Context
+is frozen, and nothing a component does changes it) with these fields set:
 
 - ``ctx.classifier``: the trained ``nn.Module`` (eval mode), images -> logits;
   ``ctx.device``, ``ctx.seed``, ``ctx.batch_size`` (the corrector's chunk size).
-- ``ctx.extras["generator"]``: an invertible flow, any object with
-  ``encode(x) -> z`` and ``decode(z) -> x``. ``x`` is float [N,C,H,W] in [0,1]
-  on ``ctx.device``; ``z`` is a tensor with batch dimension first, or a
-  list/tuple of such tensors (multiscale flows); ``decode(encode(x)) == x`` up
-  to float error; both differentiable, per-sample (eval mode). Correctors
-  clamp decoded pixels to [0,1] and treat a non-finite decode as divergence.
-  The stage sets this key per run from ``ctx.extras["generators"]`` (a dict
-  label -> flow, as the generator stage stores them) or passes
-  ``ctx.extras["generator"]`` through when only that is given.
-- ``ctx.extras["prober"]``: a callable mapping images [N,C,H,W] in [0,1] on
+- ``ctx.generator``: an invertible flow, any object with ``encode(x) -> z``
+  and ``decode(z) -> x``. ``x`` is float [N,C,H,W] in [0,1] on ``ctx.device``;
+  ``z`` is a tensor with batch dimension first, or a list/tuple of such
+  tensors (multiscale flows); ``decode(encode(x)) == x`` up to float error;
+  both differentiable, per-sample (eval mode). Correctors clamp decoded
+  pixels to [0,1] and treat a non-finite decode as divergence. One of the
+  suite's generators (a corrector spec's ``generator`` option pins one);
+  None for a corrector with ``uses_generator = False``.
+- ``ctx.prober``: a callable mapping images [N,C,H,W] in [0,1] on
   ``ctx.device`` to P(hit) float [N] in [0,1], differentiable with respect to
-  the images (classifier features at the prober's layer -> prober MLP), using
-  no label and no other sample of the batch. ``LayerProber(classifier, layer,
-  head)`` below builds one from a head mapping features [N,D] -> P(hit) [N].
-- ``ctx.extras["probers"]``: label -> such a callable, one per prober scorer
-  of the suite (the first is the default); a corrector spec's ``prober``
-  option names the one that guides it and flags images for its loop. The
-  stage hands the chosen one to the corrector as ``ctx.extras["prober"]``.
-- ``ctx.extras["prober_hit_level"]``: float, the median P(hit) the prober gives
-  the validation split's hits. The default stop level of the prober stop rule
-  (see probebench/plugins/correctors/counterfactual.py): relative to real hits, so it
-  fires although label smoothing 0.2 caps the prober near 0.9.
-- ``ctx.extras["prober_threshold"]``: float, the label-free loop flags an
-  image as a likely miss when P(hit) < this. Chosen on validation data, never
-  on test (``flag_threshold`` below: Youden's J for detecting misses).
+  the images, using no label and no other sample of the batch: the ``p_hit``
+  of a scorer that declares the ``probebench.kinds.Guide`` capability
+  (``guides_correctors = True``; the built-in ``prober`` scorer does). A
+  corrector spec's ``prober`` option names the scorer (by suite label) that
+  guides it and flags images for its loop; without it, the suite's first
+  scorer with the capability.
+- ``ctx.prober_hit_level``: float, the median P(hit) the prober gives the
+  validation split's hits. The default stop level of the prober stop rule
+  (see probebench/plugins/correctors/counterfactual.py): relative to real
+  hits, so it fires although label smoothing 0.2 caps the prober near 0.9.
+- ``ctx.prober_threshold``: float, the label-free loop flags an image as a
+  likely miss when P(hit) < this. Chosen on validation data, never on test
+  (``flag_threshold`` below: Youden's J for detecting misses).
 
-When ``prober_hit_level`` or ``prober_threshold`` is absent, the stage derives
-it (``calibrate``) from the suite's validation split (``validation = N`` in
-the suite: training images nothing trains on), or, without one, from the
-classifier's training split, and says so: optimistic, since the classifier
-fits its training images. ``run.json`` records both numbers per seed under
-``correction`` with where they came from.
+The stage chooses both numbers per guiding scorer (``calibrated``) on the
+suite's validation split (``validation = N`` in the suite: training images
+nothing trains on), or, without one, on the classifier's training split, and
+says so: optimistic, since the classifier fits its training images. A
+``Guide`` given with both numbers keeps them. ``run.json`` records both per
+seed under ``correction`` with where they came from.
 
 What the stage measures
 -----------------------
 Every corrector edits every image of the test cell once. Because an edit
 depends only on its own image, the three views come from that one pass:
 (a) the true misses, (b) the hits, and (c) the label-free loop "flag with the
-prober, edit the flagged images, re-classify". Labels only judge:
+prober, edit the flagged images, re-classify". Labels only judge (the
+metrics are computed in ``probebench/pipeline/evaluate.py``):
 
 - ``correction-rate``: true misses whose edit the classifier gets right / true
   misses (all of them are handed to the corrector; one its stop rule leaves
@@ -83,9 +84,11 @@ method one PNG grid of original / edited / delta for corrected misses.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -93,62 +96,29 @@ import torch
 from probebench.cache import hash_key
 from probebench.console import console, task
 from probebench.errors import UserError
-from probebench.evaluate import bootstrap_indices, estimate
-from probebench.pipeline.features import resolve_layer
+from probebench.pipeline.cells import Cell
+from probebench.pipeline.data import cell_data
+from probebench.pipeline.evaluate import Outcome, outcome_rows
+from probebench.pipeline.failures import CallInfo
+from probebench.pipeline.generate import TrainedFlow
+from probebench.pipeline.stage import Run
 
-# metric name -> higher is better
-CORRECTION_METRICS = {
-    "correction-rate": True,
-    "break-rate": False,
-    "net-accuracy-gain": True,
-    "tuned-net-accuracy-gain": True,
-    "edit-size": False,
-    "median-steps": False,
-    "p90-steps": False,
-    "images-per-second": True,
-}
+if TYPE_CHECKING:
+    from probebench.cache import ArtifactStore
+    from probebench.pipeline.context import Context
+    from probebench.registry import Registry
+    from probebench.suite import Bootstrap, ComponentSpec
+
+Prober = Callable[[torch.Tensor], torch.Tensor]  # images -> P(hit), differentiable
+Record = dict[str, Any]  # what one corrector made of one set of images (see ``edit``)
+OnFailure = Callable[[str, Exception], None]  # (method, what it raised)
+
 PIN_KEY = "generator"  # a corrector spec's option naming the one generator it runs with
-GUIDE_KEY = "prober"  # ... and the prober (a scorer label) that guides it and flags images for the loop
-
-
-# -- building a prober callable -----------------------------------------------
-class _Captured(Exception):
-    """Raised by the hook to skip the layers after the probed one."""
-
-
-class LayerProber(torch.nn.Module):
-    """P(hit) of images = ``head(features of classifier at layer)``, differentiable.
-
-    ``head`` maps flattened features [N, D] to P(hit) [N] (e.g. a prober's
-    ``predict`` when it keeps the autograd graph). The classifier's forward
-    pass stops at ``layer``.
-    """
-
-    def __init__(self, classifier: torch.nn.Module, layer: str, head):
-        super().__init__()
-        self.classifier = classifier
-        self.module = resolve_layer(classifier, layer)
-        self.head = head
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        captured = []
-
-        def hook(_module, _inputs, output):
-            captured.append(output)
-            raise _Captured
-
-        handle = self.module.register_forward_hook(hook)
-        try:
-            self.classifier(images)
-        except _Captured:
-            pass
-        finally:
-            handle.remove()
-        return self.head(captured[0].flatten(1))
+GUIDE_KEY = "prober"  # ... and the scorer (a suite label) that guides it and flags images for the loop
 
 
 # -- thresholds from labelled held-out data ------------------------------------
-def flag_threshold(p_hit, hit) -> float:
+def flag_threshold(p_hit: Any, hit: Any) -> float:
     """The threshold t maximising Youden's J (TPR - FPR) of flagging misses by
     P(hit) < t; ties go to the smallest t (fewest images flagged)."""
     p = np.asarray(p_hit, dtype=float)
@@ -163,7 +133,7 @@ def flag_threshold(p_hit, hit) -> float:
     return float(candidates[int(np.argmax(caught - false))])
 
 
-def gain_threshold(p_hit, gain) -> float:
+def gain_threshold(p_hit: Any, gain: Any) -> float:
     """The threshold t maximising the loop's total gain sum(gain[p_hit < t])
     (gain: +1 a miss fixed, -1 a hit broken, 0 otherwise, per sample); ties go
     to the smallest t (fewest images flagged), so a corrector that never helps
@@ -180,14 +150,14 @@ def gain_threshold(p_hit, gain) -> float:
     return float(p[0]) if best == 0 else float(np.nextafter(p[best - 1], np.inf))
 
 
-def hit_level(p_hit, hit) -> float:
+def hit_level(p_hit: Any, hit: Any) -> float:
     """The median P(hit) of the hits: the default stop level."""
     p = np.asarray(p_hit, dtype=float)[np.asarray(hit, dtype=bool)]
     return float(np.median(p)) if len(p) else float("nan")
 
 
 @torch.no_grad()
-def prober_outputs(ctx, prober, images: torch.Tensor) -> torch.Tensor:
+def prober_outputs(ctx: Context, prober: Prober, images: torch.Tensor) -> torch.Tensor:
     """P(hit) [N] on the CPU, batched."""
     parts = [
         prober(images[s : s + ctx.batch_size].to(ctx.device)).detach().cpu()
@@ -196,7 +166,9 @@ def prober_outputs(ctx, prober, images: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts) if parts else torch.empty(0)
 
 
-def calibrate(ctx, prober, images: torch.Tensor, labels: torch.Tensor, limit: int = 5000) -> tuple[float, float]:
+def calibrate(
+    ctx: Context, prober: Prober, images: torch.Tensor, labels: torch.Tensor, limit: int = 5000
+) -> tuple[float, float]:
     """(prober_threshold, prober_hit_level) from labelled images (the first ``limit``)."""
     images, labels = images[:limit], labels[:limit]
     hit = (ctx.forward(images)[0].argmax(dim=1) == labels).numpy()
@@ -204,94 +176,28 @@ def calibrate(ctx, prober, images: torch.Tensor, labels: torch.Tensor, limit: in
     return flag_threshold(p, hit), hit_level(p, hit)
 
 
-# -- metrics of one corrector on one cell ----------------------------------------
-@dataclass
-class Outcome:
-    """Per-sample facts of one corrector on one cell (all arrays of length N)."""
-
-    hit: np.ndarray  # the classifier was right on the original image
-    hit_after: np.ndarray  # ... and on the edited image
-    flagged: np.ndarray  # the prober flagged the original (P(hit) < threshold)
-    edit_size: np.ndarray  # ||x' - x||_2
-    steps: np.ndarray
-    seconds: float
-    tuned_flagged: np.ndarray | None = None  # flagged with the corrector's validation-tuned threshold
-
-
-def _mean(values, _unused=None):
-    return np.mean(values, axis=-1)
-
-
-def correction_rate(hit, hit_after) -> float:
-    miss = ~np.asarray(hit, dtype=bool)
-    return float(np.mean(np.asarray(hit_after, dtype=bool)[miss])) if miss.any() else float("nan")
-
-
-def break_rate(hit, hit_after) -> float:
-    hit = np.asarray(hit, dtype=bool)
-    return float(np.mean(~np.asarray(hit_after, dtype=bool)[hit])) if hit.any() else float("nan")
-
-
-def loop_gain_per_sample(hit, hit_after, flagged) -> np.ndarray:
-    """+1 where the loop turns a miss into a hit, -1 where it breaks a hit, else 0."""
-    hit = np.asarray(hit, dtype=bool)
-    after = np.where(np.asarray(flagged, dtype=bool), np.asarray(hit_after, dtype=bool), hit)
-    return after.astype(float) - hit.astype(float)
-
-
-def net_accuracy_gain(hit, hit_after, flagged) -> float:
-    gain = loop_gain_per_sample(hit, hit_after, flagged)
-    return float(gain.mean()) if len(gain) else float("nan")
-
-
-def _row(metric: str, values: np.ndarray, bootstrap, with_interval: bool = True, value=None) -> dict:
-    values = np.asarray(values, dtype=float)
-    if len(values) == 0:
-        return {"metric": metric, "value": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0}
-    if value is not None or not with_interval:
-        v = float(value if value is not None else np.mean(values))
-        return {"metric": metric, "value": v, "ci_low": float("nan"), "ci_high": float("nan"), "n": len(values)}
-    indices = bootstrap_indices(len(values), bootstrap.resamples, bootstrap.seed)
-    est = estimate(_mean, values, values, indices, bootstrap.confidence)
-    return {"metric": metric, **est.__dict__}
-
-
-def outcome_rows(outcome: Outcome, bootstrap) -> list[dict]:
-    """Rows ``{metric, value, ci_low, ci_high, n}`` of the correction metrics."""
-    hit = np.asarray(outcome.hit, dtype=bool)
-    after = np.asarray(outcome.hit_after, dtype=bool)
-    miss = ~hit
-    steps = np.asarray(outcome.steps, dtype=float)[miss]
-    n = len(hit)
-    speed = n / outcome.seconds if outcome.seconds > 0 else float("nan")
-    return [
-        _row("correction-rate", after[miss], bootstrap),
-        _row("break-rate", ~after[hit], bootstrap),
-        _row("net-accuracy-gain", loop_gain_per_sample(hit, after, outcome.flagged), bootstrap),
-        *(
-            [_row("tuned-net-accuracy-gain", loop_gain_per_sample(hit, after, outcome.tuned_flagged), bootstrap)]
-            if outcome.tuned_flagged is not None
-            else []
-        ),
-        _row("edit-size", np.asarray(outcome.edit_size, dtype=float)[miss], bootstrap),
-        _row("median-steps", steps, bootstrap, value=np.median(steps) if len(steps) else None),
-        _row("p90-steps", steps, bootstrap, value=np.percentile(steps, 90) if len(steps) else None),
-        _row("images-per-second", np.ones(n), bootstrap, value=speed),
-    ]
-
-
-# -- the stage ------------------------------------------------------------------
-@dataclass
+# -- setting the correctors up ------------------------------------------------------
+@dataclass(frozen=True)
 class Guide:
-    """A prober with the flag threshold and stop level chosen for it."""
+    """A prober guiding correctors: ``prober`` maps images to a differentiable
+    P(hit) (a ``Guide`` scorer's ``p_hit``); ``prober_key`` is the cache key of
+    the scorer it comes from ("": its corrections are not cached);
+    ``threshold`` (the loop's flag threshold) and ``level`` (the stop level)
+    are chosen by ``calibrated`` when None."""
 
-    prober: Any
-    threshold: float
-    level: float
-    calibrated_on: str
-    key: str = ""  # the prober's cache key, threshold, level and seed; empty: not cacheable
+    prober: Prober
+    prober_key: str = ""
+    threshold: float | None = None
+    level: float | None = None
+    calibrated_on: str = "given"
 
-    def calibration(self) -> dict:
+    def key(self, seed: int) -> str:
+        """What the corrections it guides depend on: the prober, threshold, level and seed."""
+        if not self.prober_key or self.threshold is None or self.level is None:
+            return ""
+        return hash_key("correction-guide", self.prober_key, float(self.threshold), float(self.level), seed)
+
+    def calibration(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "stop_level": self.level, "calibrated_on": self.calibrated_on}
 
 
@@ -328,55 +234,44 @@ class Setup:
         return {**out, "tuned_thresholds": tuned} if tuned else out
 
 
-def generators_of(extras: dict) -> dict[str, Any]:
-    generators = extras.get("generators")
-    if generators:
-        return dict(generators)
-    return {"generator": extras["generator"]} if extras.get("generator") is not None else {}
+def calibrated(ctx: Context, label: str, guide: Guide) -> Guide:
+    """``guide`` with its missing flag threshold and stop level chosen on the
+    validation split (else the training split, with a warning)."""
+    if guide.threshold is not None and guide.level is not None:
+        return replace(guide, threshold=float(guide.threshold), level=float(guide.level))
+    if ctx.val_images is not None and ctx.val_labels is not None:
+        images, labels, source = ctx.val_images, ctx.val_labels, f"validation split ({len(ctx.val_labels)} images)"
+    else:
+        images, labels, source = ctx.train_images, ctx.train_labels, "training split"
+    fit_threshold, fit_level = calibrate(ctx, guide.prober, images, labels)
+    threshold = fit_threshold if guide.threshold is None else guide.threshold
+    level = fit_level if guide.level is None else guide.level
+    if ctx.val_labels is None:
+        console.print(
+            f"[yellow]correction: the suite has no validation split (add validation = N); chose "
+            f"{label}'s flag threshold ({threshold:.3f}) and stop level ({level:.3f}) on the training "
+            f"split, where the classifier is optimistic[/]"
+        )
+    return replace(guide, threshold=float(threshold), level=float(level), calibrated_on=source)
 
 
-def probers_of(extras: dict) -> dict[str, Any]:
-    """label -> prober callable: ``extras["probers"]``, else ``{"prober": extras["prober"]}``;
-    the first is the default guide."""
-    probers = dict(extras.get("probers") or {})
-    if not probers and extras.get("prober") is not None:
-        probers["prober"] = extras["prober"]
-    return probers
-
-
-def _guide(ctx, label: str, prober) -> Guide:
-    threshold, level = ctx.extras.get("prober_threshold"), ctx.extras.get("prober_hit_level")
-    source = "ctx.extras"
-    if threshold is None or level is None:
-        if ctx.val_labels is not None:
-            images, labels, source = ctx.val_images, ctx.val_labels, f"validation split ({len(ctx.val_labels)} images)"
-        else:
-            images, labels, source = ctx.train_images, ctx.train_labels, "training split"
-        fit_threshold, fit_level = calibrate(ctx, prober, images, labels)
-        threshold = fit_threshold if threshold is None else threshold
-        level = fit_level if level is None else level
-        if ctx.val_labels is None:
-            console.print(
-                f"[yellow]correction: the suite has no validation split (add validation = N); chose "
-                f"{label}'s flag threshold ({threshold:.3f}) and stop level ({level:.3f}) on the training "
-                f"split, where the classifier is optimistic[/]"
-            )
-    prober_key = ctx.extras.get("prober_keys", {}).get(label)
-    key = hash_key("correction-guide", prober_key, float(threshold), float(level), ctx.seed) if prober_key else ""
-    return Guide(prober, float(threshold), float(level), source, key)
-
-
-def setup(correctors, registry, ctx) -> Setup:
+def setup(
+    correctors: tuple[ComponentSpec, ...] | list[ComponentSpec],
+    registry: Registry,
+    ctx: Context,
+    generators: Mapping[str, TrainedFlow],
+    probers: Mapping[str, Guide],
+) -> Setup:
     """Create the suite's correctors for ``ctx`` (one per generator unless
-    pinned with a ``generator`` option; guided by the first prober unless a
-    ``prober`` option names another) and fix each guide's threshold and stop level."""
-    generators, probers = generators_of(ctx.extras), probers_of(ctx.extras)
+    pinned with a ``generator`` option; guided by the first of ``probers``
+    unless a ``prober`` option names another) and fix each guide's threshold
+    and stop level."""
     if not generators or not probers:
         raise UserError(
-            "correctors need a generator and a prober: ctx.extras holds "
-            f"{sorted(ctx.extras) or 'nothing'}; add a generator and a prober to the suite"
+            f"correctors need a generator and a scorer that can guide them; got generators "
+            f"{sorted(generators) or 'none'} and guides {sorted(probers) or 'none'}: add a generator and a "
+            f"scorer with guides_correctors = True (e.g. 'prober') to the suite"
         )
-    generator_keys = ctx.extras.get("generator_keys", {})
     guides: dict[str, Guide] = {}
     bound = []
     for spec in correctors:
@@ -388,34 +283,35 @@ def setup(correctors, registry, ctx) -> Setup:
                 f"corrector {spec.label!r} names prober {guide!r}; the suite's probers: {', '.join(probers)}"
             )
         if guide not in guides:
-            guides[guide] = _guide(ctx, guide, probers[guide])
+            guides[guide] = calibrated(ctx, guide, probers[guide])
+        guide_key = guides[guide].key(ctx.seed)
         corrector = registry.create("corrector", spec.name, options)
-        if not getattr(corrector, "uses_generator", True):
-            labels = [(spec.label, None)]
-        elif pinned is not None:
-            if pinned not in generators:
-                raise UserError(
-                    f"corrector {spec.label!r} names generator {pinned!r}; the suite's generators: "
-                    f"{', '.join(generators)}"
-                )
-            labels = [(spec.label, pinned)]
-        else:
-            labels = [(spec.label if len(generators) == 1 else f"{spec.label}@{g}", g) for g in generators]
         versions = (getattr(type(corrector), "version", "1"), registry.entry("corrector", spec.name).plugin.version)
-        for method, generator in labels:
-            keyed = guides[guide].key and (generator is None or generator in generator_keys)
-            key = (
-                hash_key(
-                    spec.name, options, *versions, generator, generator_keys.get(generator), guide, guides[guide].key
-                )
-                if keyed
-                else ""
-            )
+        for method, generator in _runs(spec, corrector, pinned, generators):
+            generator_key = None if generator is None else generators[generator].key
+            keyed = guide_key and (generator is None or generator_key)
+            key = hash_key(spec.name, options, *versions, generator, generator_key, guide, guide_key) if keyed else ""
             bound.append(Bound(method, corrector, generator, key, guide))
-    return Setup(bound, generators, guides)
+    return Setup(bound, {label: trained.flow for label, trained in generators.items()}, guides)
 
 
-def check_correction(correction, images: torch.Tensor):
+def _runs(
+    spec: ComponentSpec, corrector: Any, pinned: str | None, generators: Mapping[str, TrainedFlow]
+) -> list[tuple[str, str | None]]:
+    """(method label, generator label) of each run of a corrector."""
+    if not getattr(corrector, "uses_generator", True):
+        return [(spec.label, None)]
+    if pinned is not None:
+        if pinned not in generators:
+            raise UserError(
+                f"corrector {spec.label!r} names generator {pinned!r}; the suite's generators: {', '.join(generators)}"
+            )
+        return [(spec.label, pinned)]
+    return [(spec.label if len(generators) == 1 else f"{spec.label}@{g}", g) for g in generators]
+
+
+# -- editing -----------------------------------------------------------------------
+def check_correction(correction: Any, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(edited images, steps) on the CPU, or a ValueError saying what is wrong."""
     edited, steps = getattr(correction, "images", None), getattr(correction, "steps", None)
     if not isinstance(edited, torch.Tensor) or edited.shape != images.shape:
@@ -432,202 +328,46 @@ def check_correction(correction, images: torch.Tensor):
     return edited.clamp(0, 1), steps.long()
 
 
-def correct_images(
-    ctx,
+def edit(
+    ctx: Context,
     state: Setup,
+    bound: Bound,
     images: torch.Tensor,
     labels: torch.Tensor,
-    bootstrap,
-    *,
-    out: Path | None = None,
-    tag: str = "cell",
-    on_failure=None,
-    cache=None,
-) -> list[dict]:
-    """Run every bound corrector on ``images`` and return the metric rows
-    (``method`` filled in). Writes artifacts under ``out/corrections`` when given.
-
-    ``cache(bound, build)``, when given, returns the stored record of ``bound``
-    on these images or builds and stores it: a resumed run edits nothing twice."""
-    predictions = ctx.forward(images)[0].argmax(dim=1)
-    hit = (predictions == labels).numpy()
-    p_hits = {
-        label: prober_outputs(ctx, state.guides[label].prober, images)
-        for label in dict.fromkeys(state.guide_label(b) for b in state.bound)
-    }
-    rows = []
-    with task(f"correct {tag}", len(state.bound)) as advance:
-        for bound in state.bound:
-            guide, p_hit = state.guides[state.guide_label(bound)], p_hits[state.guide_label(bound)]
-            flagged = p_hit < guide.threshold
-
-            def build(bound=bound, guide=guide, p_hit=p_hit, flagged=flagged) -> dict:
-                return edit(ctx, state, bound, guide, images, labels, predictions, p_hit, flagged)
-
-            record = _attempt(lambda: build() if cache is None else cache(bound, build), bound.method, on_failure)
-            if record is None:
-                advance()
-                continue
-            tuned = None if bound.tuned is None else (record["p_hit"] < bound.tuned).numpy()
-            outcome = Outcome(
-                hit,
-                (record["prediction_after"] == labels).numpy(),
-                record["flagged"].numpy(),
-                record["edit_size"].numpy(),
-                record["steps"].numpy(),
-                float(record["seconds"]),
-                tuned,
-            )
-            rows += [{"method": bound.method, **row} for row in outcome_rows(outcome, bootstrap)]
-            if out is not None:
-                _save(out, bound.method, tag, state, images, record)
-            advance()
-    return rows
-
-
-def _attempt(build, method: str, on_failure):
-    """``build()``; or None once a corrector's exception went to ``on_failure``
-    (without one it propagates, as a UserError always does)."""
-    try:
-        return build()
-    except UserError:
-        raise
-    except Exception as exc:
-        if on_failure is None:
-            raise
-        on_failure(method, exc)
-        return None
-
-
-def edit(ctx, state: Setup, bound: Bound, guide: Guide, images, labels, predictions, p_hit, flagged) -> dict:
-    """Run one bound corrector on ``images`` and return its record (see ``_record``)."""
-    extras = {
-        **ctx.extras,
-        "prober": guide.prober,
-        "prober_threshold": guide.threshold,
-        "prober_hit_level": guide.level,
-    }
-    if bound.generator is not None:
-        extras["generator"] = state.generators[bound.generator]
+    predictions: torch.Tensor,
+    p_hit: torch.Tensor,
+) -> Record:
+    """Run one bound corrector on ``images`` and return its record: what
+    ``corrections/*.pt`` holds, plus the edit sizes and the wall seconds
+    (cached per cell)."""
+    guide = state.guides[state.guide_label(bound)]
+    assert guide.threshold is not None and guide.level is not None  # setup calibrated every guide
+    generator = None if bound.generator is None else state.generators[bound.generator]
+    inputs = replace(
+        ctx, generator=generator, prober=guide.prober, prober_threshold=guide.threshold, prober_hit_level=guide.level
+    )
     torch.manual_seed(ctx.seed)
     started = time.perf_counter()
-    correction = bound.corrector.correct(replace(ctx, extras=extras), images)
+    correction = bound.corrector.correct(inputs, images)
     seconds = time.perf_counter() - started
     edited, steps = check_correction(correction, images)
-    after = ctx.forward(edited)[0].argmax(dim=1)
-    return _record(
-        guide,
-        images,
-        labels,
-        edited,
-        steps,
-        predictions,
-        after,
-        p_hit,
-        flagged,
-        seconds,
-        getattr(correction, "details", {}) or {},
-    )
-
-
-def tune(ctx, state: Setup, store=None, on_failure=None) -> None:
-    """Set each bound corrector's ``tuned`` loop threshold: the one that
-    maximises its net gain on the validation split (edited once, cached in
-    ``store``). Without a validation split nothing is tuned."""
-    if ctx.val_labels is None or not len(ctx.val_labels):
-        return
-    images, labels = ctx.val_images, ctx.val_labels
-    predictions = ctx.forward(images)[0].argmax(dim=1)
-    p_hits = {}
-    with task("tune the loop on validation", len(state.bound)) as advance:
-        for bound in state.bound:
-            label = state.guide_label(bound)
-            guide = state.guides[label]
-            if label not in p_hits:
-                p_hits[label] = prober_outputs(ctx, guide.prober, images)
-            p_hit = p_hits[label]
-
-            def build(bound=bound, guide=guide, p_hit=p_hit) -> dict:
-                return edit(ctx, state, bound, guide, images, labels, predictions, p_hit, p_hit < guide.threshold)
-
-            key = hash_key("correction-validation", bound.key)
-            record = _attempt(
-                lambda: build() if store is None or not bound.key else store.get_or_build("correction", key, build),
-                bound.method,
-                on_failure,
-            )
-            if record is None:
-                advance()
-                continue
-            gain = (record["prediction_after"] == labels).long() - (predictions == labels).long()
-            bound.tuned = gain_threshold(p_hit.numpy(), gain.numpy())
-            advance()
-
-
-def correct_cell(
-    suite, registry, store, ctx, state: Setup, splits, corruption, severity: int, out: Path, failures: list
-) -> list[dict]:
-    """The tidy rows of every corrector on one test cell (called by ``run_suite``);
-    each (corrector, cell) record is cached in ``store``."""
-    from probebench.pipeline.run import _cell_key, _failure, cell_data, cell_name
-
-    name = cell_name(corruption)
-    images, labels = cell_data(registry, splits, corruption, severity, ctx.seed, suite.data_root)
-    cell = f"seed={ctx.seed} corruption={name} severity={severity}"
-    keys = {
-        "suite": suite.name,
-        "dataset": suite.dataset.label,
-        "corruption": name,
-        "severity": severity,
-        "classifier": suite.classifier.label,
-        "seed": ctx.seed,
-    }
-    cell_key = _cell_key(registry, ctx, corruption, severity)
-
-    def cache(bound: Bound, build):
-        if not bound.key:
-            return build()
-        return store.get_or_build("correction", hash_key("correction", cell_key, bound.key), build)
-
-    rows = correct_images(
-        ctx,
-        state,
-        images,
-        labels,
-        suite.bootstrap,
-        out=out,
-        tag=f"seed{ctx.seed}_{name}-{severity}",
-        cache=cache,
-        on_failure=lambda label, exc: _failure(failures, "corrector", label, "correct", cell, exc),
-    )
-    return [{**keys, **row} for row in rows]
-
-
-# -- artifacts --------------------------------------------------------------------
-def _filename(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in text)
-
-
-def _record(guide: Guide, images, labels, edited, steps, before, after, p_hit, flagged, seconds, details) -> dict:
-    """Everything one corrector produced on one cell: what ``corrections/*.pt``
-    holds, plus the edit sizes and the wall seconds (cached per cell)."""
     changed = (steps > 0).nonzero().squeeze(1)  # the others are their original test image, bit for bit
     record = {
         "index": changed,
         "edited": edited[changed],
         "steps": steps,
         "labels": labels,
-        "prediction_before": before,
-        "prediction_after": after,
+        "prediction_before": predictions,
+        "prediction_after": ctx.forward(edited)[0].argmax(dim=1),
         "p_hit": p_hit,
-        "flagged": torch.as_tensor(flagged),
+        "flagged": torch.as_tensor(p_hit < guide.threshold),
         "threshold": guide.threshold,
         "stop_level": guide.level,
         "calibrated_on": guide.calibrated_on,
         "edit_size": (edited - images).flatten(1).norm(dim=1),
         "seconds": float(seconds),
     }
-    for key, value in details.items():
+    for key, value in (getattr(correction, "details", {}) or {}).items():
         if isinstance(value, torch.Tensor) and len(value) == len(steps):
             value = value.detach().cpu()
             if value.dim() > 1:  # images or paths: only the changed samples, paths in half precision
@@ -636,73 +376,159 @@ def _record(guide: Guide, images, labels, edited, steps, before, after, p_hit, f
     return record
 
 
-def _save(out: Path, method: str, tag: str, state: Setup, images: torch.Tensor, record: dict) -> None:
+Cache = Callable[[Bound, Callable[[], Record]], Record]  # (bound, build) -> the stored record, or build()'s
+
+
+def _edit_each(
+    ctx: Context,
+    state: Setup,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    title: str,
+    cache: Cache,
+    on_failure: OnFailure | None,
+) -> tuple[torch.Tensor, list[tuple[Bound, torch.Tensor, Record]]]:
+    """Every bound corrector edits ``images`` once: (predictions before,
+    [(bound, p_hit of its guide, record)] of those that did not fail).
+
+    ``cache(bound, build)`` returns the stored record of ``bound`` on these
+    images or builds and stores it; a corrector's exception goes to
+    ``on_failure(method, exc)``, or propagates without one (a UserError always does)."""
+    predictions = ctx.forward(images)[0].argmax(dim=1)
+    p_hits = {
+        label: prober_outputs(ctx, state.guides[label].prober, images)
+        for label in dict.fromkeys(state.guide_label(b) for b in state.bound)
+    }
+    done = []
+    with task(title, len(state.bound)) as advance:
+        for bound in state.bound:
+            p_hit = p_hits[state.guide_label(bound)]
+            build = partial(edit, ctx, state, bound, images, labels, predictions, p_hit)
+            info = CallInfo.from_call(partial(cache, bound, build))
+            if info.error is None:
+                done.append((bound, p_hit, info.result))
+            elif on_failure is None:
+                raise info.error
+            else:
+                on_failure(bound.method, info.error)
+            advance()
+    return predictions, done
+
+
+def _uncached(_bound: Bound, build: Callable[[], Record]) -> Record:
+    return build()
+
+
+def correct_images(
+    ctx: Context,
+    state: Setup,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    bootstrap: Bootstrap,
+    *,
+    out: Path | None = None,
+    tag: str = "cell",
+    on_failure: OnFailure | None = None,
+    cache: Cache = _uncached,
+) -> list[dict[str, Any]]:
+    """Run every bound corrector on ``images`` and return the metric rows
+    (``method`` filled in). Writes artifacts under ``out/corrections`` when given.
+
+    ``cache(bound, build)`` returns the stored record of ``bound`` on these
+    images or builds and stores it: a resumed run edits nothing twice."""
+    predictions, done = _edit_each(ctx, state, images, labels, f"correct {tag}", cache, on_failure)
+    hit = (predictions == labels).numpy()
+    rows = []
+    for bound, _p_hit, record in done:
+        tuned = None if bound.tuned is None else (record["p_hit"] < bound.tuned).numpy()
+        outcome = Outcome(
+            hit,
+            (record["prediction_after"] == labels).numpy(),
+            record["flagged"].numpy(),
+            record["edit_size"].numpy(),
+            record["steps"].numpy(),
+            float(record["seconds"]),
+            tuned,
+        )
+        rows += [{"method": bound.method, **row} for row in outcome_rows(outcome, bootstrap)]
+        if out is not None:
+            _save(out, bound.method, tag, state, images, record)
+    return rows
+
+
+def tune(ctx: Context, state: Setup, store: ArtifactStore | None = None, on_failure: OnFailure | None = None) -> None:
+    """Set each bound corrector's ``tuned`` loop threshold: the one that
+    maximises its net gain on the validation split (edited once, cached in
+    ``store``). Without a validation split nothing is tuned."""
+    if ctx.val_images is None or ctx.val_labels is None or not len(ctx.val_labels):
+        return
+    labels = ctx.val_labels
+
+    def cache(bound: Bound, build: Callable[[], Record]) -> Record:
+        if store is None or not bound.key:
+            return build()
+        return store.get_or_build("correction", hash_key("correction-validation", bound.key), build)
+
+    title = "tune the loop on validation"
+    predictions, done = _edit_each(ctx, state, ctx.val_images, labels, title, cache, on_failure)
+    for bound, p_hit, record in done:
+        gain = (record["prediction_after"] == labels).long() - (predictions == labels).long()
+        bound.tuned = gain_threshold(p_hit.numpy(), gain.numpy())
+
+
+def correct_cell(run: Run, ctx: Context, state: Setup, cell: Cell) -> list[dict[str, Any]]:
+    """The tidy rows of every corrector on one test cell; each (corrector,
+    cell) record is cached in the run's store."""
+    images, labels = cell_data(run.registry, run.splits, cell, ctx.seed, run.suite.data_root)
+    cell_key = cell.key(run.registry, ctx.classifier_key)
+
+    def cache(bound: Bound, build: Callable[[], Record]) -> Record:
+        if not bound.key:
+            return build()
+        return run.store.get_or_build("correction", hash_key("correction", cell_key, bound.key), build)
+
+    def on_failure(label: str, exc: Exception) -> None:
+        run.failures.record("corrector", label, "correct", cell.where(ctx.seed), exc)
+
+    rows = correct_images(
+        ctx,
+        state,
+        images,
+        labels,
+        run.suite.bootstrap,
+        out=run.out,
+        tag=cell.tag(ctx.seed),
+        cache=cache,
+        on_failure=on_failure,
+    )
+    keys = cell.columns(run.suite, ctx.seed)
+    return [{**keys, **row} for row in rows]
+
+
+# -- artifacts --------------------------------------------------------------------
+def _filename(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in text)
+
+
+def _save(out: Path, method: str, tag: str, state: Setup, images: torch.Tensor, record: Record) -> None:
+    """The record's tensors, and the first time per method a grid of corrected misses."""
     from probebench.cache import atomic_write
+    from probebench.report.grids import correction_grid
 
     folder = Path(out) / "corrections"
     payload = {k: v for k, v in record.items() if k not in ("edit_size", "seconds")}
     atomic_write(folder / f"{_filename(method)}_{_filename(tag)}.pt", lambda tmp: torch.save(payload, tmp))
-    if method not in state.grids:
-        state.grids.add(method)
-        before, after, labels = record["prediction_before"], record["prediction_after"], record["labels"]
-        corrected = ((before != labels) & (after == labels)).nonzero().squeeze(1)
-        if len(corrected):
-            edited = images.clone()
-            edited[record["index"]] = record["edited"]
-            atomic_write(
-                folder / f"{_filename(method)}_grid.png",
-                lambda tmp: save_grid(
-                    tmp, images, edited, corrected[:8], before, after, labels, f"{method}: corrected misses ({tag})"
-                ),
-            )
-
-
-def save_grid(path, images, edited, indices, before, after, labels, title: str) -> None:
-    """A PNG: one column per sample, rows original / edited / delta (x' - x,
-    red where the edit added intensity, blue where it removed it, scaled per
-    column to its largest |delta|). Drawn as one mosaic on one axes (fast)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib import colormaps
-
-    _channels, height, width = images.shape[1:]
-    pad, cols = 2, max(1, len(indices))
-    canvas = np.ones((3 * (height + pad) + pad, cols * (width + pad) + pad, 3))
-    bounds = []
-    for col, i in enumerate(indices.tolist()):
-        delta = (edited[i] - images[i]).mean(dim=0).numpy()
-        bound = float(np.abs(delta).max()) or 1.0
-        bounds.append(bound)
-        tiles = [_rgb(images[i]), _rgb(edited[i]), colormaps["seismic"](0.5 + 0.5 * delta / bound)[..., :3]]
-        left = pad + col * (width + pad)
-        for row, tile in enumerate(tiles):
-            top = pad + row * (height + pad)
-            canvas[top : top + height, left : left + width] = tile
-    fig, ax = plt.subplots(figsize=(1.1 * cols + 1.2, 4.4))
-    ax.imshow(canvas, interpolation="nearest")
-    ax.set_xticks([pad + col * (width + pad) + width / 2 for col in range(len(bounds))])
-    ax.set_xticklabels([f"|δ|≤{b:.2f}" for b in bounds], fontsize=7)
-    ax.set_yticks([pad + row * (height + pad) + height / 2 for row in range(3)])
-    ax.set_yticklabels(["original", "edited", "x'-x\nred +, blue -"], fontsize=8)
-    ax.tick_params(length=0)
-    for col, i in enumerate(indices.tolist()):
-        ax.text(
-            pad + col * (width + pad) + width / 2,
-            -1,
-            f"label {int(labels[i])}\n{int(before[i])} → {int(after[i])}",
-            ha="center",
-            va="bottom",
-            fontsize=7,
+    if method in state.grids:
+        return
+    state.grids.add(method)
+    before, after, labels = record["prediction_before"], record["prediction_after"], record["labels"]
+    corrected = ((before != labels) & (after == labels)).nonzero().squeeze(1)
+    if len(corrected):
+        edited = images.clone()
+        edited[record["index"]] = record["edited"]
+        atomic_write(
+            folder / f"{_filename(method)}_grid.png",
+            lambda tmp: correction_grid(
+                tmp, images, edited, corrected[:8], before, after, labels, f"{method}: corrected misses ({tag})"
+            ),
         )
-    ax.set_title(title, fontsize=9, pad=24)
-    fig.tight_layout()
-    with open(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110)
-    plt.close(fig)
-
-
-def _rgb(image: torch.Tensor) -> np.ndarray:
-    picture = image.clamp(0, 1).permute(1, 2, 0).numpy()
-    return np.repeat(picture, 3, axis=2) if picture.shape[2] == 1 else picture[..., :3]

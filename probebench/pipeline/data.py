@@ -9,17 +9,22 @@ itself (CIFAR-10-C, CURE-TSR), which it lists with an optional
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from probebench.cache import hash_key
 from probebench.errors import UserError
+from probebench.pipeline.cells import Cell
 from probebench.suite import ComponentSpec, CorruptionSpec
+
+if TYPE_CHECKING:
+    from probebench.registry import Registry
 
 
 @dataclass
 class Splits:
-    dataset: object
+    dataset: Any  # the Dataset component (probebench.kinds.Dataset), with its optional cells/load_cell
     train_images: torch.Tensor
     train_labels: torch.Tensor
     test_images: torch.Tensor
@@ -51,7 +56,7 @@ def check_images(images: torch.Tensor, where: str, shape: tuple[int, ...] | None
         )
 
 
-def _checked(dataset, images, labels, where: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _checked(dataset: Any, images: torch.Tensor, labels: Any, where: str) -> tuple[torch.Tensor, torch.Tensor]:
     check_images(images, where, tuple(dataset.shape))
     labels = torch.as_tensor(labels).long()
     if labels.shape != (len(images),):
@@ -61,7 +66,7 @@ def _checked(dataset, images, labels, where: str) -> tuple[torch.Tensor, torch.T
     return images.float().contiguous(), labels
 
 
-def load_splits(registry, spec: ComponentSpec, data_root: str | None, validation: int = 0) -> Splits:
+def load_splits(registry: Registry, spec: ComponentSpec, data_root: str | None, validation: int = 0) -> Splits:
     """Both splits, checked, and the list of the dataset's own corrupted cells:
     everything a run needs from disk is found (or its absence reported) here,
     before anything is trained. With ``validation`` > 0 that many training
@@ -72,7 +77,7 @@ def load_splits(registry, spec: ComponentSpec, data_root: str | None, validation
     for split in ("train", "test"):
         images, labels = dataset.load(split, data_root)
         splits[split] = _checked(dataset, images, labels, f"dataset {spec.name!r} split {split!r}")
-    cells = ()
+    cells: tuple[tuple[str, int], ...] = ()
     if hasattr(dataset, "cells"):
         cells = tuple((str(name), int(severity)) for name, severity in dataset.cells(data_root))
     if not validation:
@@ -88,7 +93,9 @@ def load_splits(registry, spec: ComponentSpec, data_root: str | None, validation
     return Splits(dataset, images[train], labels[train], *splits["test"], cells, images[val], labels[val])
 
 
-def load_cell(splits: Splits, corruption: str, severity: int, data_root: str | None):
+def load_cell(
+    splits: Splits, corruption: str, severity: int, data_root: str | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(images, labels) of a pre-corrupted test cell the dataset ships."""
     dataset = splits.dataset
     images, labels = dataset.load_cell(corruption, severity, data_root)
@@ -100,8 +107,20 @@ def corruption_generator(seed: int, name: str, severity: int) -> torch.Generator
     return torch.Generator().manual_seed(int(hash_key(seed, name, severity)[:12], 16))
 
 
-def corrupt(registry, spec: CorruptionSpec, images: torch.Tensor, severity: int, seed: int) -> torch.Tensor:
+def corrupt(registry: Registry, spec: CorruptionSpec, images: torch.Tensor, severity: int, seed: int) -> torch.Tensor:
     corruption = registry.create("corruption", spec.name, spec.options)
     out = corruption(images.clone(), severity, corruption_generator(seed, spec.name, severity))
     check_images(out, f"corruption {spec.name!r} severity {severity}", tuple(images.shape[1:]))
     return out
+
+
+def cell_data(
+    registry: Registry, splits: Splits, cell: Cell, seed: int, data_root: str | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, labels) of a test cell: the clean test split, the suite's
+    corruption applied to it, or a cell the dataset ships."""
+    if cell.corruption is None:
+        return splits.test_images, splits.test_labels
+    if isinstance(cell.corruption, str):
+        return load_cell(splits, cell.corruption, cell.severity, data_root)
+    return corrupt(registry, cell.corruption, splits.test_images, cell.severity, seed), splits.test_labels

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
 import torch
 
 from probebench.errors import UserError, suggest
+
+if TYPE_CHECKING:
+    from probebench.pipeline.context import Context
 
 
 def layer_names(model: torch.nn.Module) -> list[str]:
@@ -56,7 +63,12 @@ def forward(
 LOGITS = "<logits>"  # the key the logits are cached under beside the named layers
 
 
-def cached_forward(ctx, images, layers: tuple[str, ...], where: dict):
+def cached_forward(
+    ctx: Context,
+    images: torch.Tensor | Callable[[], torch.Tensor],
+    layers: tuple[str, ...],
+    where: dict[str, Any],
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Like ``ctx.forward`` but each output (the logits and every layer) is an
     artifact of stage ``features``, keyed by the classifier (``ctx.artifact``
     adds its key), the layer and ``where`` — a plain description of which
@@ -79,6 +91,6 @@ def cached_forward(ctx, images, layers: tuple[str, ...], where: dict):
     for name in (LOGITS, *layers):
         if name != LOGITS:
             resolve_layer(ctx.classifier, name)  # a typo fails before anything is cached
-        outputs[name] = ctx.artifact("features", [name, where], lambda name=name: build(name))["features"]
+        outputs[name] = ctx.artifact("features", [name, where], partial(build, name))["features"]
     logits = outputs.pop(LOGITS)
     return logits, outputs

@@ -11,24 +11,32 @@ then cosine decay, with the hyper-parameters the component sets as attributes
 time; it is cached under a key of the dataset, the generator, their options
 and versions, and the seed.
 
-After ``generator_stage`` each seed's ``ctx.extras["generators"]`` maps a
-generator's suite label to its trained flow (eval mode, on the run's device,
-parameters frozen).
+``generator_stage`` returns each seed's trained flows by suite label, with
+their cache keys, for the correction stage.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from probebench.cache import ArtifactStore, hash_key, load_module_state
-from probebench.console import console, task
-from probebench.errors import UserError
-from probebench.pipeline.train import held_out, spec_parts
+from probebench.console import console
+from probebench.pipeline.cells import Cell
+from probebench.pipeline.stage import Run
+from probebench.pipeline.train import Recipe, fit_module, held_out, spec_parts
 from probebench.suite import ComponentSpec
+
+if TYPE_CHECKING:
+    from probebench.pipeline.context import Context
+    from probebench.pipeline.data import Splits
+    from probebench.registry import Registry
 
 # Training hyper-parameters a generator component may set as attributes.
 DEFAULTS = {"epochs": 20, "lr": 1e-3, "batch_size": 64, "warmup": 200, "grad_clip": 100.0}
@@ -43,7 +51,7 @@ CLASSIFIER = "-"  # generator rows describe no classifier
 
 
 def generator_key(
-    registry, dataset_spec: ComponentSpec, generator_spec: ComponentSpec, seed: int, validation: int = 0
+    registry: Registry, dataset_spec: ComponentSpec, generator_spec: ComponentSpec, seed: int, validation: int = 0
 ) -> str:
     return hash_key(
         "generator",
@@ -60,33 +68,30 @@ def _schedule(step: int, warmup: int, total: int) -> float:
     return ramp * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
 
 
-def fit(component, flow: torch.nn.Module, images: torch.Tensor, seed: int, device, label: str) -> None:
-    """Maximum likelihood on ``images``; deterministic given ``seed``."""
-    hp = {k: getattr(component, k, v) for k, v in DEFAULTS.items()}
-    generator = torch.Generator().manual_seed(seed)
-    steps_per_epoch = math.ceil(len(images) / hp["batch_size"])
-    total = max(1, hp["epochs"] * steps_per_epoch)
-    optimiser = torch.optim.Adam(flow.parameters(), lr=hp["lr"])
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: _schedule(s, hp["warmup"], total))
-    flow.to(device).train()
-    with task(f"train {label}", total) as advance:
-        for _epoch in range(hp["epochs"]):
-            order = torch.randperm(len(images), generator=generator)
-            for start in range(0, len(images), hp["batch_size"]):
-                x = images[order[start : start + hp["batch_size"]]].to(device)
-                loss = flow.bits_per_dim(x, generator).mean()
-                if not torch.isfinite(loss):
-                    raise UserError(f"training {label} diverged (bits/dim {loss.item()}); lower the generator's lr")
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(flow.parameters(), hp["grad_clip"])
-                optimiser.step()
-                schedule.step()
-                advance()
-    flow.eval()
+def fit(component: Any, flow: Any, images: torch.Tensor, seed: int, device: torch.device | str, label: str) -> None:
+    """Maximum likelihood on ``images``; deterministic given ``seed`` (which
+    also seeds the dequantisation noise)."""
+    hp: dict[str, Any] = {k: getattr(component, k, v) for k, v in DEFAULTS.items()}
+
+    def warmup_cosine(optimiser: torch.optim.Optimizer, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+        return torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: _schedule(s, hp["warmup"], total))
+
+    def batch_loss(idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return flow.bits_per_dim(images[idx].to(device), generator).mean()
+
+    recipe = Recipe(hp, warmup_cosine, "generator", "bits/dim")
+    fit_module(flow, len(images), batch_loss, recipe, seed, device, label)
 
 
-def trained_generator(registry, store: ArtifactStore, dataset_spec, generator_spec, splits, seed: int, device):
+def trained_generator(
+    registry: Registry,
+    store: ArtifactStore,
+    dataset_spec: ComponentSpec,
+    generator_spec: ComponentSpec,
+    splits: Splits,
+    seed: int,
+    device: torch.device | str,
+) -> tuple[Any, float, bool]:
     """(flow, training seconds, whether it came from the cache): trained with
     ``seed`` on the training split, or loaded from the cache (the seconds are
     those of the run that trained it)."""
@@ -111,7 +116,9 @@ def trained_generator(registry, store: ArtifactStore, dataset_spec, generator_sp
 
 
 @torch.no_grad()
-def quality(flow, images: torch.Tensor, seed: int, batch_size: int, device) -> dict[str, float]:
+def quality(
+    flow: Any, images: torch.Tensor, seed: int, batch_size: int, device: torch.device | str
+) -> dict[str, float]:
     """Mean bits/dim of the dequantised ``images`` (noise seeded by ``seed``) and the
     largest |decode(encode(x)) - x| (infinite when a decode is not finite)."""
     generator = torch.Generator().manual_seed(seed)
@@ -125,85 +132,49 @@ def quality(flow, images: torch.Tensor, seed: int, batch_size: int, device) -> d
     return {"bits-per-dim": torch.cat(bits).mean().item(), "reconstruction-error": worst}
 
 
-def save_grids(flow, images: torch.Tensor, out: Path, stem: str, seed: int, device) -> None:
+def save_grids(flow: Any, images: torch.Tensor, out: Path, stem: str, seed: int, device: torch.device | str) -> None:
     """``<stem>-samples.png`` (8x8 samples at temperatures 1.0 (top half) and 0.7)
     and ``<stem>-reconstructions.png`` (rows of test images, each followed by
     its decode(encode(x)))."""
+    from probebench.report.grids import image_grid
+
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         samples = torch.cat([flow.sample(32, 1.0, generator), flow.sample(32, 0.7, generator)]).cpu()
         originals = images[:32]
         back = flow.decode(flow.encode(originals.to(device))).cpu()
     pairs = torch.stack([originals.view(4, 8, *originals.shape[1:]), back.view(4, 8, *back.shape[1:])], dim=1)
-    write_grid(samples, 8, out / f"{stem}-samples.png")
-    write_grid(pairs.flatten(0, 2), 8, out / f"{stem}-reconstructions.png")
+    image_grid(samples, 8, out / f"{stem}-samples.png")
+    image_grid(pairs.flatten(0, 2), 8, out / f"{stem}-reconstructions.png")
 
 
-def write_grid(images: torch.Tensor, columns: int, path: Path, pad: int = 2, zoom: int = 2) -> None:
-    """A PNG of ``images`` [N, C, H, W] in [0, 1] tiled ``columns`` wide."""
-    from PIL import Image
+@dataclass(frozen=True)
+class TrainedFlow:
+    """A trained flow (eval mode, on the run's device, parameters frozen) and
+    its cache key ("": not cached, so nothing made with it is cached either)."""
 
-    images = images.detach().float().nan_to_num(0.0).clamp(0, 1)
-    n, c, h, w = images.shape
-    rows = math.ceil(n / columns)
-    canvas = torch.full((c, rows * (h + pad) + pad, columns * (w + pad) + pad), 0.5)
-    for i, image in enumerate(images):
-        top, left = pad + (i // columns) * (h + pad), pad + (i % columns) * (w + pad)
-        canvas[:, top : top + h, left : left + w] = image
-    pixels = (canvas * 255).round().byte().permute(1, 2, 0).numpy()
-    picture = Image.fromarray(pixels[:, :, 0] if c == 1 else pixels)
-    picture = picture.resize((picture.width * zoom, picture.height * zoom), Image.NEAREST)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    picture.save(path)
+    flow: Any
+    key: str = ""
 
 
-def generator_stage(suite, registry, store, splits, ctx, out: Path, failures: list, record_failure) -> list[dict]:
-    """Train or load every generator of ``suite`` for ``ctx.seed``, put them in
-    ``ctx.extras["generators"]``, save their grids, and return their quality rows."""
-    flows = ctx.extras.setdefault("generators", {})
-    keys_of = ctx.extras.setdefault("generator_keys", {})  # label -> cache key, for the correction cache
-    rows = []
-    keys = {
-        "suite": suite.name,
-        "dataset": suite.dataset.label,
-        "corruption": "none",
-        "severity": 0,
-        "classifier": CLASSIFIER,
-        "seed": ctx.seed,
-    }
-    for spec in suite.generators:
-        key = generator_key(registry, suite.dataset, spec, ctx.seed, splits.validation)
-        try:
-            flow, seconds, cached = trained_generator(
-                registry, store, suite.dataset, spec, splits, ctx.seed, ctx.device
-            )
-            # the test split is fixed by the dataset spec, which the generator key holds
-            values = dict(
-                store.get_or_build(
-                    "generator-quality",
-                    hash_key("quality", key),
-                    lambda: quality(flow, splits.test_images, ctx.seed, suite.batch_size, ctx.device),
-                )
-            )
-            save_grids(flow, splits.test_images, out, f"{spec.label}-seed{ctx.seed}", ctx.seed, ctx.device)
-        except UserError:
-            raise
-        except Exception as exc:
-            record_failure(failures, "generator", spec.label, "train", f"seed={ctx.seed}", exc)
-            continue
-        flows[spec.label] = flow
-        keys_of[spec.label] = key
-        values["train-seconds"] = seconds
-        origin = "from the cache, trained" if cached else "trained"
-        console.print(
-            f"generator {spec.label} seed {ctx.seed}: {values['bits-per-dim']:.3f} bits/dim, "
-            f"reconstruction error {values['reconstruction-error']:.2g} ({origin} in {seconds:.0f} s)"
+def generator_stage(run: Run, ctx: Context) -> tuple[list[dict[str, Any]], dict[str, TrainedFlow]]:
+    """Train or load every generator of the suite for ``ctx.seed``, save their
+    grids, and return their quality rows and the flows by suite label (a
+    generator that fails is recorded and left out)."""
+    rows, flows = [], {}
+    columns = Cell().columns(run.suite, ctx.seed, classifier=CLASSIFIER)
+    for spec in run.suite.generators:
+        info = run.failures.call(
+            partial(_trained, run, ctx, spec), "generator", spec.label, "train", f"seed={ctx.seed}"
         )
+        if info.error is not None:
+            continue
+        flows[spec.label], values = info.result
         for metric, value in values.items():
-            n = len(splits.test_images) if metric != "train-seconds" else len(splits.train_images)
+            n = len(run.splits.test_images) if metric != "train-seconds" else len(run.splits.train_images)
             rows.append(
                 {
-                    **keys,
+                    **columns,
                     "method": spec.label,
                     "metric": metric,
                     "value": value,
@@ -212,4 +183,29 @@ def generator_stage(suite, registry, store, splits, ctx, out: Path, failures: li
                     "n": n,
                 }
             )
-    return rows
+    return rows, flows
+
+
+def _trained(run: Run, ctx: Context, spec: ComponentSpec) -> tuple[TrainedFlow, dict[str, float]]:
+    """One generator trained (or loaded), its quality measured (cached) and its grids saved."""
+    splits = run.splits
+    key = generator_key(run.registry, run.suite.dataset, spec, ctx.seed, splits.validation)
+    flow, seconds, cached = trained_generator(
+        run.registry, run.store, run.suite.dataset, spec, splits, ctx.seed, ctx.device
+    )
+    # the test split is fixed by the dataset spec, which the generator key holds
+    values = dict(
+        run.store.get_or_build(
+            "generator-quality",
+            hash_key("quality", key),
+            lambda: quality(flow, splits.test_images, ctx.seed, run.suite.batch_size, ctx.device),
+        )
+    )
+    save_grids(flow, splits.test_images, run.out, f"{spec.label}-seed{ctx.seed}", ctx.seed, ctx.device)
+    values["train-seconds"] = seconds
+    origin = "from the cache, trained" if cached else "trained"
+    console.print(
+        f"generator {spec.label} seed {ctx.seed}: {values['bits-per-dim']:.3f} bits/dim, "
+        f"reconstruction error {values['reconstruction-error']:.2g} ({origin} in {seconds:.0f} s)"
+    )
+    return TrainedFlow(flow, key), values

@@ -1,10 +1,14 @@
 """Train stage: fit a classifier on the training split, cached by everything
 that determines the weights (dataset and options, classifier and options,
-plugin versions, seed)."""
+plugin versions, seed). ``fit_module`` is the training loop the generator
+stage (generate.py) shares."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -13,22 +17,26 @@ from probebench.console import task
 from probebench.errors import UserError
 from probebench.suite import ComponentSpec
 
+if TYPE_CHECKING:
+    from probebench.pipeline.data import Splits
+    from probebench.registry import Registry
+
 # Training hyper-parameters a classifier component may set as attributes.
 DEFAULTS = {"epochs": 5, "lr": 1e-3, "batch_size": 128, "weight_decay": 0.0}
 
 
-def spec_parts(registry, kind: str, spec: ComponentSpec) -> list:
+def spec_parts(registry: Registry, kind: str, spec: ComponentSpec) -> list[Any]:
     """What names a configured component in a cache key: its name, options and class version."""
     return [spec.name, spec.options, getattr(registry.get(kind, spec.name), "version", "1")]
 
 
-def held_out(validation: int) -> list:
+def held_out(validation: int) -> list[dict[str, int]]:
     """The key part of a validation hold-out (none without one, so older keys stay as they were)."""
     return [{"validation": validation}] if validation else []
 
 
 def classifier_key(
-    registry,
+    registry: Registry,
     dataset_spec: ComponentSpec,
     classifier_spec: ComponentSpec,
     seed: int,
@@ -57,45 +65,95 @@ def subset_digest(indices: torch.Tensor) -> str:
     return hashlib.sha256(indices.to(torch.int64).contiguous().numpy().tobytes()).hexdigest()[:24]
 
 
-def build_model(registry, spec: ComponentSpec, num_classes: int, shape) -> tuple[object, torch.nn.Module]:
+def build_model(
+    registry: Registry, spec: ComponentSpec, num_classes: int, shape: tuple[int, ...]
+) -> tuple[Any, torch.nn.Module]:
     component = registry.create("classifier", spec.name, spec.options)
     return component, component.build(num_classes, tuple(shape))
 
 
-def fit(component, model: torch.nn.Module, images, labels, seed: int, device, label: str) -> None:
-    """Adam with a cosine learning-rate schedule; deterministic given ``seed``."""
-    hp = {k: getattr(component, k, v) for k, v in DEFAULTS.items()}
+@dataclass(frozen=True)
+class Recipe:
+    """How ``fit_module`` trains a module: hyper-parameters ``hp`` (``epochs``,
+    ``lr``, ``batch_size``, optional ``weight_decay`` and ``grad_clip``), the
+    learning-rate ``schedule(optimiser, total_steps)``, and, for the message
+    when training diverges, whose lr to lower (``kind``) and what the loss is."""
+
+    hp: dict[str, Any]
+    schedule: Callable[[torch.optim.Optimizer, int], Any]
+    kind: str
+    loss_name: str = "loss"
+
+
+def fit_module(
+    module: torch.nn.Module,
+    n: int,
+    batch_loss: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
+    recipe: Recipe,
+    seed: int,
+    device: torch.device | str,
+    label: str,
+) -> None:
+    """The training loop classifiers and flows share: Adam with the recipe's
+    schedule; each epoch visits the ``n`` training images in a fresh order
+    drawn from a generator seeded by ``seed``, in batches whose loss is
+    ``batch_loss(indices, generator)``; gradients clipped to ``grad_clip``
+    when the recipe has one. Deterministic given ``seed``."""
+    hp = recipe.hp
     generator = torch.Generator().manual_seed(seed)
-    optimiser = torch.optim.Adam(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
-    steps_per_epoch = math.ceil(len(images) / hp["batch_size"])
-    total = max(1, hp["epochs"] * steps_per_epoch)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=hp["lr"], total_steps=total)
-    model.to(device).train()
+    total = max(1, hp["epochs"] * math.ceil(n / hp["batch_size"]))
+    optimiser = torch.optim.Adam(module.parameters(), lr=hp["lr"], weight_decay=hp.get("weight_decay", 0.0))
+    schedule = recipe.schedule(optimiser, total)
+    module.to(device).train()
     with task(f"train {label}", total) as advance:
         for _epoch in range(hp["epochs"]):
-            order = torch.randperm(len(images), generator=generator)
-            for start in range(0, len(images), hp["batch_size"]):
-                idx = order[start : start + hp["batch_size"]]
-                x, y = images[idx].to(device), labels[idx].to(device)
-                loss = torch.nn.functional.cross_entropy(model(x), y)
+            order = torch.randperm(n, generator=generator)
+            for start in range(0, n, hp["batch_size"]):
+                loss = batch_loss(order[start : start + hp["batch_size"]], generator)
                 if not torch.isfinite(loss):
-                    raise UserError(f"training {label} diverged (loss {loss.item()}); lower the classifier's lr")
+                    raise UserError(
+                        f"training {label} diverged ({recipe.loss_name} {loss.item()}); lower the {recipe.kind}'s lr"
+                    )
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
+                if hp.get("grad_clip") is not None:
+                    torch.nn.utils.clip_grad_norm_(module.parameters(), hp["grad_clip"])
                 optimiser.step()
                 schedule.step()
                 advance()
-    model.eval()
+    module.eval()
+
+
+def fit(
+    component: Any,
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    seed: int,
+    device: torch.device | str,
+    label: str,
+) -> None:
+    """Adam with a one-cycle learning-rate schedule on the cross-entropy; deterministic given ``seed``."""
+    hp = {k: getattr(component, k, v) for k, v in DEFAULTS.items()}
+
+    def one_cycle(optimiser: torch.optim.Optimizer, total: int) -> torch.optim.lr_scheduler.OneCycleLR:
+        return torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=hp["lr"], total_steps=total)
+
+    def batch_loss(idx: torch.Tensor, _generator: torch.Generator) -> torch.Tensor:
+        x, y = images[idx].to(device), labels[idx].to(device)
+        return torch.nn.functional.cross_entropy(model(x), y)
+
+    fit_module(model, len(images), batch_loss, Recipe(hp, one_cycle, "classifier"), seed, device, label)
 
 
 def trained_classifier(
-    registry,
+    registry: Registry,
     store: ArtifactStore,
-    dataset_spec,
-    classifier_spec,
-    splits,
+    dataset_spec: ComponentSpec,
+    classifier_spec: ComponentSpec,
+    splits: Splits,
     seed: int,
-    device,
+    device: torch.device | str,
     subset: torch.Tensor | None = None,
 ) -> tuple[torch.nn.Module, str]:
     """The classifier trained with ``seed`` (from the cache when it is there) and its key.

@@ -33,10 +33,10 @@ import pytest
 import torch
 
 from probebench.pipeline.context import Context
-from probebench.pipeline.correct import LayerProber, calibrate
+from probebench.pipeline.correct import calibrate
 from probebench.plugins.correctors.counterfactual import ProberLatent
 from tests.benchmarks.timing import stat
-from tests.toy_correction import IdentityFlow
+from tests.toy_correction import IdentityFlow, LayerProber
 
 N_IMAGES = 128
 OPTIONS = {"lr": 0.05, "max_steps": 100}
@@ -109,10 +109,10 @@ def mnist_setup():
         train_y,
         lambda stage, parts, build: build(),
         lambda seed: model,
-        {"prober": prober},
+        prober=prober,
     )
     threshold, level = calibrate(ctx, prober, train_x, train_y)
-    ctx.extras.update({"prober_threshold": threshold, "prober_hit_level": level})
+    ctx = replace(ctx, prober_threshold=threshold, prober_hit_level=level)
     with torch.no_grad():
         p_hit = torch.cat([prober(test_x[i : i + 256]) for i in range(0, len(test_x), 256)])
     yield ctx, test_x[p_hit.argsort()[:N_IMAGES]], train_x
@@ -136,7 +136,7 @@ def gradient_step_seconds(ctx, generator, images: torch.Tensor, repeat: int = 5)
 
     with torch.no_grad():
         flat = Flat(generator.encode(images))
-    prober = ctx.extras["prober"]
+    prober = ctx.prober
 
     def step():
         z = flat.rows.clone().requires_grad_(True)
@@ -160,7 +160,7 @@ def threads(request):
 @pytest.mark.parametrize("flow_name", ["identity", "glow"])
 def test_batched_prober_latent_vs_one_image_at_a_time(benchmark, mnist_setup, flow_name, threads):
     base, images, train_x = mnist_setup
-    ctx = replace(base, extras={**base.extras, "generator": flow(flow_name, train_x)})
+    ctx = replace(base, generator=flow(flow_name, train_x))
     corrector = ProberLatent(**OPTIONS)
     batched = benchmark.pedantic(corrector.correct, args=(ctx, images), rounds=2, iterations=1)
 
@@ -192,8 +192,8 @@ def test_batched_prober_latent_vs_one_image_at_a_time(benchmark, mnist_setup, fl
         "same_steps_fraction": float((loop_steps == batched.steps).float().mean()),
         "torch_threads": torch.get_num_threads(),
         "gradient_step_ratio": (
-            gradient_step_seconds(ctx, ctx.extras["generator"], images[:1], 20)
-            / gradient_step_seconds(ctx, ctx.extras["generator"], images)
+            gradient_step_seconds(ctx, ctx.generator, images[:1], 20)
+            / gradient_step_seconds(ctx, ctx.generator, images)
         ),
     }
     benchmark.extra_info.update(info)

@@ -56,38 +56,37 @@ class Identity:
 
 # -- what the correctors read from ctx -----------------------------------------
 def generator_of(ctx):
-    generator = ctx.extras.get("generator")
+    generator = ctx.generator
     if generator is None or not (hasattr(generator, "encode") and hasattr(generator, "decode")):
         raise UserError(
-            "this corrector needs ctx.extras['generator'] with encode(x) and decode(z); "
+            "this corrector needs ctx.generator with encode(x) and decode(z); "
             "add a generator to the suite (see probebench/pipeline/correct.py)"
         )
     return generator
 
 
 def prober_of(ctx) -> Callable[[torch.Tensor], torch.Tensor]:
-    prober = ctx.extras.get("prober")
+    prober = ctx.prober
     if prober is None or not callable(prober):
         raise UserError(
-            "this corrector needs ctx.extras['prober'], a differentiable callable images -> P(hit); "
-            "add a prober to the suite (see probebench/pipeline/correct.py)"
+            "this corrector needs ctx.prober, a differentiable callable images -> P(hit); add a scorer "
+            "that can guide correctors (e.g. 'prober') to the suite (see probebench/pipeline/correct.py)"
         )
     return prober
 
 
 def stop_level(ctx, threshold: float | None) -> float:
     """The P(hit) at which the prober stop fires: the corrector's ``threshold``
-    option when given, else ``ctx.extras['prober_hit_level']`` (the median
-    prober output on validation hits, set by the correction stage)."""
+    option when given, else ``ctx.prober_hit_level`` (the median prober
+    output on validation hits, set by the correction stage)."""
     if threshold is not None:
         return float(threshold)
-    level = ctx.extras.get("prober_hit_level")
-    if level is None:
+    if ctx.prober_hit_level is None:
         raise UserError(
             "no stop level: give the corrector a 'threshold' option or set "
-            "ctx.extras['prober_hit_level'] (the correction stage does)"
+            "ctx.prober_hit_level (the correction stage does)"
         )
-    return float(level)
+    return float(ctx.prober_hit_level)
 
 
 # -- the optimisation loop ------------------------------------------------------
@@ -197,9 +196,21 @@ def done_flags(rule: str, p_hit: torch.Tensor | None, level: float, images, ctx,
     return flags
 
 
-def _chunks(n: int, size: int):
-    for start in range(0, n, max(1, size)):
-        yield slice(start, min(n, start + size))
+def _in_chunks(ctx, images: torch.Tensor, size: int, edit) -> Correction:
+    """The chunk loop every corrector shares: ``edit(x, part) -> (edited, steps,
+    details)`` on each chunk ``x = images[part]`` of at most ``size`` images
+    (on ``ctx.device``); the edits, steps and each per-sample detail joined
+    on the CPU."""
+    size = max(1, size)
+    edited, steps, details = [], [], {}
+    for start in range(0, len(images), size):
+        part = slice(start, min(len(images), start + size))
+        chunk_edited, chunk_steps, chunk_details = edit(images[part].to(ctx.device), part)
+        edited.append(chunk_edited.cpu())
+        steps.append(chunk_steps.cpu())
+        for key, value in chunk_details.items():
+            details.setdefault(key, []).append(value.cpu())
+    return Correction(torch.cat(edited), torch.cat(steps), {k: torch.cat(v) for k, v in details.items()})
 
 
 def _original_outputs(ctx, images: torch.Tensor):
@@ -225,25 +236,23 @@ def _objective_value(target: str, ctx, prober, x: torch.Tensor, runner_up: torch
 
 # -- the correctors ----------------------------------------------------------------
 def _edit_latents(ctx, images, generator, objective, **optimise_options) -> Correction:
-    """The loop the single-point correctors share: per chunk of images, encode,
-    optimise the latent rows with ``objective(flat, original, runner_up)`` (a
-    function returning the ``evaluate`` of ``optimise``), decode, and collect
-    the edits, steps, stop flags and latent distance travelled."""
-    out_images, out_steps, details = [], [], {"reached": [], "diverged": [], "latent_norm": []}
-    for part in _chunks(len(images), ctx.batch_size):
-        x = images[part].to(ctx.device)
+    """The single-point correctors' edit: per chunk of images, encode, optimise
+    the latent rows with ``objective(flat, original, runner_up)`` (a function
+    returning the ``evaluate`` of ``optimise``), decode, and keep the stop
+    flags and the latent distance travelled."""
+
+    def edit(x, _part):
         original, runner_up = _original_outputs(ctx, x)
         with torch.no_grad():
             flat = Flat(generator.encode(x))
         result = optimise(flat.rows, objective(flat, original, runner_up), **optimise_options)
         with torch.no_grad():
             edited = decode_rows(generator, flat, result.z)
-        out_images.append(_finish(x, edited, result.steps).cpu())
-        out_steps.append(result.steps.cpu())
-        details["reached"].append(result.reached.cpu())
-        details["diverged"].append(result.diverged.cpu())
-        details["latent_norm"].append((result.z - flat.rows).norm(dim=1).cpu())
-    return Correction(torch.cat(out_images), torch.cat(out_steps), {k: torch.cat(v) for k, v in details.items()})
+        travelled = (result.z - flat.rows).norm(dim=1)
+        details = {"reached": result.reached, "diverged": result.diverged, "latent_norm": travelled}
+        return _finish(x, edited, result.steps), result.steps, details
+
+    return _in_chunks(ctx, images, ctx.batch_size, edit)
 
 
 def prober_latent(
@@ -321,10 +330,8 @@ def monotone_path(
     if goal is None:
         goal = stop_level(ctx, threshold) if target == "prober" else 1.0
     fractions = torch.arange(1, length + 1, dtype=torch.float32, device=ctx.device) / length
-    out_images, out_steps, paths = [], [], []
-    details = {"reached": [], "diverged": []}
-    for part in _chunks(len(images), max(1, ctx.batch_size // length)):
-        x = images[part].to(ctx.device)
+
+    def edit(x, _part):
         original, runner_up = _original_outputs(ctx, x)
         with torch.no_grad():
             flat = Flat(generator.encode(x))
@@ -350,17 +357,12 @@ def monotone_path(
             n = len(x)
             decoded = decode_rows(generator, flat, result.z.reshape(n * length, dim))
             path = decoded.reshape(n, length, *x.shape[1:])
-        edited = path[:, -1].clone()
-        out_images.append(_finish(x, edited, result.steps).cpu())
+        edited = _finish(x, path[:, -1].clone(), result.steps)
         untouched = result.steps == 0
         path[untouched] = x[untouched].unsqueeze(1).expand(-1, length, *x.shape[1:])
-        paths.append(path.cpu())
-        out_steps.append(result.steps.cpu())
-        details["reached"].append(result.reached.cpu())
-        details["diverged"].append(result.diverged.cpu())
-    details = {k: torch.cat(v) for k, v in details.items()}
-    details["path"] = torch.cat(paths)
-    return Correction(torch.cat(out_images), torch.cat(out_steps), details)
+        return edited, result.steps, {"reached": result.reached, "diverged": result.diverged, "path": path}
+
+    return _in_chunks(ctx, images, max(1, ctx.batch_size // length), edit)
 
 
 def latent_noise(
@@ -376,19 +378,19 @@ def latent_noise(
     else:
         radii = torch.full((len(images),), float(norm))
     noise = torch.Generator().manual_seed(int(ctx.seed))
-    out_images = []
-    for part in _chunks(len(images), ctx.batch_size):
-        x = images[part].to(ctx.device)
+
+    def edit(x, part):
+        radius = radii[part]
         with torch.no_grad():
             flat = Flat(generator.encode(x))
             direction = torch.randn(flat.rows.shape, generator=noise).to(ctx.device)
             direction = direction / direction.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            z = flat.rows + radii[part].to(ctx.device).unsqueeze(1) * direction
+            z = flat.rows + radius.to(ctx.device).unsqueeze(1) * direction
             edited = decode_rows(generator, flat, z)
-        moved = radii[part] > 0
+        moved = radius > 0
         edited = torch.where(moved.to(ctx.device).view(-1, *[1] * (x.dim() - 1)), edited, x)
         bad = ~torch.isfinite(edited.flatten(1)).all(dim=1)
         edited[bad] = x[bad]
-        out_images.append(edited.cpu())
-    steps = (radii > 0).long()
-    return Correction(torch.cat(out_images), steps, {"latent_norm": radii.clone()})
+        return edited, moved.long(), {"latent_norm": radius.clone()}
+
+    return _in_chunks(ctx, images, ctx.batch_size, edit)

@@ -1,7 +1,7 @@
 """Counterfactual correctors: edit an image without labels so a miss may become a hit.
 
-The contracts they rely on (``ctx.extras['generator']``, ``ctx.extras['prober']``,
-``ctx.extras['prober_hit_level']``) are defined in ``probebench/pipeline/correct.py``.
+The contracts they rely on (``ctx.generator``, ``ctx.prober``,
+``ctx.prober_hit_level``) are defined in ``probebench/pipeline/correct.py``.
 The torch code lives in ``probebench/plugins/correctors/_engine.py`` and is imported only
 when a corrector runs.
 
@@ -28,7 +28,7 @@ _STOP_HELP = (
     "when a sample stops: 'prober' (P(hit) >= the stop level), 'flip' (the classifier's prediction changed) or 'either'"
 )
 _THRESHOLD_HELP = (
-    "absolute P(hit) stop level; default: the median prober output on validation hits (ctx.extras['prober_hit_level'])"
+    "absolute P(hit) stop level; default: the median prober output on validation hits (ctx.prober_hit_level)"
 )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -119,9 +120,10 @@ def evaluate(net: ProbeNet, features: torch.Tensor, hit: torch.Tensor) -> dict:
 
 @contextmanager
 def one_thread():
-    """Run small-matrix work on one thread: on this 2-core machine a 2-thread
-    prober fit took twice as long (4.1 s vs 2.2 s for 30 epochs of 4,000 x 262),
-    and far longer when other processes compete for the cores."""
+    """Run small-matrix work on one thread: thread hand-offs cost more than the
+    arithmetic (measured on a 2-core machine: a 2-thread prober fit took 4.1 s
+    against 2.2 s on one thread for 30 epochs of 4,000 x 262, and far longer
+    when other processes competed for the cores)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -130,73 +132,90 @@ def one_thread():
         torch.set_num_threads(threads)
 
 
-def train(net: ProbeNet, features: torch.Tensor, hit: torch.Tensor, **options) -> dict:
-    with one_thread():
-        return _train(net, features, hit, **options)
+@dataclass(frozen=True)
+class TrainConfig:
+    """How ``train`` fits a ``ProbeNet``: the ``mlp`` prober's training options."""
+
+    epochs: int
+    lr: float
+    batch_size: int
+    label_smoothing: float
+    train_ratio: float
+    imbalance: str
+    miss_weight: float
+    patience: int
+    weight_decay: float
 
 
-def _train(
-    net: ProbeNet,
-    features: torch.Tensor,
-    hit: torch.Tensor,
-    *,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    label_smoothing: float,
-    train_ratio: float,
-    imbalance: str,
-    miss_weight: float,
-    patience: int,
-    weight_decay: float,
-    generator: torch.Generator,
-) -> dict:
+def train(net: ProbeNet, features: torch.Tensor, hit: torch.Tensor, config: TrainConfig, generator) -> dict:
     """Fit ``net`` on a stratified ``train_ratio`` split, keep the epoch with the
     best validation AUROC, ties broken by the lower validation loss (stop after
     ``patience`` epochs without improvement; 0 = run all epochs), and return
-    the training facts."""
-    fit_idx, valid_idx = stratified_split(hit, train_ratio, generator)
-    x_fit, y_fit = features[fit_idx], hit[fit_idx]
-    x_valid, y_valid = features[valid_idx], hit[valid_idx]
-    net.standardise_with(x_fit)
-    weights = class_weights(y_fit, imbalance, miss_weight)
+    the training facts. Every random draw comes from ``generator``."""
+    with one_thread():
+        return _train(net, features, hit, config, generator)
+
+
+def weighted_loss(weights: torch.Tensor, label_smoothing: float):
+    """Cross-entropy with each sample's loss weighted by its class's weight.
+
+    (torch's ``weight=`` would also weigh the smoothing term of the other class
+    and move the optimum off 0.9 / 0.1: with n/(2 n_c) weights, hits would
+    settle near P(hit) = 0.5.)"""
 
     def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        # Each sample's loss weighted by its class's weight. (torch's ``weight=`` would also weigh
-        # the smoothing term of the other class and move the optimum off 0.9 / 0.1: with
-        # n/(2 n_c) weights, hits would settle near P(hit) = 0.5.)
         per_sample = nn.functional.cross_entropy(logits, target, reduction="none", label_smoothing=label_smoothing)
         w = weights[target]
         return (w * per_sample).sum() / w.sum()
 
-    optimiser = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
-    draw = sample_weights(y_fit) if imbalance == "sampler" else None
+    return loss_fn
+
+
+def _epoch(net: ProbeNet, x, targets, loss_fn, optimiser, draw, batch_size: int, generator) -> None:
+    """One pass over the fit split: shuffled, or drawn class-balanced when ``draw`` holds sample weights."""
+    net.train()
+    if draw is None:
+        order = torch.randperm(len(x), generator=generator)
+    else:
+        order = torch.multinomial(draw, len(x), replacement=True, generator=generator)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        loss = loss_fn(net(x[idx]), targets[idx])
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+
+
+def _rank(net: ProbeNet, x_valid, y_valid, loss_fn) -> tuple[float, float]:
+    """How good the current epoch is: (validation AUROC, -validation loss),
+    compared in that order; a one-class validation split has no AUROC and is
+    ranked by the loss alone."""
+    with torch.no_grad():
+        valid_logits = net.eval()(x_valid)
+        auroc = _auroc(valid_logits.softmax(dim=1)[:, 1].numpy(), y_valid.numpy().astype(bool))
+        valid_loss = float(loss_fn(valid_logits, y_valid.long()))
+    return (-1.0 if np.isnan(auroc) else auroc, -valid_loss)
+
+
+def _train(net: ProbeNet, features: torch.Tensor, hit: torch.Tensor, config: TrainConfig, generator) -> dict:
+    fit_idx, valid_idx = stratified_split(hit, config.train_ratio, generator)
+    x_fit, y_fit = features[fit_idx], hit[fit_idx]
+    x_valid, y_valid = features[valid_idx], hit[valid_idx]
+    net.standardise_with(x_fit)
+    weights = class_weights(y_fit, config.imbalance, config.miss_weight)
+    loss_fn = weighted_loss(weights, config.label_smoothing)
+    optimiser = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    draw = sample_weights(y_fit) if config.imbalance == "sampler" else None
     targets = y_fit.long()
 
     best_rank, best_epoch, best_state, epochs_run = (-2.0, 0.0), 0, copy.deepcopy(net.state_dict()), 0
-    for epoch in range(1, epochs + 1):
-        net.train()
-        if draw is None:
-            order = torch.randperm(len(x_fit), generator=generator)
-        else:
-            order = torch.multinomial(draw, len(x_fit), replacement=True, generator=generator)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            loss = loss_fn(net(x_fit[idx]), targets[idx])
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
+    for epoch in range(1, config.epochs + 1):
+        _epoch(net, x_fit, targets, loss_fn, optimiser, draw, config.batch_size, generator)
         epochs_run = epoch
-        with torch.no_grad():
-            valid_logits = net.eval()(x_valid)
-            auroc = _auroc(valid_logits.softmax(dim=1)[:, 1].numpy(), y_valid.numpy().astype(bool))
-            valid_loss = float(loss_fn(valid_logits, y_valid.long()))
-        # Rank epochs by validation AUROC, ties (e.g. a saturated 1.0) by validation loss;
-        # a one-class validation split has no AUROC and is ranked by the loss alone.
-        rank = (-1.0 if np.isnan(auroc) else auroc, -valid_loss)
+        rank = _rank(net, x_valid, y_valid, loss_fn)
         if rank > best_rank:
             best_rank, best_epoch, best_state = rank, epoch, copy.deepcopy(net.state_dict())
-        elif patience and epoch - best_epoch >= patience:
+        elif config.patience and epoch - best_epoch >= config.patience:
             break
     net.load_state_dict(best_state)
     net.eval()
@@ -207,7 +226,7 @@ def _train(
         "n_valid": len(valid_idx),
         "n_valid_miss": int((~y_valid).sum()),
         "loss_weights": {"miss": round(float(weights[0]), 6), "hit": round(float(weights[1]), 6)},
-        "imbalance": imbalance,
+        "imbalance": config.imbalance,
         "best_epoch": best_epoch,
         "epochs_run": epochs_run,
     }

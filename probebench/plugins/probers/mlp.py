@@ -77,9 +77,11 @@ class MLP:
         self.facts: dict = {}
 
     def fit(self, features, hit) -> None:
+        from dataclasses import fields
+
         import torch
 
-        from probebench.plugins.probers._mlp_net import ProbeNet, train
+        from probebench.plugins.probers._mlp_net import ProbeNet, TrainConfig, train
 
         features = torch.as_tensor(features).float()
         hit = torch.as_tensor(hit).bool()
@@ -95,21 +97,8 @@ class MLP:
             )
         generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))
         self.net = ProbeNet(features.shape[1], self.hidden)
-        self.facts = train(
-            self.net,
-            features,
-            hit,
-            epochs=self.epochs,
-            lr=self.lr,
-            batch_size=self.batch_size,
-            label_smoothing=self.label_smoothing,
-            train_ratio=self.train_ratio,
-            imbalance=self.imbalance,
-            miss_weight=self.miss_weight,
-            patience=self.patience,
-            weight_decay=self.weight_decay,
-            generator=generator,
-        )
+        config = TrainConfig(**{option.name: getattr(self, option.name) for option in fields(TrainConfig)})
+        self.facts = train(self.net, features, hit, config, generator)
 
     def predict(self, features):
         """P(hit) [N] in [0, 1]; differentiable when called with gradients on

@@ -47,13 +47,14 @@ class ProberScorer:
     scorer fails with a message saying so: it never trains on one class. The
     prober and its training facts (hit/miss counts, validation accuracy, F1,
     AUROC, P(hit) range) are cached; ``facts`` holds them after ``prepare`` and
-    the run header records them. The first prober scorer of a suite is also
-    left in ``ctx.extras["prober"]`` for correctors. Defaults: measured on
-    mnist-5k, see README "The prober".
+    the run header records them. It can guide correctors
+    (``probebench.kinds.Guide``): ``p_hit(images)`` runs the classifier and the
+    prober differentiably. Defaults: measured on mnist-5k, see README "The prober".
     """
 
     name = "prober"
     version = "1"
+    guides_correctors = True
     option_help = {
         "prober": "registered prober (`probebench ls probers`)",
         "prober_options": "options of the prober, e.g. { epochs = 20, imbalance = 'sampler' }",
@@ -126,7 +127,6 @@ class ProberScorer:
             payload = self._fit(ctx)
         self.facts = dict(payload["facts"])
         self.classifier = ctx.classifier
-        ctx.extras.setdefault("prober", self)
 
     def _options(self) -> dict:
         return {
@@ -272,7 +272,7 @@ class ProberScorer:
             parts.append(logits.float())
         return torch.cat(parts, dim=1)
 
-    def __call__(self, images):
+    def p_hit(self, images):
         """P(hit) [N] of images [N,C,H,W] through the classifier and the prober,
         differentiable with respect to the images (what correctors optimise)."""
         captured = {}

@@ -1,0 +1,127 @@
+"""Evaluate stage: labels judge what the other stages did, as tidy rows.
+
+``detection_rows``: every metric plugin on every scorer's confidences of a
+cell (miss detection), plus the cell's per-sample frame for scores.csv.gz.
+``outcome_rows``: the correction metrics of one corrector on one cell (see
+``probebench/pipeline/correct.py``, "What the stage measures"). The
+statistics (bootstrap intervals) are ``probebench.evaluate``'s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from probebench.evaluate import bootstrap_indices, estimate, evaluate_cell
+from probebench.pipeline.cells import Cell
+from probebench.pipeline.stage import Run
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from probebench.pipeline.score import Scored
+    from probebench.suite import Bootstrap
+
+# metric name -> higher is better
+CORRECTION_METRICS = {
+    "correction-rate": True,
+    "break-rate": False,
+    "net-accuracy-gain": True,
+    "tuned-net-accuracy-gain": True,
+    "edit-size": False,
+    "median-steps": False,
+    "p90-steps": False,
+    "images-per-second": True,
+}
+
+
+def detection_rows(run: Run, seed: int, cell: Cell, scored: Scored) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """(tidy rows, per-sample frame) of one cell's ``Scored`` predictions and confidences."""
+    import pandas as pd
+
+    suite = run.suite
+    keys = cell.columns(suite, seed)
+    metrics = {m: run.registry.create("metric", m) for m in suite.metrics}
+    hit, labels = scored.hit, scored.labels
+    rows = [{**keys, **row} for row in evaluate_cell(scored.confidences, hit, metrics, suite.bootstrap)]
+    frame = pd.DataFrame(
+        {
+            **keys,
+            "index": np.arange(len(labels)),
+            "label": labels.numpy(),
+            "prediction": scored.predictions.numpy(),
+            "hit": hit.astype(int),
+        }
+    )
+    for spec in suite.scorers:
+        frame[spec.label] = scored.confidences.get(spec.label, np.full(len(labels), np.nan))
+    return rows, frame
+
+
+# -- correction --------------------------------------------------------------------
+@dataclass
+class Outcome:
+    """Per-sample facts of one corrector on one cell (all arrays of length N)."""
+
+    hit: np.ndarray  # the classifier was right on the original image
+    hit_after: np.ndarray  # ... and on the edited image
+    flagged: np.ndarray  # the prober flagged the original (P(hit) < threshold)
+    edit_size: np.ndarray  # ||x' - x||_2
+    steps: np.ndarray
+    seconds: float
+    tuned_flagged: np.ndarray | None = None  # flagged with the corrector's validation-tuned threshold
+
+
+def loop_gain_per_sample(hit: Any, hit_after: Any, flagged: Any) -> np.ndarray:
+    """+1 where the loop turns a miss into a hit, -1 where it breaks a hit, else 0."""
+    hit = np.asarray(hit, dtype=bool)
+    after = np.where(np.asarray(flagged, dtype=bool), np.asarray(hit_after, dtype=bool), hit)
+    return after.astype(float) - hit.astype(float)
+
+
+def _mean(values: np.ndarray, _unused: object = None) -> np.ndarray:
+    return np.mean(values, axis=-1)
+
+
+def _row(metric: str, values: np.ndarray, bootstrap: Bootstrap, value: float | None = None) -> dict[str, Any]:
+    """The mean of ``values`` with a bootstrap interval, or ``value`` without one."""
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        return {"metric": metric, "value": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0}
+    if value is not None:
+        return {
+            "metric": metric,
+            "value": float(value),
+            "ci_low": float("nan"),
+            "ci_high": float("nan"),
+            "n": len(values),
+        }
+    indices = bootstrap_indices(len(values), bootstrap.resamples, bootstrap.seed)
+    est = estimate(_mean, values, values, indices, bootstrap.confidence)
+    return {"metric": metric, **est.__dict__}
+
+
+def outcome_rows(outcome: Outcome, bootstrap: Bootstrap) -> list[dict[str, Any]]:
+    """Rows ``{metric, value, ci_low, ci_high, n}`` of the correction metrics."""
+    hit = np.asarray(outcome.hit, dtype=bool)
+    after = np.asarray(outcome.hit_after, dtype=bool)
+    miss = ~hit
+    steps = np.asarray(outcome.steps, dtype=float)[miss]
+    n = len(hit)
+    speed = n / outcome.seconds if outcome.seconds > 0 else float("nan")
+    return [
+        _row("correction-rate", after[miss], bootstrap),
+        _row("break-rate", ~after[hit], bootstrap),
+        _row("net-accuracy-gain", loop_gain_per_sample(hit, after, outcome.flagged), bootstrap),
+        *(
+            [_row("tuned-net-accuracy-gain", loop_gain_per_sample(hit, after, outcome.tuned_flagged), bootstrap)]
+            if outcome.tuned_flagged is not None
+            else []
+        ),
+        _row("edit-size", np.asarray(outcome.edit_size, dtype=float)[miss], bootstrap),
+        _row("median-steps", steps, bootstrap, value=np.median(steps) if len(steps) else None),
+        _row("p90-steps", steps, bootstrap, value=np.percentile(steps, 90) if len(steps) else None),
+        _row("images-per-second", np.ones(n), bootstrap, value=speed),
+    ]
