@@ -119,3 +119,20 @@ def test_guide_has_runnable_examples(guide):
 def test_runnable_example(line, code):
     namespace = {"__name__": f"docs_plugins_md_line_{line}"}
     exec(compile(code, f"{GUIDE}:{line}", "exec"), namespace)
+
+
+def test_the_architecture_map_names_only_modules_and_folders_that_exist():
+    """docs/architecture.md is the contributor's map: every `probebench/...`
+    path and `name.py` it shows in code must exist, so the map cannot go stale."""
+    text = (REPO / "docs" / "architecture.md").read_text()
+    paths = set(re.findall(r"probebench/[\w/]*[\w*]+(?:\.py)?", text))
+    assert len(paths) > 10
+    for path in paths:
+        path = path.rstrip("*").rstrip("/")
+        assert (REPO / path).exists() or (REPO / f"{path}.py").exists(), f"docs/architecture.md names {path}"
+    pipeline = REPO / "probebench" / "pipeline"
+    for module in re.findall(r"`(\w+)\.py`", text):
+        assert (pipeline / f"{module}.py").exists() or list(REPO.glob(f"probebench/**/{module}.py")), module
+    stages = [p.stem for p in pipeline.glob("*.py") if p.stem != "__init__"]
+    missing = [s for s in stages if f"{s}.py" not in text]
+    assert not missing, f"docs/architecture.md does not place these pipeline modules: {missing}"
