@@ -17,6 +17,7 @@ statistic of an i.i.d. test set is).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,44 @@ class Estimate:
     ci_low: float
     ci_high: float
     n: int
+
+
+def bootstrap_bytes(n: int, resamples: int, metrics: int) -> int:
+    """Peak memory of one cell's bootstrap: drawing resamples of ``n`` samples
+    as counts holds int64 indices, their offsets and bincount (24 bytes per
+    resampled sample, measured with tracemalloc), the sorted batches hold up
+    to ``CHUNK_ELEMENTS`` resampled values, and each metric a float per resample."""
+    return 24 * resamples * n + 20 * CHUNK_ELEMENTS + 8 * resamples * metrics
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux ``MemAvailable``), or None when unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_bootstrap_memory(bootstrap: Bootstrap, n: int, metrics: int, available: int | None = None) -> None:
+    """Refuse, before any training, a bootstrap that needs more than half the
+    available memory (``resamples`` x test samples is the product that grows)."""
+    from probebench.errors import UserError
+
+    need = bootstrap_bytes(n, bootstrap.resamples, metrics)
+    available = available_memory() if available is None else available
+    if available is not None and need > available // 2:
+        raise UserError(
+            f"bootstrap resamples = {bootstrap.resamples} over {n} test samples needs about {need / 2**30:.1f} GiB, "
+            f"more than half the {available / 2**30:.1f} GiB of memory available; lower the suite's "
+            f"bootstrap resamples (1000 is usual)"
+        )
 
 
 def bootstrap_indices(n: int, resamples: int, seed: int) -> np.ndarray:

@@ -373,7 +373,7 @@ def test_suites_with_correctors_need_a_generator_and_a_scorer_that_declares_it_c
     from probebench.suite import load_config, parse_suite
 
     def parse(**suite):
-        config = load_config(correction_suite(tmp_path, **suite))
+        config = load_config(correction_suite(tmp_path, **suite), ["tests.knn_guide"])
         return parse_suite(config, "s", Registry(config.builtin, autoload=False))
 
     with pytest.raises(
@@ -436,7 +436,7 @@ def test_a_scorer_that_declares_the_capability_without_p_hit_is_one_line(tmp_pat
     from tests import knn_guide
 
     monkeypatch.delattr(knn_guide.KnnGuide, "p_hit")
-    config = load_config(correction_suite(tmp_path, scorers='["knn-guide"]'))
+    config = load_config(correction_suite(tmp_path, scorers='["knn-guide"]'), ["tests.knn_guide"])
     with pytest.raises(UserError, match=r"scorer 'knn-guide' declares guides_correctors = True but has no p_hit"):
         parse_suite(config, "s", Registry(config.builtin, autoload=False))
 
@@ -469,8 +469,9 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
     monkeypatch.setattr(run, "load_splits", first_64_test_images)
     path = tiny_registry(scorers='["msp", { name = "knn-guide", label = "knn" }]')
     path.write_text(path.read_text().replace("builtin = [", 'builtin = ["tests.knn_guide", '))
-    registry = Registry(load_config(path).builtin, autoload=False)
-    suite = parse_suite(load_config(path), "tiny", registry)
+    config = load_config(path, ["tests.knn_guide"])
+    registry = Registry(config.builtin, autoload=False)
+    suite = parse_suite(config, "tiny", registry)
     suite = replace(
         suite,
         validation=100,

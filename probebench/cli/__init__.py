@@ -60,8 +60,16 @@ def _root(
         list[str] | None,
         typer.Option("--disable-plugin", help="Do not load the plugin (module or entry-point name); repeatable."),
     ] = None,
+    allow_module: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-module",
+            help="Let the registry file's [plugins] builtin import this module outside probebench.plugins "
+            "(it runs its code); repeatable. Also $PROBEBENCH_ALLOW_MODULES (comma-separated).",
+        ),
+    ] = None,
 ) -> None:
-    ctx.obj = {"debug": debug, "disabled": list(disable_plugin or [])}
+    ctx.obj = {"debug": debug, "disabled": list(disable_plugin or []), "allowed": list(allow_module or [])}
 
 
 from probebench.cli import (  # noqa: E402  (commands register on `app`)

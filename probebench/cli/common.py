@@ -28,7 +28,7 @@ def load(ctx: typer.Context, registry_path: Path | None) -> tuple[Config, Regist
     from probebench.registry import Registry
     from probebench.suite import load_config
 
-    config = load_config(registry_path)
+    config = load_config(registry_path, (ctx.obj or {}).get("allowed", []))
     disabled = (ctx.obj or {}).get("disabled", [])
     registry = Registry(config.builtin, disabled=disabled)
     for name in sorted(set(disabled) - registry.skipped):

@@ -56,9 +56,29 @@ def check_images(images: torch.Tensor, where: str, shape: tuple[int, ...] | None
         )
 
 
+def check_labels(labels: Any, where: str) -> torch.Tensor:
+    """Labels as int64: a float label must be a whole number (3.0, never 2.7,
+    which ``.long()`` would silently truncate to 2)."""
+    labels = torch.as_tensor(labels)
+    if labels.is_floating_point() or labels.is_complex():
+        whole = torch.isfinite(labels) & (labels == labels.round())
+        if not whole.all():
+            bad = labels[~whole][0].item()
+            raise UserError(
+                f"{where}: labels must be whole class numbers, got {bad!r}; the dataset's labels are not classes"
+            )
+    elif labels.dtype == torch.bool:
+        raise UserError(f"{where}: labels must be class numbers, got booleans")
+    return labels.long()
+
+
 def _checked(dataset: Any, images: torch.Tensor, labels: Any, where: str) -> tuple[torch.Tensor, torch.Tensor]:
     check_images(images, where, tuple(dataset.shape))
-    labels = torch.as_tensor(labels).long()
+    if len(images) == 0:
+        raise UserError(
+            f"{where} is empty: nothing to train on or to test; check the data files and the 'limit' option"
+        )
+    labels = check_labels(labels, where)
     if labels.shape != (len(images),):
         raise UserError(f"{where}: {len(images)} images but labels of shape {list(labels.shape)}")
     if len(labels) and (labels.min() < 0 or labels.max() >= dataset.num_classes):

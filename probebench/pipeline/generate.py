@@ -28,6 +28,7 @@ import torch
 
 from probebench.cache import ArtifactStore, hash_key, load_module_state
 from probebench.console import console
+from probebench.pipeline.allocation import building
 from probebench.pipeline.cells import Cell
 from probebench.pipeline.stage import Run
 from probebench.pipeline.train import Recipe, fit_module, held_out, spec_parts
@@ -98,7 +99,8 @@ def trained_generator(
     key = generator_key(registry, dataset_spec, generator_spec, seed, splits.validation)
     component = registry.create("generator", generator_spec.name, generator_spec.options)
     torch.manual_seed(seed)
-    flow = component.build(tuple(splits.dataset.shape))
+    with building("generator", generator_spec):
+        flow = component.build(tuple(splits.dataset.shape))
 
     trained = []
 

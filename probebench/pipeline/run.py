@@ -20,6 +20,7 @@ from probebench import results
 from probebench.cache import ArtifactStore, hash_key
 from probebench.console import task
 from probebench.errors import UserError
+from probebench.evaluate import check_bootstrap_memory
 from probebench.pipeline import correct as correction
 from probebench.pipeline.cells import suite_cells
 from probebench.pipeline.context import Context
@@ -60,6 +61,7 @@ def run_suite(suite: Suite, registry: Registry, store: ArtifactStore, device: to
     started = time.time()
     run_header = _header(suite, registry, device)
     splits = load_splits(registry, suite.dataset, suite.data_root, suite.validation)
+    check_bootstrap_memory(suite.bootstrap, len(splits.test_labels), len(suite.metrics))
     run = Run(suite, registry, store, splits, out)
     rows: list[dict[str, Any]] = []
     samples: list[pd.DataFrame] = []

@@ -15,6 +15,7 @@ import torch
 from probebench.cache import ArtifactStore, hash_key, load_module_state
 from probebench.console import task
 from probebench.errors import UserError
+from probebench.pipeline.allocation import building
 from probebench.suite import ComponentSpec
 
 if TYPE_CHECKING:
@@ -69,7 +70,8 @@ def build_model(
     registry: Registry, spec: ComponentSpec, num_classes: int, shape: tuple[int, ...]
 ) -> tuple[Any, torch.nn.Module]:
     component = registry.create("classifier", spec.name, spec.options)
-    return component, component.build(num_classes, tuple(shape))
+    with building("classifier", spec):
+        return component, component.build(num_classes, tuple(shape))
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,7 @@ class ProberLatent:
         "max_steps": "step cap per sample",
         "stop": _STOP_HELP,
     }
+    option_ranges = {"lr": "(0, inf)", "threshold": "(0, 1)", "max_steps": "[1, inf)"}
 
     def __init__(self, lr: float = 0.1, threshold: float | None = None, max_steps: int = 500, stop: str = "prober"):
         _check(self.name, max_steps=max_steps, stop=stop, positive={"lr": lr}, threshold=threshold)

@@ -93,6 +93,7 @@ class Cifar10:
     shape = (3, 32, 32)
     where = CIFAR
     option_help = {"limit": "use only the first N images of each split (0 = all)"}
+    option_ranges = {"limit": "[0, inf)"}
 
     def __init__(self, limit: int = 0):
 

@@ -25,6 +25,7 @@ class Mnist5k:
         "split_seed": "seed of the stratified train/test split (fixed across run seeds)",
         "limit": "use only the first N images of each split (0 = all); for quick tests",
     }
+    option_ranges = {"test_fraction": "(0, 1)", "split_seed": "[0, inf)", "limit": "[0, inf)"}
 
     def __init__(self, test_fraction: float = 0.2, split_seed: int = 0, limit: int = 0):
 
