@@ -106,6 +106,17 @@ def write_verified(path: Path, write: Callable[[Path], object]) -> None:
     atomic_write(sidecar(path), lambda tmp: tmp.write_text(sha256_file(path)))
 
 
+def read_artifact(path: Path, stage: str, key: str) -> dict:
+    """The payload of artifact ``path`` (without its stored key); a ValueError (or
+    torch's error) when its checksum is wrong or it holds another stage/key."""
+    import torch
+
+    payload = read_verified(path, lambda p: torch.load(p, map_location="cpu", weights_only=True))
+    if not isinstance(payload, dict) or payload.pop(KEY_FIELD, None) != f"{stage}/{key}":
+        raise ValueError(f"it does not hold {stage}/{key}")
+    return payload
+
+
 class ArtifactStore:
     """Saves and loads stage outputs by key; ``fresh=True`` ignores what is stored."""
 
@@ -135,15 +146,11 @@ class ArtifactStore:
 
         Corrupt: a wrong checksum, a payload that is not this stage and key's,
         or one that ``check`` rejects with a ValueError."""
-        import torch
-
         path = self.path(stage, key)
         if self.fresh or not path.exists():
             return None
         try:
-            payload = read_verified(path, lambda p: torch.load(p, map_location="cpu", weights_only=True))
-            if not isinstance(payload, dict) or payload.pop(KEY_FIELD, None) != f"{stage}/{key}":
-                raise ValueError(f"it does not hold {stage}/{key}")
+            payload = read_artifact(path, stage, key)
             if check is not None:
                 check(payload)
         except Exception as exc:  # truncated, tampered with, swapped, or from an old format
