@@ -60,7 +60,7 @@ def record_file(path: Path, root: Path) -> None:
 def record_embedded(package: str, version: str, path: Path) -> None:
     """Note that a dataset reads ``path``, a data file shipped inside ``package`` at ``version``."""
     log = _LOG.get()
-    if log is not None:
+    if log is not None and all(entry["path"] != Path(path) for entry in log.embedded):
         log.embedded.append({"package": package, "version": version, "file": Path(path).name, "path": Path(path)})
 
 
