@@ -88,6 +88,10 @@ from probebench.cli import (  # noqa: E402  (commands register on `app`)
 for _module in (run, ls, show, plugins, new_plugin, layers, leaderboard, report, compare, publish):
     _module.register(app)
 
+from probebench.cli import cache as cache_command  # noqa: E402
+
+cache_command.register(app)
+
 
 def main() -> None:
     app(prog_name="probebench")

@@ -60,13 +60,15 @@ def run_suite(suite: Suite, registry: Registry, store: ArtifactStore, device: to
     results.ensure_writable(out)
     started = time.time()
     run_header = _header(suite, registry, device)
-    splits = load_splits(registry, suite.dataset, suite.data_root, suite.validation)
-    check_bootstrap_memory(suite.bootstrap, len(splits.test_labels), len(suite.metrics))
-    run = Run(suite, registry, store, splits, out)
     rows: list[dict[str, Any]] = []
     samples: list[pd.DataFrame] = []
-    for seed in suite.seeds:
-        rows += _run_seed(run, seed, device, run_header, samples)
+    with store.active():  # datasets keep their own cached files under the same cache
+        splits = load_splits(registry, suite.dataset, suite.data_root, suite.validation)
+        check_bootstrap_memory(suite.bootstrap, len(splits.test_labels), len(suite.metrics))
+        run_header["data"] = splits.data  # which data produced the numbers, as dvc.lock records
+        run = Run(suite, registry, store, splits, out)
+        for seed in suite.seeds:
+            rows += _run_seed(run, seed, device, run_header, samples)
 
     import pandas as pd
 
@@ -136,8 +138,10 @@ def _context(run: Run, seed: int, device: torch.device) -> Context:
 
     model, key = trained_classifier(run.registry, run.store, suite.dataset, suite.classifier, splits, seed, device)
 
-    def artifact(stage: str, parts: Any, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        return run.store.get_or_build(stage, hash_key(stage, key, parts), build)
+    def artifact(
+        stage: str, parts: Any, build: Callable[[], dict[str, Any]], check: Callable[[dict], object] | None = None
+    ) -> dict[str, Any]:
+        return run.store.get_or_build(stage, hash_key(stage, key, parts), build, check)
 
     dataset = splits.dataset
     return Context(

@@ -42,6 +42,18 @@ def check_scores(scores: Any, n: int) -> np.ndarray:
     return scores
 
 
+def check_predictions(payload: dict[str, Any], num_classes: int) -> None:
+    """A cell's cached predictions and labels: integer vectors of one length, classes in range; else a ValueError."""
+    for name in ("predictions", "labels"):
+        values = payload[name]
+        if not isinstance(values, torch.Tensor) or values.dim() != 1 or values.is_floating_point():
+            raise ValueError(f"{name} are not an integer vector")
+        if len(values) and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(f"{name} lie outside 0..{num_classes - 1}")
+    if len(payload["predictions"]) != len(payload["labels"]):
+        raise ValueError(f"{len(payload['predictions'])} predictions for {len(payload['labels'])} labels")
+
+
 class Scorer:
     """A suite's scorer for one seed, created and prepared only when a cell
     actually needs computing (a fully cached cell costs no preparation)."""
@@ -123,9 +135,12 @@ class Scored:
 def score_cell(run: Run, ctx: Context, scorers: list[Scorer], cell: Cell) -> Scored:
     inputs = CellInputs(run, ctx, cell)
     cached = run.store.get_or_build(
-        "predictions", inputs.key, lambda: {"predictions": inputs.batch.predictions, "labels": inputs.data[1]}
+        "predictions",
+        inputs.key,
+        lambda: {"predictions": inputs.batch.predictions, "labels": inputs.data[1]},
+        check=lambda payload: check_predictions(payload, ctx.num_classes),
     )
-    labels = cached.get("labels", run.splits.test_labels)  # entries cached before labels were stored
+    labels = cached["labels"]
     confidences = {}
     for scorer in scorers:
         scores = None if scorer.failed else _scores(run, ctx, scorer, inputs, len(labels))
@@ -137,9 +152,9 @@ def score_cell(run: Run, ctx: Context, scorers: list[Scorer], cell: Cell) -> Sco
 def _scores(run: Run, ctx: Context, scorer: Scorer, inputs: CellInputs, n: int) -> np.ndarray | None:
     """One scorer's scores on the cell, from the cache or computed and cached; None when it failed."""
     key = hash_key(scorer.key, inputs.key)
-    cached = run.store.load("scores", key)
-    if cached is not None:
-        return cached["scores"].numpy()
+    cached = run.store.load("scores", key, check=lambda payload: check_scores(payload["scores"], n))
+    if cached is not None:  # validated exactly as fresh scores are
+        return check_scores(cached["scores"], n)
     instance = scorer.prepared(run.failures)
     if instance is None:
         return None
