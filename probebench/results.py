@@ -112,12 +112,11 @@ RUNNING, FINISHED, FAILED, INTERRUPTED = "running", "finished", "failed", "inter
 
 
 def run_status(head: Header) -> str:
-    """A run's status; runs written before run.json had one are finished, or failed when they recorded failures."""
+    """A run's status. Runs written before run.json had one wrote it only once
+    complete: finished, or failed when they recorded failures."""
     if head.get("status"):
         return str(head["status"])
-    if head.get("failures"):
-        return FAILED
-    return FINISHED if head.get("finished") else RUNNING
+    return FAILED if head.get("failures") else FINISHED
 
 
 def write_status(out: Path, run_header: Header, status: str, error: str | None = None) -> None:

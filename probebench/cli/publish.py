@@ -159,14 +159,22 @@ def publish(
     ]
     text = "\n".join(header) + "\n" + "\n".join(blocks)
     old = _read(out)
-    _check_not_shrinking(out, old, text, force)
     _note_missing_runs(out, old, results_dir)
     if dry_run:
         import difflib
 
         diff = difflib.unified_diff(old.splitlines(True), text.splitlines(True), str(out), f"{out} (new)")
         typer.echo("".join(diff) or f"{out} would not change\n", nl=False)
+        lost = _shrinkage(old, text)
+        if lost and not force:
+            console.print(f"[yellow]publish would refuse this without --force: it {'; '.join(lost)}[/]")
         return
+    lost = _shrinkage(old, text)
+    if lost and not force:
+        raise UserError(
+            f"publishing would shrink {out}: it {'; '.join(lost)}; run those suites here first, "
+            "or add --force (--dry-run shows the diff)"
+        )
     from probebench.cache import atomic_write
 
     try:
@@ -192,15 +200,10 @@ def _read(out: Path) -> str:
         raise UserError(f"cannot read the published {out}: {exc}") from None
 
 
-def _check_not_shrinking(out: Path, old: str, new: str, force: bool) -> None:
+def _shrinkage(old: str, new: str) -> list[str]:
     from probebench.report.published import sections, shrinkage
 
-    lost = shrinkage(sections(old), sections(new))
-    if lost and not force:
-        raise UserError(
-            f"publishing would shrink {out}: it {'; '.join(lost)}; run those suites here first, "
-            "or add --force (--dry-run shows the diff)"
-        )
+    return shrinkage(sections(old), sections(new))
 
 
 def _note_missing_runs(out: Path, old: str, results_dir: Path) -> None:
