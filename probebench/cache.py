@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from probebench.console import console
 from probebench.errors import UserError
+from probebench.paths import current_umask
 
 if TYPE_CHECKING:  # torch is imported where an artifact is loaded or saved
     import torch
@@ -75,6 +76,7 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; a written file follows the umask
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

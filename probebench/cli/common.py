@@ -21,6 +21,13 @@ RegistryOption = Annotated[
 ]
 ResultsDirOption = Annotated[Path, typer.Option("--results-dir", help="Folder holding one sub-folder per run.")]
 RESULTS_DIR = Path("results")  # the default of --results-dir
+IncludeFailedOption = Annotated[
+    bool,
+    typer.Option(
+        "--include-failed",
+        help="Also use runs whose run.json status is not 'finished' (failed, interrupted, running).",
+    ),
+]
 
 
 def load(ctx: typer.Context, registry_path: Path | None) -> tuple[Config, Registry]:

@@ -37,7 +37,13 @@ def run(
         str | None, typer.Option("--seeds", help="Comma-separated seeds overriding the suite's, e.g. 0,1,2.")
     ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto (cuda when available).")] = "auto",
-    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default: results/<run-id>).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Output folder (default: a new results/<suite>-<time>); must be new or empty."),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a non-empty --out folder, once the new run is complete.")
+    ] = False,
     data_root: Annotated[
         str | None, typer.Option("--data-root", help="Folder with local data files for real datasets.")
     ] = None,
@@ -56,21 +62,29 @@ def run(
     ] = SUMMARY_METRICS,
 ) -> None:
     """Run a benchmark suite: train, score, evaluate, and write results/<run-id>/."""
-    from probebench import results
     from probebench.cache import ArtifactStore
     from probebench.suite import parse_suite
 
     config, reg = load(ctx, registry)
     resolved = parse_suite(config, suite, reg, seeds=_seeds(seeds), data_root=data_root)
 
+    from probebench.console import console
+    from probebench.paths import new_run_folder, out_folder
     from probebench.pipeline.run import resolve_device, run_suite
 
-    target = out or Path("results") / results.run_id(resolved.name)
-    outcome = run_suite(resolved, reg, ArtifactStore(cache_dir, fresh=fresh), resolve_device(device), target)
+    store, chosen_device = ArtifactStore(cache_dir, fresh=fresh), resolve_device(device)
+    folder = out_folder(out, overwrite) if out is not None else new_run_folder(Path("results"), resolved.name)
+    try:
+        outcome = run_suite(resolved, reg, store, chosen_device, folder.partial)
+    except UserError:
+        folder.discard()  # bad input found before any result: no folder to mistake for a run
+        raise
+    except BaseException:
+        console.print(f"the unfinished run is kept in {folder.partial} (run.json says why it stopped)")
+        raise
+    target = folder.complete()
     show_summary(target, None if show == "all" else [m for m in show.split(",") if m])
     if outcome.failures:
-        from probebench.console import console
-
         console.print(f"[red]{len(outcome.failures)} component failure(s); the other results are complete:[/]")
         for failure in outcome.failures:
             console.print(

@@ -96,6 +96,7 @@ import torch
 from probebench.cache import hash_key
 from probebench.console import console, task
 from probebench.errors import UserError
+from probebench.paths import safe_part
 from probebench.pipeline.cells import Cell
 from probebench.pipeline.data import cell_data
 from probebench.pipeline.evaluate import Outcome, outcome_rows
@@ -506,10 +507,6 @@ def correct_cell(run: Run, ctx: Context, state: Setup, cell: Cell) -> list[dict[
 
 
 # -- artifacts --------------------------------------------------------------------
-def _filename(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in text)
-
-
 def _save(out: Path, method: str, tag: str, state: Setup, images: torch.Tensor, record: Record) -> None:
     """The record's tensors, and the first time per method a grid of corrected misses."""
     from probebench.cache import atomic_write
@@ -517,7 +514,7 @@ def _save(out: Path, method: str, tag: str, state: Setup, images: torch.Tensor, 
 
     folder = Path(out) / "corrections"
     payload = {k: v for k, v in record.items() if k not in ("edit_size", "seconds")}
-    atomic_write(folder / f"{_filename(method)}_{_filename(tag)}.pt", lambda tmp: torch.save(payload, tmp))
+    atomic_write(folder / f"{safe_part(method)}_{safe_part(tag)}.pt", lambda tmp: torch.save(payload, tmp))
     if method in state.grids:
         return
     state.grids.add(method)
@@ -527,7 +524,7 @@ def _save(out: Path, method: str, tag: str, state: Setup, images: torch.Tensor, 
         edited = images.clone()
         edited[record["index"]] = record["edited"]
         atomic_write(
-            folder / f"{_filename(method)}_grid.png",
+            folder / f"{safe_part(method)}_grid.png",
             lambda tmp: correction_grid(
                 tmp, images, edited, corrected[:8], before, after, labels, f"{method}: corrected misses ({tag})"
             ),

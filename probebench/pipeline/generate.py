@@ -28,6 +28,7 @@ import torch
 
 from probebench.cache import ArtifactStore, hash_key, load_module_state
 from probebench.console import console
+from probebench.paths import safe_part
 from probebench.pipeline.allocation import building
 from probebench.pipeline.cells import Cell
 from probebench.pipeline.stage import Run
@@ -209,7 +210,7 @@ def _trained(run: Run, ctx: Context, spec: ComponentSpec) -> tuple[TrainedFlow, 
             lambda: quality(flow, splits.test_images, ctx.seed, run.suite.batch_size, ctx.device),
         )
     )
-    save_grids(flow, splits.test_images, run.out, f"{spec.label}-seed{ctx.seed}", ctx.seed, ctx.device)
+    save_grids(flow, splits.test_images, run.out, safe_part(f"{spec.label}-seed{ctx.seed}"), ctx.seed, ctx.device)
     values["train-seconds"] = seconds
     origin = "from the cache, trained" if cached else "trained"
     console.print(

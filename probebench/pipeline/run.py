@@ -57,24 +57,39 @@ def resolve_device(name: str) -> torch.device:
 
 
 def run_suite(suite: Suite, registry: Registry, store: ArtifactStore, device: torch.device, out: Path) -> RunOutcome:
+    """Run ``suite`` into ``out`` (a run's partial folder, see ``probebench.paths``).
+
+    ``run.json`` is written first with ``status: running``; it ends as
+    ``finished``, ``failed`` (component failures, or the error that stopped
+    the run) or ``interrupted`` (Ctrl-C), as MLflow records a run's status.
+    """
     results.ensure_writable(out)
     started = time.time()
     run_header = _header(suite, registry, device)
+    results.write_status(out, run_header, results.RUNNING)
     rows: list[dict[str, Any]] = []
     samples: list[pd.DataFrame] = []
-    with store.active():  # datasets keep their own cached files under the same cache
-        splits = load_splits(registry, suite.dataset, suite.data_root, suite.validation)
-        check_bootstrap_memory(suite.bootstrap, len(splits.test_labels), len(suite.metrics))
-        run_header["data"] = splits.data  # which data produced the numbers, as dvc.lock records
-        run = Run(suite, registry, store, splits, out)
-        for seed in suite.seeds:
-            rows += _run_seed(run, seed, device, run_header, samples)
+    try:
+        with store.active():  # datasets keep their own cached files under the same cache
+            splits = load_splits(registry, suite.dataset, suite.data_root, suite.validation)
+            check_bootstrap_memory(suite.bootstrap, len(splits.test_labels), len(suite.metrics))
+            run_header["data"] = splits.data  # which data produced the numbers, as dvc.lock records
+            run = Run(suite, registry, store, splits, out)
+            for seed in suite.seeds:
+                rows += _run_seed(run, seed, device, run_header, samples)
+    except KeyboardInterrupt:
+        results.write_status(out, run_header, results.INTERRUPTED)
+        raise
+    except Exception as exc:
+        results.write_status(out, run_header, results.FAILED, error=f"{type(exc).__name__}: {exc}")
+        raise
 
     import pandas as pd
 
     run_header["finished"] = results.now()
     run_header["seconds"] = round(time.time() - started, 2)
     run_header["failures"] = run.failures.entries
+    run_header["status"] = results.FAILED if run.failures.entries else results.FINISHED
     results.write_run(out, rows, run_header, pd.concat(samples, ignore_index=True) if samples else None)
     return RunOutcome(out, rows, run.failures.entries)
 

@@ -95,10 +95,12 @@ def _missing(text: str) -> str:
 def load_scores(run: Path) -> pd.DataFrame | None:
     import pandas as pd
 
+    from probebench.spreadsheet import unescape_frame
+
     path = run / "scores.csv.gz"
     if not path.is_file():
         return None
-    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    return unescape_frame(pd.read_csv(path, keep_default_na=False, na_values=[""]))
 
 
 def score_methods(scores: pd.DataFrame) -> list[str]:
@@ -326,9 +328,11 @@ def build(run: Path, corruption: str | None = None, severity: int | None = None,
     body["suite"] = f"<pre>{html.escape(json.dumps(head.get('suite', {}), indent=2, default=str))}</pre>"
 
     if save_plots is not None:
+        from probebench.paths import safe_part
+
         save_plots.mkdir(parents=True, exist_ok=True)
         for plot in plotted:
-            (save_plots / f"{PLOT_PREFIX}{plot.name}.png").write_bytes(plot.png)
+            (save_plots / safe_part(f"{PLOT_PREFIX}{plot.name}.png")).write_bytes(plot.png)
 
     titles = {
         "header": "Run",

@@ -248,7 +248,9 @@ def to_csv(sections: list[Section], directions: Directions, scales: Scales | Non
         flat = flat.reset_index()
         flat.insert(0, "table", section.title)
         frames.append(flat)
-    return pd.concat(frames, ignore_index=True).to_csv(index=False, float_format="%.6g")
+    from probebench.spreadsheet import safe_frame
+
+    return safe_frame(pd.concat(frames, ignore_index=True)).to_csv(index=False, float_format="%.6g")
 
 
 @overload
