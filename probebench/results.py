@@ -106,6 +106,14 @@ def header(suite_dict: dict[str, Any], device: str, started: str) -> Header:
     }
 
 
+def metric_directions(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """run.json's ``metrics``: each metric plugin's direction and scale, by name."""
+    return {
+        name: {"higher_is_better": bool(m.higher_is_better), "scale": getattr(m, "scale", 1)}
+        for name, m in metrics.items()
+    }
+
+
 def run_id(suite_name: str) -> str:
     return f"{suite_name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 

@@ -76,9 +76,11 @@ from probebench.cli import (  # noqa: E402  (commands register on `app`)
     run,
     show,
 )
+from probebench.cli import evaluate as evaluate_command  # noqa: E402
 
 for _module in (run, ls, show, plugins, new_plugin, layers, leaderboard, report, compare, publish):
     _module.register(app)
+evaluate_command.register(app)
 
 
 def main() -> None:
