@@ -49,7 +49,16 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from probebench import __version__
+
+        typer.echo(f"probebench {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -60,6 +69,10 @@ def _root(
         list[str] | None,
         typer.Option("--disable-plugin", help="Do not load the plugin (module or entry-point name); repeatable."),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print probebench's version and exit.", callback=_print_version, is_eager=True),
+    ] = False,
 ) -> None:
     ctx.obj = {"debug": debug, "disabled": list(disable_plugin or [])}
 
