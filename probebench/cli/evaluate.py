@@ -23,7 +23,7 @@ def evaluate(
             help="Per-sample score files (CSV, Parquet, NPZ): 'label' and either 'prediction' plus one "
             "confidence column per method, or logits (logit_0..logit_<C-1>, or an NPZ 'logits' array). "
             "Optional columns corruption, severity, seed place rows in cells.",
-            metavar="FILE...",
+            metavar="FILE",
             show_default=False,
         ),
     ],
