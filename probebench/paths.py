@@ -15,11 +15,16 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
+from probebench.console import console
 from probebench.errors import UserError
+
+T = TypeVar("T")
 
 MAX_PART = 100  # characters; well below every filesystem's 255-byte name limit
 PARTIAL_SUFFIX = ".partial"
@@ -148,3 +153,26 @@ def current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def write_run_folder(
+    out: Path | None,
+    name: str,
+    write: Callable[[Path], T],
+    overwrite: bool = False,
+    results_root: Path = Path("results"),
+) -> tuple[Path, T]:
+    """Claim a run folder (``out``, else a new one under ``results_root``), call
+    ``write(partial)`` and move the complete run into place: the one way every
+    command and the Python API write a run. Bad input (``UserError``) leaves no
+    folder behind; any other stop keeps the partial folder and says where."""
+    folder = out_folder(out, overwrite) if out is not None else new_run_folder(results_root, name)
+    try:
+        value = write(folder.partial)
+    except UserError:
+        folder.discard()  # bad input found before any result: no folder to mistake for a run
+        raise
+    except BaseException:
+        console.print(f"the unfinished run is kept in {folder.partial} (run.json says why it stopped)")
+        raise
+    return folder.complete(), value

@@ -132,6 +132,14 @@ def write_status(out: Path, run_header: Header, status: str, error: str | None =
         # a run that is stopping already says why; a status it cannot write must not hide that
 
 
+def metric_directions(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """run.json's ``metrics``: each metric plugin's direction and scale, by name."""
+    return {
+        name: {"higher_is_better": bool(m.higher_is_better), "scale": getattr(m, "scale", 1)}
+        for name, m in metrics.items()
+    }
+
+
 def ensure_writable(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -49,7 +49,16 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from probebench import __version__
+
+        typer.echo(f"probebench {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -68,6 +77,10 @@ def _root(
             "(it runs its code); repeatable. Also $PROBEBENCH_ALLOW_MODULES (comma-separated).",
         ),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print probebench's version and exit.", callback=_print_version, is_eager=True),
+    ] = False,
 ) -> None:
     ctx.obj = {"debug": debug, "disabled": list(disable_plugin or []), "allowed": list(allow_module or [])}
 
@@ -84,9 +97,11 @@ from probebench.cli import (  # noqa: E402  (commands register on `app`)
     run,
     show,
 )
+from probebench.cli import evaluate as evaluate_command  # noqa: E402
 
 for _module in (run, ls, show, plugins, new_plugin, layers, leaderboard, report, compare, publish):
     _module.register(app)
+evaluate_command.register(app)
 
 from probebench.cli import cache as cache_command  # noqa: E402
 

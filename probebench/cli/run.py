@@ -69,20 +69,13 @@ def run(
     resolved = parse_suite(config, suite, reg, seeds=_seeds(seeds), data_root=data_root)
 
     from probebench.console import console
-    from probebench.paths import new_run_folder, out_folder
+    from probebench.paths import write_run_folder
     from probebench.pipeline.run import resolve_device, run_suite
 
     store, chosen_device = ArtifactStore(cache_dir, fresh=fresh), resolve_device(device)
-    folder = out_folder(out, overwrite) if out is not None else new_run_folder(Path("results"), resolved.name)
-    try:
-        outcome = run_suite(resolved, reg, store, chosen_device, folder.partial)
-    except UserError:
-        folder.discard()  # bad input found before any result: no folder to mistake for a run
-        raise
-    except BaseException:
-        console.print(f"the unfinished run is kept in {folder.partial} (run.json says why it stopped)")
-        raise
-    target = folder.complete()
+    target, outcome = write_run_folder(
+        out, resolved.name, lambda partial: run_suite(resolved, reg, store, chosen_device, partial), overwrite
+    )
     show_summary(target, None if show == "all" else [m for m in show.split(",") if m])
     if outcome.failures:
         console.print(f"[red]{len(outcome.failures)} component failure(s); the other results are complete:[/]")

@@ -98,10 +98,7 @@ def _header(suite: Suite, registry: Registry, device: torch.device) -> dict[str,
     """The run header before anything runs: the suite, the machine, and each metric's direction."""
     header = results.header(suite.as_dict(), str(device), results.now())
     metrics = {name: registry.create("metric", name) for name in suite.metrics}
-    header["metrics"] = {
-        name: {"higher_is_better": bool(m.higher_is_better), "scale": getattr(m, "scale", 1)}
-        for name, m in metrics.items()
-    }
+    header["metrics"] = results.metric_directions(metrics)
     if suite.correctors:
         header["metrics"].update({k: {"higher_is_better": v, "scale": 1} for k, v in CORRECTION_METRICS.items()})
     if suite.generators:
