@@ -206,3 +206,91 @@ def test_the_new_metrics_are_registered_and_show_their_conventions(tmp_path):
     assert "Traub" in text and "torch-uncertainty" in text and "recommends" in text
     out = CliRunner().invoke(app, ["show", "metric", "fpr@95tpr"])
     assert out.exit_code == 0 and "fpr95" in out.output
+
+
+# -- classifier-level metrics of the class probabilities ----------------------------
+def random_probabilities(seed: int, n: int = 200, classes: int = 10):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(n, classes)) * 3
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return probabilities, rng.integers(0, classes, n)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_nll_and_brier_equal_sklearn_and_the_one_hot_formula(seed):
+    from sklearn.metrics import log_loss
+
+    from probebench.plugins.metrics.calibration import NLL, Brier
+
+    probabilities, labels = random_probabilities(seed)
+    nll = NLL().per_sample(probabilities, labels).mean()
+    assert nll == pytest.approx(log_loss(labels, probabilities, labels=range(10)), abs=1e-9)
+    one_hot = np.eye(10)[labels]
+    assert Brier().per_sample(probabilities, labels).mean() == pytest.approx(
+        ((probabilities - one_hot) ** 2).sum(axis=1).mean(), abs=1e-12
+    )
+
+
+def test_probability_metrics_are_classifier_rows_with_intervals_from_the_shared_resamples():
+    from probebench.evaluate import Resamples, evaluate_cell, percentile_interval
+    from probebench.plugins.metrics.calibration import NLL
+    from probebench.plugins.metrics.failure import AUROC
+    from probebench.suite import Bootstrap
+
+    probabilities, labels = random_probabilities(0)
+    hit = probabilities.argmax(axis=1) == labels
+    losses = NLL().per_sample(probabilities, labels)
+    boot = Bootstrap(resamples=200, confidence=0.9, seed=3)
+    rows = evaluate_cell(
+        {"msp": probabilities.max(axis=1)}, hit, {"auroc": AUROC(), "nll": NLL()}, boot, {"nll": losses}
+    )
+    (nll,) = [r for r in rows if r["metric"] == "nll"]
+    assert nll["method"] == "-" and nll["value"] == pytest.approx(losses.mean(), abs=1e-12)
+    indices = np.random.default_rng(3).integers(0, len(hit), size=(200, len(hit)))
+    expected = percentile_interval(losses[indices].mean(axis=1), 0.9)
+    assert (nll["ci_low"], nll["ci_high"]) == pytest.approx(expected, abs=1e-12)
+    assert Resamples.draw(len(hit), 200, 3).counts.sum() == 200 * len(hit)
+
+
+def test_a_run_reports_the_new_metrics_and_saves_the_per_sample_losses(runner, tiny_registry, tmp_path):
+    import pandas as pd
+
+    from probebench.cli import app
+    from probebench.plugins.metrics.calibration import Brier
+
+    registry = tiny_registry(
+        """
+        [suite.tiny-fd]
+        dataset = { name = "mnist-5k", limit = 300 }
+        classifier = { name = "cnn", epochs = 1, width = 8 }
+        scorers = ["msp", "entropy"]
+        metrics = ["augrc", "e-augrc", "aurc:fd", "fpr@95tpr", "risk@coverage:80", "coverage@risk:5", "nll", "brier", "adaptive-ece"]
+        seeds = [0]
+        bootstrap = { resamples = 20 }
+        """
+    )
+    out = tmp_path / "fd"
+    result = runner.invoke(app, ["run", "tiny-fd", "--registry", str(registry), "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "results.csv")
+    by = {(r.method, r.metric): r.value for r in table.itertuples()}
+    missing = {(r.method, r.metric) for r in table.itertuples() if np.isnan(r.value)}
+    assert missing == {("entropy", "adaptive-ece")}  # negative entropy is not a probability
+    assert set(table["metric"]) == {
+        "augrc",
+        "e-augrc",
+        "aurc:fd",
+        "fpr@95tpr",
+        "risk@coverage:80",
+        "coverage@risk:5",
+        "nll",
+        "brier",
+        "adaptive-ece",
+    }
+    assert ("-", "nll") in by and ("msp", "nll") not in by and ("msp", "augrc") in by
+    scores = pd.read_csv(out / "scores.csv.gz")
+    assert by[("-", "brier")] == pytest.approx(scores["brier:per-sample"].mean(), abs=1e-5)
+    assert by[("-", "nll")] == pytest.approx(scores["nll:per-sample"].mean(), abs=1e-5)
+    hit = scores["hit"].to_numpy() == 1
+    assert by[("msp", "augrc")] == pytest.approx(AUGRC()(scores["msp"].to_numpy(), hit), abs=1e-3)  # results.csv rounds
+    assert 0 <= by[("-", "brier")] <= 2 and Brier.higher_is_better is False

@@ -82,6 +82,49 @@ class AdaptiveECE:
         return _squeeze(np.where(valid, ece, np.nan), one_d)
 
 
+def _true_class(probabilities, labels) -> np.ndarray:
+    probabilities = np.asarray(probabilities, dtype=float)
+    return np.take_along_axis(probabilities, np.asarray(labels, dtype=np.int64)[:, None], axis=1)[:, 0]
+
+
+class NLL:
+    """Negative log-likelihood of the true class under the classifier's softmax,
+    averaged over test samples (natural log; a probability of 0 is clipped to
+    1e-12 so one sample cannot make it infinite). A property of the classifier,
+    not of a scorer: rows have method ``-``. Lower is better."""
+
+    name = "nll"
+    higher_is_better = False
+    needs_confidence = False
+    needs_probabilities = True
+
+    def per_sample(self, probabilities, labels) -> np.ndarray:
+        return -np.log(np.clip(_true_class(probabilities, labels), 1e-12, 1.0))
+
+    def __call__(self, confidence, hit):  # needs the class probabilities, which (confidence, hit) do not carry
+        return _squeeze(np.full(np.atleast_2d(hit).shape[:-1], np.nan), np.ndim(hit) == 1)
+
+
+class Brier:
+    """Brier score of the classifier's softmax: the squared distance to the
+    one-hot true class, summed over classes and averaged over samples (Brier,
+    1950; in [0, 2], as FD-Shifts and torch-uncertainty report it). Rows have
+    method ``-``. Lower is better."""
+
+    name = "brier"
+    higher_is_better = False
+    needs_confidence = False
+    needs_probabilities = True
+    reference = "Brier, Verification of Forecasts Expressed in Terms of Probability, Monthly Weather Review 1950"
+
+    def per_sample(self, probabilities, labels) -> np.ndarray:
+        probabilities = np.asarray(probabilities, dtype=float)
+        true = _true_class(probabilities, labels)
+        return (probabilities**2).sum(axis=1) - 2 * true + 1
+
+    __call__ = NLL.__call__
+
+
 @hookimpl
 def register_metrics():
-    return [MCE, AdaptiveECE]
+    return [MCE, AdaptiveECE, NLL, Brier]
