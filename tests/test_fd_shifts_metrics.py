@@ -263,7 +263,7 @@ def test_a_run_reports_the_new_metrics_and_saves_the_per_sample_losses(runner, t
         [suite.tiny-fd]
         dataset = { name = "mnist-5k", limit = 300 }
         classifier = { name = "cnn", epochs = 1, width = 8 }
-        scorers = ["msp", "entropy"]
+        scorers = ["msp", "entropy", "mahalanobis", { name = "knn", k = 5 }]
         metrics = ["augrc", "e-augrc", "aurc:fd", "fpr@95tpr", "risk@coverage:80", "coverage@risk:5", "nll", "brier", "adaptive-ece"]
         seeds = [0]
         bootstrap = { resamples = 20 }
@@ -275,7 +275,8 @@ def test_a_run_reports_the_new_metrics_and_saves_the_per_sample_losses(runner, t
     table = pd.read_csv(out / "results.csv")
     by = {(r.method, r.metric): r.value for r in table.itertuples()}
     missing = {(r.method, r.metric) for r in table.itertuples() if np.isnan(r.value)}
-    assert missing == {("entropy", "adaptive-ece")}  # negative entropy is not a probability
+    # scores that are not probabilities have no adaptive ECE
+    assert missing == {("entropy", "adaptive-ece"), ("mahalanobis", "adaptive-ece"), ("knn", "adaptive-ece")}
     assert set(table["metric"]) == {
         "augrc",
         "e-augrc",
@@ -294,3 +295,4 @@ def test_a_run_reports_the_new_metrics_and_saves_the_per_sample_losses(runner, t
     hit = scores["hit"].to_numpy() == 1
     assert by[("msp", "augrc")] == pytest.approx(AUGRC()(scores["msp"].to_numpy(), hit), abs=1e-3)  # results.csv rounds
     assert 0 <= by[("-", "brier")] <= 2 and Brier.higher_is_better is False
+    assert scores["mahalanobis"].notna().all() and (scores["knn"] <= 0).all()
