@@ -263,7 +263,7 @@ def test_a_run_reports_the_new_metrics_and_saves_the_per_sample_losses(runner, t
         [suite.tiny-fd]
         dataset = { name = "mnist-5k", limit = 300 }
         classifier = { name = "cnn", epochs = 1, width = 8 }
-        scorers = ["msp", "entropy", "mahalanobis", { name = "knn", k = 5 }]
+        scorers = ["msp", "entropy", "mahalanobis", { name = "knn", k = 5 }, "odin"]
         metrics = ["augrc", "e-augrc", "aurc:fd", "fpr@95tpr", "risk@coverage:80", "coverage@risk:5", "nll", "brier", "adaptive-ece"]
         seeds = [0]
         bootstrap = { resamples = 20 }
@@ -295,4 +295,4 @@ def test_a_run_reports_the_new_metrics_and_saves_the_per_sample_losses(runner, t
     hit = scores["hit"].to_numpy() == 1
     assert by[("msp", "augrc")] == pytest.approx(AUGRC()(scores["msp"].to_numpy(), hit), abs=1e-3)  # results.csv rounds
     assert 0 <= by[("-", "brier")] <= 2 and Brier.higher_is_better is False
-    assert scores["mahalanobis"].notna().all() and (scores["knn"] <= 0).all()
+    assert scores["mahalanobis"].notna().all() and (scores["knn"] <= 0).all() and scores["odin"].between(0, 1).all()

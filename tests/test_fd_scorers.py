@@ -1,4 +1,4 @@
-"""Mahalanobis and kNN confidences against direct computations (numpy's
+"""Mahalanobis, kNN and ODIN confidences against direct computations (numpy's
 covariance and inverse, scikit-learn's NearestNeighbors)."""
 
 import numpy as np
@@ -41,3 +41,30 @@ def test_knn_equals_sklearn_kth_neighbour_distance_on_normalised_features(k):
     train_normed = torch.nn.functional.normalize(torch.tensor(features), dim=1)
     got = kth_neighbour_confidence(train_normed, torch.tensor(test), k, chunk=7).numpy()
     np.testing.assert_allclose(got, -distances[:, -1], atol=1e-7)
+
+
+def small_model(seed):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4)
+    ).eval()
+
+
+def test_odin_with_no_perturbation_and_unit_temperature_is_msp():
+    from probebench.plugins.scorers.odin import odin_confidence
+
+    model, images = small_model(0), torch.rand(25, 1, 4, 4)
+    msp = model(images).softmax(dim=1).max(dim=1).values.detach()
+    got = odin_confidence(model, images, temperature=1.0, epsilon=0.0, batch_size=7, device="cpu")
+    torch.testing.assert_close(got, msp, rtol=0, atol=1e-7)
+
+
+def test_odin_perturbation_raises_the_tempered_softmax_score():
+    """A small step along the sign of the gradient raises each sample's own
+    tempered max-softmax (what the perturbation is for)."""
+    from probebench.plugins.scorers.odin import odin_confidence
+
+    model, images = small_model(1), torch.rand(25, 1, 4, 4)
+    plain = odin_confidence(model, images, temperature=10.0, epsilon=0.0, batch_size=25, device="cpu")
+    moved = odin_confidence(model, images, temperature=10.0, epsilon=1e-3, batch_size=25, device="cpu")
+    assert (moved >= plain - 1e-7).all() and (moved > plain).any()
