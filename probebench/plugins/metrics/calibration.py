@@ -17,25 +17,28 @@ from probebench.plugins.metrics.failure import _inputs, _ranked, _squeeze, equal
 BINS_HELP = {"bins": "number of confidence bins"}
 
 
-def _bins(metric: str, bins: int) -> int:
-    if bins < 1:
-        raise UserError(f"{metric}: bins must be >= 1, got {bins}")
-    return bins
+class _Binned:
+    """What the binned calibration metrics share: a probability score, lower
+    is better, and the number of bins as their option."""
+
+    name = ""
+    higher_is_better = False
+    needs_probability = True
+    option_help = BINS_HELP
+
+    def __init__(self, bins: int = 15):
+        if bins < 1:
+            raise UserError(f"{self.name}: bins must be >= 1, got {bins}")
+        self.bins = bins
 
 
-class MCE:
+class MCE(_Binned):
     """Maximum calibration error (Naeini et al., AAAI 2015): over the non-empty
     ones of 15 equal-width confidence bins (lo, hi] (ECE's bins), the largest
     |accuracy - mean confidence|. Lower is better."""
 
     name = "mce"
-    higher_is_better = False
-    needs_probability = True
-    option_help = BINS_HELP
     reference = "Naeini, Cooper & Hauskrecht, Obtaining Well Calibrated Probabilities Using Bayesian Binning, AAAI 2015"
-
-    def __init__(self, bins: int = 15):
-        self.bins = _bins(self.name, bins)
 
     def __call__(self, confidence, hit):
         conf, hits, one_d = _inputs(confidence, hit)
@@ -45,7 +48,7 @@ class MCE:
         return _squeeze(np.where(valid, per_bin.max(axis=-1), np.nan), one_d)
 
 
-class AdaptiveECE:
+class AdaptiveECE(_Binned):
     """Adaptive (equal-mass) ECE (Nixon et al., CVPR-W 2019; torch-uncertainty's
     ``AdaptiveCalibrationError``): the samples sorted by confidence are split
     into 15 bins of equal size (sizes differ by at most one, as
@@ -57,13 +60,7 @@ class AdaptiveECE:
     definition. Lower is better."""
 
     name = "adaptive-ece"
-    higher_is_better = False
-    needs_probability = True
-    option_help = BINS_HELP
     reference = "Nixon et al., Measuring Calibration in Deep Learning, CVPR Workshops 2019"
-
-    def __init__(self, bins: int = 15):
-        self.bins = _bins(self.name, bins)
 
     def __call__(self, confidence, hit):
         conf, _hits, one_d = _inputs(confidence, hit)
