@@ -37,6 +37,11 @@ CORRECTION_METRICS = {
 }
 
 
+def per_sample_column(metric: str) -> str:
+    """The scores-file column of a ``needs_probabilities`` metric's per-sample values."""
+    return f"{metric}:per-sample"
+
+
 def detection_rows(run: Run, seed: int, cell: Cell, scored: Scored) -> tuple[list[dict[str, Any]], pd.DataFrame]:
     """(tidy rows, per-sample frame) of one cell's ``Scored`` predictions and confidences."""
     import pandas as pd
@@ -45,7 +50,14 @@ def detection_rows(run: Run, seed: int, cell: Cell, scored: Scored) -> tuple[lis
     keys = cell.columns(suite, seed)
     metrics = {m: run.registry.create("metric", m) for m in suite.metrics}
     hit, labels = scored.hit, scored.labels
-    rows = [{**keys, **row} for row in evaluate_cell(scored.confidences, hit, metrics, suite.bootstrap)]
+    per_sample = {}
+    if scored.probabilities is not None:
+        per_sample = {
+            name: np.asarray(m.per_sample(scored.probabilities, labels.numpy()), dtype=float)
+            for name, m in metrics.items()
+            if getattr(m, "needs_probabilities", False)
+        }
+    rows = [{**keys, **row} for row in evaluate_cell(scored.confidences, hit, metrics, suite.bootstrap, per_sample)]
     frame = pd.DataFrame(
         {
             **keys,
@@ -57,6 +69,8 @@ def detection_rows(run: Run, seed: int, cell: Cell, scored: Scored) -> tuple[lis
     )
     for spec in suite.scorers:
         frame[spec.label] = scored.confidences.get(spec.label, np.full(len(labels), np.nan))
+    for name, values in per_sample.items():  # the classifier's per-sample losses that the NLL/Brier rows average
+        frame[per_sample_column(name)] = values
     return rows, frame
 
 

@@ -123,9 +123,11 @@ def _run_seed(
         correction.tune(ctx, corrections, run.store, on_failure=on_failure)
         run_header.setdefault("correction", {})[str(seed)] = corrections.calibration()
     cells = suite_cells(run.suite, run.splits.cells)
+    probabilities = any(getattr(run.registry.get("metric", m), "needs_probabilities", False) for m in run.suite.metrics)
     with task(f"score seed {seed}", len(cells)) as advance:
         for cell in cells:
-            cell_rows, frame = detection_rows(run, seed, cell, score_cell(run, ctx, scorers, cell))
+            scored = score_cell(run, ctx, scorers, cell, probabilities=probabilities)
+            cell_rows, frame = detection_rows(run, seed, cell, scored)
             rows += cell_rows
             samples.append(frame)
             if corrections is not None:

@@ -126,13 +126,16 @@ class Scored:
     labels: torch.Tensor
     predictions: torch.Tensor
     confidences: dict[str, np.ndarray]
+    probabilities: np.ndarray | None = None  # [N, C] softmax, when a metric needs it
 
     @property
     def hit(self) -> np.ndarray:
         return (self.predictions == self.labels).numpy()
 
 
-def score_cell(run: Run, ctx: Context, scorers: list[Scorer], cell: Cell) -> Scored:
+def score_cell(run: Run, ctx: Context, scorers: list[Scorer], cell: Cell, probabilities: bool = False) -> Scored:
+    """The cell's ``Scored``; with ``probabilities``, the classifier's softmax
+    too (cached beside the predictions, under the same key)."""
     inputs = CellInputs(run, ctx, cell)
     cached = run.store.get_or_build(
         "predictions",
@@ -146,7 +149,11 @@ def score_cell(run: Run, ctx: Context, scorers: list[Scorer], cell: Cell) -> Sco
         scores = None if scorer.failed else _scores(run, ctx, scorer, inputs, len(labels))
         if scores is not None:
             confidences[scorer.spec.label] = scores
-    return Scored(labels, cached["predictions"], confidences)
+    probs = None
+    if probabilities:
+        stored = run.store.get_or_build("probabilities", inputs.key, lambda: {"probabilities": inputs.batch.probs})
+        probs = stored["probabilities"].detach().cpu().double().numpy()
+    return Scored(labels, cached["predictions"], confidences, probs)
 
 
 def _scores(run: Run, ctx: Context, scorer: Scorer, inputs: CellInputs, n: int) -> np.ndarray | None:
