@@ -87,7 +87,10 @@ class GradTrust(_LayerGradients):
     ``layer`` takes the gradient at another (earlier) layer, e.g. ``fc_layer.3``
     of the cnn, where no closed form exists; gradients are per sample via
     torch.func vmap, only the part of the network from that layer on is
-    differentiated, in float64.
+    differentiated, in float64. At the last linear layer the counterfactual
+    form uses the closed form Var(G_c) = ||p - e_c||^2 ||h||^2 / (C D - 1)
+    instead (equal to the torch.func path within 1e-8 relative, a test
+    checks), which costs one forward pass.
     """
 
     name = "gradtrust"
