@@ -9,11 +9,13 @@ statistics (bootstrap intervals) are ``probebench.evaluate``'s.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from probebench.cache import hash_key
 from probebench.evaluate import bootstrap_indices, estimate, evaluate_cell
 from probebench.pipeline.cells import Cell
 from probebench.pipeline.stage import Run
@@ -43,9 +45,14 @@ def detection_rows(run: Run, seed: int, cell: Cell, scored: Scored) -> tuple[lis
 
     suite = run.suite
     keys = cell.columns(suite, seed)
-    metrics = {m: run.registry.create("metric", m) for m in suite.metrics}
     hit, labels = scored.hit, scored.labels
-    rows = [{**keys, **row} for row in evaluate_cell(scored.confidences, hit, metrics, suite.bootstrap)]
+
+    def evaluate() -> dict[str, Any]:
+        metrics = {m: run.registry.create("metric", m) for m in suite.metrics}
+        return {"rows": evaluate_cell(scored.confidences, hit, metrics, suite.bootstrap)}
+
+    evaluated = run.store.get_or_build("evaluated", evaluated_key(run, scored), evaluate)
+    rows = [{**keys, **row} for row in evaluated["rows"]]
     frame = pd.DataFrame(
         {
             **keys,
@@ -58,6 +65,21 @@ def detection_rows(run: Run, seed: int, cell: Cell, scored: Scored) -> tuple[lis
     for spec in suite.scorers:
         frame[spec.label] = scored.confidences.get(spec.label, np.full(len(labels), np.nan))
     return rows, frame
+
+
+def evaluated_key(run: Run, scored: Scored) -> str:
+    """The cache key of a cell's metric rows: a digest of exactly what
+    ``evaluate_cell`` reads (each method's confidences, hit/miss), the metric
+    plugins with their versions, and the bootstrap settings. A warm run then
+    skips the bootstrap, and any change to its inputs recomputes it."""
+    digest = hashlib.sha256(np.ascontiguousarray(scored.hit, dtype=bool).tobytes())
+    for label, confidence in scored.confidences.items():
+        digest.update(label.encode() + b"\0" + np.ascontiguousarray(confidence, dtype=float).tobytes())
+    metrics = [
+        (m, getattr(run.registry.get("metric", m), "version", "1"), run.registry.entry("metric", m).plugin.version)
+        for m in run.suite.metrics
+    ]
+    return hash_key("evaluated", digest.hexdigest(), list(scored.confidences), metrics, vars(run.suite.bootstrap))
 
 
 # -- correction --------------------------------------------------------------------

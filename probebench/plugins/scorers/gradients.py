@@ -94,7 +94,7 @@ class GradTrust(_LayerGradients):
     """
 
     name = "gradtrust"
-    version = "1"
+    version = "2"  # 2: the counterfactual form from its closed form at the last layer
     option_help = {
         "variant": "counterfactual (default) or demo; also given as gradtrust:<variant>",
         "k": "number of counterfactual classes (the next k by logit)",
