@@ -528,11 +528,25 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
     def must_not_run(*args, **kwargs):
         raise AssertionError("the correction should have come from the cache")
 
+    from probebench.pipeline import evaluate
+
     monkeypatch.setattr(_engine, "prober_latent", must_not_run)
     monkeypatch.setattr(_engine, "confidence_ascent", must_not_run)
+    # ... nor recomputes the bootstrap of cached scores
+    real_evaluate_cell = evaluate.evaluate_cell
+    monkeypatch.setattr(evaluate, "evaluate_cell", must_not_run)
     again = tmp_path / "again"
     assert run.run_suite(suite, registry, store, torch.device("cpu"), again).failures == []
     assert (again / "results.csv").read_bytes() == (out / "results.csv").read_bytes()
+    # other bootstrap settings are another cache entry: the intervals are computed anew
+    monkeypatch.setattr(evaluate, "evaluate_cell", real_evaluate_cell)
+    fewer = replace(suite, bootstrap=replace(suite.bootstrap, resamples=suite.bootstrap.resamples - 10))
+    assert run.run_suite(fewer, registry, store, torch.device("cpu"), tmp_path / "fewer").failures == []
+    resampled = pd.read_csv(tmp_path / "fewer" / "results.csv").set_index(["method", "metric"])
+    first = table.set_index(["method", "metric"])
+    assert (resampled["value"].dropna() == first["value"].dropna()).all()
+    intervals = ["ci_low", "ci_high"]
+    assert not resampled[intervals].fillna(-1).equals(first.loc[resampled.index, intervals].fillna(-1))
     resaved = torch.load(again / "corrections" / "prober-latent_seed0_none-0.pt", weights_only=True)
     assert torch.equal(resaved["edited"], saved["edited"])
     assert (again / "corrections" / "confidence-ascent_grid.png").exists()
