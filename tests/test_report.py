@@ -13,6 +13,15 @@ from probebench.cli import app
 from probebench.report import curves
 from probebench.report.html import SECTIONS
 
+DRAWN = (
+    "roc",
+    "risk-coverage",
+    "accuracy-percentile",
+    "reliability",
+    "auroc-by-corruption",
+    "accuracy-by-corruption",
+)
+
 
 def parse(page: str) -> StrictParser:
     parser = StrictParser()
@@ -28,9 +37,11 @@ def test_report_has_every_section_with_inlined_plots(runner, tmp_path):
     )
     (run / "corrections").mkdir()
     (run / "corrections" / "grid.png").write_bytes((run / "grid-0.png").read_bytes())
+    (run / "corrections" / "prober-latent_grid.png").write_bytes((run / "grid-0.png").read_bytes())
     (run / "report-roc.png").write_bytes((run / "grid-0.png").read_bytes())  # an earlier --save-plots
+    (run / "report-figures").mkdir()
+    (run / "report-figures" / "roc.png").write_bytes((run / "grid-0.png").read_bytes())  # an earlier report
     out = tmp_path / "report.html"
-    plots = tmp_path / "plots"
     result = runner.invoke(
         app,
         [
@@ -44,16 +55,15 @@ def test_report_has_every_section_with_inlined_plots(runner, tmp_path):
             "blur",
             "--severity",
             "2",
-            "--save-plots",
-            str(plots),
+            "--vector",
         ],
     )
     assert result.exit_code == 0, result.output
     page = out.read_text()
     parser = parse(page)
     assert set(SECTIONS) <= parser.ids
-    # roc, risk-coverage, accuracy-percentile, reliability, 2 heatmaps, 2 counterfactual grids
-    assert len(parser.images) == 8
+    # roc, risk-coverage, accuracy-percentile, reliability, 2 heatmaps, 3 images of the run
+    assert len(parser.images) == 9
     for src in parser.images:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
@@ -66,19 +76,18 @@ def test_report_has_every_section_with_inlined_plots(runner, tmp_path):
         "AUROC by corruption",
         "corrections/grid.png",
         "grid-0.png",
+        "prober-latent: misses it corrected",
         "mean ± std over seeds 0, 1",
         "blur, severity 2",
     ):
         assert text in page, text
-    assert "report-roc.png" not in page  # the report's own saved plots are not counterfactual grids
-    assert sorted(p.name for p in plots.iterdir()) == [
-        "report-accuracy-by-corruption.png",
-        "report-accuracy-percentile.png",
-        "report-auroc-by-corruption.png",
-        "report-reliability.png",
-        "report-risk-coverage.png",
-        "report-roc.png",
-    ]
+    # the report's own figures are not images of the run
+    assert "report-roc.png" not in page and "report-figures" not in page
+    assert ">none<" not in page and "<th>clean</th>" in page  # the clean cell has one name: clean
+    figures = {p.name for p in (tmp_path / "report-figures").iterdir()}
+    assert figures == {f"{s}.{ext}" for s in DRAWN for ext in ("png", "pdf", "svg")}
+    assert (tmp_path / "report-figures" / "roc.pdf").read_bytes()[:5] == b"%PDF-"
+    assert b"<svg" in (tmp_path / "report-figures" / "roc.svg").read_bytes()[:1000]
 
 
 def test_report_without_corruptions_or_grids_says_so(runner, tmp_path):
@@ -88,7 +97,7 @@ def test_report_without_corruptions_or_grids_says_so(runner, tmp_path):
     page = (tmp_path / "results" / "plain" / "report.html").read_text()
     parser = parse(page)
     assert set(SECTIONS) <= parser.ids and len(parser.images) == 4
-    assert "this run has no corrupted test data" in page and "no images (*.png)" in page
+    assert "this run has no corrupted test data" in page and "no corrections/*_grid.png" in page
 
 
 def test_report_of_a_cell_the_run_lacks(runner, tmp_path):
