@@ -79,7 +79,7 @@ table.results th, table.results td, table.header th, table.header td { padding: 
 table.results td { text-align: right; white-space: nowrap; line-height: 1.2; }
 table.results td .ci { display: block; color: #888; font-size: 0.78em; }
 table.results thead th { border-bottom: 2px solid #999; }
-table.results caption { text-align: left; font-weight: 600; padding-bottom: 0.3em; }
+table.results caption { text-align: left; font-weight: 600; padding-bottom: 0.3em; white-space: nowrap; }
 table.header th { text-align: left; color: #555; font-weight: 500; } table.header td { overflow-wrap: anywhere; }
 .scroll { overflow-x: auto; }
 p.caption, p.note { color: #555; font-size: 0.92em; } p.missing { color: #a60; }

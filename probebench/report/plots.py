@@ -275,7 +275,7 @@ def reliability_figure(
     first_counts.set_yscale("log" if log_counts else "linear")
     first_counts.set_ylim(0.8 if log_counts else 0, counts_max * (1.5 if log_counts else 1.05))
     handles, labels = first.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside upper right", fontsize=8, ncols=2, frameon=False)
+    fig.legend(handles, labels, loc="outside lower center", fontsize=8, ncols=2, frameon=False)
     fig.suptitle(wrapped(title, 2.9 * columns), fontsize=10)
     return fig
 
