@@ -15,7 +15,15 @@ from probebench.errors import UserError
 
 
 class _Group(TyperGroup):
-    """Turns a UserError into one red line and exit code 2 (traceback with --debug)."""
+    """Turns a UserError into one red line and exit code 2 (traceback with --debug).
+    Flags show no ``<bool>`` placeholder in help: they take no value."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for command in [self, *self.commands.values()]:
+            for param in command.params:
+                if getattr(param, "is_flag", False) and param.metavar is None:
+                    param.metavar = ""
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]  # typer hands its own Context subclass
         try:
@@ -47,9 +55,18 @@ app = typer.Typer(
     cls=_Group,
     help="probebench: benchmark miss detection and label-free correction of image classifiers.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"probebench {version('probebench')}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -60,6 +77,10 @@ def _root(
         list[str] | None,
         typer.Option("--disable-plugin", help="Do not load the plugin (module or entry-point name); repeatable."),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print probebench's version and exit."),
+    ] = False,
 ) -> None:
     ctx.obj = {"debug": debug, "disabled": list(disable_plugin or [])}
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from probebench.cli.common import RegistryOption, load, stdout_console
+from probebench.cli.common import RegistryOption, default_results_dir, load, stdout_console
 from probebench.errors import UserError
 from probebench.suite import DEFAULT_SUITE
 
@@ -37,7 +37,13 @@ def run(
         str | None, typer.Option("--seeds", help="Comma-separated seeds overriding the suite's, e.g. 0,1,2.")
     ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto (cuda when available).")] = "auto",
-    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default: results/<run-id>).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Output folder (default: <results dir>/<run-id>, the results dir as in --results-dir of the other commands).",
+        ),
+    ] = None,
     data_root: Annotated[
         str | None, typer.Option("--data-root", help="Folder with local data files for real datasets.")
     ] = None,
@@ -65,7 +71,7 @@ def run(
 
     from probebench.pipeline.run import resolve_device, run_suite
 
-    target = out or Path("results") / results.run_id(resolved.name)
+    target = out or default_results_dir() / results.run_id(resolved.name)
     outcome = run_suite(resolved, reg, ArtifactStore(cache_dir, fresh=fresh), resolve_device(device), target)
     show_summary(target, None if show == "all" else [m for m in show.split(",") if m])
     if outcome.failures:
