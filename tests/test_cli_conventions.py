@@ -50,3 +50,22 @@ def test_results_dir_is_the_projects_from_any_folder(runner, tmp_path, monkeypat
     assert result.exit_code == 0 and (elsewhere / "run2" / "report.html").is_file()
     result = runner.invoke(app, ["report", "latest", "--results-dir", str(project / "results")])
     assert result.exit_code == 0 and (project / "results" / "run1" / "report.html").is_file()
+
+
+@pytest.mark.parametrize("command", [["ls", "--json"], ["ls", "scorer", "m*", "--json"], ["plugins", "--json"]])
+def test_json_is_one_document_on_stdout(command):
+    """Through a real pipe, as a CI job reads it: stdout parses as JSON whole, nothing else on it."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "probebench", *command], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert isinstance(document, list) and document
+    if command[0] == "ls":
+        assert {"kind", "name", "plugin", "distribution", "version", "description"} <= set(document[0])
+        if "scorer" in command:
+            assert {row["name"] for row in document} >= {"msp"} and {row["kind"] for row in document} == {"scorer"}
