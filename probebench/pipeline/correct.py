@@ -94,7 +94,7 @@ import numpy as np
 import torch
 
 from probebench.cache import hash_key
-from probebench.console import console, task
+from probebench.console import console, running, task
 from probebench.errors import UserError
 from probebench.pipeline.cells import Cell
 from probebench.pipeline.data import cell_data
@@ -402,6 +402,7 @@ def _edit_each(
     done = []
     with task(title, len(state.bound)) as advance:
         for bound in state.bound:
+            running(f"corrector {bound.method}")
             p_hit = p_hits[state.guide_label(bound)]
             build = partial(edit, ctx, state, bound, images, labels, predictions, p_hit)
             info = CallInfo.from_call(partial(cache, bound, build))
