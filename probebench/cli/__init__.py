@@ -15,7 +15,15 @@ from probebench.errors import UserError
 
 
 class _Group(TyperGroup):
-    """Turns a UserError into one red line and exit code 2 (traceback with --debug)."""
+    """Turns a UserError into one red line and exit code 2 (traceback with --debug).
+    Flags show no ``<bool>`` placeholder in help: they take no value."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for command in [self, *self.commands.values()]:
+            for param in command.params:
+                if getattr(param, "is_flag", False) and param.metavar is None:
+                    param.metavar = ""
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]  # typer hands its own Context subclass
         try:
@@ -47,7 +55,7 @@ app = typer.Typer(
     cls=_Group,
     help="probebench: benchmark miss detection and label-free correction of image classifiers.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

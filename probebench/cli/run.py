@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from probebench.cli.common import RegistryOption, load, stdout_console
+from probebench.cli.common import RegistryOption, default_results_dir, load, stdout_console
 from probebench.errors import UserError
 from probebench.suite import DEFAULT_SUITE
 
@@ -39,7 +39,11 @@ def run(
     device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto (cuda when available).")] = "auto",
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Output folder (default: a new results/<suite>-<time>); must be new or empty."),
+        typer.Option(
+            "--out",
+            help="Output folder (default: a new <results dir>/<suite>-<time>, the results dir as in --results-dir of "
+            "the other commands); must be new or empty.",
+        ),
     ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a non-empty --out folder, once the new run is complete.")
@@ -74,7 +78,11 @@ def run(
 
     store, chosen_device = ArtifactStore(cache_dir, fresh=fresh), resolve_device(device)
     target, outcome = write_run_folder(
-        out, resolved.name, lambda partial: run_suite(resolved, reg, store, chosen_device, partial), overwrite
+        out,
+        resolved.name,
+        lambda partial: run_suite(resolved, reg, store, chosen_device, partial),
+        overwrite,
+        results_root=default_results_dir(),
     )
     show_summary(target, None if show == "all" else [m for m in show.split(",") if m])
     if outcome.failures:

@@ -94,7 +94,7 @@ import numpy as np
 import torch
 
 from probebench.cache import hash_key
-from probebench.console import console, task
+from probebench.console import console, running, task
 from probebench.errors import UserError
 from probebench.paths import safe_part
 from probebench.pipeline.cells import Cell
@@ -415,6 +415,7 @@ def _edit_each(
     done = []
     with task(title, len(state.bound)) as advance:
         for bound in state.bound:
+            running(f"corrector {bound.method}")
             info = CallInfo.from_call(partial(cache, bound, partial(build, bound)))
             if info.error is None:
                 done.append((bound, info.result))

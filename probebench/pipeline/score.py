@@ -17,12 +17,14 @@ import numpy as np
 import torch
 
 from probebench.cache import hash_key
+from probebench.console import running
 from probebench.kinds import can_guide
 from probebench.pipeline.cells import Cell
 from probebench.pipeline.context import Batch, Context
 from probebench.pipeline.data import cell_data
 from probebench.pipeline.failures import Failures
 from probebench.pipeline.stage import Run
+from probebench.results import CLEAN
 from probebench.suite import ComponentSpec
 
 if TYPE_CHECKING:
@@ -146,6 +148,8 @@ def score_cell(run: Run, ctx: Context, scorers: list[Scorer], cell: Cell, probab
     labels = cached["labels"]
     confidences = {}
     for scorer in scorers:
+        on = "clean" if cell.name == CLEAN else f"{cell.name} severity {cell.severity}"
+        running(f"scorer {scorer.spec.label} on {on}")
         scores = None if scorer.failed else _scores(run, ctx, scorer, inputs, len(labels))
         if scores is not None:
             confidences[scorer.spec.label] = scores

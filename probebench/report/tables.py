@@ -180,8 +180,12 @@ def to_html(section: Section, directions: Directions, scales: Scales | None = No
     for label, cells in _body(section, directions, lambda t: "\0" + t):
         row = [f"<th>{esc(label)}</th>"]
         for text in cells:
+            best = text.startswith("\0")
+            value, space, interval = text.removeprefix("\0").partition(" ")
+            shown = f"<strong>{esc(value)}</strong>" if best else esc(value)
+            # the interval in its own span: a stylesheet can put it under the value, in grey
             row.append(
-                f"<td><strong>{esc(text[1:])}</strong></td>" if text.startswith("\0") else f"<td>{esc(text)}</td>"
+                f'<td>{shown}<span class="ci">{space}{esc(interval)}</span></td>' if interval else f"<td>{shown}</td>"
             )
         out.append("<tr>" + "".join(row) + "</tr>")
     out.append("</tbody></table>")
