@@ -173,6 +173,6 @@ def write_run_folder(
         folder.discard()  # bad input found before any result: no folder to mistake for a run
         raise
     except BaseException:
-        console.print(f"the unfinished run is kept in {folder.partial} (run.json says why it stopped)")
+        console.print(f"the unfinished run is kept in {folder.partial} (run.json says why it stopped)", soft_wrap=True)
         raise
     return folder.complete(), value

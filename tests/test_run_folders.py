@@ -146,11 +146,12 @@ def test_results_without_run_json_are_skipped_with_a_warning(runner, tmp_path):
     assert "skipping" in result.output and "stray" in result.output and "run.json" in result.output
 
 
-def test_path_parts_from_user_input_stay_inside(runner, tiny_registry, tmp_path):
+def test_path_parts_from_user_input_stay_inside(runner, tiny_registry, tmp_path, monkeypatch):
     """A suite named ../../x and a generator labelled ../../../x write only under results/."""
     work = tmp_path / "a" / "b"
     work.mkdir(parents=True)
     os.chdir(work)
+    monkeypatch.setenv("PROBEBENCH_RESULTS", str(work / "results"))  # the results dir, however it is found
     registry = tiny_registry(
         """
         [suite."../../x"]
