@@ -398,7 +398,8 @@ def test_probebench_run_says_in_one_line_that_a_prober_knn_cannot_guide(runner, 
     from probebench.cli import app
 
     path = correction_suite(tmp_path, scorers='["msp", "prober-knn"]')
-    result = runner.invoke(app, ["run", "s", "--registry", str(path), "--out", str(tmp_path / "out")])
+    args = ["--allow-module", "tests.knn_guide", "run", "s", "--registry", str(path), "--out", str(tmp_path / "out")]
+    result = runner.invoke(app, args)
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "prober-knn do not declare it" in " ".join(result.output.split())
     assert not (tmp_path / "out").exists()
