@@ -86,7 +86,7 @@ def test_verify_lists_bad_artifacts_and_exits_1(runner, tmp_path):
         (tmp_path / "classifier" / f"a{suffix}").write_bytes((tmp_path / "scores" / f"c{suffix}").read_bytes())
     result = invoke(runner, "cache", "verify", "--cache-dir", tmp_path, "--json")
     assert result.exit_code == 1
-    bad = {item["path"]: item["problem"] for item in json.loads(result.output)}
+    bad = {item["path"]: item["problem"] for item in json.loads(result.stdout)}
     assert bad == {
         str(damaged): "checksum mismatch",
         str(tmp_path / "classifier" / "a.pt"): bad[str(tmp_path / "classifier" / "a.pt")],
