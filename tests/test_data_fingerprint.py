@@ -17,7 +17,7 @@ from probebench.pipeline.data import load_splits
 from probebench.registry import Registry
 from probebench.suite import ComponentSpec
 from tests.conftest import builtin_modules
-from tests.test_datasets import write_idx
+from tests.test_datasets import write_cifar, write_cifar_c, write_idx
 
 IDX_SUITE = """
 [suite.idx]
@@ -125,3 +125,17 @@ def test_the_mnist_copy_has_a_sidecar_under_the_cache_and_a_flipped_bit_is_rebui
     said = " ".join(capsys.readouterr().err.split())
     assert "mnist-5k: cached copy" in said and "damaged" in said and "rebuilding it" in said
     assert np.array_equal(images, again) and np.array_equal(labels, again_labels)
+
+
+def test_the_labels_of_a_dataset_s_own_corrupted_cells_are_in_the_fingerprint(tmp_path):
+    """CIFAR-10-C's labels.npy is read only when a cell loads: it must still enter the keys."""
+    for name in ("a", "b"):
+        write_cifar(tmp_path / name)
+        write_cifar_c(tmp_path / name)
+    labels = tmp_path / "b" / "CIFAR-10-C" / "labels.npy"
+    np.save(labels, (np.load(labels) + 1) % 10)
+
+    def fingerprint(root):
+        return load_splits(Registry(builtin_modules()), ComponentSpec("cifar10-c"), str(root), 0).fingerprint
+
+    assert fingerprint(tmp_path / "a") != fingerprint(tmp_path / "b")
