@@ -449,6 +449,9 @@ def format_cell(row: pd.Series | dict[str, Any], digits: int = 3) -> str:
     return f"{value:{spec}}"
 
 
+PIVOT_FIELDS = ("value", "label", "std", "seeds", "ci_low", "ci_high")
+
+
 def pivot(table: pd.DataFrame, rows: list[str], cols: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Aggregated values with ``rows`` as the index and ``cols`` spread as columns.
 
@@ -456,6 +459,13 @@ def pivot(table: pd.DataFrame, rows: list[str], cols: list[str]) -> tuple[pd.Dat
     shape of formatted strings with intervals or ± std over seeds (digits
     chosen per metric when metric is a key, else for the whole table).
     """
+    frames = pivot_fields(table, rows, cols)
+    return frames["value"], frames["label"]
+
+
+def pivot_fields(table: pd.DataFrame, rows: list[str], cols: list[str]) -> dict[str, pd.DataFrame]:
+    """``pivot`` for every field of ``PIVOT_FIELDS``: {field: a DataFrame of the
+    same shape}, so a table can show values and keep their intervals."""
     agg = aggregate(table, rows + cols)
     if "metric" in agg.columns:
         places = {m: decimals(part["value"]) for m, part in agg.groupby("metric", sort=False)}
@@ -463,7 +473,7 @@ def pivot(table: pd.DataFrame, rows: list[str], cols: list[str]) -> tuple[pd.Dat
     else:
         digits = decimals(agg["value"])
         agg["label"] = [format_cell(r, digits) for _, r in agg.iterrows()]
-    return _spread(agg, rows, cols, "value"), _spread(agg, rows, cols, "label")
+    return {field: _spread(agg, rows, cols, field) for field in PIVOT_FIELDS}
 
 
 def _spread(agg: pd.DataFrame, rows: list[str], cols: list[str], field: str) -> pd.DataFrame:

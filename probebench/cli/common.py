@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -58,6 +58,13 @@ ResultsDirOption = Annotated[
         "project's registry.toml, found from the current folder upward, else ./results).",
     ),
 ]
+JsonOption = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print one JSON document on stdout and nothing else (messages go to stderr); keys in docs/cli.md.",
+    ),
+]
 IncludeFailedOption = Annotated[
     bool,
     typer.Option(
@@ -91,3 +98,14 @@ def stdout_console() -> Console:
     from rich.console import Console
 
     return Console(highlight=False, soft_wrap=False, width=160)
+
+
+def print_tables(renderables: list[Any]) -> None:
+    """Print rich tables on stdout, each at a width that fits it whole (at
+    least 160 columns): a name in a table is never truncated or wrapped."""
+    from rich.console import Console
+
+    probe = Console(width=10_000)
+    for renderable in renderables:
+        width = max(160, probe.measure(renderable).maximum)
+        Console(highlight=False, soft_wrap=False, width=width).print(renderable)

@@ -145,7 +145,7 @@ def publish(
         "matches the current `registry.toml` (runs of other configs are never mixed in).",
         "",
         "A *miss* is a test image the classifier gets wrong; a method's confidence should be low on",
-        "misses. ↑/↓: higher/lower is better; **bold**: best in its column; `±`: standard deviation",
+        "misses. ↑/↓: higher/lower is better; **bold**: the best value and every value whose interval overlaps it; `±`: standard deviation",
         "over seeds (each seed trains its own classifier); brackets: 95% percentile-bootstrap",
         "intervals over test samples. AURC and E-AURC are ×1000. Definitions: `probebench ls metrics`.",
         "",

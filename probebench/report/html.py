@@ -41,6 +41,7 @@ from probebench.evaluate import CLASSIFIER_METHOD
 from probebench.report import curves, plots, toml
 from probebench.report import leaderboard as board
 from probebench.report.tables import Directions, Scales, to_html
+from probebench.report.ties import RULE
 
 if TYPE_CHECKING:  # pandas and matplotlib stay out of CLI start-up
     import pandas as pd
@@ -232,7 +233,7 @@ def _tables_html(table: pd.DataFrame, heads: dict[str, Header], scales: Scales, 
     if note:
         out.append(
             f'<p class="note">{html.escape(note)}; arrows: ↑ higher is better, ↓ lower is better; '
-            "bold: best in its column.</p>"
+            f"{html.escape(RULE)}.</p>"
         )
     return "\n".join(out)
 
