@@ -452,6 +452,19 @@ def format_cell(row: pd.Series | dict[str, Any], digits: int = 3) -> str:
 PIVOT_FIELDS = ("value", "label", "std", "seeds", "ci_low", "ci_high")
 
 
+def shown_interval(value: Any, std: Any, seeds: Any, ci_low: Any, ci_high: Any) -> tuple[Any, Any]:
+    """(low, high) of the interval ``format_cell`` shows, element-wise over
+    arrays: mean ± std over several seeds, else the bootstrap interval; NaN
+    where a cell shows none. Ties and regressions are judged on it."""
+    import numpy as np
+
+    value, std, seeds = (np.asarray(x, dtype=float) for x in (value, std, seeds))
+    several = (seeds > 1) & np.isfinite(std)
+    low = np.where(several, value - std, np.asarray(ci_low, dtype=float))
+    high = np.where(several, value + std, np.asarray(ci_high, dtype=float))
+    return low, high
+
+
 def pivot(table: pd.DataFrame, rows: list[str], cols: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Aggregated values with ``rows`` as the index and ``cols`` spread as columns.
 

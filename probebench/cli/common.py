@@ -109,3 +109,12 @@ def print_tables(renderables: list[Any]) -> None:
     for renderable in renderables:
         width = max(160, probe.measure(renderable).maximum)
         Console(highlight=False, soft_wrap=False, width=width).print(renderable)
+
+
+def deprecated_alias(old: str, new: str, value: str | None) -> str | None:
+    """``value`` of a hidden, renamed option, with a one-line warning on stderr when it was given."""
+    if value is not None:
+        from probebench.console import console
+
+        console.print(f"[yellow]warning: {old} is deprecated and will be removed; use {new}[/]", soft_wrap=True)
+    return value

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from probebench.cli.common import RegistryOption, default_results_dir, load, stdout_console
+from probebench.cli.common import (
+    JsonOption,
+    RegistryOption,
+    default_results_dir,
+    deprecated_alias,
+    load,
+    print_tables,
+)
+from probebench.cli.leaderboard import split_list
 from probebench.errors import UserError
 from probebench.suite import DEFAULT_SUITE
+
+if TYPE_CHECKING:  # pandas stays out of CLI start-up
+    from probebench.report.tables import Section
+    from probebench.results import Header
 
 SUMMARY_METRICS = (
     "auroc,aupr-miss,fpr95,aurc,correction-rate,break-rate,net-accuracy-gain,tuned-net-accuracy-gain,median-steps,"
@@ -56,14 +68,17 @@ def run(
         typer.Option("--cache-dir", help="Artifact cache (default: $PROBEBENCH_CACHE or ~/.cache/probebench)."),
     ] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Ignore cached artifacts and recompute everything.")] = False,
-    show: Annotated[
-        str,
+    metric: Annotated[
+        list[str] | None,
         typer.Option(
-            "--show",
-            help="Comma-separated metrics of the printed summary (when the suite has them); all are "
-            "in results.csv and `probebench leaderboard`. 'all' shows every one.",
+            "--metric",
+            help="Metrics of the printed summary (repeatable or comma-separated; when the suite has them); all are "
+            f"in results.csv and `probebench leaderboard`. 'all' shows every one. Default: {SUMMARY_METRICS}.",
+            show_default=False,
         ),
-    ] = SUMMARY_METRICS,
+    ] = None,
+    show: Annotated[str | None, typer.Option("--show", hidden=True, help="Deprecated: use --metric.")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Run a benchmark suite: train, score, evaluate, and write results/<run-id>/."""
     from probebench.cache import ArtifactStore
@@ -84,7 +99,8 @@ def run(
         overwrite,
         results_root=default_results_dir(),
     )
-    show_summary(target, None if show == "all" else [m for m in show.split(",") if m])
+    chosen = split_list(metric or []) or split_list([deprecated_alias("--show", "--metric", show) or SUMMARY_METRICS])
+    show_summary(target, None if chosen == ["all"] else chosen, as_json=as_json, failures=outcome.failures)
     if outcome.failures:
         console.print(f"[red]{len(outcome.failures)} component failure(s); the other results are complete:[/]")
         for failure in outcome.failures:
@@ -97,18 +113,49 @@ def run(
         raise typer.Exit(1)
 
 
-def show_summary(run_dir: Path, metrics: list[str] | None = None) -> None:
-    """Print the run's main table (clean test data, methods x ``metrics``)."""
+def show_summary(
+    run_dir: Path, metrics: list[str] | None = None, as_json: bool = False, failures: list[dict] | None = None
+) -> None:
+    """Print the run's main tables (clean test data, methods x ``metrics``),
+    or with ``as_json`` one JSON document: run, run_id, suite, status, seeds,
+    failures, tables (as `leaderboard --json`) and metrics."""
+    from probebench import results
+    from probebench.cli.leaderboard import json_document
+    from probebench.report.tables import render_sections, to_json
+
+    sections, head = summary_sections(run_dir, metrics)
+    directions, scales = results.directions(head), results.scales(head)
+    if as_json:
+        body = {
+            "run": str(run_dir),
+            "run_id": run_dir.name,
+            "suite": head["suite"]["name"],
+            "status": results.run_status(head),
+            "seeds": head["suite"].get("seeds", []),
+            "failures": failures or [],
+            "tables": to_json(sections, directions),
+        }
+        typer.echo(json_document(body, directions, scales), nl=False)
+        return
+    print_tables(render_sections(sections, directions, "table", scales))
+    from probebench.console import console
+
+    console.print(f"results: {run_dir}  (every metric: probebench leaderboard {run_dir})", soft_wrap=True)
+
+
+def summary_sections(run_dir: Path, metrics: list[str] | None = None) -> tuple[list[Section], Header]:
+    """The tables of a run's summary: per dataset and classifier, the
+    classifier's accuracy, then one table per set of metrics (scorers,
+    correctors), generators last; clean test data only."""
     from probebench import results
     from probebench.evaluate import CLASSIFIER_METHOD
     from probebench.pipeline.generate import CLASSIFIER as NO_CLASSIFIER  # torch is loaded by now: a run just ended
-    from probebench.report.tables import render
+    from probebench.report.tables import Section
 
     table, head = results.load_run(run_dir)
     if metrics is not None:
         table = table[table["metric"].isin(metrics) | (table["method"] == CLASSIFIER_METHOD)]
-    directions = {m: d["higher_is_better"] for m, d in head.get("metrics", {}).items()}
-    console = stdout_console()
+    out: list[Section] = []
     clean = table[table["corruption"] == results.CLEAN]
     groups = list(clean.groupby(["dataset", "classifier"], sort=False))
     groups.sort(key=lambda group: group[0][1] == NO_CLASSIFIER)  # generator rows (no classifier) last
@@ -118,18 +165,18 @@ def show_summary(run_dir: Path, metrics: list[str] | None = None) -> None:
         title = f"{head['suite']['name']}: {what}, clean test, seeds {sorted(part['seed'].unique().tolist())}"
         methods = part[part["method"] != CLASSIFIER_METHOD]
         if len(acc):
-            numbers, labels = results.pivot(acc, ["dataset"], ["metric"])
-            console.print(render(numbers, labels, directions, title=title, scales=results.scales(head)))
+            out.append(Section.of(title, results.pivot_fields(acc, ["dataset"], ["metric"])))
             title = ""
         # one table per set of metrics, so correctors are not shown beside scorers' empty columns
         blocks: dict[frozenset, list] = {}
         for method, metric_names in methods.groupby("method", sort=False)["metric"]:
             blocks.setdefault(frozenset(metric_names), []).append(method)
         for names in blocks.values():
-            numbers, labels = results.pivot(methods[methods["method"].isin(names)], ["method"], ["metric"])
-            console.print(render(numbers, labels, directions, title=title, scales=results.scales(head)))
+            out.append(
+                Section.of(title, results.pivot_fields(methods[methods["method"].isin(names)], ["method"], ["metric"]))
+            )
             title = ""
-    console.print(f"results: {run_dir}  (every metric: probebench leaderboard {run_dir})")
+    return out, head
 
 
 def register(app: typer.Typer) -> None:

@@ -97,19 +97,18 @@ def _headers(section: Section, directions: Directions, scales: Scales | None) ->
 
 
 def shown_intervals(section: Section) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(lows, highs) of the interval each cell shows: mean ± std over several
-    seeds, else its bootstrap interval; NaN where it shows none."""
+    """(lows, highs) of the interval each cell shows (``results.shown_interval``)."""
     import numpy as np
+    import pandas as pd
+
+    from probebench.results import shown_interval
 
     numbers = section.numbers.astype(float)
     nan = numbers * np.nan
-    stats = section.stats
-    lows, highs = stats.get("ci_low", nan).astype(float), stats.get("ci_high", nan).astype(float)
-    if "std" in stats and "seeds" in stats:
-        std = stats["std"].astype(float)
-        several = (stats["seeds"].astype(float) > 1) & np.isfinite(std)
-        lows, highs = lows.mask(several, numbers - std), highs.mask(several, numbers + std)
-    return lows, highs
+    stats = {k: section.stats.get(k, nan) for k in ("std", "seeds", "ci_low", "ci_high")}
+    low, high = shown_interval(numbers, stats["std"], stats["seeds"], stats["ci_low"], stats["ci_high"])
+    frame = lambda values: pd.DataFrame(values, index=numbers.index, columns=numbers.columns)  # noqa: E731
+    return frame(low), frame(high)
 
 
 def best_cells(section: Section, directions: Directions) -> set[tuple[Hashable, Hashable]]:
