@@ -52,6 +52,18 @@ class PluginInfo:
     components: dict[str, list[str]] = field(default_factory=dict)
     hooks: list[str] = field(default_factory=list)
 
+    def as_dict(self) -> dict[str, Any]:
+        """What `plugins --json` prints and run.json records about this plugin."""
+        return {
+            "name": self.name,
+            "module": self.module,
+            "distribution": self.distribution,
+            "version": self.version,
+            "builtin": self.builtin,
+            "hooks": self.hooks,
+            "registers": self.components,
+        }
+
     @property
     def origin(self) -> str:
         """How errors name this plugin: its module and the distribution that brought it."""

@@ -31,6 +31,7 @@ from probebench.pipeline.generate import TrainedFlow, generator_stage
 from probebench.pipeline.score import Scorer, score_cell
 from probebench.pipeline.stage import Run
 from probebench.pipeline.train import trained_classifier
+from probebench.provenance import plugin_provenance
 from probebench.suite import Suite
 
 if TYPE_CHECKING:
@@ -97,6 +98,7 @@ def run_suite(suite: Suite, registry: Registry, store: ArtifactStore, device: to
 def _header(suite: Suite, registry: Registry, device: torch.device) -> dict[str, Any]:
     """The run header before anything runs: the suite, the machine, and each metric's direction."""
     header = results.header(suite.as_dict(), str(device), results.now())
+    header.update(plugin_provenance(suite.as_dict(), registry))  # every component's distribution and version
     metrics = {name: registry.create("metric", name) for name in suite.metrics}
     header["metrics"] = results.metric_directions(metrics)
     if suite.correctors:
