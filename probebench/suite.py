@@ -293,6 +293,7 @@ def validate(suite: Suite, registry: Registry, where: str) -> None:
             if ":" in spec.name:
                 options["variant"] = spec.name.split(":", 1)[1]
             check_options(kind, spec.name, cls, options)
+            check_nested_options(registry, kind, spec.name, cls, options)
         except UserError as exc:
             raise UserError(f"{where}: {exc}") from None
 
@@ -310,6 +311,25 @@ def validate(suite: Suite, registry: Registry, where: str) -> None:
         check("corrector", spec)
     if suite.correctors:
         _check_correction_inputs(suite, registry, where)
+
+
+def check_nested_options(registry: Registry, kind: str, name: str, cls: type[Any], options: dict[str, Any]) -> None:
+    """Options that are another component's options (``cls.nested_options``:
+    {option: (kind, option naming the component)}) against that component."""
+    from probebench.registry import check_options, options_of
+
+    for option, (inner_kind, name_option) in (getattr(cls, "nested_options", None) or {}).items():
+        nested = options.get(option)
+        if not isinstance(nested, dict) or not nested:
+            continue
+        parameter = options_of(cls).get(name_option)
+        inner = options.get(name_option, None if parameter is None else parameter.default)
+        if not isinstance(inner, str):
+            continue  # no default and not given: the constructor reports it
+        try:
+            check_options(inner_kind, inner, registry.get(inner_kind, inner), dict(nested))
+        except UserError as exc:
+            raise UserError(f"{kind} {name!r} option {option!r}: {exc}") from None
 
 
 def _check_correction_inputs(suite: Suite, registry: Registry, where: str) -> None:

@@ -55,6 +55,7 @@ class ProberScorer:
     name = "prober"
     version = "1"
     guides_correctors = True
+    nested_options = {"prober_options": ("prober", "prober")}  # checked against that prober at suite parse time
     option_help = {
         "prober": "registered prober (`probebench ls probers`)",
         "prober_options": "options of the prober, e.g. { epochs = 20, imbalance = 'sampler' }",
