@@ -87,11 +87,14 @@ def run(
     config, reg = load(ctx, registry)
     resolved = parse_suite(config, suite, reg, seeds=_seeds(seeds), data_root=data_root)
 
+    from probebench.cache import suite_user
     from probebench.console import console
     from probebench.paths import write_run_folder
     from probebench.pipeline.run import resolve_device, run_suite
+    from probebench.results import config_hash
 
-    store, chosen_device = ArtifactStore(cache_dir, fresh=fresh), resolve_device(device)
+    user = suite_user(resolved.name, config_hash(resolved.as_dict()))  # cache ls / gc --unreachable read its uses
+    store, chosen_device = ArtifactStore(cache_dir, fresh=fresh, user=user), resolve_device(device)
     target, outcome = write_run_folder(
         out,
         resolved.name,
