@@ -536,9 +536,20 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
     # ... nor recomputes the bootstrap of cached scores
     real_evaluate_cell = evaluate.evaluate_cell
     monkeypatch.setattr(evaluate, "evaluate_cell", must_not_run)
+    # ... nor runs the prober over the validation split, samples the flow or draws a picture
+    from probebench.report import grids
+
+    monkeypatch.setattr(stage, "calibrate", must_not_run)
+    monkeypatch.setattr(grids, "image_grid", must_not_run)
+    monkeypatch.setattr(grids, "correction_grid", must_not_run)
     again = tmp_path / "again"
     assert run.run_suite(suite, registry, store, torch.device("cpu"), again).failures == []
     assert (again / "results.csv").read_bytes() == (out / "results.csv").read_bytes()
+    assert json.loads((again / "run.json").read_text())["correction"] == head["correction"]
+    pictures = sorted(p.relative_to(out) for p in out.rglob("*.png"))
+    names = {p.name for p in pictures}
+    assert {"realnvp-seed0-samples.png", "realnvp-seed0-reconstructions.png", "confidence-ascent_grid.png"} <= names
+    assert all((again / p).read_bytes() == (out / p).read_bytes() for p in pictures)
     # other bootstrap settings are another cache entry: the intervals are computed anew
     monkeypatch.setattr(evaluate, "evaluate_cell", real_evaluate_cell)
     fewer = replace(suite, bootstrap=replace(suite.bootstrap, resamples=suite.bootstrap.resamples - 10))
