@@ -534,8 +534,9 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
     monkeypatch.setattr(_engine, "prober_latent", must_not_run)
     monkeypatch.setattr(_engine, "confidence_ascent", must_not_run)
     # ... nor recomputes the bootstrap of cached scores
-    real_evaluate_cell = evaluate.evaluate_cell
+    real_evaluate_cell, real_outcome_rows = evaluate.evaluate_cell, evaluate.outcome_rows
     monkeypatch.setattr(evaluate, "evaluate_cell", must_not_run)
+    monkeypatch.setattr(evaluate, "outcome_rows", must_not_run)
     # ... nor runs the prober over the validation split, samples the flow or draws a picture
     from probebench.report import grids
 
@@ -552,6 +553,7 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
     assert all((again / p).read_bytes() == (out / p).read_bytes() for p in pictures)
     # other bootstrap settings are another cache entry: the intervals are computed anew
     monkeypatch.setattr(evaluate, "evaluate_cell", real_evaluate_cell)
+    monkeypatch.setattr(evaluate, "outcome_rows", real_outcome_rows)
     fewer = replace(suite, bootstrap=replace(suite.bootstrap, resamples=suite.bootstrap.resamples - 10))
     assert run.run_suite(fewer, registry, store, torch.device("cpu"), tmp_path / "fewer").failures == []
     resampled = pd.read_csv(tmp_path / "fewer" / "results.csv").set_index(["method", "metric"])

@@ -99,7 +99,7 @@ from probebench.errors import UserError
 from probebench.paths import safe_part
 from probebench.pipeline.cells import Cell
 from probebench.pipeline.data import cell_data
-from probebench.pipeline.evaluate import Outcome, outcome_rows
+from probebench.pipeline.evaluate import Outcome, cached_outcome_rows
 from probebench.pipeline.failures import CallInfo
 from probebench.pipeline.generate import TrainedFlow
 from probebench.pipeline.stage import Run
@@ -462,7 +462,7 @@ def correct_images(
 ) -> list[dict[str, Any]]:
     """Run every bound corrector on ``images`` and return the metric rows
     (``method`` filled in). Writes artifacts under ``out/corrections`` when
-    given (their pictures cached in ``store`` when given).
+    given; with ``store``, their pictures and the metric rows are cached there.
 
     ``cache(bound, build)`` returns the stored record of ``bound`` on these
     images or builds and stores it: a resumed run edits nothing twice."""
@@ -480,7 +480,7 @@ def correct_images(
             float(record["seconds"]),
             tuned,
         )
-        rows += [{"method": bound.method, **row} for row in outcome_rows(outcome, bootstrap)]
+        rows += [{"method": bound.method, **row} for row in cached_outcome_rows(store, outcome, bootstrap)]
         if out is not None:
             _save(out, bound.method, tag, state, images, record, store)
     return rows
