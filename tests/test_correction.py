@@ -348,6 +348,34 @@ def test_setup_expands_over_generators_pins_and_calibrates_when_asked(ctx):
         stage.setup(specs, registry, ctx, {}, probers)
 
 
+def test_calibration_is_cached_by_the_guide_and_the_images_it_is_chosen_on(ctx, monkeypatch):
+    """A keyed guide's threshold and stop level come from the store the second
+    time; other validation labels (or an unkeyed guide) calibrate anew."""
+    stored: dict[str, dict] = {}
+
+    def artifact(stage_name, parts, build, check=None):
+        key = repr((stage_name, parts))
+        if key not in stored:
+            stored[key] = build()
+        return stored[key]
+
+    calls = []
+    real = stage.calibrate
+    monkeypatch.setattr(stage, "calibrate", lambda *args: calls.append(1) or real(*args))
+    ctx = replace(ctx, artifact=artifact)
+    first = stage.calibrated(ctx, "prober", stage.Guide(ctx.prober, "key-a"))
+    again = stage.calibrated(ctx, "prober", stage.Guide(ctx.prober, "key-a"))
+    assert len(calls) == 1 and (again.threshold, again.level) == (first.threshold, first.level)
+    stage.calibrated(ctx, "prober", stage.Guide(ctx.prober, "key-b"))
+    assert len(calls) == 2
+    flipped = replace(ctx, train_labels=(ctx.train_labels + 1) % ctx.num_classes)
+    stage.calibrated(flipped, "prober", stage.Guide(ctx.prober, "key-a"))
+    assert len(calls) == 3
+    stage.calibrated(ctx, "prober", stage.Guide(ctx.prober))  # no key: never cached
+    stage.calibrated(ctx, "prober", stage.Guide(ctx.prober))
+    assert len(calls) == 5
+
+
 CORRECTION_SUITE = """
 [suite.s]
 dataset = "mnist-5k"
