@@ -67,6 +67,20 @@ def hash_key(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+def content_digest(*arrays: Any) -> str:
+    """A SHA-256 of the values, dtypes and shapes of tensors or arrays (what a picture is drawn from)."""
+    import numpy as np  # imported here: the CLI imports this module at start-up
+
+    digest = hashlib.sha256()
+    for array in arrays:
+        if hasattr(array, "detach"):
+            array = array.detach().cpu().numpy()
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

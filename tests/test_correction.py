@@ -348,6 +348,34 @@ def test_setup_expands_over_generators_pins_and_calibrates_when_asked(ctx):
         stage.setup(specs, registry, ctx, {}, probers)
 
 
+def test_calibration_is_cached_by_the_guide_and_the_images_it_is_chosen_on(ctx, monkeypatch):
+    """A keyed guide's threshold and stop level come from the store the second
+    time; other validation labels (or an unkeyed guide) calibrate anew."""
+    stored: dict[str, dict] = {}
+
+    def artifact(stage_name, parts, build, check=None):
+        key = repr((stage_name, parts))
+        if key not in stored:
+            stored[key] = build()
+        return stored[key]
+
+    calls = []
+    real = stage.calibrate
+    monkeypatch.setattr(stage, "calibrate", lambda *args: calls.append(1) or real(*args))
+    ctx = replace(ctx, artifact=artifact)
+    first = stage.calibrated(ctx, "prober", stage.Guide(ctx.prober, "key-a"))
+    again = stage.calibrated(ctx, "prober", stage.Guide(ctx.prober, "key-a"))
+    assert len(calls) == 1 and (again.threshold, again.level) == (first.threshold, first.level)
+    stage.calibrated(ctx, "prober", stage.Guide(ctx.prober, "key-b"))
+    assert len(calls) == 2
+    flipped = replace(ctx, train_labels=(ctx.train_labels + 1) % ctx.num_classes)
+    stage.calibrated(flipped, "prober", stage.Guide(ctx.prober, "key-a"))
+    assert len(calls) == 3
+    stage.calibrated(ctx, "prober", stage.Guide(ctx.prober))  # no key: never cached
+    stage.calibrated(ctx, "prober", stage.Guide(ctx.prober))
+    assert len(calls) == 5
+
+
 CORRECTION_SUITE = """
 [suite.s]
 dataset = "mnist-5k"
@@ -534,13 +562,26 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
     monkeypatch.setattr(_engine, "prober_latent", must_not_run)
     monkeypatch.setattr(_engine, "confidence_ascent", must_not_run)
     # ... nor recomputes the bootstrap of cached scores
-    real_evaluate_cell = evaluate.evaluate_cell
+    real_evaluate_cell, real_outcome_rows = evaluate.evaluate_cell, evaluate.outcome_rows
     monkeypatch.setattr(evaluate, "evaluate_cell", must_not_run)
+    monkeypatch.setattr(evaluate, "outcome_rows", must_not_run)
+    # ... nor runs the prober over the validation split, samples the flow or draws a picture
+    from probebench.report import grids
+
+    monkeypatch.setattr(stage, "calibrate", must_not_run)
+    monkeypatch.setattr(grids, "image_grid", must_not_run)
+    monkeypatch.setattr(grids, "correction_grid", must_not_run)
     again = tmp_path / "again"
     assert run.run_suite(suite, registry, store, torch.device("cpu"), again).failures == []
     assert (again / "results.csv").read_bytes() == (out / "results.csv").read_bytes()
+    assert json.loads((again / "run.json").read_text())["correction"] == head["correction"]
+    pictures = sorted(p.relative_to(out) for p in out.rglob("*.png"))
+    names = {p.name for p in pictures}
+    assert {"realnvp-seed0-samples.png", "realnvp-seed0-reconstructions.png", "confidence-ascent_grid.png"} <= names
+    assert all((again / p).read_bytes() == (out / p).read_bytes() for p in pictures)
     # other bootstrap settings are another cache entry: the intervals are computed anew
     monkeypatch.setattr(evaluate, "evaluate_cell", real_evaluate_cell)
+    monkeypatch.setattr(evaluate, "outcome_rows", real_outcome_rows)
     fewer = replace(suite, bootstrap=replace(suite.bootstrap, resamples=suite.bootstrap.resamples - 10))
     assert run.run_suite(fewer, registry, store, torch.device("cpu"), tmp_path / "fewer").failures == []
     resampled = pd.read_csv(tmp_path / "fewer" / "results.csv").set_index(["method", "metric"])

@@ -93,13 +93,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from probebench.cache import hash_key
+from probebench.cache import content_digest, hash_key
 from probebench.console import console, running, task
 from probebench.errors import UserError
 from probebench.paths import safe_part
 from probebench.pipeline.cells import Cell
 from probebench.pipeline.data import cell_data
-from probebench.pipeline.evaluate import Outcome, outcome_rows
+from probebench.pipeline.evaluate import Outcome, cached_outcome_rows
 from probebench.pipeline.failures import CallInfo
 from probebench.pipeline.generate import TrainedFlow
 from probebench.pipeline.stage import Run
@@ -244,7 +244,7 @@ def calibrated(ctx: Context, label: str, guide: Guide) -> Guide:
         images, labels, source = ctx.val_images, ctx.val_labels, f"validation split ({len(ctx.val_labels)} images)"
     else:
         images, labels, source = ctx.train_images, ctx.train_labels, "training split"
-    fit_threshold, fit_level = calibrate(ctx, guide.prober, images, labels)
+    fit_threshold, fit_level = _calibrated_values(ctx, guide, images, labels)
     threshold = fit_threshold if guide.threshold is None else guide.threshold
     level = fit_level if guide.level is None else guide.level
     if ctx.val_labels is None:
@@ -254,6 +254,22 @@ def calibrated(ctx: Context, label: str, guide: Guide) -> Guide:
             f"split, where the classifier is optimistic[/]"
         )
     return replace(guide, threshold=float(threshold), level=float(level), calibrated_on=source)
+
+
+def _calibrated_values(ctx: Context, guide: Guide, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """``calibrate``'s numbers, cached as a component artifact of the classifier
+    under the guide's scorer key and a digest of the images and labels (a
+    warm run runs no prober over the validation split); uncached for a guide
+    without a key."""
+    if not guide.prober_key:
+        return calibrate(ctx, guide.prober, images, labels)
+
+    def build() -> dict[str, float]:
+        threshold, level = calibrate(ctx, guide.prober, images, labels)
+        return {"threshold": threshold, "level": level}
+
+    stored = ctx.artifact("calibration", [guide.prober_key, content_digest(images, labels)], build)
+    return float(stored["threshold"]), float(stored["level"])
 
 
 def setup(
@@ -442,9 +458,11 @@ def correct_images(
     tag: str = "cell",
     on_failure: OnFailure | None = None,
     cache: Cache = _uncached,
+    store: ArtifactStore | None = None,
 ) -> list[dict[str, Any]]:
     """Run every bound corrector on ``images`` and return the metric rows
-    (``method`` filled in). Writes artifacts under ``out/corrections`` when given.
+    (``method`` filled in). Writes artifacts under ``out/corrections`` when
+    given; with ``store``, their pictures and the metric rows are cached there.
 
     ``cache(bound, build)`` returns the stored record of ``bound`` on these
     images or builds and stores it: a resumed run edits nothing twice."""
@@ -462,9 +480,9 @@ def correct_images(
             float(record["seconds"]),
             tuned,
         )
-        rows += [{"method": bound.method, **row} for row in outcome_rows(outcome, bootstrap)]
+        rows += [{"method": bound.method, **row} for row in cached_outcome_rows(store, outcome, bootstrap)]
         if out is not None:
-            _save(out, bound.method, tag, state, images, record)
+            _save(out, bound.method, tag, state, images, record, store)
     return rows
 
 
@@ -511,15 +529,26 @@ def correct_cell(run: Run, ctx: Context, state: Setup, cell: Cell) -> list[dict[
         tag=cell.tag(ctx.seed),
         cache=cache,
         on_failure=on_failure,
+        store=run.store,
     )
     keys = cell.columns(run.suite, ctx.seed)
     return [{**keys, **row} for row in rows]
 
 
 # -- artifacts --------------------------------------------------------------------
-def _save(out: Path, method: str, tag: str, state: Setup, images: torch.Tensor, record: Record) -> None:
-    """The record's tensors, and the first time per method a grid of corrected misses."""
-    from probebench.cache import atomic_write
+def _save(
+    out: Path,
+    method: str,
+    tag: str,
+    state: Setup,
+    images: torch.Tensor,
+    record: Record,
+    store: ArtifactStore | None = None,
+) -> None:
+    """The record's tensors, and the first time per method a grid of corrected
+    misses (drawn once, then copied from ``store``: ``probebench.figures``)."""
+    from probebench.cache import atomic_write, content_digest
+    from probebench.figures import cached_figures, figure_key
     from probebench.report.grids import correction_grid
 
     folder = Path(out) / "corrections"
@@ -529,13 +558,16 @@ def _save(out: Path, method: str, tag: str, state: Setup, images: torch.Tensor, 
         return
     state.grids.add(method)
     before, after, labels = record["prediction_before"], record["prediction_after"], record["labels"]
-    corrected = ((before != labels) & (after == labels)).nonzero().squeeze(1)
-    if len(corrected):
-        edited = images.clone()
-        edited[record["index"]] = record["edited"]
-        atomic_write(
-            folder / f"{safe_part(method)}_grid.png",
-            lambda tmp: correction_grid(
-                tmp, images, edited, corrected[:8], before, after, labels, f"{method}: corrected misses ({tag})"
-            ),
-        )
+    corrected = ((before != labels) & (after == labels)).nonzero().squeeze(1)[:8]
+    if not len(corrected):
+        return
+    edited = images.clone()
+    edited[record["index"]] = record["edited"]
+    title = f"{method}: corrected misses ({tag})"
+    drawn = [images[corrected], edited[corrected], before[corrected], after[corrected], labels[corrected]]
+    key = figure_key("correction-grid", title, content_digest(*drawn))
+
+    def draw(paths: list[Path]) -> None:
+        correction_grid(paths[0], images, edited, corrected, before, after, labels, title)
+
+    cached_figures(store, key, [folder / f"{safe_part(method)}_grid.png"], draw)
