@@ -59,6 +59,39 @@ class Classifier(Protocol):
 
 
 @runtime_checkable
+class WeightsFiles(Protocol):
+    """A capability a classifier may declare: its weights come from files.
+
+    The class attribute ``loads_weights = True`` declares it, and
+    ``weights_files()`` returns the files ``build`` reads (a checkpoint, a
+    pretrained ``.safetensors``); their SHA-256 enters the trained classifier's
+    cache key, so a changed file is never served from the cache. The
+    attribute ``trains`` (default True) says whether the train stage then
+    trains the built model (fine-tuning) or uses it as built (``False``: it
+    is neither trained nor cached, and scorers that train more models of the
+    suite's classifier, such as ensembles or cross-fitted probers, fail with
+    a one-line error). The built-in ``checkpoint`` classifier declares it.
+    """
+
+    loads_weights: ClassVar[bool]
+
+    def weights_files(self) -> list[Any]:
+        """The paths (str or Path) of the files ``build`` loads weights from."""
+
+
+def weights_files(classifier: object) -> list[Any]:
+    """The files a classifier declares it loads weights from (``WeightsFiles``), else []."""
+    if getattr(classifier, "loads_weights", False) is not True:
+        return []
+    return list(classifier.weights_files())  # type: ignore[attr-defined]
+
+
+def trains(classifier: object) -> bool:
+    """Whether the train stage trains a classifier's built model (``WeightsFiles.trains``)."""
+    return getattr(classifier, "trains", True) is not False
+
+
+@runtime_checkable
 class Generator(Protocol):
     name: ClassVar[str]
 
@@ -171,7 +204,10 @@ KINDS: dict[str, type] = {
 
 # Capabilities a component of a kind may declare: Protocol -> (kind, the class
 # attribute that declares it). docs/plugins.md documents each in its kind's section.
-CAPABILITIES: dict[type, tuple[str, str]] = {Guide: ("scorer", "guides_correctors")}
+CAPABILITIES: dict[type, tuple[str, str]] = {
+    Guide: ("scorer", "guides_correctors"),
+    WeightsFiles: ("classifier", "loads_weights"),
+}
 
 # What a class must define for its kind; checked when a plugin registers it.
 REQUIRED: dict[str, tuple[str, ...]] = {
