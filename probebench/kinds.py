@@ -39,7 +39,12 @@ class Dataset(Protocol):
         ``load`` before any training (so missing files fail at once), and
         ``load_cell(corruption, severity, root) -> (images, labels)``, called
         once per listed cell; each becomes a results row group like a suite's
-        corruption at that severity."""
+        corruption at that severity.
+
+        An optional attribute ``classes`` (the ``num_classes`` class names,
+        may be set by ``load``, as ``num_classes`` and ``shape`` may for data
+        whose classes are only known from the files) is recorded in run.json
+        (``data.classes``) and names the classes in reports and grids."""
 
 
 @runtime_checkable

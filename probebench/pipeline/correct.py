@@ -223,6 +223,7 @@ class Setup:
     generators: dict[str, Any]
     guides: dict[str, Guide]
     grids: set[str] = field(default_factory=set)
+    class_names: list[str] = field(default_factory=list)  # the dataset's, for the grids
 
     def guide_label(self, bound: Bound) -> str:
         return bound.guide or next(iter(self.guides))  # unnamed: the first prober
@@ -492,6 +493,7 @@ def correct_cell(run: Run, ctx: Context, state: Setup, cell: Cell) -> list[dict[
     cell) record is cached in the run's store."""
     images, labels = cell_data(run.registry, run.splits, cell, ctx.seed, run.suite.data_root)
     cell_key = cell.key(run.registry, ctx.classifier_key)
+    state.class_names = list(run.splits.data.get("classes", []))
 
     def cache(bound: Bound, build: Callable[[], Record]) -> Record:
         if not bound.key:
@@ -536,6 +538,14 @@ def _save(out: Path, method: str, tag: str, state: Setup, images: torch.Tensor, 
         atomic_write(
             folder / f"{safe_part(method)}_grid.png",
             lambda tmp: correction_grid(
-                tmp, images, edited, corrected[:8], before, after, labels, f"{method}: corrected misses ({tag})"
+                tmp,
+                images,
+                edited,
+                corrected[:8],
+                before,
+                after,
+                labels,
+                f"{method}: corrected misses ({tag})",
+                state.class_names,
             ),
         )
