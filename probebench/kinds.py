@@ -196,6 +196,35 @@ class Metric(Protocol):
         and the same resamples for its interval, and its rows have method ``-``."""
 
 
+@dataclass
+class FinishedRun:
+    """What a logger receives: a finished run, read back from its folder.
+
+    ``path`` is the run folder; ``params`` the flat parameters (the resolved
+    suite as dotted keys, ``seeds``, the probebench, torch and python
+    versions, git commit, device); ``rows`` the tidy rows of results.csv
+    (dicts with ``dataset``, ``corruption``, ``severity``, ``classifier``,
+    ``seed``, ``method``, ``metric``, ``value``, ``ci_low``, ``ci_high``,
+    ``n``; a seed of -1 never occurs: rows are per seed); ``meta`` is run.json
+    as a dict; ``artifacts`` the files worth keeping (results.csv, run.json,
+    scores.csv.gz, report.html and every PNG under the folder)."""
+
+    path: Any
+    params: dict[str, Any]
+    rows: list[dict[str, Any]]
+    meta: dict[str, Any]
+    artifacts: list[Any]
+
+
+@runtime_checkable
+class Logger(Protocol):
+    name: ClassVar[str]
+
+    def log_run(self, run: FinishedRun) -> None:
+        """Send a finished run somewhere (an experiment tracker); called once
+        per run, after its folder is complete. Imports its tracker lazily."""
+
+
 KINDS: dict[str, type] = {
     "dataset": Dataset,
     "corruption": Corruption,
@@ -205,6 +234,7 @@ KINDS: dict[str, type] = {
     "scorer": Scorer,
     "corrector": Corrector,
     "metric": Metric,
+    "logger": Logger,
 }
 
 # Capabilities a component of a kind may declare: Protocol -> (kind, the class
@@ -224,4 +254,5 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "scorer": ("name", "score"),
     "corrector": ("name", "correct"),
     "metric": ("name", "higher_is_better", "__call__"),
+    "logger": ("name", "log_run"),
 }

@@ -64,6 +64,14 @@ def run(
             "in results.csv and `probebench leaderboard`. 'all' shows every one.",
         ),
     ] = SUMMARY_METRICS,
+    log: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--log",
+            help="Also log the finished run to this logger (`probebench ls loggers`), e.g. mlflow; "
+            "repeat for several; added to the suite's 'log' list.",
+        ),
+    ] = None,
 ) -> None:
     """Run a benchmark suite: train, score, evaluate, and write results/<run-id>/."""
     from probebench.cache import ArtifactStore
@@ -71,6 +79,8 @@ def run(
 
     config, reg = load(ctx, registry)
     resolved = parse_suite(config, suite, reg, seeds=_seeds(seeds), data_root=data_root)
+    for name in log or []:
+        reg.get("logger", name)  # an unknown logger fails before anything runs
 
     from probebench.console import console
     from probebench.paths import write_run_folder
@@ -85,6 +95,9 @@ def run(
         results_root=default_results_dir(),
     )
     show_summary(target, None if show == "all" else [m for m in show.split(",") if m])
+    from probebench.loggers import log_run, merged
+
+    log_run(reg, merged(resolved.log, log or []), target)
     if outcome.failures:
         console.print(f"[red]{len(outcome.failures)} component failure(s); the other results are complete:[/]")
         for failure in outcome.failures:
