@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from probebench.errors import UserError
 from probebench.kinds import FinishedRun
@@ -20,23 +20,13 @@ ARTIFACTS = ("results.csv", "run.json", "scores.csv.gz", "report.html")
 HEADER_PARAMS = ("probebench_version", "torch_version", "python_version", "git_commit", "device", "status")
 
 
-def flat(value: Any, prefix: str = "") -> dict[str, str]:
-    """Nested dicts as dotted keys; lists and scalars as JSON text."""
-    if isinstance(value, dict) and value:
-        out: dict[str, str] = {}
-        for key, item in value.items():
-            out.update(flat(item, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix: value if isinstance(value, str) else json.dumps(value, default=str)}
-
-
 def finished_run(path: Path) -> FinishedRun:
     """The run in folder ``path`` as a logger receives it."""
     from probebench import results
 
     table, meta = results.load_run(path)
     suite = meta.get("suite", {})
-    params = flat(suite, "suite")
+    params = results.flatten(suite, "suite", plain_strings=True)
     params["seeds"] = json.dumps(sorted(int(s) for s in table["seed"].unique()))
     params.update({key: str(meta[key]) for key in HEADER_PARAMS if meta.get(key) is not None})
     artifacts = [path / name for name in ARTIFACTS if (path / name).is_file()]
