@@ -77,3 +77,12 @@ def register_metrics() -> list[type]:
     """Return Metric classes: ``__call__(confidence, hit) -> float`` with a
     ``higher_is_better`` class attribute.
     """
+
+
+@hookspec
+def register_loggers() -> list[type]:
+    """Return Logger classes: ``log_run(run: FinishedRun) -> None``.
+
+    Called at start-up; a suite's ``log`` list (or ``probebench run --log``)
+    names the loggers that receive each finished run.
+    """

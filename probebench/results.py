@@ -333,13 +333,16 @@ def combine(runs: list[Path]) -> tuple[pd.DataFrame, dict[str, Header]]:
     return table, heads
 
 
-def _flatten(value: object, prefix: str = "") -> dict[str, str]:
-    """Nested dicts as {'classifier.options.epochs': '8'}; lists stay JSON."""
+def flatten(value: object, prefix: str = "", plain_strings: bool = False) -> dict[str, str]:
+    """Nested dicts as {'classifier.options.epochs': '8'}; lists stay JSON, and
+    strings too unless ``plain_strings`` (as a logger's params show them)."""
     if isinstance(value, dict) and value:
         out: dict[str, str] = {}
         for key, inner in value.items():
-            out.update(_flatten(inner, f"{prefix}.{key}" if prefix else str(key)))
+            out.update(flatten(inner, f"{prefix}.{key}" if prefix else str(key), plain_strings))
         return out
+    if plain_strings and isinstance(value, str):
+        return {prefix: value}
     return {prefix: json.dumps(value, sort_keys=True, default=str)}
 
 
@@ -349,7 +352,7 @@ def config_differences(heads: dict[str, Header], configs: Iterable[str]) -> list
     for head in heads.values():
         by_config.setdefault(run_config(head), head.get("suite", {}))
     suites = [
-        _flatten({k: v for k, v in by_config[c].items() if k not in CONFIG_IGNORES}) for c in configs if c in by_config
+        flatten({k: v for k, v in by_config[c].items() if k not in CONFIG_IGNORES}) for c in configs if c in by_config
     ]
     keys = sorted({k for suite in suites for k in suite})
     lines = []

@@ -84,12 +84,16 @@ class Suite:
     correctors: tuple[ComponentSpec, ...] = ()
     generators: tuple[ComponentSpec, ...] = ()  # flows trained on the training split (probebench/pipeline/generate.py)
     validation: int = 0  # training images held out as a validation split (probebench/pipeline/data.py)
+    log: tuple[ComponentSpec, ...] = ()  # loggers that receive the finished run (probebench/loggers.py)
 
     def as_dict(self) -> dict[str, Any]:
-        """The suite as resolved, for the run header and cache keys."""
+        """The suite as resolved, for the run header and cache keys. Without
+        ``log``: where a run is logged changes none of its numbers."""
         from dataclasses import asdict
 
-        return asdict(self)
+        resolved = asdict(self)
+        resolved.pop("log")
+        return resolved
 
 
 @dataclass
@@ -166,6 +170,7 @@ _SUITE_KEYS: dict[str, type | tuple[type, ...]] = {
     "data_root": str,
     "batch_size": int,
     "correctors": list,
+    "log": list,
     "validation": int,
 }
 _REQUIRED_KEYS = ("dataset", "classifier", "scorers", "metrics")
@@ -218,6 +223,7 @@ def parse_suite(config: Config, name: str, registry: Registry | None = None, **o
         batch_size=raw.get("batch_size", 256),
         correctors=tuple(_component(c, where, "correctors") for c in raw.get("correctors", [])),
         validation=raw.get("validation", 0),
+        log=tuple(_component(entry, where, "log") for entry in raw.get("log", [])),
     )
     for kind, specs in (("scorer", suite.scorers), ("generator", suite.generators), ("corrector", suite.correctors)):
         labels = [s.label for s in specs]
@@ -299,6 +305,8 @@ def validate(suite: Suite, registry: Registry, where: str) -> None:
 
     check("dataset", suite.dataset)
     check("classifier", suite.classifier)
+    for spec in suite.log:
+        check("logger", spec)
     for spec in suite.scorers:
         check("scorer", spec)
     for corruption in suite.corruptions:

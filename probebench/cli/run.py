@@ -79,6 +79,14 @@ def run(
     ] = None,
     show: Annotated[str | None, typer.Option("--show", hidden=True, help="Deprecated: use --metric.")] = None,
     as_json: JsonOption = False,
+    log: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--log",
+            help="Also log the finished run to this logger (`probebench ls loggers`), e.g. mlflow; "
+            "repeat for several; added to the suite's 'log' list.",
+        ),
+    ] = None,
 ) -> None:
     """Run a benchmark suite: train, score, evaluate, and write results/<run-id>/."""
     from probebench.cache import ArtifactStore
@@ -86,6 +94,8 @@ def run(
 
     config, reg = load(ctx, registry)
     resolved = parse_suite(config, suite, reg, seeds=_seeds(seeds), data_root=data_root)
+    for name in log or []:
+        reg.get("logger", name)  # an unknown logger fails before anything runs
 
     from probebench.cache import suite_user
     from probebench.console import console
@@ -104,6 +114,9 @@ def run(
     )
     chosen = split_list(metric or []) or split_list([deprecated_alias("--show", "--metric", show) or SUMMARY_METRICS])
     show_summary(target, None if chosen == ["all"] else chosen, as_json=as_json, failures=outcome.failures)
+    from probebench.loggers import log_run, merged
+
+    log_run(reg, merged(resolved.log, log or []), target)
     if outcome.failures:
         console.print(f"[red]{len(outcome.failures)} component failure(s); the other results are complete:[/]")
         for failure in outcome.failures:

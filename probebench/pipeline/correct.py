@@ -223,6 +223,7 @@ class Setup:
     generators: dict[str, Any]
     guides: dict[str, Guide]
     grids: set[str] = field(default_factory=set)
+    class_names: list[str] = field(default_factory=list)  # the dataset's, for the grids
 
     def guide_label(self, bound: Bound) -> str:
         return bound.guide or next(iter(self.guides))  # unnamed: the first prober
@@ -510,6 +511,7 @@ def correct_cell(run: Run, ctx: Context, state: Setup, cell: Cell) -> list[dict[
     cell) record is cached in the run's store."""
     images, labels = cell_data(run.registry, run.splits, cell, ctx.seed, run.suite.data_root)
     cell_key = cell.key(run.registry, ctx.classifier_key)
+    state.class_names = list(run.splits.data.get("classes", []))
 
     def cache(bound: Bound, build: Callable[[], Record]) -> Record:
         if not bound.key:
@@ -565,9 +567,9 @@ def _save(
     edited[record["index"]] = record["edited"]
     title = f"{method}: corrected misses ({tag})"
     drawn = [images[corrected], edited[corrected], before[corrected], after[corrected], labels[corrected]]
-    key = figure_key("correction-grid", title, content_digest(*drawn))
+    key = figure_key("correction-grid", title, content_digest(*drawn), state.class_names)
 
     def draw(paths: list[Path]) -> None:
-        correction_grid(paths[0], images, edited, corrected, before, after, labels, title)
+        correction_grid(paths[0], images, edited, corrected, before, after, labels, title, state.class_names)
 
     cached_figures(store, key, [folder / f"{safe_part(method)}_grid.png"], draw)

@@ -175,7 +175,9 @@ def train_task(run: Run, *, seed: int, device: torch.device) -> Context:
         spec = suite.classifier
         if options:
             spec = replace(spec, options={**spec.options, **options})
-        return trained_classifier(run.registry, run.store, suite.dataset, spec, splits, other_seed, device, subset)[0]
+        return trained_classifier(
+            run.registry, run.store, suite.dataset, spec, splits, other_seed, device, subset, another=True
+        )[0]
 
     model, key = trained_classifier(run.registry, run.store, suite.dataset, suite.classifier, splits, seed, device)
 

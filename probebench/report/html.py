@@ -188,6 +188,7 @@ def _header_html(run: Path, head: Header, table: pd.DataFrame) -> str:
         ("suite", suite.get("name", "?")),
         ("description", suite.get("description", "")),
         ("dataset", (suite.get("dataset") or {}).get("label", "?")),
+        ("classes", ", ".join((head.get("data") or {}).get("classes") or []) or "numbered 0..K-1"),
         ("classifier", (suite.get("classifier") or {}).get("label", "?")),
         ("seeds", ", ".join(map(str, seeds))),
         ("config hash", results.run_config(head)),
