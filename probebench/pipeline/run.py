@@ -21,6 +21,7 @@ from probebench.cache import ArtifactStore, hash_key
 from probebench.console import task
 from probebench.errors import UserError
 from probebench.evaluate import check_bootstrap_memory
+from probebench.pipeline import active as learning
 from probebench.pipeline import correct as correction
 from probebench.pipeline.cells import suite_cells
 from probebench.pipeline.context import Context
@@ -71,7 +72,8 @@ def run_suite(suite: Suite, registry: Registry, store: ArtifactStore, device: to
     samples: list[pd.DataFrame] = []
     try:
         with store.active():  # datasets keep their own cached files under the same cache
-            splits = load_splits(registry, suite.dataset, suite.data_root, suite.validation)
+            pool = suite.active.pool if suite.active else 0
+            splits = load_splits(registry, suite.dataset, suite.data_root, suite.validation, pool)
             check_bootstrap_memory(suite.bootstrap, len(splits.test_labels), len(suite.metrics))
             run_header["data"] = splits.data  # which data produced the numbers, as dvc.lock records
             run = Run(suite, registry, store, splits, out)
@@ -86,6 +88,8 @@ def run_suite(suite: Suite, registry: Registry, store: ArtifactStore, device: to
 
     import pandas as pd
 
+    if suite.active is not None:
+        learning.collect(out)
     run_header["finished"] = results.now()
     run_header["seconds"] = round(time.time() - started, 2)
     run_header["failures"] = run.failures.entries
@@ -103,6 +107,8 @@ def _header(suite: Suite, registry: Registry, device: torch.device) -> dict[str,
         header["metrics"].update({k: {"higher_is_better": v, "scale": 1} for k, v in CORRECTION_METRICS.items()})
     if suite.generators:
         header["metrics"].update(GENERATOR_METRICS)
+    if suite.active is not None:
+        header["metrics"].update({k: {"higher_is_better": v, "scale": 1} for k, v in learning.METRICS.items()})
     return header
 
 
@@ -133,6 +139,8 @@ def _run_seed(
             if corrections is not None:
                 rows += correction.correct_cell(run, ctx, corrections, cell)
             advance()
+    if run.suite.active is not None:
+        learning.active_stage(run, ctx, flows, run_header)
     facts = {s.spec.label: s.facts for s in scorers if s.facts}
     if facts:  # what a component learnt about itself in prepare (e.g. a prober's training data)
         run_header.setdefault("component_facts", {})[str(seed)] = facts
