@@ -28,7 +28,7 @@ generators = [{{ name = "realnvp", epochs = 1, hidden = 8 }}]
 active = {active}
 """
 GOOD = (
-    '{ rounds = 2, budget = 10, pool = 60, strategies = ["random", "margin", "coreset", '
+    '{ rounds = 2, budget = 10, pool = 60, strategies = ["random", "margin", '
     '{ name = "boundary-path", max_steps = 10 }], oracle = [{ name = "ensemble-oracle", members = 1 }, "source-label"] }'
 )
 
@@ -179,7 +179,6 @@ def test_two_rounds_end_to_end_write_rows_per_round_strategy_and_oracle(runner, 
     assert runs == {
         ("random", "pool-label"),
         ("margin", "pool-label"),
-        ("coreset", "pool-label"),
         ("boundary-path", "ensemble-oracle"),
         ("boundary-path", "source-label"),
     }
@@ -201,7 +200,7 @@ def test_two_rounds_end_to_end_write_rows_per_round_strategy_and_oracle(runner, 
     assert (disagree[disagree.oracle == "source-label"]["value"] == 0).all()
     head = json.loads((out / "run.json").read_text())
     oracles = head["active"]["oracles"]["0"]
-    assert 0.3 < oracles["ensemble-oracle"]["test_accuracy"] <= 1
+    assert 0 < oracles["ensemble-oracle"]["test_accuracy"] < 1  # a trained model, not the test labels
     assert oracles["pool-label"]["test_accuracy"] == 1
     # every number traces to per-sample scores: accuracy is the mean of the saved hits
     scores = pd.read_csv(out / "active_scores.csv.gz")
