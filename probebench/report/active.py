@@ -114,7 +114,15 @@ def learning_curve_figure(table: pd.DataFrame, title: str) -> Figure:
         x = per_seed.index.to_numpy(dtype=float)
         mean = per_seed.mean(axis=1).to_numpy()
         name = line(strategy, oracle)
-        ax.plot(x, mean, marker="o", ms=3, lw=1.6, label=f"{name} ({per_seed.shape[1]} seeds)", **styles[name])
+        ax.plot(
+            x,
+            mean,
+            marker="o",
+            ms=3,
+            lw=1.6,
+            label=f"{name} ({per_seed.shape[1]} seed{'' if per_seed.shape[1] == 1 else 's'})",
+            **styles[name],
+        )
         if per_seed.shape[1] > 1:
             low, high = np.nanmin(per_seed.to_numpy(), axis=1), np.nanmax(per_seed.to_numpy(), axis=1)
             ax.fill_between(x, low, high, color=styles[name]["color"], alpha=0.12, lw=0)
