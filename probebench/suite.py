@@ -207,13 +207,7 @@ def parse_suite(config: Config, name: str, registry: Registry | None = None, **o
     raw.update({k: v for k, v in overrides.items() if v is not None})
     where = f"{config.path.name}: suite {name!r}"
 
-    for key, value in raw.items():
-        if key not in _SUITE_KEYS:
-            raise UserError(f"{where}: unknown key {key!r}{suggest(key, _SUITE_KEYS)}")
-        expected = _SUITE_KEYS[key]
-        if not isinstance(value, expected) or (isinstance(value, bool) and expected is int):
-            names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
-            raise UserError(f"{where}: key {key!r} must be a {names}, got {type(value).__name__} {value!r}")
+    _check_keys(raw, _SUITE_KEYS, where)
     for key in _REQUIRED_KEYS:
         if key not in raw:
             raise UserError(f"{where}: missing key {key!r}")
@@ -252,6 +246,17 @@ def parse_suite(config: Config, name: str, registry: Registry | None = None, **o
     if registry is not None:
         validate(suite, registry, where)
     return suite
+
+
+def _check_keys(table: dict[str, Any], allowed: dict[str, type | tuple[type, ...]], where: str) -> None:
+    """Every key of ``table`` is in ``allowed`` and of its type (a bool is not an int)."""
+    for key, value in table.items():
+        if key not in allowed:
+            raise UserError(f"{where}: unknown key {key!r}{suggest(key, allowed)}")
+        expected = allowed[key]
+        if not isinstance(value, expected) or (isinstance(value, bool) and expected is int):
+            names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
+            raise UserError(f"{where}: key {key!r} must be a {names}, got {type(value).__name__} {value!r}")
 
 
 def _component(value: Any, where: str, key: str) -> ComponentSpec:
@@ -390,13 +395,7 @@ _ACTIVE_KEYS: dict[str, type | tuple[type, ...]] = {
 def _active(value: dict, where: str) -> ActiveSpec:
     """The ``active`` table, checked: one line per mistake, naming the key."""
     where = f"{where}: active"
-    for key, val in value.items():
-        if key not in _ACTIVE_KEYS:
-            raise UserError(f"{where}: unknown key {key!r}{suggest(key, _ACTIVE_KEYS)}")
-        expected = _ACTIVE_KEYS[key]
-        if not isinstance(val, expected) or (isinstance(val, bool) and expected is int):
-            names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
-            raise UserError(f"{where}: key {key!r} must be a {names}, got {type(val).__name__} {val!r}")
+    _check_keys(value, _ACTIVE_KEYS, where)
     for key in ("rounds", "budget", "pool", "strategies"):
         if key not in value:
             raise UserError(

@@ -39,6 +39,7 @@ behind every row; ``active/`` the acquired images and labels of every round
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -150,24 +151,7 @@ def _oracles(run: Run, base: Context) -> dict[str, Any]:
     images = torch.cat([splits.train_images, splits.pool_images])
     labels = torch.cat([splits.train_labels, splits.pool_labels])
 
-    def train_on_all(
-        other_seed: int, subset: torch.Tensor | None = None, options: dict[str, Any] | None = None
-    ) -> torch.nn.Module:
-        spec = run.suite.classifier
-        if options:
-            spec = replace(spec, options={**spec.options, **options})
-        x, y = (images, labels) if subset is None else (images[subset], labels[subset])
-        digest = None if subset is None else subset_digest(subset)
-        key = hash_key(
-            "active-oracle-classifier",
-            base.classifier_key,
-            spec_parts(run.registry, "classifier", spec),
-            other_seed,
-            digest,
-        )
-        label = f"{spec.label} seed {other_seed} on all {len(y)} labelled images (oracle)"
-        return fitted(run.registry, run.store, spec, splits.dataset, x, y, other_seed, base.device, key, label)
-
+    train_on_all = _trainer(run, base, images, labels, "active-oracle-classifier", base.classifier_key, "oracle")
     octx = replace(base, train_images=images, train_labels=labels, train_classifier=train_on_all)
     assert run.suite.active is not None
     specs = [ComponentSpec(POOL_ORACLE), *run.suite.active.oracles]
@@ -192,6 +176,28 @@ def _trajectories(run: Run, base: Context) -> list[Trajectory]:
     return out
 
 
+def _trainer(
+    run: Run, base: Context, images: torch.Tensor, labels: torch.Tensor, tag: str, key: str, what: str
+) -> Callable[..., torch.nn.Module]:
+    """A ``Context.train_classifier`` training the suite's classifier on
+    ``images``/``labels`` (or a ``subset`` of them, with other ``options``),
+    cached under ``tag``, ``key`` (what the images are) and its own arguments."""
+
+    def train(
+        other_seed: int, subset: torch.Tensor | None = None, options: dict[str, Any] | None = None
+    ) -> torch.nn.Module:
+        spec = run.suite.classifier
+        if options:
+            spec = replace(spec, options={**spec.options, **options})
+        x, y = (images, labels) if subset is None else (images[subset], labels[subset])
+        digest = None if subset is None else subset_digest(subset)
+        cached = hash_key(tag, key, spec_parts(run.registry, "classifier", spec), other_seed, digest)
+        label = f"{spec.label} seed {other_seed} on {len(y)} images ({what})"
+        return fitted(run.registry, run.store, spec, run.splits.dataset, x, y, other_seed, base.device, cached, label)
+
+    return train
+
+
 def _round_context(run: Run, base: Context, trajectory: Trajectory, model: torch.nn.Module) -> Context:
     """The context of one round's classifier: its key, its training images (split + acquired)."""
     images = torch.cat([run.splits.train_images, *trajectory.images])
@@ -201,17 +207,7 @@ def _round_context(run: Run, base: Context, trajectory: Trajectory, model: torch
     def artifact(stage: str, parts: Any, build: Any, check: Any = None) -> dict[str, Any]:
         return run.store.get_or_build(stage, hash_key(stage, key, parts), build, check)
 
-    def train_other(
-        other_seed: int, subset: torch.Tensor | None = None, options: dict[str, Any] | None = None
-    ) -> torch.nn.Module:
-        spec = run.suite.classifier
-        if options:
-            spec = replace(spec, options={**spec.options, **options})
-        x, y = (images, labels) if subset is None else (images[subset], labels[subset])
-        digest = None if subset is None else subset_digest(subset)
-        other = hash_key("active-other", key, spec_parts(run.registry, "classifier", spec), other_seed, digest)
-        label = f"{spec.label} seed {other_seed} on {len(y)} images (active)"
-        return fitted(run.registry, run.store, spec, run.splits.dataset, x, y, other_seed, base.device, other, label)
+    train_other = _trainer(run, base, images, labels, "active-other", key, "active")
 
     return replace(
         base,

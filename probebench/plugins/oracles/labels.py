@@ -20,7 +20,7 @@ class PoolLabel:
         return source_labels.clone()
 
 
-class SourceLabel:
+class SourceLabel(PoolLabel):
     """The true label of the pool image a generated image was made from: assumes
     an edit keeps the identity of its source (the reference's identity
     question; the active stage reports how often ``ensemble-oracle`` disagrees)."""
@@ -28,9 +28,6 @@ class SourceLabel:
     name = "source-label"
     version = "1"
     labels_generated = True
-
-    def label(self, ctx, images, source_labels):
-        return source_labels.clone()
 
 
 class EnsembleOracle:
