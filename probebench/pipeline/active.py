@@ -98,10 +98,10 @@ def round_generator(seed: int, label: str, oracle: str, round_: int) -> torch.Ge
     return torch.Generator().manual_seed(int(hash_key("acquire", seed, label, oracle, round_)[:12], 16))
 
 
-def active_stage(run: Run, ctx: Context, flows: dict[str, TrainedFlow], run_header: dict[str, Any]) -> None:
+def active_stage(run: Run, ctx: Context, flows: dict[str, TrainedFlow]) -> dict[str, Any]:
     """Run the loop for ``ctx``'s seed; its rows and per-sample frames go to
-    ``<out>/active/seed<S>.*`` (``collect`` joins them), what it learnt about
-    the oracles to ``run_header['active']``."""
+    ``<out>/active/seed<S>.*`` (``collect`` joins them). Returns each oracle's
+    test accuracy (run.json: ``active`` -> ``oracles`` -> seed)."""
     import pandas as pd
 
     suite, splits = run.suite, run.splits
@@ -113,9 +113,6 @@ def active_stage(run: Run, ctx: Context, flows: dict[str, TrainedFlow], run_head
     test_accuracy = {
         label: float((oracle.label(base, splits.test_images, splits.test_labels) == splits.test_labels).float().mean())
         for label, oracle in oracles.items()
-    }
-    run_header.setdefault("active", {}).setdefault("oracles", {})[str(ctx.seed)] = {
-        label: {"test_accuracy": accuracy} for label, accuracy in test_accuracy.items()
     }
     trajectories = _trajectories(run, base)
     rows: list[dict[str, Any]] = []
@@ -142,6 +139,7 @@ def active_stage(run: Run, ctx: Context, flows: dict[str, TrainedFlow], run_head
     atomic_write(
         folder / f"seed{ctx.seed}_scores.csv.gz", lambda tmp: scores.to_csv(tmp, index=False, compression="gzip")
     )
+    return {label: {"test_accuracy": accuracy} for label, accuracy in test_accuracy.items()}
 
 
 def _oracles(run: Run, base: Context) -> dict[str, Any]:
