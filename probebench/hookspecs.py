@@ -86,3 +86,18 @@ def register_loggers() -> list[type]:
     Called at start-up; a suite's ``log`` list (or ``probebench run --log``)
     names the loggers that receive each finished run.
     """
+
+
+@hookspec
+def register_acquirers() -> list[type]:
+    """Return Acquirer classes: ``acquire(ctx, pool, k, generator) -> Acquisition``
+    (active learning: the ``k`` images of the unlabelled pool, or images made
+    from them, to label next; see ``probebench.kinds.Acquirer``).
+    """
+
+
+@hookspec
+def register_oracles() -> list[type]:
+    """Return Oracle classes: ``label(ctx, images, source_labels) -> labels``
+    (who labels acquired images in active learning; see ``probebench.kinds.Oracle``).
+    """

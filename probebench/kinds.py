@@ -225,6 +225,47 @@ class Logger(Protocol):
         per run, after its folder is complete. Imports its tracker lazily."""
 
 
+@dataclass
+class Acquisition:
+    """What an acquirer returns: ``images`` [K,C,H,W] in [0,1] to be labelled,
+    ``source`` int64 [K], the index into the pool it was handed of the image
+    each one is (or was made from), and ``generated`` bool [K], True where the
+    image is not a pool image itself (an edit or a point on a path). ``details``
+    holds optional per-image tensors (first dimension K) worth keeping."""
+
+    images: torch.Tensor
+    source: torch.Tensor
+    generated: torch.Tensor
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Acquirer(Protocol):
+    name: ClassVar[str]
+
+    def acquire(self, ctx: Context, pool: torch.Tensor, k: int, generator: torch.Generator) -> Acquisition:
+        """Pick or make ``k`` images to label from the unlabelled ``pool``
+        [P,C,H,W] (images acquired in earlier rounds are no longer in it),
+        using ``ctx.classifier`` (this round's model), ``ctx.train_images``
+        (what it was trained on) and, for a generating acquirer, the flow
+        ``ctx.generator``; ``generator`` seeds any randomness. Sees no label.
+        A class attribute ``generates = True`` says it may return generated
+        images (they go to the suite's ``active.oracle``)."""
+
+
+@runtime_checkable
+class Oracle(Protocol):
+    name: ClassVar[str]
+
+    def label(self, ctx: Context, images: torch.Tensor, source_labels: torch.Tensor) -> torch.Tensor:
+        """Labels int64 [K] of acquired ``images`` [K,C,H,W]; ``source_labels``
+        are the true labels of the pool images they are or were made from. May
+        define ``prepare(ctx)``, called once per seed with ``ctx.train_images``
+        and ``ctx.train_labels`` = every labelled training image including the
+        pool, and ``ctx.train_classifier(seed)`` training on those. A class
+        attribute ``labels_generated = True`` says it can label generated images."""
+
+
 KINDS: dict[str, type] = {
     "dataset": Dataset,
     "corruption": Corruption,
@@ -235,6 +276,8 @@ KINDS: dict[str, type] = {
     "corrector": Corrector,
     "metric": Metric,
     "logger": Logger,
+    "acquirer": Acquirer,
+    "oracle": Oracle,
 }
 
 # Capabilities a component of a kind may declare: Protocol -> (kind, the class
@@ -255,4 +298,6 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "corrector": ("name", "correct"),
     "metric": ("name", "higher_is_better", "__call__"),
     "logger": ("name", "log_run"),
+    "acquirer": ("name", "acquire"),
+    "oracle": ("name", "label"),
 }

@@ -51,6 +51,7 @@ def _component(spec: dict[str, Any]) -> str:
 def suite_markdown(suite_dict: dict[str, Any], config: str, runs: list[Path]) -> str:
     from probebench import results
     from probebench.cli.leaderboard import provenance_text
+    from probebench.report import active
     from probebench.report import leaderboard as board
     from probebench.report.tables import render_sections
 
@@ -89,6 +90,9 @@ def suite_markdown(suite_dict: dict[str, Any], config: str, runs: list[Path]) ->
     note = board.scaled_note(scales, table["metric"])
     if note:
         lines += [f"_{note}._", ""]
+    active_table = active.load(runs)
+    if active_table is not None:
+        lines += [active.markdown(active_table), ""]
     lines.append(provenance_text(board.provenance(heads, table), "markdown"))
     return "\n".join(lines)
 

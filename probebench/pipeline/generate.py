@@ -61,13 +61,14 @@ def generator_key(
     validation: int = 0,
     *,
     data: str,
+    pool: int = 0,
 ) -> str:
     return hash_key(
         "generator",
         *dataset_parts(registry, dataset_spec, data),
         *spec_parts(registry, "generator", generator_spec),
         seed,
-        *held_out(validation),
+        *held_out(validation, pool),
     )
 
 
@@ -104,7 +105,9 @@ def trained_generator(
     """(flow, training seconds, whether it came from the cache): trained with
     ``seed`` on the training split, or loaded from the cache (the seconds are
     those of the run that trained it)."""
-    key = generator_key(registry, dataset_spec, generator_spec, seed, splits.validation, data=splits.fingerprint)
+    key = generator_key(
+        registry, dataset_spec, generator_spec, seed, splits.validation, data=splits.fingerprint, pool=splits.pool
+    )
     component = registry.create("generator", generator_spec.name, generator_spec.options)
     torch.manual_seed(seed)
     with building("generator", generator_spec):
@@ -215,7 +218,9 @@ def generator_stage(run: Run, ctx: Context) -> tuple[list[dict[str, Any]], dict[
 def _trained(run: Run, ctx: Context, spec: ComponentSpec) -> tuple[TrainedFlow, dict[str, float]]:
     """One generator trained (or loaded), its quality measured (cached) and its grids saved."""
     splits = run.splits
-    key = generator_key(run.registry, run.suite.dataset, spec, ctx.seed, splits.validation, data=splits.fingerprint)
+    key = generator_key(
+        run.registry, run.suite.dataset, spec, ctx.seed, splits.validation, data=splits.fingerprint, pool=splits.pool
+    )
     flow, seconds, cached = trained_generator(
         run.registry, run.store, run.suite.dataset, spec, splits, ctx.seed, ctx.device
     )

@@ -146,6 +146,8 @@ def build_graph(run: Run, device: torch.device) -> Graph:
         tasks.append(Task(train, "train", (), partial(train_task, seed=seed, device=device)))
         tasks.append(Task(generators, "generators", (train,), generators_task, public=first))
         tasks.append(Task(prepare, "prepare", (train, generators), prepare_task, public=calibration))
+        if suite.active is not None:  # the active-learning loop (pipeline/active.py)
+            tasks.append(Task(f"active/seed={seed}", "active", (train, generators), active_task, public=itself))
         group = f"score seed {seed}"  # one step per cell, when its last task ends
         for cell in cells:
             where = f"seed={seed}/{cell.name}-{cell.severity}"
@@ -242,6 +244,14 @@ def score_task(run: Run, ctx: Context, setup: SeedSetup, *, cell: Cell) -> CellS
     return CellScores(rows, frame, {s.spec.label: s.facts for s in setup.scorers if s.facts})
 
 
+def active_task(run: Run, ctx: Context, generated: tuple[list, dict[str, TrainedFlow]]) -> dict[str, Any]:
+    """The seed's active-learning loop; its rows go to the run folder's
+    ``active/`` (joined by ``active.collect``), its oracles' facts to run.json."""
+    from probebench.pipeline.active import active_stage
+
+    return active_stage(run, ctx, generated[1])
+
+
 def correct_task(run: Run, ctx: Context, setup: SeedSetup, *, cell: Cell) -> list[dict[str, Any]]:
     """Every corrector of the seed on one cell: its rows (none when the setup failed)."""
     from probebench.pipeline import correct as correction
@@ -270,6 +280,8 @@ def collect_task(run: Run, *outputs: Any, stages: list[tuple[str, str]]) -> Coll
             facts.setdefault(seed, {}).update(output.facts)
         elif stage == "correct":
             collected.rows += output
+        elif stage == "active":
+            collected.header.setdefault("active", {}).setdefault("oracles", {})[seed] = output
     order = [spec.label for spec in run.suite.scorers]
     learnt = {seed: {k: f[k] for k in order if k in f} for seed, f in facts.items() if f}
     if calibrations:

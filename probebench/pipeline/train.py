@@ -37,9 +37,10 @@ def dataset_parts(registry: Registry, spec: ComponentSpec, data: str) -> list[An
     return [*spec_parts(registry, "dataset", spec), {"data": data}]
 
 
-def held_out(validation: int) -> list[dict[str, int]]:
-    """The key part of a validation hold-out (none without one, so older keys stay as they were)."""
-    return [{"validation": validation}] if validation else []
+def held_out(validation: int, pool: int = 0) -> list[dict[str, int]]:
+    """The key part of a validation hold-out and an active-learning pool
+    (none without them, so older keys stay as they were)."""
+    return ([{"validation": validation}] if validation else []) + ([{"pool": pool}] if pool else [])
 
 
 def classifier_key(
@@ -52,12 +53,13 @@ def classifier_key(
     *,
     data: str,
     weights: list[str] | None = None,
+    pool: int = 0,
 ) -> str:
     """The cache key of a trained classifier; ``subset`` is the digest of the
     training indices when the model saw only part of the training split,
-    ``validation`` the number of images held out of that split, ``data`` the
-    fingerprint of the data read, ``weights`` the SHA-256 of the files the
-    classifier loads weights from (``probebench.kinds.WeightsFiles``)."""
+    ``validation`` and ``pool`` the numbers of images held out of that split,
+    ``data`` the fingerprint of the data read, ``weights`` the SHA-256 of the
+    files the classifier loads weights from (``probebench.kinds.WeightsFiles``)."""
     parts = [
         "classifier",
         *dataset_parts(registry, dataset_spec, data),
@@ -69,7 +71,7 @@ def classifier_key(
         parts.append({"subset": subset})
     if weights:  # likewise for classifiers that read no weights file
         parts.append({"weights": weights})
-    return hash_key(*parts, *held_out(validation))
+    return hash_key(*parts, *held_out(validation, pool))
 
 
 def subset_digest(indices: torch.Tensor) -> str:
@@ -205,6 +207,7 @@ def trained_classifier(
         splits.validation,
         data=splits.fingerprint,
         weights=weights_digests(component),
+        pool=splits.pool,
     )
     dataset = splits.dataset
     torch.manual_seed(seed)
@@ -216,12 +219,36 @@ def trained_classifier(
             )
         _, model = build_model(registry, classifier_spec, dataset.num_classes, dataset.shape, component)
         return model.to(device).eval(), key
-    component, model = build_model(registry, classifier_spec, dataset.num_classes, dataset.shape, component)
     images, labels = splits.train_images, splits.train_labels
     label = f"{classifier_spec.label} seed {seed}"
     if subset is not None:
         images, labels = images[subset], labels[subset]
         label += f" on {len(subset)} of {len(splits.train_labels)} images"
+    model = fitted(registry, store, classifier_spec, splits.dataset, images, labels, seed, device, key, label)
+    return model, key
+
+
+def fitted(
+    registry: Registry,
+    store: ArtifactStore,
+    classifier_spec: ComponentSpec,
+    dataset: Any,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    seed: int,
+    device: torch.device | str,
+    key: str,
+    label: str,
+    init: dict[str, torch.Tensor] | None = None,
+) -> torch.nn.Module:
+    """The classifier of ``classifier_spec`` trained with ``seed`` on
+    ``images``/``labels`` (starting from the weights ``init`` when given),
+    cached under ``key``, which the caller makes of everything that determines
+    the weights; in eval mode on ``device``."""
+    torch.manual_seed(seed)
+    component, model = build_model(registry, classifier_spec, dataset.num_classes, dataset.shape)
+    if init is not None:
+        model.load_state_dict(init)
 
     def build() -> dict:
         fit(component, model, images, labels, seed, device, label)
@@ -229,4 +256,4 @@ def trained_classifier(
 
     payload = store.get_or_build("classifier", key, build)
     load_module_state(store, "classifier", key, payload, model, classifier_spec.name)
-    return model.to(device).eval(), key
+    return model.to(device).eval()

@@ -200,3 +200,43 @@ def _rgb(image: torch.Tensor) -> np.ndarray:
 
     picture = image.clamp(0, 1).permute(1, 2, 0).numpy()
     return np.repeat(picture, 3, axis=2) if picture.shape[2] == 1 else picture[..., :3]
+
+
+def acquired_grid(
+    path: Path, images: torch.Tensor, labels: torch.Tensor, source_labels: torch.Tensor, title: str, columns: int = 8
+) -> None:
+    """A PNG of acquired images, each captioned ``oracle label / source label``
+    (red where they differ: the edit left its source's class, by the oracle)."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    _channels, height, width = images.shape[1:]
+    pad, cols = 2, max(1, min(columns, len(images)))
+    rows = max(1, math.ceil(len(images) / cols))
+    cell_h = height + pad + 10  # room for the caption under each image
+    canvas = np.ones((rows * cell_h + pad, cols * (width + pad) + pad, 3))
+    for i in range(len(images)):
+        top, left = pad + (i // cols) * cell_h, pad + (i % cols) * (width + pad)
+        canvas[top : top + height, left : left + width] = _rgb(images[i])
+    fig = Figure(figsize=(0.9 * cols + 0.6, 1.0 * rows + 0.8))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.imshow(canvas, interpolation="nearest")
+    ax.axis("off")
+    for i in range(len(images)):
+        top, left = pad + (i // cols) * cell_h, pad + (i % cols) * (width + pad)
+        differs = int(labels[i]) != int(source_labels[i])
+        ax.text(
+            left + width / 2,
+            top + height + 1,
+            f"{int(labels[i])} / {int(source_labels[i])}",
+            ha="center",
+            va="top",
+            fontsize=7,
+            color="red" if differs else "black",
+        )
+    ax.set_title(f"{title}\n(oracle label / source label; red: they differ)", fontsize=8)
+    fig.tight_layout()
+    with open(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110)
