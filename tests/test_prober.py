@@ -206,6 +206,28 @@ def test_imbalance_handling_sets_the_documented_loss_weights():
         assert [got["miss"], got["hit"]] == pytest.approx(expected, rel=1e-5)
 
 
+def test_reference_loss_weight_puts_hits_at_0_69_and_standardize_false_leaves_features_raw():
+    """torch's CrossEntropyLoss(weight=[4, 1], label_smoothing=0.2) also weighs the smoothing
+    term: the optimum for a hit is P(hit) = 0.9 / (0.9 + 0.1 * 4) = 0.692, not 0.9; the
+    sample-weighted loss (imbalance='fixed') keeps it at 0.9."""
+    x, y = separable(2000, seed=4)
+    x[~y, :4] += 5.0  # well apart: each class reaches its optimum
+    medians = {}
+    for label, options in {"torch": {"loss_weight": [4, 1]}, "fixed": {"imbalance": "fixed"}}.items():
+        prober = MLP(epochs=40, patience=0, standardize=False, **options)
+        torch.manual_seed(0)
+        prober.fit(x, y)
+        medians[label] = float(prober.predict(x[y]).median())
+        assert torch.equal(prober.net.mean, torch.zeros(16)) and torch.equal(prober.net.std, torch.ones(16))
+    assert medians["torch"] == pytest.approx(0.9 / 1.3, abs=0.02)
+    assert medians["fixed"] == pytest.approx(0.9, abs=0.02)
+    assert prober.facts["standardized"] is False
+    with pytest.raises(UserError, match="loss_weight must be two positive numbers"):
+        MLP(loss_weight=[4])
+    with pytest.raises(UserError, match="loss_weight replaces imbalance"):
+        MLP(loss_weight=[4, 1], imbalance="sampler")
+
+
 def test_prober_fits_on_one_thread_and_gives_the_threads_back(monkeypatch):
     from probebench.plugins.probers import _mlp_net
 
