@@ -551,3 +551,15 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
     resaved = torch.load(again / "corrections" / "prober-latent_seed0_none-0.pt", weights_only=True)
     assert torch.equal(resaved["edited"], saved["edited"])
     assert (again / "corrections" / "confidence-ascent_grid.png").exists()
+
+
+def test_decoded_pixels_are_clipped_straight_through_as_the_reference_clips():
+    """A latent whose decode leaves [0, 1] still gets the gradient of the unclipped pixels
+    (the reference's ``x.data = clip(x.data)``); a plain clamp would give it none."""
+    from probebench.plugins.correctors._engine import Flat, Identity, decode_rows
+
+    z = torch.tensor([[-0.5, 0.0, 0.5, 1.0, 1.5]], requires_grad=True)
+    x = decode_rows(Identity(), Flat(z.detach()), z)
+    assert x.tolist() == [[0.0, 0.0, 0.5, 1.0, 1.0]]
+    x.sum().backward()
+    assert z.grad.tolist() == [[1.0] * 5]

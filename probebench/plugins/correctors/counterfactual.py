@@ -73,7 +73,7 @@ class ProberLatent:
     """
 
     name = "prober-latent"
-    version = "1"
+    version = "2"
     uses_generator = True
     option_help = {
         "lr": "Adam learning rate on the latent",
@@ -101,7 +101,7 @@ class PixelProber(ProberLatent):
     latent space adds."""
 
     name = "pixel-prober"
-    version = "1"
+    version = "2"
     uses_generator = False
     option_help = {**ProberLatent.option_help, "lr": "Adam learning rate on the pixels"}
 
@@ -137,7 +137,7 @@ class ConfidenceAscent:
     """
 
     name = "confidence-ascent"
-    version = "1"
+    version = "2"
     uses_generator = True
     option_help = {
         "eta": "step size",
@@ -199,7 +199,7 @@ class MonotonePath:
     """
 
     name = "monotone-path"
-    version = "1"
+    version = "2"
     uses_generator = True
     option_help = {
         "length": "T, points on the path",
@@ -271,7 +271,7 @@ class LatentNoise:
     """
 
     name = "latent-noise"
-    version = "1"
+    version = "2"
     uses_generator = True
     option_help = {
         "norm": "fixed latent step length (default: matched per image to prober-latent)",
