@@ -36,15 +36,20 @@ is frozen, and nothing a component does changes it) with these fields set:
   (see probebench/plugins/correctors/counterfactual.py): relative to real
   hits, so it fires although label smoothing 0.2 caps the prober near 0.9.
 - ``ctx.prober_threshold``: float, the label-free loop flags an image as a
-  likely miss when P(hit) < this. Chosen on validation data, never on test
-  (``flag_threshold`` below: Youden's J for detecting misses).
+  likely miss when P(hit) < this. A corrector spec's ``flag`` option says
+  how: ``youden`` (default) chooses it on validation data, never on test
+  (``flag_threshold`` below: Youden's J for detecting misses); ``argmax`` is
+  0.5, the prober's own decision, as the reference selects images.
 
 The stage chooses both numbers per guiding scorer (``calibrated``) on the
 suite's validation split (``validation = N`` in the suite: training images
 nothing trains on), or, without one, on the classifier's training split, and
 says so: optimistic, since the classifier fits its training images. A
 ``Guide`` given with both numbers keeps them. ``run.json`` records both per
-seed under ``correction`` with where they came from.
+seed under ``correction`` with where they came from, and under
+``correction`` -> ``correctors`` the flag rule, flag threshold and stop level
+each corrector actually ran with (a corrector's own ``threshold`` attribute,
+an absolute stop level, replaces the guide's).
 
 What the stage measures
 -----------------------
@@ -57,7 +62,16 @@ metrics are computed in ``probebench/pipeline/evaluate.py``):
 - ``correction-rate``: true misses whose edit the classifier gets right / true
   misses (all of them are handed to the corrector; one its stop rule leaves
   alone counts as not corrected);
+- ``correction-rate-flagged``: the same over the misses the loop flags (the
+  reference's "true miss" denominator: it edits only what its prober flags);
 - ``break-rate``: hits whose edit the classifier gets wrong / hits;
+- ``break-rate-flagged``: the same over the hits the loop flags (the hits the
+  loop would actually edit);
+- ``loop-accuracy``: accuracy after the loop (unflagged images keep their
+  prediction);
+- ``abstain-selective-accuracy`` and ``abstain-coverage``: the honest
+  baseline of the loop: instead of editing the flagged images, abstain on
+  them; the accuracy on the images still answered, and their share;
 - ``net-accuracy-gain``: accuracy after the loop minus accuracy before, over
   the whole cell (unflagged images keep their prediction);
 - ``tuned-net-accuracy-gain``: the same with the loop threshold that gave this
@@ -116,6 +130,8 @@ OnFailure = Callable[[str, Exception], None]  # (method, what it raised)
 
 PIN_KEY = "generator"  # a corrector spec's option naming the one generator it runs with
 GUIDE_KEY = "prober"  # ... and the scorer (a suite label) that guides it and flags images for the loop
+FLAG_KEY = "flag"  # ... and how the loop flags images: "youden" (the guide's threshold) or "argmax" (P(hit) < 0.5)
+ARGMAX_THRESHOLD = 0.5  # the prober's own decision: "miss" when P(hit) < P(miss)
 
 
 # -- thresholds from labelled held-out data ------------------------------------
@@ -213,6 +229,23 @@ class Bound:
     key: str = ""  # what determines its edits: corrector, options, versions, generator, prober
     guide: str = ""
     tuned: float | None = None  # the loop threshold that maximised its gain on the validation split
+    flag: str = "youden"  # how its loop flags images (FLAG_KEY)
+
+    def flag_threshold(self, guide: Guide) -> float:
+        """The P(hit) below which its loop flags an image."""
+        if self.flag == "argmax":
+            return ARGMAX_THRESHOLD
+        assert guide.threshold is not None  # setup calibrated every guide
+        return float(guide.threshold)
+
+    def stop_level(self, guide: Guide) -> float:
+        """The P(hit) its prober stop rule fires at: its own absolute ``threshold`` option
+        when it has one, else the guide's stop level."""
+        own = getattr(self.corrector, "threshold", None)
+        if isinstance(own, (int, float)) and not isinstance(own, bool):
+            return float(own)
+        assert guide.level is not None  # setup calibrated every guide
+        return float(guide.level)
 
 
 @dataclass
@@ -228,11 +261,24 @@ class Setup:
         return bound.guide or next(iter(self.guides))  # unnamed: the first prober
 
     def calibration(self) -> dict:
-        """What run.json records of how the loop was set up, per guiding prober
-        (and the tuned threshold per corrector, once ``tune`` has run)."""
-        out = {label: guide.calibration() for label, guide in self.guides.items()}
+        """What run.json records of how the loop was set up: per guiding prober
+        its calibrated numbers, per corrector the flag rule, flag threshold and
+        stop level it actually used (``correctors``), and the tuned threshold
+        per corrector, once ``tune`` has run."""
+        out: dict[str, Any] = {label: guide.calibration() for label, guide in self.guides.items()}
+        out["correctors"] = {b.method: self.used(b) for b in self.bound}
         tuned = {b.method: b.tuned for b in self.bound if b.tuned is not None}
         return {**out, "tuned_thresholds": tuned} if tuned else out
+
+    def used(self, bound: Bound) -> dict[str, Any]:
+        """The numbers ``bound`` ran with: its guide, flag rule, flag threshold and stop level."""
+        guide = self.guides[self.guide_label(bound)]
+        return {
+            "prober": self.guide_label(bound),
+            "flag": bound.flag,
+            "flag_threshold": bound.flag_threshold(guide),
+            "stop_level": bound.stop_level(guide),
+        }
 
 
 def calibrated(ctx: Context, label: str, guide: Guide) -> Guide:
@@ -279,6 +325,9 @@ def setup(
         options = dict(spec.options)
         pinned = options.pop(PIN_KEY, None)
         guide = options.pop(GUIDE_KEY, None) or next(iter(probers))
+        flag = options.pop(FLAG_KEY, "youden")
+        if flag not in ("youden", "argmax"):
+            raise UserError(f"corrector {spec.label!r}: flag must be 'youden' or 'argmax', got {flag!r}")
         if guide not in probers:
             raise UserError(
                 f"corrector {spec.label!r} names prober {guide!r}; the suite's probers: {', '.join(probers)}"
@@ -291,8 +340,9 @@ def setup(
         for method, generator in _runs(spec, corrector, pinned, generators):
             generator_key = None if generator is None else generators[generator].key
             keyed = guide_key and (generator is None or generator_key)
-            key = hash_key(spec.name, options, *versions, generator, generator_key, guide, guide_key) if keyed else ""
-            bound.append(Bound(method, corrector, generator, key, guide))
+            parts = (spec.name, options, *versions, generator, generator_key, guide, guide_key, flag)
+            key = hash_key(*parts) if keyed else ""
+            bound.append(Bound(method, corrector, generator, key, guide, flag=flag))
     return Setup(bound, {label: trained.flow for label, trained in generators.items()}, guides)
 
 
@@ -344,8 +394,9 @@ def edit(
     guide = state.guides[state.guide_label(bound)]
     assert guide.threshold is not None and guide.level is not None  # setup calibrated every guide
     generator = None if bound.generator is None else state.generators[bound.generator]
+    threshold = bound.flag_threshold(guide)
     inputs = replace(
-        ctx, generator=generator, prober=guide.prober, prober_threshold=guide.threshold, prober_hit_level=guide.level
+        ctx, generator=generator, prober=guide.prober, prober_threshold=threshold, prober_hit_level=guide.level
     )
     torch.manual_seed(ctx.seed)
     started = time.perf_counter()
@@ -361,9 +412,10 @@ def edit(
         "prediction_before": predictions,
         "prediction_after": ctx.forward(edited)[0].argmax(dim=1),
         "p_hit": p_hit,
-        "flagged": torch.as_tensor(p_hit < guide.threshold),
-        "threshold": guide.threshold,
-        "stop_level": guide.level,
+        "flagged": torch.as_tensor(p_hit < threshold),
+        "threshold": threshold,
+        "flag": bound.flag,
+        "stop_level": bound.stop_level(guide),
         "calibrated_on": guide.calibrated_on,
         "edit_size": (edited - images).flatten(1).norm(dim=1),
         "seconds": float(seconds),
