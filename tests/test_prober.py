@@ -295,6 +295,37 @@ def test_too_few_misses_fails_with_a_message_instead_of_training_on_one_class(tm
     assert len(fits) == 1 and int((~fits[0]).sum()) == 3
 
 
+def test_reference_add_split_trains_on_80_percent_of_the_test_set_and_says_so(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from probebench.plugins.scorers.prober import add_split_holdout, add_split_leaked
+
+    def digits(n, wrong):
+        labels = torch.arange(n) % 10
+        images = torch.rand(n, 1, 4, 4)
+        images[:, 0, 0, 0] = (labels + 0.5) / 10
+        images[:wrong, 0, 0, 0] = (((labels[:wrong] + 1) % 10) + 0.5) / 10  # the oracle misses these
+        return images, labels
+
+    (train_images, train_labels), (test_images, test_labels) = digits(60, 3), digits(50, 20)
+    fits = []
+    real_fit = MLP.fit
+    monkeypatch.setattr(MLP, "fit", lambda self, x, hit: (fits.append(hit), real_fit(self, x, hit)))
+    ctx = make_ctx(tmp_path, PixelOracle(), train_images, train_labels)
+    options = dict(layer="hidden", source="reference-add-split", outputs="none", min_misses=3)
+    with pytest.raises(UserError, match="reference-add-split' needs the test split"):
+        ProberScorer(**options).prepare(ctx)
+    ctx = replace(ctx, test_images=test_images, test_labels=test_labels)
+    scorer = ProberScorer(**options)
+    scorer.prepare(ctx)
+    leaked, held_out = add_split_leaked(0, 50), add_split_holdout(0, 50)
+    assert len(leaked) == 40 and sorted(leaked.tolist() + held_out.tolist()) == list(range(50))
+    assert torch.equal(add_split_leaked(0, 50), leaked) and not torch.equal(add_split_leaked(1, 50), leaked)
+    test_misses = int((leaked < 20).sum())  # test images 0..19 are misses
+    assert len(fits[0]) == 60 + 40 and int((~fits[0]).sum()) == 3 + test_misses
+    assert scorer.facts["leaks_test"] == {"n": 40, "n_miss": test_misses, "fraction": 0.8}
+
+
 def test_second_prepare_loads_prober_and_fold_outcomes_from_the_cache(tmp_path, monkeypatch):
     images, labels = random_digits(200)
     trained = []

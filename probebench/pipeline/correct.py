@@ -270,6 +270,13 @@ class Setup:
         tuned = {b.method: b.tuned for b in self.bound if b.tuned is not None}
         return {**out, "tuned_thresholds": tuned} if tuned else out
 
+    def loop_flags(self, bound: Bound, p_hit: torch.Tensor) -> dict[str, Any]:
+        """Which images ``bound``'s loop flags (P(hit) below its flag threshold),
+        and by what rule: applied to a record after it is built or loaded, so one
+        edit serves every flag rule."""
+        threshold = bound.flag_threshold(self.guides[self.guide_label(bound)])
+        return {"flagged": torch.as_tensor(p_hit < threshold), "threshold": threshold, "flag": bound.flag}
+
     def used(self, bound: Bound) -> dict[str, Any]:
         """The numbers ``bound`` ran with: its guide, flag rule, flag threshold and stop level."""
         guide = self.guides[self.guide_label(bound)]
@@ -340,7 +347,7 @@ def setup(
         for method, generator in _runs(spec, corrector, pinned, generators):
             generator_key = None if generator is None else generators[generator].key
             keyed = guide_key and (generator is None or generator_key)
-            parts = (spec.name, options, *versions, generator, generator_key, guide, guide_key, flag)
+            parts = (spec.name, options, *versions, generator, generator_key, guide, guide_key)  # not flag: no edit
             key = hash_key(*parts) if keyed else ""
             bound.append(Bound(method, corrector, generator, key, guide, flag=flag))
     return Setup(bound, {label: trained.flow for label, trained in generators.items()}, guides)
@@ -394,9 +401,12 @@ def edit(
     guide = state.guides[state.guide_label(bound)]
     assert guide.threshold is not None and guide.level is not None  # setup calibrated every guide
     generator = None if bound.generator is None else state.generators[bound.generator]
-    threshold = bound.flag_threshold(guide)
     inputs = replace(
-        ctx, generator=generator, prober=guide.prober, prober_threshold=threshold, prober_hit_level=guide.level
+        ctx,
+        generator=generator,
+        prober=guide.prober,
+        prober_threshold=bound.flag_threshold(guide),
+        prober_hit_level=guide.level,
     )
     torch.manual_seed(ctx.seed)
     started = time.perf_counter()
@@ -412,9 +422,6 @@ def edit(
         "prediction_before": predictions,
         "prediction_after": ctx.forward(edited)[0].argmax(dim=1),
         "p_hit": p_hit,
-        "flagged": torch.as_tensor(p_hit < threshold),
-        "threshold": threshold,
-        "flag": bound.flag,
         "stop_level": bound.stop_level(guide),
         "calibrated_on": guide.calibrated_on,
         "edit_size": (edited - images).flatten(1).norm(dim=1),
@@ -503,6 +510,7 @@ def correct_images(
     done = _edit_each(ctx, state, images, labels, f"correct {tag}", cache, on_failure)
     rows = []
     for bound, record in done:
+        record = {**record, **state.loop_flags(bound, record["p_hit"])}
         hit = (record["prediction_before"] == labels).numpy()
         tuned = None if bound.tuned is None else (record["p_hit"] < bound.tuned).numpy()
         outcome = Outcome(
