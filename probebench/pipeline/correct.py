@@ -7,7 +7,12 @@ Correction(images, steps, details)``. ``images`` are float [N,C,H,W] in [0,1]
 on the CPU; it returns edited images of the same shape in [0,1] (CPU), the
 optimisation steps each sample took (int [N]; a sample with 0 steps must come
 back unchanged) and optional per-sample ``details``. It never sees a label.
-The edit of one image must not depend on the other images in the batch. A
+A method that changes predictions rather than images (test-time
+augmentation or adaptation) also returns ``predictions`` (int [N]): the
+stage judges those instead of re-classifying the images.
+The edit of one image must not depend on the other images in the batch,
+except for a class that declares ``per_sample = False`` (test-time
+adaptation on the whole cell: its results depend on the cell). A
 corrector class may set ``uses_generator = False`` (it works in pixel space);
 otherwise the stage runs it once per generator. For each run the stage hands
 it a new ``Context`` (``dataclasses.replace`` of the scorers' one; a Context
@@ -369,6 +374,22 @@ def _runs(
 
 
 # -- editing -----------------------------------------------------------------------
+def check_predictions(correction: Any, n: int, num_classes: int) -> torch.Tensor | None:
+    """A correction's own ``predictions`` (int [N] on the CPU), None when it has
+    none, or a ValueError saying what is wrong."""
+    predictions = getattr(correction, "predictions", None)
+    if predictions is None:
+        return None
+    predictions = torch.as_tensor(predictions).detach().cpu()
+    if predictions.shape != (n,) or predictions.is_floating_point():
+        raise ValueError(
+            f"returned predictions of shape {list(predictions.shape)} ({predictions.dtype}), expected int [{n}]"
+        )
+    if n and (predictions.min() < 0 or predictions.max() >= num_classes):
+        raise ValueError(f"returned predicted classes outside 0..{num_classes - 1}")
+    return predictions.long()
+
+
 def check_correction(correction: Any, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(edited images, steps) on the CPU, or a ValueError saying what is wrong."""
     edited, steps = getattr(correction, "images", None), getattr(correction, "steps", None)
@@ -413,6 +434,7 @@ def edit(
     correction = bound.corrector.correct(inputs, images)
     seconds = time.perf_counter() - started
     edited, steps = check_correction(correction, images)
+    own_predictions = check_predictions(correction, len(images), ctx.num_classes)
     changed = (steps > 0).nonzero().squeeze(1)  # the others are their original test image, bit for bit
     record = {
         "index": changed,
@@ -420,7 +442,8 @@ def edit(
         "steps": steps,
         "labels": labels,
         "prediction_before": predictions,
-        "prediction_after": ctx.forward(edited)[0].argmax(dim=1),
+        "prediction_after": ctx.forward(edited)[0].argmax(dim=1) if own_predictions is None else own_predictions,
+        "predicts": own_predictions is not None,  # the corrector's own predictions, not a re-classification
         "p_hit": p_hit,
         "stop_level": bound.stop_level(guide),
         "calibrated_on": guide.calibrated_on,
