@@ -12,7 +12,8 @@ from probebench.errors import UserError
 from probebench.suite import DEFAULT_SUITE
 
 SUMMARY_METRICS = (
-    "auroc,aupr-miss,fpr95,aurc,correction-rate,break-rate,net-accuracy-gain,tuned-net-accuracy-gain,median-steps,"
+    "auroc,aupr-miss,fpr95,aurc,correction-rate,correction-rate-flagged,break-rate,net-accuracy-gain,"
+    "tuned-net-accuracy-gain,abstain-selective-accuracy,median-steps,"
     "bits-per-dim,reconstruction-error,train-seconds"
 )
 
