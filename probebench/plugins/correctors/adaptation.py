@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from probebench.errors import UserError
 from probebench.hookspecs import hookimpl
+from probebench.plugins.correctors._options import require_count
 
 
 class AugmentedPredictions:
@@ -32,9 +33,7 @@ class AugmentedPredictions:
     option_ranges = {"shift": "[1, inf)"}
 
     def __init__(self, shift: int = 1):
-        if not isinstance(shift, int) or isinstance(shift, bool) or shift < 1:
-            raise UserError(f"corrector {self.name!r}: shift must be an integer >= 1, got {shift!r}")
-        self.shift = shift
+        self.shift = require_count(self.name, "shift", shift)
 
     def correct(self, ctx, images):
         from probebench.plugins.correctors._adaptation import augmented_predictions
@@ -59,9 +58,7 @@ class Tent:
     def __init__(self, lr: float = 1e-3, epochs: int = 1):
         if not lr > 0:
             raise UserError(f"corrector {self.name!r}: lr must be > 0, got {lr}")
-        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
-            raise UserError(f"corrector {self.name!r}: epochs must be an integer >= 1, got {epochs!r}")
-        self.lr, self.epochs = lr, epochs
+        self.lr, self.epochs = lr, require_count(self.name, "epochs", epochs)
 
     def correct(self, ctx, images):
         from probebench.plugins.correctors._adaptation import entropy_adapted_predictions

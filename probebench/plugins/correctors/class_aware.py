@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from probebench.errors import UserError
 from probebench.hookspecs import hookimpl
+from probebench.plugins.correctors._options import require_count
 
 SOURCES = ("knn", "mc-dropout")
 MODES = ("edit", "relabel")
@@ -64,8 +65,7 @@ class ClassTarget:
         if mode not in MODES:
             raise UserError(f"{where}: mode must be one of {', '.join(MODES)}, got {mode!r}")
         for key, value in {"k": k, "passes": passes, "min_votes": min_votes, "max_steps": max_steps}.items():
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise UserError(f"{where}: {key} must be an integer >= 1, got {value!r}")
+            require_count(self.name, key, value)
         if not lr > 0:
             raise UserError(f"{where}: lr must be > 0, got {lr}")
         self.source, self.mode, self.k, self.layer, self.passes = source, mode, k, layer, passes
