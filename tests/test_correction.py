@@ -586,3 +586,30 @@ def test_decoded_pixels_are_clipped_straight_through_as_the_reference_clips():
     assert x.tolist() == [[0.0, 0.0, 0.5, 1.0, 1.0]]
     x.sum().backward()
     assert z.grad.tolist() == [[1.0] * 5]
+
+
+def test_reference_mnist_mirrors_the_reference_script():
+    """The preset is what README and the issue say the reference does: RealNVP, its prober's
+    training, argmax flagging, Adam lr 0.1 to P(hit) > 0.92 with a 5000-step cap."""
+    from probebench.registry import Registry
+    from probebench.suite import load_config, parse_suite
+    from tests.conftest import REPO
+
+    config = load_config(REPO / "registry.toml")
+    suite = parse_suite(config, "reference-mnist", Registry(config.builtin, autoload=False))
+    assert [g.name for g in suite.generators] == ["realnvp"]
+    scorers = {spec.label: spec.options for spec in suite.scorers}
+    reference = scorers["reference-prober"]
+    assert reference["source"] == "train" and reference["layer"] == "fc_layer.4" and reference["outputs"] == "none"
+    assert reference["prober_options"] == {"epochs": 2, "patience": 0, "loss_weight": [4, 1], "standardize": False}
+    leaky = [label for label, options in scorers.items() if options.get("source") == "reference-add-split"]
+    assert leaky and all("LEAKS-TEST" in label for label in leaky)
+    loop = {spec.label: spec.options for spec in suite.correctors}["reference-loop"]
+    assert loop == {
+        "prober": "reference-prober",
+        "lr": 0.1,
+        "threshold": 0.92,
+        "max_steps": 5000,
+        "flag": "argmax",
+    }
+    assert {spec.name for spec in suite.correctors} == {"prober-latent"}
