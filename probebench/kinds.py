@@ -160,11 +160,17 @@ class Correction:
     optimisation steps each sample took (0 where it was left alone: such a
     sample is returned unchanged). ``details`` holds optional per-sample
     tensors (first dimension N) worth keeping, e.g. ``path`` [N,T,C,H,W] of a
-    trajectory; the correction stage saves them with the edited images."""
+    trajectory; the correction stage saves them with the edited images.
+
+    ``predictions`` (int [N], optional) is for a method that changes the
+    classifier's predictions rather than (or besides) the images, e.g.
+    test-time augmentation or adaptation: the stage judges these classes
+    instead of re-classifying ``images``, with the same metrics."""
 
     images: torch.Tensor
     steps: torch.Tensor
     details: dict[str, Any] = field(default_factory=dict)
+    predictions: torch.Tensor | None = None
 
 
 @runtime_checkable

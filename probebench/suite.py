@@ -326,6 +326,12 @@ def validate(suite: Suite, registry: Registry, where: str) -> None:
             if kind == "corrector":
                 options.pop("generator", None)  # pins the generator label; read by the correction stage
                 options.pop("prober", None)  # names the guiding prober (a scorer label); ditto
+                flag = options.pop("flag", "youden")  # how the loop flags images; ditto
+                if flag not in ("youden", "argmax"):
+                    raise UserError(
+                        f"corrector {getattr(spec, 'label', spec.name)!r}: flag must be 'youden' (the validation threshold) or 'argmax' "
+                        f"(P(hit) < 0.5, as the reference selects images), got {flag!r}"
+                    )
             if ":" in spec.name:
                 options["variant"] = spec.name.split(":", 1)[1]
             check_options(kind, spec.name, cls, options)

@@ -24,7 +24,8 @@ if TYPE_CHECKING:  # pandas stays out of CLI start-up
     from probebench.results import Header
 
 SUMMARY_METRICS = (
-    "auroc,aupr-miss,fpr95,aurc,correction-rate,break-rate,net-accuracy-gain,tuned-net-accuracy-gain,median-steps,"
+    "auroc,aupr-miss,fpr95,aurc,correction-rate,correction-rate-flagged,break-rate,net-accuracy-gain,"
+    "tuned-net-accuracy-gain,abstain-selective-accuracy,median-steps,"
     "bits-per-dim,reconstruction-error,train-seconds"
 )
 

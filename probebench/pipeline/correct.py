@@ -7,7 +7,12 @@ Correction(images, steps, details)``. ``images`` are float [N,C,H,W] in [0,1]
 on the CPU; it returns edited images of the same shape in [0,1] (CPU), the
 optimisation steps each sample took (int [N]; a sample with 0 steps must come
 back unchanged) and optional per-sample ``details``. It never sees a label.
-The edit of one image must not depend on the other images in the batch. A
+A method that changes predictions rather than images (test-time
+augmentation or adaptation) also returns ``predictions`` (int [N]): the
+stage judges those instead of re-classifying the images.
+The edit of one image must not depend on the other images in the batch,
+except for a class that declares ``per_sample = False`` (test-time
+adaptation on the whole cell: its results depend on the cell). A
 corrector class may set ``uses_generator = False`` (it works in pixel space);
 otherwise the stage runs it once per generator. For each run the stage hands
 it a new ``Context`` (``dataclasses.replace`` of the scorers' one; a Context
@@ -36,15 +41,20 @@ is frozen, and nothing a component does changes it) with these fields set:
   (see probebench/plugins/correctors/counterfactual.py): relative to real
   hits, so it fires although label smoothing 0.2 caps the prober near 0.9.
 - ``ctx.prober_threshold``: float, the label-free loop flags an image as a
-  likely miss when P(hit) < this. Chosen on validation data, never on test
-  (``flag_threshold`` below: Youden's J for detecting misses).
+  likely miss when P(hit) < this. A corrector spec's ``flag`` option says
+  how: ``youden`` (default) chooses it on validation data, never on test
+  (``flag_threshold`` below: Youden's J for detecting misses); ``argmax`` is
+  0.5, the prober's own decision, as the reference selects images.
 
 The stage chooses both numbers per guiding scorer (``calibrated``) on the
 suite's validation split (``validation = N`` in the suite: training images
 nothing trains on), or, without one, on the classifier's training split, and
 says so: optimistic, since the classifier fits its training images. A
 ``Guide`` given with both numbers keeps them. ``run.json`` records both per
-seed under ``correction`` with where they came from.
+seed under ``correction`` with where they came from, and under
+``correction`` -> ``correctors`` the flag rule, flag threshold and stop level
+each corrector actually ran with (a corrector's own ``threshold`` attribute,
+an absolute stop level, replaces the guide's).
 
 What the stage measures
 -----------------------
@@ -57,7 +67,16 @@ metrics are computed in ``probebench/pipeline/evaluate.py``):
 - ``correction-rate``: true misses whose edit the classifier gets right / true
   misses (all of them are handed to the corrector; one its stop rule leaves
   alone counts as not corrected);
+- ``correction-rate-flagged``: the same over the misses the loop flags (the
+  reference's "true miss" denominator: it edits only what its prober flags);
 - ``break-rate``: hits whose edit the classifier gets wrong / hits;
+- ``break-rate-flagged``: the same over the hits the loop flags (the hits the
+  loop would actually edit);
+- ``loop-accuracy``: accuracy after the loop (unflagged images keep their
+  prediction);
+- ``abstain-selective-accuracy`` and ``abstain-coverage``: the honest
+  baseline of the loop: instead of editing the flagged images, abstain on
+  them; the accuracy on the images still answered, and their share;
 - ``net-accuracy-gain``: accuracy after the loop minus accuracy before, over
   the whole cell (unflagged images keep their prediction);
 - ``tuned-net-accuracy-gain``: the same with the loop threshold that gave this
@@ -116,6 +135,8 @@ OnFailure = Callable[[str, Exception], None]  # (method, what it raised)
 
 PIN_KEY = "generator"  # a corrector spec's option naming the one generator it runs with
 GUIDE_KEY = "prober"  # ... and the scorer (a suite label) that guides it and flags images for the loop
+FLAG_KEY = "flag"  # ... and how the loop flags images: "youden" (the guide's threshold) or "argmax" (P(hit) < 0.5)
+ARGMAX_THRESHOLD = 0.5  # the prober's own decision: "miss" when P(hit) < P(miss)
 
 
 # -- thresholds from labelled held-out data ------------------------------------
@@ -213,6 +234,23 @@ class Bound:
     key: str = ""  # what determines its edits: corrector, options, versions, generator, prober
     guide: str = ""
     tuned: float | None = None  # the loop threshold that maximised its gain on the validation split
+    flag: str = "youden"  # how its loop flags images (FLAG_KEY)
+
+    def flag_threshold(self, guide: Guide) -> float:
+        """The P(hit) below which its loop flags an image."""
+        if self.flag == "argmax":
+            return ARGMAX_THRESHOLD
+        assert guide.threshold is not None  # setup calibrated every guide
+        return float(guide.threshold)
+
+    def stop_level(self, guide: Guide) -> float:
+        """The P(hit) its prober stop rule fires at: its own absolute ``threshold`` option
+        when it has one, else the guide's stop level."""
+        own = getattr(self.corrector, "threshold", None)
+        if isinstance(own, (int, float)) and not isinstance(own, bool):
+            return float(own)
+        assert guide.level is not None  # setup calibrated every guide
+        return float(guide.level)
 
 
 @dataclass
@@ -229,11 +267,31 @@ class Setup:
         return bound.guide or next(iter(self.guides))  # unnamed: the first prober
 
     def calibration(self) -> dict:
-        """What run.json records of how the loop was set up, per guiding prober
-        (and the tuned threshold per corrector, once ``tune`` has run)."""
-        out = {label: guide.calibration() for label, guide in self.guides.items()}
+        """What run.json records of how the loop was set up: per guiding prober
+        its calibrated numbers, per corrector the flag rule, flag threshold and
+        stop level it actually used (``correctors``), and the tuned threshold
+        per corrector, once ``tune`` has run."""
+        out: dict[str, Any] = {label: guide.calibration() for label, guide in self.guides.items()}
+        out["correctors"] = {b.method: self.used(b) for b in self.bound}
         tuned = {b.method: b.tuned for b in self.bound if b.tuned is not None}
         return {**out, "tuned_thresholds": tuned} if tuned else out
+
+    def loop_flags(self, bound: Bound, p_hit: torch.Tensor) -> dict[str, Any]:
+        """Which images ``bound``'s loop flags (P(hit) below its flag threshold),
+        and by what rule: applied to a record after it is built or loaded, so one
+        edit serves every flag rule."""
+        threshold = bound.flag_threshold(self.guides[self.guide_label(bound)])
+        return {"flagged": torch.as_tensor(p_hit < threshold), "threshold": threshold, "flag": bound.flag}
+
+    def used(self, bound: Bound) -> dict[str, Any]:
+        """The numbers ``bound`` ran with: its guide, flag rule, flag threshold and stop level."""
+        guide = self.guides[self.guide_label(bound)]
+        return {
+            "prober": self.guide_label(bound),
+            "flag": bound.flag,
+            "flag_threshold": bound.flag_threshold(guide),
+            "stop_level": bound.stop_level(guide),
+        }
 
 
 def calibrated(ctx: Context, label: str, guide: Guide) -> Guide:
@@ -296,6 +354,9 @@ def setup(
         options = dict(spec.options)
         pinned = options.pop(PIN_KEY, None)
         guide = options.pop(GUIDE_KEY, None) or next(iter(probers))
+        flag = options.pop(FLAG_KEY, "youden")
+        if flag not in ("youden", "argmax"):
+            raise UserError(f"corrector {spec.label!r}: flag must be 'youden' or 'argmax', got {flag!r}")
         if guide not in probers:
             raise UserError(
                 f"corrector {spec.label!r} names prober {guide!r}; the suite's probers: {', '.join(probers)}"
@@ -308,8 +369,9 @@ def setup(
         for method, generator in _runs(spec, corrector, pinned, generators):
             generator_key = None if generator is None else generators[generator].key
             keyed = guide_key and (generator is None or generator_key)
-            key = hash_key(spec.name, options, *versions, generator, generator_key, guide, guide_key) if keyed else ""
-            bound.append(Bound(method, corrector, generator, key, guide))
+            parts = (spec.name, options, *versions, generator, generator_key, guide, guide_key)  # not flag: no edit
+            key = hash_key(*parts) if keyed else ""
+            bound.append(Bound(method, corrector, generator, key, guide, flag=flag))
     return Setup(bound, {label: trained.flow for label, trained in generators.items()}, guides)
 
 
@@ -329,6 +391,22 @@ def _runs(
 
 
 # -- editing -----------------------------------------------------------------------
+def check_predictions(correction: Any, n: int, num_classes: int) -> torch.Tensor | None:
+    """A correction's own ``predictions`` (int [N] on the CPU), None when it has
+    none, or a ValueError saying what is wrong."""
+    predictions = getattr(correction, "predictions", None)
+    if predictions is None:
+        return None
+    predictions = torch.as_tensor(predictions).detach().cpu()
+    if predictions.shape != (n,) or predictions.is_floating_point():
+        raise ValueError(
+            f"returned predictions of shape {list(predictions.shape)} ({predictions.dtype}), expected int [{n}]"
+        )
+    if n and (predictions.min() < 0 or predictions.max() >= num_classes):
+        raise ValueError(f"returned predicted classes outside 0..{num_classes - 1}")
+    return predictions.long()
+
+
 def check_correction(correction: Any, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(edited images, steps) on the CPU, or a ValueError saying what is wrong."""
     edited, steps = getattr(correction, "images", None), getattr(correction, "steps", None)
@@ -362,13 +440,18 @@ def edit(
     assert guide.threshold is not None and guide.level is not None  # setup calibrated every guide
     generator = None if bound.generator is None else state.generators[bound.generator]
     inputs = replace(
-        ctx, generator=generator, prober=guide.prober, prober_threshold=guide.threshold, prober_hit_level=guide.level
+        ctx,
+        generator=generator,
+        prober=guide.prober,
+        prober_threshold=bound.flag_threshold(guide),
+        prober_hit_level=guide.level,
     )
     torch.manual_seed(ctx.seed)
     started = time.perf_counter()
     correction = bound.corrector.correct(inputs, images)
     seconds = time.perf_counter() - started
     edited, steps = check_correction(correction, images)
+    own_predictions = check_predictions(correction, len(images), ctx.num_classes)
     changed = (steps > 0).nonzero().squeeze(1)  # the others are their original test image, bit for bit
     record = {
         "index": changed,
@@ -376,11 +459,10 @@ def edit(
         "steps": steps,
         "labels": labels,
         "prediction_before": predictions,
-        "prediction_after": ctx.forward(edited)[0].argmax(dim=1),
+        "prediction_after": ctx.forward(edited)[0].argmax(dim=1) if own_predictions is None else own_predictions,
+        "predicts": own_predictions is not None,  # the corrector's own predictions, not a re-classification
         "p_hit": p_hit,
-        "flagged": torch.as_tensor(p_hit < guide.threshold),
-        "threshold": guide.threshold,
-        "stop_level": guide.level,
+        "stop_level": bound.stop_level(guide),
         "calibrated_on": guide.calibrated_on,
         "edit_size": (edited - images).flatten(1).norm(dim=1),
         "seconds": float(seconds),
@@ -470,6 +552,7 @@ def correct_images(
     done = _edit_each(ctx, state, images, labels, f"correct {tag}", cache, on_failure)
     rows = []
     for bound, record in done:
+        record = {**record, **state.loop_flags(bound, record["p_hit"])}
         hit = (record["prediction_before"] == labels).numpy()
         tuned = None if bound.tuned is None else (record["p_hit"] < bound.tuned).numpy()
         outcome = Outcome(

@@ -33,6 +33,11 @@ CORRECTION_METRICS = {
     "break-rate": False,
     "net-accuracy-gain": True,
     "tuned-net-accuracy-gain": True,
+    "correction-rate-flagged": True,
+    "break-rate-flagged": False,
+    "loop-accuracy": True,
+    "abstain-selective-accuracy": True,
+    "abstain-coverage": True,
     "edit-size": False,
     "median-steps": False,
     "p90-steps": False,
@@ -148,6 +153,7 @@ def outcome_rows(outcome: Outcome, bootstrap: Bootstrap) -> list[dict[str, Any]]
     hit = np.asarray(outcome.hit, dtype=bool)
     after = np.asarray(outcome.hit_after, dtype=bool)
     miss = ~hit
+    flagged = np.asarray(outcome.flagged, dtype=bool)
     steps = np.asarray(outcome.steps, dtype=float)[miss]
     n = len(hit)
     speed = n / outcome.seconds if outcome.seconds > 0 else float("nan")
@@ -160,6 +166,11 @@ def outcome_rows(outcome: Outcome, bootstrap: Bootstrap) -> list[dict[str, Any]]
             if outcome.tuned_flagged is not None
             else []
         ),
+        _row("correction-rate-flagged", after[miss & flagged], bootstrap),
+        _row("break-rate-flagged", ~after[hit & flagged], bootstrap),
+        _row("loop-accuracy", np.where(flagged, after, hit), bootstrap),
+        _row("abstain-selective-accuracy", hit[~flagged], bootstrap),
+        _row("abstain-coverage", ~flagged, bootstrap),
         _row("edit-size", np.asarray(outcome.edit_size, dtype=float)[miss], bootstrap),
         _row("median-steps", steps, bootstrap, value=np.median(steps) if len(steps) else None),
         _row("p90-steps", steps, bootstrap, value=np.percentile(steps, 90) if len(steps) else None),

@@ -204,6 +204,8 @@ def train_task(run: Run, *, seed: int, device: torch.device) -> Context:
         registry=run.registry,
         val_images=splits.val_images,
         val_labels=splits.val_labels,
+        test_images=splits.test_images,
+        test_labels=splits.test_labels,
     )
 
 
