@@ -56,9 +56,11 @@ class _Group(TyperGroup):
         except UserError as exc:
             if (ctx.obj or {}).get("debug"):
                 raise
+            from rich.markup import escape
+
             from probebench.console import console
 
-            console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+            console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)  # a message may hold [brackets]
             raise SystemExit(exc.exit_code) from None
         except KeyboardInterrupt:
             import os

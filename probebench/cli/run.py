@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -34,9 +35,12 @@ def _seeds(text: str | None) -> list[int] | None:
     if text is None:
         return None
     try:
-        seeds = [int(s) for s in text.replace(" ", "").split(",") if s]
+        seeds: list[int] = []
+        for part in (p for p in text.replace(" ", "").split(",") if p):
+            span = re.fullmatch(r"(\d+)-(\d+)", part)  # a range, both ends included
+            seeds += range(int(span[1]), int(span[2]) + 1) if span else [int(part)]
     except ValueError:
-        raise UserError(f"--seeds takes comma-separated integers like 0,1,2, got {text!r}") from None
+        raise UserError(f"--seeds takes comma-separated integers or ranges like 0,1,2 or 0-4, got {text!r}") from None
     if not seeds or min(seeds) < 0:
         raise UserError(f"--seeds needs at least one non-negative integer, got {text!r}")
     return seeds
@@ -47,7 +51,8 @@ def run(
     suite: Annotated[str, typer.Argument(help="Suite name from registry.toml.")] = DEFAULT_SUITE,
     registry: RegistryOption = None,
     seeds: Annotated[
-        str | None, typer.Option("--seeds", help="Comma-separated seeds overriding the suite's, e.g. 0,1,2.")
+        str | None,
+        typer.Option("--seeds", help="Seeds overriding the suite's: comma-separated, ranges too, e.g. 0,1,2 or 0-4."),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto (cuda when available).")] = "auto",
     out: Annotated[
@@ -69,6 +74,24 @@ def run(
         typer.Option("--cache-dir", help="Artifact cache (default: $PROBEBENCH_CACHE or ~/.cache/probebench)."),
     ] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Ignore cached artifacts and recompute everything.")] = False,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            envvar="PROBEBENCH_EXECUTOR",
+            help="What runs the run's tasks: local (this process) or ray (a Ray cluster; pip install "
+            "'probebench[ray]'). The results are the same bytes.",
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            envvar="PROBEBENCH_RAY_ADDRESS",
+            help="With --executor ray: the cluster, auto (the one `ray start` runs here), HOST:PORT or "
+            "ray://HOST:PORT; default: $RAY_ADDRESS, else a new Ray on this machine.",
+        ),
+    ] = None,
     metric: Annotated[
         list[str] | None,
         typer.Option(
@@ -91,8 +114,10 @@ def run(
 ) -> None:
     """Run a benchmark suite: train, score, evaluate, and write results/<run-id>/."""
     from probebench.cache import ArtifactStore
+    from probebench.executors import executor_for
     from probebench.suite import parse_suite
 
+    chosen_executor = executor_for(executor, address, fresh=fresh)
     config, reg = load(ctx, registry)
     resolved = parse_suite(config, suite, reg, seeds=_seeds(seeds), data_root=data_root)
     for name in log or []:
@@ -109,7 +134,7 @@ def run(
     target, outcome = write_run_folder(
         out,
         resolved.name,
-        lambda partial: run_suite(resolved, reg, store, chosen_device, partial),
+        lambda partial: run_suite(resolved, reg, store, chosen_device, partial, chosen_executor),
         overwrite,
         results_root=default_results_dir(),
     )
