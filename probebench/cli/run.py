@@ -79,8 +79,8 @@ def run(
         typer.Option(
             "--executor",
             envvar="PROBEBENCH_EXECUTOR",
-            help="What runs the run's tasks: local (this process) or ray (a Ray cluster; pip install "
-            "'probebench[ray]'). The results are the same bytes.",
+            help="What runs the run's tasks: local (this process) or ray (a Ray cluster; needs the ray extra of "
+            "probebench, see docs/cluster.md). The results are the same bytes.",
         ),
     ] = "local",
     address: Annotated[
