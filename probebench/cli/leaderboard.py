@@ -8,7 +8,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from probebench.cli.common import RESULTS_DIR, IncludeFailedOption, ResultsDirOption, stdout_console
+from probebench.cli.common import (
+    DEFAULT_ALPHA,
+    RESULTS_DIR,
+    AlphaOption,
+    IncludeFailedOption,
+    RegistryOption,
+    ResultsDirOption,
+    load,
+    stdout_console,
+    tie_rule,
+)
 from probebench.errors import UserError, suggest
 
 if TYPE_CHECKING:
@@ -83,6 +93,7 @@ def provenance_text(lines: list[dict[str, Any]], fmt: str) -> str:
 
 
 def leaderboard(
+    ctx: typer.Context,
     runs: Annotated[
         list[str] | None, typer.Argument(help="Run folders or ids under --results-dir, or 'latest' (the default).")
     ] = None,
@@ -115,8 +126,11 @@ def leaderboard(
     ] = None,
     results_dir: ResultsDirOption = RESULTS_DIR,
     include_failed: IncludeFailedOption = False,
+    alpha: AlphaOption = DEFAULT_ALPHA,
+    registry: RegistryOption = None,
 ) -> None:
     """Show runs as tables: methods x metrics by default, mean ± std over seeds.
+    Bold marks the best value and every value tied with it (see --alpha).
 
     Examples: methods x corruption (AUROC, mean over severities):
     `--all --cols corruption --metric auroc`; methods x severity:
@@ -145,8 +159,9 @@ def leaderboard(
 
     run_dirs = gather_runs(runs, all_runs, results_dir, include_failed)
     table, heads = results.combine(run_dirs)
+    ties = tie_rule(alpha, run_dirs, heads, lambda: load(ctx, registry)[1])
     title = run_dirs[0].name if len(run_dirs) == 1 else f"{len(run_dirs)} runs"
-    parts = board.sections(table, view, heads, title=title)
+    parts = board.sections(table, view, heads, title=title, ties=ties)
     scales = results.scales(list(heads.values()))
     rendered = render_sections(parts, results.directions(list(heads.values())), fmt, scales)
     lines = board.provenance(heads, board.select(table, view, []))

@@ -30,6 +30,7 @@ from probebench.report.tables import Scales, Section, metric_label
 if TYPE_CHECKING:  # pandas stays out of CLI start-up
     import pandas as pd
 
+    from probebench.report.ties import Ties
     from probebench.results import Header
 
 FILTER_KEYS = results.KEYS + ["config", "run"]
@@ -185,8 +186,12 @@ def _titled(title: str, group: str) -> str:
     return f"{title}: {group}" if title and group else title or group
 
 
-def sections(table: pd.DataFrame, view: View, heads: dict[str, Header], title: str = "") -> list[Section]:
-    """The sections a leaderboard shows for ``view`` of the combined ``table``."""
+def sections(
+    table: pd.DataFrame, view: View, heads: dict[str, Header], title: str = "", ties: Ties | None = None
+) -> list[Section]:
+    """The sections a leaderboard shows for ``view`` of the combined ``table``;
+    with ``ties``, each bolds every value not significantly worse than the best
+    and says so under the table (else only the best)."""
     notes: list[str] = []
     table = select(table, view, notes)
     rows, cols = list(view.rows), list(view.cols)
@@ -220,8 +225,12 @@ def sections(table: pd.DataFrame, view: View, heads: dict[str, Header], title: s
         words = [_seed_note(part, p_rows + p_cols, bootstrap_level(heads)), _averaged_note(part, shown)] + (
             notes if not out else []
         )
+        marked = None
+        if ties is not None:
+            marked = ties.mark(numbers, part, p_rows, p_cols, results.directions(list(heads.values())), fixed)
+            words.append(ties.describe(part, p_rows + p_cols))
         caption = "; ".join(w for w in words if w)
-        out.append(Section(part_title, numbers, labels, caption=caption, metric=fixed))
+        out.append(Section(part_title, numbers, labels, caption=caption, metric=fixed, marked=marked))
     if not out:
         raise UserError("no rows to show with these filters")
     return out

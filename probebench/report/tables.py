@@ -2,7 +2,8 @@
 
 Column headers carry an arrow for the metric's direction (↑ higher is better,
 ↓ lower is better) and the factor of scaled metrics (``aurc ×1000``); the best
-value per column (per row when metrics are the rows) is marked: bold in rich,
+value per column (per row when metrics are the rows), or the cells a section
+lists in ``marked`` (the tied-best, ``probebench/report/ties.py``), is marked: bold in rich,
 ``**`` in markdown, ``<strong>`` in HTML, ``\\textbf`` in LaTeX. Numbers stay
 numbers until here: ``labels`` holds the formatted text, ``numbers`` the
 values the best mark is chosen by.
@@ -11,7 +12,7 @@ values the best mark is chosen by.
 from __future__ import annotations
 
 import html as _html
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, overload
 
@@ -35,6 +36,7 @@ class Section:
     caption: str = ""
     metric: str | None = None  # the one metric every cell shows, when it is not a key
     notes: list[str] = field(default_factory=list)
+    marked: set[tuple[Hashable, Hashable]] | None = None  # cells to bold (tied-best); None: the best only
 
 
 def metric_label(metric: str, scales: Scales | None = None) -> str:
@@ -79,25 +81,35 @@ def _headers(section: Section, directions: Directions, scales: Scales | None) ->
     ]
 
 
-def best_cells(
+def lines(
     numbers: pd.DataFrame, directions: Directions, metric: str | None = None
-) -> set[tuple[Hashable, Hashable]]:
-    """(row, column) positions holding the best value of their column, or of
-    their row when the metrics are the rows. Needs at least two values."""
+) -> Iterator[tuple[list[tuple[Hashable, Hashable]], pd.Series, str]]:
+    """The lines a best value is chosen in: each column, or each row when the
+    metrics are the rows. Yields (the (row, column) positions of its finite
+    values, those values, the metric), for lines of at least two values."""
     import numpy as np
 
-    best: set[tuple[Hashable, Hashable]] = set()
     metric_in_rows = metric is None and any(_metric_of(i, directions) for i in numbers.index)
-    lines = numbers.index if metric_in_rows else numbers.columns
-    for line in lines:
+    for line in numbers.index if metric_in_rows else numbers.columns:
         series = (numbers.loc[line] if metric_in_rows else numbers[line]).astype(float)
         series = series[np.isfinite(series)]
         name = metric or _metric_of(line, directions)
         if name is None or len(series) < 2:
             continue
-        target = series.max() if directions[name] else series.min()
-        for other in series.index[np.isclose(series.to_numpy(), target, rtol=0, atol=1e-12)]:
-            best.add((line, other) if metric_in_rows else (other, line))
+        positions = [(line, other) if metric_in_rows else (other, line) for other in series.index]
+        yield positions, series, name
+
+
+def best_cells(
+    numbers: pd.DataFrame, directions: Directions, metric: str | None = None
+) -> set[tuple[Hashable, Hashable]]:
+    """(row, column) positions holding the best value of their column, or of
+    their row when the metrics are the rows. Needs at least two values."""
+    from probebench.significance import tied_best
+
+    best: set[tuple[Hashable, Hashable]] = set()
+    for positions, series, name in lines(numbers, directions, metric):
+        best |= tied_best(dict(zip(positions, series.to_numpy())), {}, directions[name], alpha=0)
     return best
 
 
@@ -106,7 +118,7 @@ def _row_label(index: Hashable) -> str:
 
 
 def _body(section: Section, directions: Directions, mark: Callable[[str], str]) -> list[tuple[str, list[str]]]:
-    best = best_cells(section.numbers, directions, section.metric)
+    best = section.marked if section.marked is not None else best_cells(section.numbers, directions, section.metric)
     body = []
     for idx in section.numbers.index:
         cells = []
