@@ -157,3 +157,13 @@ def test_a_bad_alpha_is_one_line_and_exit_2(runner, tmp_path, command):
     assert result.exit_code == 2, result.output
     assert "--alpha must lie in [0, 1)" in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_publish_says_how_ties_were_decided_over_seeds(runner, tiny_registry, tmp_path):
+    from tests.test_publish_guard import published
+
+    _, _, out, _ = published(runner, tiny_registry, tmp_path)
+    page = out.read_text()
+    sentence = r"paired bootstrap over the same \d+ test resamples and over seeds, Holm-corrected across the column"
+    assert re.search(sentence, page) and "α = 0.05" in page
+    assert "**bold**: best in its column and every value not" in page
