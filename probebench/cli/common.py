@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -58,6 +58,13 @@ ResultsDirOption = Annotated[
         show_default=False,
         help="Folder holding one sub-folder per run (default: $PROBEBENCH_RESULTS, else results/ beside the "
         "project's registry.toml, found from the current folder upward, else ./results).",
+    ),
+]
+JsonOption = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print one JSON document on stdout and nothing else (messages go to stderr); keys in docs/cli.md.",
     ),
 ]
 IncludeFailedOption = Annotated[
@@ -116,3 +123,23 @@ def tie_rule(alpha: float, run_dirs: list[Path], heads: dict, registry: Callable
     check_alpha(alpha)
     factory = registry_metrics(registry()) if alpha > 0 else (lambda name: None)
     return Ties(alpha, Replicates({run.name: run for run in run_dirs}, heads, factory))
+
+
+def print_tables(renderables: list[Any]) -> None:
+    """Print rich tables on stdout, each at a width that fits it whole (at
+    least 160 columns): a name in a table is never truncated or wrapped."""
+    from rich.console import Console
+
+    probe = Console(width=10_000)
+    for renderable in renderables:
+        width = max(160, probe.measure(renderable).maximum)
+        Console(highlight=False, soft_wrap=False, width=width).print(renderable)
+
+
+def deprecated_alias(old: str, new: str, value: str | None) -> str | None:
+    """``value`` of a hidden, renamed option, with a one-line warning on stderr when it was given."""
+    if value is not None:
+        from probebench.console import console
+
+        console.print(f"[yellow]warning: {old} is deprecated and will be removed; use {new}[/]", soft_wrap=True)
+    return value

@@ -63,6 +63,7 @@ def _component(spec: dict[str, Any]) -> str:
 def suite_markdown(suite_dict: dict[str, Any], config: str, runs: list[Path], ties: Ties | None = None) -> str:
     from probebench import results
     from probebench.cli.leaderboard import provenance_text
+    from probebench.report import active
     from probebench.report import leaderboard as board
     from probebench.report.tables import render_sections
 
@@ -101,6 +102,9 @@ def suite_markdown(suite_dict: dict[str, Any], config: str, runs: list[Path], ti
     note = board.scaled_note(scales, table["metric"])
     if note:
         lines += [f"_{note}._", ""]
+    active_table = active.load(runs)
+    if active_table is not None:
+        lines += [active.markdown(active_table), ""]
     lines.append(provenance_text(board.provenance(heads, table), "markdown"))
     return "\n".join(lines)
 
@@ -163,7 +167,8 @@ def publish(
         "A *miss* is a test image the classifier gets wrong; a method's confidence should be low on",
         "misses. ↑/↓: higher/lower is better; **bold**: best in its column and every value not",
         f"significantly worse (paired bootstrap, Holm-corrected, α = {alpha:g}; the note under each table",
-        "says how its marks were decided); `±`: standard deviation",
+        "says how its marks were decided; where a column has no per-sample scores, a value is tied when its",
+        "interval overlaps the best's); `±`: standard deviation",
         "over seeds (each seed trains its own classifier); brackets: 95% percentile-bootstrap",
         "intervals over test samples. AURC and E-AURC are ×1000. Definitions: `probebench ls metrics`.",
         "",

@@ -8,6 +8,11 @@ shown metric on them from ``scores.csv.gz``, and hands the paired replicates to
 ``probebench.significance.tied_best``. Nothing is drawn anew: the intervals and
 the ties rest on the same resamples.
 
+This is the one tie decision of every table. Only where a column (or row) has
+no per-sample scores to test with (e.g. rows imported without a scores file,
+or a table drawn without ``Ties``) does the fallback ``overlap_tied`` decide:
+a value is tied when its shown interval overlaps the best value's interval.
+
 A replicate is rebuilt only when the full-sample value recomputed from the
 scores file equals the one in ``results.csv`` (the scores are stored to 7
 significant digits): a cell whose number cannot be traced to its scores is
@@ -23,16 +28,68 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from probebench.significance import describe, seed_draws, seed_resampled, tied_best
+from probebench import significance
+from probebench.significance import describe, seed_draws, seed_resampled
 
 if TYPE_CHECKING:
+    import numpy.typing as npt
     import pandas as pd
 
+    from probebench.report.tables import Directions, Section
     from probebench.results import Header
 
 CELL_KEYS = ["run", "suite", "dataset", "corruption", "severity", "classifier", "seed"]
 MetricFactory = Callable[[str], Any]  # a metric name -> a metric plugin instance (or None when unknown)
 TRACE_RTOL, TRACE_ATOL = 1e-4, 1e-6  # recomputed vs stored value: scores are kept to 7 digits, values to 6
+OVERLAP_RULE = "bold: the best value and every value whose interval overlaps the best's"
+
+
+def overlap_tied(
+    values: npt.ArrayLike,
+    lows: npt.ArrayLike,
+    highs: npt.ArrayLike,
+    higher_is_better: bool,
+) -> np.ndarray:
+    """The fallback where no per-sample scores are available: a boolean mask
+    over ``values`` of the best value (by direction), every value equal to it,
+    and every value whose interval ``[low, high]`` overlaps the best value's
+    interval. A missing interval (NaN) is the point itself; NaN values are
+    never tied."""
+    values = np.asarray(values, dtype=float)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return np.zeros(values.shape, dtype=bool)
+    lows = np.where(np.isfinite(np.asarray(lows, dtype=float)), lows, values)
+    highs = np.where(np.isfinite(np.asarray(highs, dtype=float)), highs, values)
+    best = int(np.nanargmax(values) if higher_is_better else np.nanargmin(values))
+    overlaps = (lows <= highs[best]) & (lows[best] <= highs)
+    return finite & (overlaps | np.isclose(values, values[best], rtol=0, atol=1e-12))
+
+
+def overlap_cells(section: Section, directions: Directions) -> set[tuple[Hashable, Hashable]]:
+    """(row, column) positions of ``section`` tied with the best of their line
+    by ``overlap_tied`` on the intervals the cells show (no scores needed)."""
+    from probebench.report.tables import lines, shown_intervals
+
+    lows, highs = shown_intervals(section)
+    marked: set[tuple[Hashable, Hashable]] = set()
+    for positions, series, name in lines(section.numbers, directions, section.metric):
+        marked |= _overlap_line(positions, series, name, lows, highs, directions)
+    return marked
+
+
+def _overlap_line(
+    positions: list[tuple[Hashable, Hashable]],
+    series: pd.Series,
+    name: str,
+    lows: pd.DataFrame,
+    highs: pd.DataFrame,
+    directions: Directions,
+) -> set[tuple[Hashable, Hashable]]:
+    low = [lows.loc[pos] for pos in positions]
+    high = [highs.loc[pos] for pos in positions]
+    tied = overlap_tied(series.to_numpy(dtype=float), low, high, directions[name])
+    return {pos for pos, t in zip(positions, tied) if t}
 
 
 @dataclass
@@ -124,35 +181,40 @@ class Ties:
     alpha: float
     replicates: Replicates
     tested: int = 0  # comparisons with the best tested in the last ``mark``
+    fallback: int = 0  # lines of the last ``mark`` decided by ``overlap_tied`` (no scores behind the best)
 
     def mark(
-        self,
-        numbers: pd.DataFrame,
-        part: pd.DataFrame,
-        rows: list[str],
-        cols: list[str],
-        directions: dict[str, bool],
-        metric: str | None,
+        self, section: Section, part: pd.DataFrame, rows: list[str], cols: list[str], directions: Directions
     ) -> set[tuple[Hashable, Hashable]]:
-        """(row, column) positions of ``numbers`` (a pivot of ``part``) to bold."""
-        from probebench.report.tables import lines
+        """(row, column) positions of ``section.numbers`` (a pivot of ``part``) to
+        bold: by the paired significance test where the line's best value has
+        per-sample scores, by ``overlap_tied`` where it has none; with ``alpha``
+        0, only the best."""
+        from probebench.report.tables import lines, shown_intervals
 
         combined = self._combined(part, rows, cols) if self.alpha > 0 else {}
         marked: set[tuple[Hashable, Hashable]] = set()
         self.tested = 0
-        for positions, series, name in lines(numbers, directions, metric):
+        self.fallback = 0
+        intervals: tuple[pd.DataFrame, pd.DataFrame] | None = None
+        for positions, series, name in lines(section.numbers, directions, section.metric):
             values = dict(zip(positions, series.to_numpy(dtype=float)))
             found = {pos: combined[pos] for pos in positions if pos in combined}
             anchor = _best_signature(values, found, directions[name])
+            if self.alpha > 0 and anchor is None:  # no scores behind the best: the interval-overlap fallback
+                intervals = intervals or shown_intervals(section)
+                marked |= _overlap_line(positions, series, name, *intervals, directions)
+                self.fallback += 1
+                continue
             replicates = {pos: vec for pos, (vec, sig) in found.items() if sig == anchor and vec is not None}
             self.tested += max(0, len(replicates) - 1)
-            marked |= tied_best(values, replicates, directions[name], self.alpha)
+            marked |= significance.tied_best(values, replicates, directions[name], self.alpha)
         return marked
 
     def describe(self, part: pd.DataFrame, keys: list[str]) -> str:
         """The sentence under the section last marked that says how its bold marks were decided."""
         if not self.tested:
-            return describe(0, [], False)
+            return OVERLAP_RULE if self.fallback else describe(0, [], False)
         untraced = self.replicates.untraced
         runs = part["run"].unique() if "run" in part.columns else []
         counts = [self.replicates.resamples(str(r)) for r in runs if str(r) in self.replicates.heads]
@@ -163,6 +225,8 @@ class Ties:
                 f"; {untraced} value(s) differ from the metric recomputed from scores.csv.gz and are bold only "
                 "where they equal the best"
             )
+        if self.fallback:
+            sentence += "; where a line has no per-sample scores: " + OVERLAP_RULE.removeprefix("bold: ")
         return sentence
 
     def _combined(
