@@ -12,7 +12,7 @@ import pytest
 from fake_runs import write_table
 
 from probebench.cli import app
-from probebench.report.ties import tied_best
+from probebench.report.ties import overlap_tied
 
 
 def board(runner, root, *args):
@@ -41,7 +41,7 @@ def three_methods(tmp_path):
     return root
 
 
-def test_tied_best_is_every_value_whose_interval_overlaps_the_best():
+def test_overlap_fallback_ties_every_value_whose_interval_overlaps_the_best():
     rng = np.random.default_rng(0)
     for _ in range(200):
         values = rng.random(6)
@@ -58,7 +58,7 @@ def test_tied_best_is_every_value_whose_interval_overlaps_the_best():
                 hi_b = highs[best] if not np.isnan(lows[best]) else values[best]
                 expected.append(max(lo_i, lo_b) <= min(hi_i, hi_b))
             highs_in = np.where(np.isnan(lows), np.nan, highs)
-            assert tied_best(values, lows, highs_in, higher).tolist() == expected
+            assert overlap_tied(values, lows, highs_in, higher).tolist() == expected
 
 
 def test_bold_marks_every_value_tied_with_the_best(runner, three_methods):
@@ -67,6 +67,16 @@ def test_bold_marks_every_value_tied_with_the_best(runner, three_methods):
     assert "| energy | 0.700 [0.650, 0.750] |" in out
     cells = json.loads(board(runner, three_methods, "--json"))["tables"][0]["cells"]
     assert {c["method"]: c["best"] for c in cells} == {"msp": True, "entropy": True, "energy": False}
+
+
+def test_without_scores_the_overlap_fallback_decides_and_the_note_says_so(runner, three_methods):
+    """write_table runs have no scores.csv.gz: no significance test is possible."""
+    out = board(runner, three_methods, "--format", "markdown")
+    assert "bold: the best value and every value whose interval overlaps the best's" in out
+    assert "Holm" not in out
+    only_best = board(runner, three_methods, "--format", "markdown", "--alpha", "0")
+    assert "**0.900 [0.860, 0.940]**" in only_best and "| entropy | 0.880 [0.830, 0.920] |" in only_best
+    assert "bold: best value" in only_best
 
 
 def test_csv_is_tidy_and_keeps_the_intervals(runner, three_methods):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,6 +15,7 @@ if TYPE_CHECKING:  # neither is imported at CLI start-up
     from rich.console import Console
 
     from probebench.registry import Registry
+    from probebench.report.ties import Ties
     from probebench.suite import Config
 
 RegistryOption = Annotated[
@@ -98,6 +100,29 @@ def stdout_console() -> Console:
     from rich.console import Console
 
     return Console(highlight=False, soft_wrap=False, width=160)
+
+
+DEFAULT_ALPHA = 0.05  # the level of the tied-best tests (probebench.significance)
+AlphaOption = Annotated[
+    float,
+    typer.Option(
+        "--alpha",
+        help="Level of the tests that mark tied-best values: bold every value whose difference from the best "
+        "is not significant (paired bootstrap over the same test resamples and seeds, Holm-corrected). "
+        "0 bolds only the best.",
+    ),
+]
+
+
+def tie_rule(alpha: float, run_dirs: list[Path], heads: dict, registry: Callable[[], Registry]) -> Ties:
+    """The tied-best rule of a table drawn from ``run_dirs``; ``registry()`` (the
+    plugins, to recompute metrics from the runs' scores) is called only when ``alpha`` > 0."""
+    from probebench.report.ties import Replicates, Ties, registry_metrics
+    from probebench.significance import check_alpha
+
+    check_alpha(alpha)
+    factory = registry_metrics(registry()) if alpha > 0 else (lambda name: None)
+    return Ties(alpha, Replicates({run.name: run for run in run_dirs}, heads, factory))
 
 
 def print_tables(renderables: list[Any]) -> None:

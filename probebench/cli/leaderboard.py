@@ -8,7 +8,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from probebench.cli.common import RESULTS_DIR, IncludeFailedOption, JsonOption, ResultsDirOption, print_tables
+from probebench.cli.common import (
+    DEFAULT_ALPHA,
+    RESULTS_DIR,
+    AlphaOption,
+    IncludeFailedOption,
+    JsonOption,
+    RegistryOption,
+    ResultsDirOption,
+    load,
+    print_tables,
+    tie_rule,
+)
 from probebench.errors import UserError, suggest
 
 if TYPE_CHECKING:
@@ -90,6 +101,7 @@ def provenance_text(lines: list[dict[str, Any]], fmt: str) -> str:
 
 
 def leaderboard(
+    ctx: typer.Context,
     runs: Annotated[
         list[str] | None, typer.Argument(help="Run folders or ids under --results-dir, or 'latest' (the default).")
     ] = None,
@@ -129,9 +141,12 @@ def leaderboard(
     ] = False,
     results_dir: ResultsDirOption = RESULTS_DIR,
     include_failed: IncludeFailedOption = False,
+    alpha: AlphaOption = DEFAULT_ALPHA,
+    registry: RegistryOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show runs as tables: methods x metrics by default, mean ± std over seeds.
+    Bold marks the best value and every value tied with it (see --alpha).
 
     Examples: methods x corruption (AUROC, mean over severities):
     `--all --cols corruption --metric auroc`; methods x severity:
@@ -160,8 +175,9 @@ def leaderboard(
 
     run_dirs = gather_runs(runs, all_runs, results_dir, include_failed)
     table, heads = results.combine(run_dirs)
+    ties = tie_rule(alpha, run_dirs, heads, lambda: load(ctx, registry)[1])
     title = run_dirs[0].name if len(run_dirs) == 1 else f"{len(run_dirs)} runs"
-    parts = board.sections(table, view, heads, title=title)
+    parts = board.sections(table, view, heads, title=title, ties=ties)
     scales = results.scales(list(heads.values()))
     directions = results.directions(list(heads.values()))
     lines = board.provenance(heads, board.select(table, view, []))

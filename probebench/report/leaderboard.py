@@ -30,6 +30,7 @@ from probebench.report.tables import Scales, Section, metric_label
 if TYPE_CHECKING:  # pandas stays out of CLI start-up
     import pandas as pd
 
+    from probebench.report.ties import Ties
     from probebench.results import Header
 
 FILTER_KEYS = results.KEYS + ["config", "run"]
@@ -188,8 +189,12 @@ def _titled(title: str, group: str) -> str:
     return f"{title}: {group}" if title and group else title or group
 
 
-def sections(table: pd.DataFrame, view: View, heads: dict[str, Header], title: str = "") -> list[Section]:
-    """The sections a leaderboard shows for ``view`` of the combined ``table``."""
+def sections(
+    table: pd.DataFrame, view: View, heads: dict[str, Header], title: str = "", ties: Ties | None = None
+) -> list[Section]:
+    """The sections a leaderboard shows for ``view`` of the combined ``table``;
+    with ``ties``, each bolds every value not significantly worse than the best
+    and says so under the table (else only the best)."""
     notes: list[str] = []
     table = select(table, view, notes)
     rows, cols = list(view.rows), list(view.cols)
@@ -222,6 +227,9 @@ def sections(table: pd.DataFrame, view: View, heads: dict[str, Header], title: s
         shown = set(p_rows) | set(p_cols) | set(view.where or {})
         seed_note = _seed_note(part, p_rows + p_cols, bootstrap_level(heads), section.has_brackets())
         words = [seed_note, _averaged_note(part, shown)] + (notes if not out else [])
+        if ties is not None:
+            section.marked = ties.mark(section, part, p_rows, p_cols, results.directions(list(heads.values())))
+            words.append(ties.describe(part, p_rows + p_cols))
         section.caption = "; ".join(w for w in words if w)
         out.append(section)
     if not out:

@@ -2,17 +2,19 @@
 
 Column headers carry an arrow for the metric's direction (↑ higher is better,
 ↓ lower is better) and the factor of scaled metrics (``aurc ×1000``); the best
-value per column (per row when metrics are the rows) is marked: bold in rich,
-``**`` in markdown, ``<strong>`` in HTML, ``\\textbf`` in LaTeX. Numbers stay
-numbers until here: ``labels`` holds the formatted text, ``numbers`` the
-values the best mark is chosen by, ``stats`` their intervals: every value
-tied with the best is marked (``probebench.report.ties``).
+value per column (per row when metrics are the rows) and every value tied
+with it is marked: bold in rich, ``**`` in markdown, ``<strong>`` in HTML,
+``\\textbf`` in LaTeX. Which values are tied is decided in one place,
+``probebench/report/ties.py`` (a section's ``marked``; without it, the
+interval-overlap fallback). Numbers stay numbers until here: ``labels`` holds
+the formatted text, ``numbers`` the values the best mark is chosen by,
+``stats`` their intervals.
 """
 
 from __future__ import annotations
 
 import html as _html
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, overload
 
@@ -36,6 +38,7 @@ class Section:
     caption: str = ""
     metric: str | None = None  # the one metric every cell shows, when it is not a key
     notes: list[str] = field(default_factory=list)
+    marked: set[tuple[Hashable, Hashable]] | None = None  # cells to bold (ties.Ties); None: ties.overlap_cells
     # {field: DataFrame of the same shape} for results.PIVOT_FIELDS (std, seeds, ci_low, ci_high)
     stats: dict[str, pd.DataFrame] = field(default_factory=dict)
 
@@ -51,7 +54,9 @@ class Section:
     def without_intervals(self) -> Section:
         """The same section with each label reduced to its value (``--no-intervals``)."""
         labels = self.labels.map(lambda t: t.partition(" ")[0] if isinstance(t, str) else t)
-        return Section(self.title, self.numbers, labels, self.caption, self.metric, list(self.notes), self.stats)
+        return Section(
+            self.title, self.numbers, labels, self.caption, self.metric, list(self.notes), self.marked, self.stats
+        )
 
 
 def metric_label(metric: str, scales: Scales | None = None) -> str:
@@ -96,6 +101,25 @@ def _headers(section: Section, directions: Directions, scales: Scales | None) ->
     ]
 
 
+def lines(
+    numbers: pd.DataFrame, directions: Directions, metric: str | None = None
+) -> Iterator[tuple[list[tuple[Hashable, Hashable]], pd.Series, str]]:
+    """The lines a best value is chosen in: each column, or each row when the
+    metrics are the rows. Yields (the (row, column) positions of its finite
+    values, those values, the metric), for lines of at least two values."""
+    import numpy as np
+
+    metric_in_rows = metric is None and any(_metric_of(i, directions) for i in numbers.index)
+    for line in numbers.index if metric_in_rows else numbers.columns:
+        series = (numbers.loc[line] if metric_in_rows else numbers[line]).astype(float)
+        series = series[np.isfinite(series)]
+        name = metric or _metric_of(line, directions)
+        if name is None or len(series) < 2:
+            continue
+        positions = [(line, other) if metric_in_rows else (other, line) for other in series.index]
+        yield positions, series, name
+
+
 def shown_intervals(section: Section) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(lows, highs) of the interval each cell shows (``results.shown_interval``)."""
     import numpy as np
@@ -112,28 +136,15 @@ def shown_intervals(section: Section) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def best_cells(section: Section, directions: Directions) -> set[tuple[Hashable, Hashable]]:
-    """(row, column) positions tied with the best value of their column, or of
-    their row when the metrics are the rows (``ties.tied_best`` decides, on
-    the intervals the cells show). Needs at least two values."""
-    import numpy as np
+    """(row, column) positions to bold: ``section.marked`` when the tie rule
+    (``probebench.report.ties.Ties``) decided them, else those tied with the
+    best value of their column (row when the metrics are the rows) by the
+    no-scores fallback ``ties.overlap_tied`` on the intervals the cells show."""
+    if section.marked is not None:
+        return section.marked
+    from probebench.report.ties import overlap_cells
 
-    from probebench.report.ties import tied_best
-
-    numbers, metric = section.numbers, section.metric
-    lows, highs = shown_intervals(section)
-    best: set[tuple[Hashable, Hashable]] = set()
-    metric_in_rows = metric is None and any(_metric_of(i, directions) for i in numbers.index)
-    lines = numbers.index if metric_in_rows else numbers.columns
-    for line in lines:
-        pick = (lambda frame: frame.loc[line]) if metric_in_rows else (lambda frame: frame[line])
-        series = pick(numbers).astype(float)
-        name = metric or _metric_of(line, directions)
-        if name is None or int(np.isfinite(series).sum()) < 2:
-            continue
-        tied = tied_best(series.to_numpy(), pick(lows).to_numpy(), pick(highs).to_numpy(), directions[name])
-        for other in series.index[tied]:
-            best.add((line, other) if metric_in_rows else (other, line))
-    return best
+    return overlap_cells(section, directions)
 
 
 def _row_label(index: Hashable) -> str:
