@@ -3,7 +3,7 @@
 ``local`` (the default) runs the tasks in this process, in the graph's
 order; ``ray`` runs each as a Ray task on a cluster (``ray_cluster.py``).
 An executor is any object with ``execute(graph, run) -> the target task's
-output``; whichever runs a graph, the results are the same bytes.
+output`` (``run``: one run, or several suites' runs for a combined graph); whichever runs a graph, the results are the same bytes.
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ from probebench.errors import UserError
 
 if TYPE_CHECKING:
     from probebench.pipeline.graph import Graph
-    from probebench.pipeline.stage import Run
 
 
 class Executor(Protocol):
-    def execute(self, graph: Graph, run: Run) -> Any:
-        """Run every task of ``graph`` (each after its inputs) and return the output of ``graph.target``."""
+    def execute(self, graph: Graph, run: Any) -> Any:  # Any: a Run, or Sequence[Run] for a combined graph
+        """Run every task of ``graph`` (each after its inputs) and return the output of ``graph.target``.
+
+        ``run`` is what each task is called with: a ``Run``, or for a graph
+        of several suites (``pipeline/combined.py``) the list of their runs."""
         ...
 
 

@@ -28,6 +28,7 @@ outstanding tasks.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,7 +57,6 @@ def import_ray() -> Any:
 class RunSpec:
     """What a worker needs to rebuild the driver's ``Run``: plain and picklable."""
 
-    token: str  # unique per run: a worker keeps one run's outputs at a time
     suite: Any
     builtin: tuple[str, ...]
     in_process: tuple[str, ...]  # plugins added in the driver's process (importable modules)
@@ -64,18 +64,14 @@ class RunSpec:
     autoload: bool
     cache: str
     out: str
-    threads: int  # torch's intra-op threads: the driver's, since a gradient's bytes depend on them
 
     @classmethod
-    def of(cls, run: Run, token: str) -> RunSpec:
-        import torch
-
+    def of(cls, run: Run) -> RunSpec:
         plugins = run.registry.plugins.values()
         suite = run.suite  # paths absolute: a worker's working folder is not the driver's
         if suite.data_root:
             suite = replace(suite, data_root=str(Path(suite.data_root).resolve()))
         return cls(
-            token,
             suite,
             tuple(p.module for p in plugins if p.builtin),
             tuple(p.module for p in plugins if p.distribution == "in-process"),
@@ -83,7 +79,6 @@ class RunSpec:
             any(not p.builtin and p.distribution != "in-process" for p in plugins),
             str(run.store.root.resolve()),
             str(Path(run.out).resolve()),
-            torch.get_num_threads(),
         )
 
     def registry(self) -> Registry:
@@ -107,6 +102,23 @@ class RunSpec:
 
 
 @dataclass(frozen=True)
+class LazyRuns(Sequence):
+    """In a worker: the runs of a graph, each rebuilt from its spec when a task first needs it."""
+
+    def __init__(self, specs: tuple[RunSpec, ...]) -> None:
+        self.specs = specs
+        self.built: dict[int, Run] = {}
+
+    def __getitem__(self, index: Any) -> Any:
+        if index not in self.built:
+            self.built[index] = self.specs[index].run()
+        return self.built[index]
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+
+@dataclass(frozen=True)
 class TaskResult:
     """What a Ray task sends back: its public output and the failures it recorded."""
 
@@ -114,33 +126,43 @@ class TaskResult:
     failures: list[dict]
 
 
-_worker: dict[str, Any] = {}  # in a worker process: the token, Run and outputs of the run it serves
+@dataclass(frozen=True)
+class Work:
+    """What every Ray task of one execution shares."""
+
+    token: str  # unique per execution: a worker keeps one execution's outputs at a time
+    specs: tuple[RunSpec, ...]  # the runs of a combined graph (``pipeline/combined.py``)
+    threads: int  # torch's intra-op threads: the driver's, since a gradient's bytes depend on them
 
 
-def run_task(spec: RunSpec, graph: Graph, task_id: str, *_inputs_done: TaskResult) -> TaskResult:
+_worker: dict[str, Any] = {}  # in a worker process: the token, runs and outputs of the execution it serves
+
+
+def run_task(work: Work, graph: Graph, task_id: str, *_inputs_done: TaskResult) -> TaskResult:
     """Run one task in this worker (the Ray task body); its inputs' outputs
     are derived here from the cache when this worker has not made them."""
     import torch
 
     from probebench.pipeline.failures import Failures
 
-    torch.set_num_threads(spec.threads)
-    if _worker.get("token") != spec.token:
+    torch.set_num_threads(work.threads)
+    if _worker.get("token") != work.token:
         _worker.clear()
-        _worker.update(token=spec.token, run=spec.run(), outputs={})
-    run: Run = _worker["run"]
+        _worker.update(token=work.token, runs=LazyRuns(work.specs), outputs={})
+    runs: LazyRuns = _worker["runs"]
     outputs: dict[str, Any] = _worker["outputs"]
     task = graph.task(task_id)
+    run = runs[task.run]
     with run.store.active():
         for input_id in task.inputs:
-            _derive(run, graph, outputs, input_id)
+            _derive(runs, graph, outputs, input_id)
         own = Failures()
         run.failures = own
-        outputs[task_id] = task.call(run, *(outputs[i] for i in task.inputs))
+        outputs[task_id] = task.call(runs, *(outputs[i] for i in task.inputs))
     return TaskResult(graph.public(task_id, outputs[task_id]), own.entries)
 
 
-def _derive(run: Run, graph: Graph, outputs: dict[str, Any], task_id: str) -> None:
+def _derive(runs: LazyRuns, graph: Graph, outputs: dict[str, Any], task_id: str) -> None:
     """Make ``task_id``'s output in this worker (its inputs first); the
     failures it records are the ones its own Ray task reported already."""
     from probebench.pipeline.failures import Failures
@@ -149,9 +171,9 @@ def _derive(run: Run, graph: Graph, outputs: dict[str, Any], task_id: str) -> No
         return
     task = graph.task(task_id)
     for input_id in task.inputs:
-        _derive(run, graph, outputs, input_id)
-    run.failures = Failures()
-    outputs[task_id] = task.call(run, *(outputs[i] for i in task.inputs))
+        _derive(runs, graph, outputs, input_id)
+    runs[task.run].failures = Failures()
+    outputs[task_id] = task.call(runs, *(outputs[i] for i in task.inputs))
 
 
 class RayExecutor:
@@ -163,16 +185,23 @@ class RayExecutor:
     def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
         self.address, self.num_cpus = address, num_cpus
 
-    def execute(self, graph: Graph, run: Run) -> Any:
+    def execute(self, graph: Graph, run: Run | Sequence[Run]) -> Any:
+        """Run ``graph`` with ``run``: one run, or a combined graph's runs (``pipeline/combined.py``)."""
         import uuid
 
-        from probebench.executors.progress import StageProgress
+        import torch
 
+        from probebench.executors.progress import StageProgress
+        from probebench.pipeline.combined import combine
+
+        runs = list(run) if isinstance(run, Sequence) else [run]
+        if not isinstance(run, Sequence):  # one run's graph: combined, so every task picks its run alike
+            graph = combine([graph], [run.suite.name])
         ray = import_ray()
         self._connect(ray)
         remote = ray.remote(run_task)
-        spec = RunSpec.of(run, uuid.uuid4().hex)
-        spec_ref = ray.put(spec)
+        work = Work(uuid.uuid4().hex, tuple(RunSpec.of(r) for r in runs), torch.get_num_threads())
+        work_ref = ray.put(work)
         graph_ref = ray.put(graph)
         refs: dict[str, Any] = {}
         stages: dict[Any, Task] = {}
@@ -180,12 +209,12 @@ class RayExecutor:
             if task.id == graph.target:
                 continue
             options = remote.options(
-                num_cpus=task.resources.cpus * spec.threads,  # a CPU per torch thread
+                num_cpus=task.resources.cpus * work.threads,  # a CPU per torch thread
                 num_gpus=task.resources.gpus,
                 max_retries=MAX_RETRIES,
                 name=task.id,
             )
-            refs[task.id] = options.remote(spec_ref, graph_ref, task.id, *(refs[i] for i in task.inputs))
+            refs[task.id] = options.remote(work_ref, graph_ref, task.id, *(refs[i] for i in task.inputs))
             stages[refs[task.id]] = task
         progress = StageProgress(replace(graph, tasks=tuple(stages.values())), "run on ray")
         results: dict[str, TaskResult] = {}
@@ -198,11 +227,13 @@ class RayExecutor:
             raise
         progress.close(ok=True)
         for task_id in refs:  # in graph order, each failure once (a scorer's prepare fails every cell alike)
+            failures = runs[graph.task(task_id).run].failures
             for failure in results[task_id].failures:
-                if failure not in run.failures.entries:
-                    run.failures.add(failure)
+                if failure not in failures.entries:
+                    failures.add(failure)
         target = graph.task(graph.target)
-        return target.call(run, *(results[i].public for i in target.inputs))
+        collected = target.call(runs, *(results[i].public for i in target.inputs))
+        return collected if isinstance(run, Sequence) else collected[0]
 
     def _connect(self, ray: Any) -> None:
         if ray.is_initialized():

@@ -65,6 +65,7 @@ class Task:
     steps: int = 1
     resources: Resources = field(default_factory=Resources)
     public: Callable[[Any], Any] | None = None  # None: nothing
+    run: int = 0  # in a graph of several suites' runs (``combined.py``): the index of this task's run
 
 
 @dataclass(frozen=True)
