@@ -106,6 +106,16 @@ def run(
             "ray://HOST:PORT; default: $RAY_ADDRESS, else a new Ray on this machine.",
         ),
     ] = None,
+    artifacts: Annotated[
+        str,
+        typer.Option(
+            "--artifacts",
+            envvar="PROBEBENCH_RAY_ARTIFACTS",
+            help="With --executor ray, how workers share artifacts: shared (every node opens the cache folder, "
+            "e.g. on NFS) or object-store (no shared disk: artifacts travel through Ray, the driver writes the "
+            "cache). See docs/cluster.md.",
+        ),
+    ] = "shared",
     metric: Annotated[
         list[str] | None,
         typer.Option(
@@ -131,7 +141,7 @@ def run(
     from probebench.executors import executor_for
     from probebench.suite import parse_suite
 
-    chosen_executor = executor_for(executor, address, fresh=fresh)
+    chosen_executor = executor_for(executor, address, fresh=fresh, artifacts=artifacts)
     names = suites or [DEFAULT_SUITE]
     if len(set(names)) != len(names):
         raise UserError(f"a suite is named twice in {' '.join(names)}; name each suite once")

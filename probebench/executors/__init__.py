@@ -28,15 +28,26 @@ class Executor(Protocol):
 NAMES = ("local", "ray")
 
 
-def executor_for(name: str, address: str | None = None, *, fresh: bool = False) -> Executor:
+def executor_for(name: str, address: str | None = None, *, fresh: bool = False, artifacts: str = "shared") -> Executor:
     """The executor called ``name``; a UserError for an unknown name, for
-    ``--address`` without Ray, for Ray when it is not installed, and for
-    ``--fresh`` on Ray (workers share the cache: clear it instead)."""
+    ``--address`` or ``--artifacts object-store`` without Ray, for an unknown
+    artifact mode, for Ray when it is not installed, and for ``--fresh`` on
+    Ray (workers share the cache: clear it instead)."""
+    from probebench.executors.object_store import MODES
+
     if name not in NAMES:
         raise UserError(f"unknown executor {name!r}; use one of {', '.join(NAMES)} (--executor or PROBEBENCH_EXECUTOR)")
+    if artifacts not in MODES:
+        raise UserError(
+            f"unknown artifact mode {artifacts!r}; use one of {', '.join(MODES)} (--artifacts or PROBEBENCH_RAY_ARTIFACTS)"
+        )
     if name == "local":
         if address:
             raise UserError("--address (PROBEBENCH_RAY_ADDRESS) names a Ray cluster; add --executor ray")
+        if artifacts != "shared":
+            raise UserError(
+                "--artifacts (PROBEBENCH_RAY_ARTIFACTS) says how Ray workers share artifacts; add --executor ray"
+            )
         from probebench.executors.local import LocalExecutor
 
         return LocalExecutor()
@@ -48,4 +59,4 @@ def executor_for(name: str, address: str | None = None, *, fresh: bool = False) 
             "use a new --cache-dir, or `probebench cache` to clear the old one"
         )
     import_ray()
-    return RayExecutor(address)
+    return RayExecutor(address, artifacts=artifacts)

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from probebench.errors import UserError
 
 if TYPE_CHECKING:
+    from probebench.executors.object_store import Shipment
     from probebench.pipeline.graph import Graph, Task
     from probebench.pipeline.stage import Run
     from probebench.registry import Registry
@@ -89,29 +90,34 @@ class RunSpec:
             registry.add_plugin(importlib.import_module(module))
         return registry
 
-    def run(self) -> Run:
+    def run(self, reader: Any = None) -> Run:
+        """The run in this worker: on the driver's cache and folder, or with a
+        ``reader`` (``--artifacts object-store``) on its own cache and a private folder."""
         from probebench.cache import ArtifactStore
+        from probebench.executors.object_store import ShippingStore, private_out
         from probebench.pipeline.data import load_splits
         from probebench.pipeline.stage import Run
 
-        registry, store = self.registry(), ArtifactStore(self.cache)
+        registry = self.registry()
+        store = ArtifactStore(self.cache) if reader is None else ShippingStore(reader)
         suite = self.suite
         with store.active():  # the dataset's own files are cached under the store
-            splits = load_splits(registry, suite.dataset, suite.data_root, suite.validation)
-        return Run(suite, registry, store, splits, Path(self.out))
+            pool = suite.active.pool if suite.active else 0
+            splits = load_splits(registry, suite.dataset, suite.data_root, suite.validation, pool)
+        return Run(suite, registry, store, splits, Path(self.out) if reader is None else private_out())
 
 
 @dataclass(frozen=True)
 class LazyRuns(Sequence):
     """In a worker: the runs of a graph, each rebuilt from its spec when a task first needs it."""
 
-    def __init__(self, specs: tuple[RunSpec, ...]) -> None:
-        self.specs = specs
+    def __init__(self, specs: tuple[RunSpec, ...], readers: tuple[Any, ...]) -> None:
+        self.specs, self.readers = specs, readers
         self.built: dict[int, Run] = {}
 
     def __getitem__(self, index: Any) -> Any:
         if index not in self.built:
-            self.built[index] = self.specs[index].run()
+            self.built[index] = self.specs[index].run(self.readers[index] if self.readers else None)
         return self.built[index]
 
     def __len__(self) -> int:
@@ -124,6 +130,7 @@ class TaskResult:
 
     public: Any
     failures: list[dict]
+    shipment: Shipment | None = None  # --artifacts object-store: what the driver writes for the task
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,7 @@ class Work:
     token: str  # unique per execution: a worker keeps one execution's outputs at a time
     specs: tuple[RunSpec, ...]  # the runs of a combined graph (``pipeline/combined.py``)
     threads: int  # torch's intra-op threads: the driver's, since a gradient's bytes depend on them
+    readers: tuple[Any, ...] = ()  # --artifacts object-store: per run, a CacheReader of the driver's cache
 
 
 _worker: dict[str, Any] = {}  # in a worker process: the token, runs and outputs of the execution it serves
@@ -143,23 +151,26 @@ def run_task(work: Work, graph: Graph, task_id: str, *_inputs_done: TaskResult) 
     are derived here from the cache when this worker has not made them."""
     import torch
 
+    from probebench.executors.object_store import ShippingStore, snapshot
     from probebench.pipeline.failures import Failures
 
     torch.set_num_threads(work.threads)
     if _worker.get("token") != work.token:
         _worker.clear()
-        _worker.update(token=work.token, runs=LazyRuns(work.specs), outputs={})
+        _worker.update(token=work.token, runs=LazyRuns(work.specs, work.readers), outputs={})
     runs: LazyRuns = _worker["runs"]
     outputs: dict[str, Any] = _worker["outputs"]
     task = graph.task(task_id)
     run = runs[task.run]
+    before = snapshot(run.out) if work.readers else {}
     with run.store.active():
         for input_id in task.inputs:
             _derive(runs, graph, outputs, input_id)
         own = Failures()
         run.failures = own
         outputs[task_id] = task.call(runs, *(outputs[i] for i in task.inputs))
-    return TaskResult(graph.public(task_id, outputs[task_id]), own.entries)
+    shipment = run.store.shipment(run.out, before) if isinstance(run.store, ShippingStore) else None
+    return TaskResult(graph.public(task_id, outputs[task_id]), own.entries, shipment)
 
 
 def _derive(runs: LazyRuns, graph: Graph, outputs: dict[str, Any], task_id: str) -> None:
@@ -182,8 +193,8 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
-        self.address, self.num_cpus = address, num_cpus
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, artifacts: str = "shared") -> None:
+        self.address, self.num_cpus, self.artifacts = address, num_cpus, artifacts
 
     def execute(self, graph: Graph, run: Run | Sequence[Run]) -> Any:
         """Run ``graph`` with ``run``: one run, or a combined graph's runs (``pipeline/combined.py``)."""
@@ -191,6 +202,7 @@ class RayExecutor:
 
         import torch
 
+        from probebench.executors.object_store import start_reader
         from probebench.executors.progress import StageProgress
         from probebench.pipeline.combined import combine
 
@@ -200,7 +212,11 @@ class RayExecutor:
         ray = import_ray()
         self._connect(ray)
         remote = ray.remote(run_task)
-        work = Work(uuid.uuid4().hex, tuple(RunSpec.of(r) for r in runs), torch.get_num_threads())
+        readers: tuple[Any, ...] = ()
+        if self.artifacts == "object-store":  # one reader per driver cache
+            by_root = {root: start_reader(ray, root) for root in {r.store.root.resolve() for r in runs}}
+            readers = tuple(by_root[r.store.root.resolve()] for r in runs)
+        work = Work(uuid.uuid4().hex, tuple(RunSpec.of(r) for r in runs), torch.get_num_threads(), readers)
         work_ref = ray.put(work)
         graph_ref = ray.put(graph)
         refs: dict[str, Any] = {}
@@ -208,18 +224,13 @@ class RayExecutor:
         for task in graph:
             if task.id == graph.target:
                 continue
-            options = remote.options(
-                num_cpus=task.resources.cpus * work.threads,  # a CPU per torch thread
-                num_gpus=task.resources.gpus,
-                max_retries=MAX_RETRIES,
-                name=task.id,
-            )
+            options = remote.options(**ray_options(task, work.threads))
             refs[task.id] = options.remote(work_ref, graph_ref, task.id, *(refs[i] for i in task.inputs))
             stages[refs[task.id]] = task
         progress = StageProgress(replace(graph, tasks=tuple(stages.values())), "run on ray")
         results: dict[str, TaskResult] = {}
         try:
-            self._wait(ray, graph, refs, stages, results, progress)
+            self._wait(ray, runs, refs, stages, results, progress)
         except BaseException:
             for ref in refs.values():
                 ray.cancel(ref, force=True)
@@ -246,7 +257,7 @@ class RayExecutor:
     def _wait(
         self,
         ray: Any,
-        graph: Graph,
+        runs: list[Run],
         refs: dict[str, Any],
         stages: dict[Any, Task],
         results: dict[str, TaskResult],
@@ -266,11 +277,25 @@ class RayExecutor:
                     results[task.id] = ray.get(ref)
                 except ray.exceptions.RayTaskError as exc:
                     raise _cause(exc) from None
+                shipment = results[task.id].shipment
+                if shipment is not None:  # --artifacts object-store: the driver writes the task's files
+                    shipment.deliver(runs[task.run].store, runs[task.run].out)
                 done.add(task.id)
                 progress.finished(task.stage, failed=bool(results[task.id].failures))
                 for other in stages.values():  # now ready: every input done
                     if task.id in other.inputs and all(i in done for i in other.inputs):
                         progress.started(other.stage)
+
+
+def ray_options(task: Task, threads: int) -> dict[str, Any]:
+    """The options of ``task``'s Ray task: its resources (``pipeline/resources.py``),
+    a CPU per torch thread, retries, and its id as its name."""
+    return {
+        "num_cpus": task.resources.cpus * threads,
+        "num_gpus": task.resources.gpus,
+        "max_retries": MAX_RETRIES,
+        "name": task.id,
+    }
 
 
 def _cause(exc: Any) -> BaseException:
