@@ -107,7 +107,6 @@ class RunSpec:
         return Run(suite, registry, store, splits, Path(self.out) if reader is None else private_out())
 
 
-@dataclass(frozen=True)
 class LazyRuns(Sequence):
     """In a worker: the runs of a graph, each rebuilt from its spec when a task first needs it."""
 
