@@ -194,6 +194,7 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None, artifacts: str = "shared") -> None:
         self.address, self.num_cpus, self.artifacts = address, num_cpus, artifacts
+        self.started = False  # whether this executor started Ray (then it stops it on Ctrl-C)
 
     def execute(self, graph: Graph, run: Run | Sequence[Run]) -> Any:
         """Run ``graph`` with ``run``: one run, or a combined graph's runs (``pipeline/combined.py``)."""
@@ -230,10 +231,12 @@ class RayExecutor:
         results: dict[str, TaskResult] = {}
         try:
             self._wait(ray, runs, refs, stages, results, progress)
-        except BaseException:
+        except BaseException as exc:
             for ref in refs.values():
                 ray.cancel(ref, force=True)
             progress.close(ok=False)
+            if isinstance(exc, KeyboardInterrupt) and self.started:
+                ray.shutdown()  # the CLI ends with os._exit(130), which would skip Ray's own clean-up
             raise
         progress.close(ok=True)
         for task_id in refs:  # in graph order, each failure once (a scorer's prepare fails every cell alike)
@@ -252,6 +255,7 @@ class RayExecutor:
             ray.init(address=self.address, log_to_driver=False)
         else:
             ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False)
+            self.started = True
 
     def _wait(
         self,
