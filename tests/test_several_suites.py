@@ -80,3 +80,13 @@ def test_a_bad_suite_name_among_several_is_one_line_before_anything_runs(runner,
 def test_a_suite_named_twice_is_one_line(runner, tiny_registry):
     result = invoke(runner, tiny_registry(), "tiny", "tiny")
     assert result.exit_code == 2 and "a suite is named twice" in result.output
+
+
+def test_the_python_api_runs_a_list_of_suites_into_one_folder_each(tiny_registry, tmp_path):
+    import probebench
+
+    registry = tiny_registry(SUITES)
+    runs = probebench.run(["tiny", "tiny-b"], registry=registry, device="cpu", out=tmp_path / "both")
+    assert [r.path for r in runs] == [tmp_path / "both" / "tiny", tmp_path / "both" / "tiny-b"]
+    assert [r.meta["suite"]["name"] for r in runs] == ["tiny", "tiny-b"]
+    assert set(runs[1].results["corruption"]) == {"none", "cure-noise"}

@@ -21,8 +21,6 @@ from probebench.errors import UserError
 from probebench.suite import DEFAULT_SUITE
 
 if TYPE_CHECKING:  # pandas stays out of CLI start-up
-    from collections.abc import Callable
-
     from probebench.cache import ArtifactStore
     from probebench.pipeline.run import RunOutcome
     from probebench.registry import Registry
@@ -153,6 +151,7 @@ def run(
         reg.get("logger", name)  # an unknown logger fails before anything runs
 
     from probebench.cache import suite_user
+    from probebench.paths import write_run_folders
     from probebench.pipeline.run import SuiteRun, resolve_device, run_suites
     from probebench.results import config_hash
 
@@ -164,44 +163,21 @@ def run(
     def folder(suite: Suite) -> Path | None:
         return out / suite.name if out is not None and len(resolved) > 1 else out
 
-    outcomes = claim_folders(
+    outcomes = write_run_folders(
         [(folder(s), s.name) for s in resolved],
-        overwrite,
         lambda partials: run_suites(
             [SuiteRun(s, reg, store(s), p) for s, p in zip(resolved, partials, strict=True)],
             chosen_device,
             chosen_executor,
         ),
+        overwrite,
+        default_results_dir(),
     )
     failed = False
     for suite, (target, outcome) in zip(resolved, outcomes, strict=True):
         failed |= report_run(reg, suite, target, outcome, metric, show, as_json, log)
     if failed:
         raise typer.Exit(1)
-
-
-def claim_folders(
-    folders: list[tuple[Path | None, str]], overwrite: bool, write: Callable[[list[Path]], list[RunOutcome]]
-) -> list[tuple[Path, RunOutcome]]:
-    """Every run's folder claimed (``paths.write_run_folder``, one inside the
-    other), ``write(partial folders)``, then each moved into place."""
-    from probebench.paths import write_run_folder
-
-    def claim(index: int, partials: list[Path]) -> tuple[list[RunOutcome], list[Path]]:
-        if index == len(folders):
-            return write(partials), []
-        out, name = folders[index]
-        target, (outcomes, targets) = write_run_folder(
-            out,
-            name,
-            lambda partial: claim(index + 1, [*partials, partial]),
-            overwrite,
-            results_root=default_results_dir(),
-        )
-        return outcomes, [target, *targets]
-
-    outcomes, targets = claim(0, [])
-    return list(zip(targets, outcomes, strict=True))
 
 
 def report_run(
