@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, builtin_modules
+from tests.conftest import REPO
+from tests.ray_plugins import write_registry
 
 SUITE = """
 [suite.ctrl-c]
@@ -52,11 +53,7 @@ def start(root: Path, name: str, cache: Path, executor: str) -> subprocess.Popen
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("ctrl-c")
-    modules = ", ".join(f'"{m}"' for m in [*builtin_modules(), "tests.ray_plugins"])
-    suite = SUITE.replace("{pid_file}", str(folder / "pids"))
-    (folder / "registry.toml").write_text(f"[plugins]\nbuiltin = [{modules}]\n{suite}")
-    return folder
+    return write_registry(tmp_path_factory.mktemp("ctrl-c"), SUITE)
 
 
 @pytest.fixture(scope="module")

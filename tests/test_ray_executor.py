@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from probebench.cli import app
-from tests.conftest import builtin_modules
+from tests.ray_plugins import write_registry
 
 WALL_CLOCK = (",images-per-second,", ",train-seconds,")  # measured, not computed: they differ between runs
 
@@ -75,11 +75,7 @@ def ray_cluster(worker_cache):
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
     """A registry with both suites and the test scorers, and (per module) the local reference runs."""
-    root = tmp_path_factory.mktemp("ray")
-    modules = ", ".join(f'"{m}"' for m in [*builtin_modules(), "tests.ray_plugins"])
-    suites = RAY_SUITE.replace("{pid_file}", str(root / "pids"))
-    (root / "registry.toml").write_text(f"[plugins]\nbuiltin = [{modules}]\n{suites}")
-    return root
+    return write_registry(tmp_path_factory.mktemp("ray"), RAY_SUITE)
 
 
 def probebench(root: Path, suite: str, name: str, executor: str, *more: str) -> tuple[int, Path]:

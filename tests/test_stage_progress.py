@@ -28,14 +28,20 @@ GRAPH = Graph(
 )
 
 
-def test_plain_lines_say_per_stage_what_is_done_running_and_failed_with_an_eta(monkeypatch, capsys):
-    monkeypatch.setenv("PROBEBENCH_HEARTBEAT", "0.05")
+def midway() -> StageProgress:
+    """Training done; of three score tasks one failed, one running."""
     progress = StageProgress(GRAPH, "run on ray")
     progress.started("train")
     progress.finished("train")
     progress.started("score")
     progress.started("score")
     progress.finished("score", failed=True)
+    return progress
+
+
+def test_plain_lines_say_per_stage_what_is_done_running_and_failed_with_an_eta(monkeypatch, capsys):
+    monkeypatch.setenv("PROBEBENCH_HEARTBEAT", "0.05")
+    progress = midway()
     time.sleep(0.1)
     progress.tick()
     progress.finished("score")
@@ -52,12 +58,7 @@ def test_plain_lines_say_per_stage_what_is_done_running_and_failed_with_an_eta(m
 
 
 def test_the_live_table_in_a_terminal(capsys):
-    progress = StageProgress(GRAPH, "run on ray")
-    progress.started("train")
-    progress.finished("train")
-    progress.started("score")
-    progress.started("score")
-    progress.finished("score", failed=True)
+    progress = midway()
     screen = io.StringIO()
     Console(file=screen, force_terminal=True, width=80, color_system=None).print(progress.table())
     rows = [line.split() for line in screen.getvalue().splitlines()]
