@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # torch stays out of CLI start-up
+    from pathlib import Path
+
     import torch
 
     from probebench.pipeline.context import Batch, Context
@@ -56,6 +58,51 @@ class Classifier(Protocol):
 
     def build(self, num_classes: int, shape: tuple[int, int, int]) -> torch.nn.Module:
         """An untrained model mapping [N,C,H,W] images to [N,num_classes] logits."""
+
+
+@runtime_checkable
+class SelfTraining(Protocol):
+    """A capability a classifier may declare: it trains itself.
+
+    The class attribute ``trains_itself = True`` declares it; the train stage
+    then calls the component's ``fit`` instead of its own cross-entropy loop
+    (a GAN, for one, needs two optimisers), caches the weights and the
+    returned loss curves like any classifier's, and calls ``save_figures``
+    with the run folder whenever a run uses the model.
+    """
+
+    trains_itself: ClassVar[bool]
+
+    def fit(
+        self,
+        model: torch.nn.Module,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        seed: int,
+        device: torch.device | str,
+        label: str,
+    ) -> dict[str, list[float]]:
+        """Train ``model`` (built by ``build``) on the training split, deterministic
+        given ``seed``, leaving it in eval mode; return loss curves by name
+        (one value per epoch), which are cached with the weights."""
+
+    def save_figures(
+        self,
+        model: torch.nn.Module,
+        history: dict[str, list[float]],
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        out: Path,
+        stem: str,
+    ) -> None:
+        """Write PNGs named ``<stem>-*.png`` into the run folder ``out`` (they
+        join the report's grids), from the trained ``model``, its ``history``
+        and test ``images``/``labels``."""
+
+
+def trains_itself(classifier: object) -> bool:
+    """Whether a classifier class (or instance) declares the ``SelfTraining`` capability."""
+    return getattr(classifier, "trains_itself", False) is True
 
 
 @runtime_checkable
@@ -167,7 +214,10 @@ KINDS: dict[str, type] = {
 
 # Capabilities a component of a kind may declare: Protocol -> (kind, the class
 # attribute that declares it). docs/plugins.md documents each in its kind's section.
-CAPABILITIES: dict[type, tuple[str, str]] = {Guide: ("scorer", "guides_correctors")}
+CAPABILITIES: dict[type, tuple[str, str]] = {
+    Guide: ("scorer", "guides_correctors"),
+    SelfTraining: ("classifier", "trains_itself"),
+}
 
 # What a class must define for its kind; checked when a plugin registers it.
 REQUIRED: dict[str, tuple[str, ...]] = {

@@ -29,7 +29,7 @@ from probebench.pipeline.generate import METRICS as GENERATOR_METRICS
 from probebench.pipeline.generate import TrainedFlow, generator_stage
 from probebench.pipeline.score import Scorer, score_cell
 from probebench.pipeline.stage import Run
-from probebench.pipeline.train import trained_classifier
+from probebench.pipeline.train import save_classifier_figures, trained_classifier
 from probebench.suite import Suite
 
 if TYPE_CHECKING:
@@ -133,6 +133,7 @@ def _context(run: Run, seed: int, device: torch.device) -> Context:
         return trained_classifier(run.registry, run.store, suite.dataset, spec, splits, other_seed, device, subset)[0]
 
     model, key = trained_classifier(run.registry, run.store, suite.dataset, suite.classifier, splits, seed, device)
+    save_classifier_figures(run, model, key, seed)
 
     def artifact(stage: str, parts: Any, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         return run.store.get_or_build(stage, hash_key(stage, key, parts), build)
