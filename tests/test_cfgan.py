@@ -25,9 +25,9 @@ def _fit(seed: int = 0):
     from probebench.plugins.classifiers.cfgan import CFGAN
 
     component = CFGAN(epochs=2, batch_size=16, width=4, unet_width=4)
-    images, labels = tiny_data(48)  # 8x8 images, 3 classes
+    images, labels = tiny_data(48, shape=(1, 12, 12))  # 3 classes
     torch.manual_seed(seed)
-    model = component.build(3, (1, 8, 8))
+    model = component.build(3, (1, 12, 12))
     history = component.fit(model, images, labels, seed, "cpu", "test")
     return component, model, history, images
 
