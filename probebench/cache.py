@@ -5,28 +5,49 @@ hash of everything that determines it. Files are written to a temporary name
 and renamed atomically, and a SHA-256 sidecar is written last; an artifact
 whose checksum is missing or wrong is reported in one line and rebuilt.
 Artifacts hold tensors and plain Python values only and load with
-``torch.load(weights_only=True)``: nothing arbitrary is unpickled.
+``torch.load(weights_only=True)``: nothing arbitrary is unpickled. Each
+payload carries its own ``stage/key`` (``KEY_FIELD``), checked on load, so a
+file swapped or renamed into another key's place is caught; a stage may also
+pass a ``check`` that validates a loaded payload exactly as a fresh one.
+
+The cache is never a reason to lose work: a write that fails (read-only or
+full disk) is one warning line and the run goes on uncached; a folder where
+an artifact file should be is reported and replaced. A sidecar's mtime is
+refreshed on every load: it says when the artifact was last used (for
+``probebench cache gc --older-than``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from probebench.console import console
 from probebench.errors import UserError
+from probebench.paths import current_umask
 
 if TYPE_CHECKING:  # torch is imported where an artifact is loaded or saved
     import torch
 
 
+KEY_FIELD = "__probebench_key__"  # the "stage/key" stored inside every artifact
+_ACTIVE_ROOT: ContextVar[Path | None] = ContextVar("probebench_cache_root", default=None)
+
+
 def cache_root() -> Path:
-    """``$PROBEBENCH_CACHE``, else ``$XDG_CACHE_HOME/probebench``, else ``~/.cache/probebench``."""
+    """The root of the store in use (``ArtifactStore.active``), else ``$PROBEBENCH_CACHE``,
+    else ``$XDG_CACHE_HOME/probebench``, else ``~/.cache/probebench``."""
+    active = _ACTIVE_ROOT.get()
+    if active is not None:
+        return active
     env = os.environ.get("PROBEBENCH_CACHE")
     if env:
         return Path(env)
@@ -40,7 +61,7 @@ def hash_key(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -55,10 +76,47 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; a written file follows the umask
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def sidecar(path: Path) -> Path:
+    """The SHA-256 sidecar of a cached file."""
+    return path.with_name(path.name + ".sha256") if path.suffix != ".pt" else path.with_suffix(".sha256")
+
+
+def read_verified(path: Path, read: Callable[[Path], Any]) -> Any:
+    """``read(path)`` when ``path``'s sidecar holds its SHA-256; a ValueError when it does not."""
+    try:
+        expected = sidecar(path).read_text().strip()
+    except OSError:
+        expected = ""
+    if expected != sha256_file(path):
+        raise ValueError("checksum mismatch")
+    return read(path)
+
+
+def write_verified(path: Path, write: Callable[[Path], object]) -> None:
+    """Write ``path`` atomically (a folder in its place is replaced), then its SHA-256 sidecar."""
+    if path.is_dir() and not path.is_symlink():
+        console.print(f"[yellow]cache: {path} is a folder where a cached file belongs; replacing it[/]")
+        shutil.rmtree(path)
+    atomic_write(path, write)
+    atomic_write(sidecar(path), lambda tmp: tmp.write_text(sha256_file(path)))
+
+
+def read_artifact(path: Path, stage: str, key: str) -> dict:
+    """The payload of artifact ``path`` (without its stored key); a ValueError (or
+    torch's error) when its checksum is wrong or it holds another stage/key."""
+    import torch
+
+    payload = read_verified(path, lambda p: torch.load(p, map_location="cpu", weights_only=True))
+    if not isinstance(payload, dict) or payload.pop(KEY_FIELD, None) != f"{stage}/{key}":
+        raise ValueError(f"it does not hold {stage}/{key}")
+    return payload
 
 
 class ArtifactStore:
@@ -67,39 +125,62 @@ class ArtifactStore:
     def __init__(self, root: Path | str | None = None, fresh: bool = False):
         self.root = Path(root) if root else cache_root()
         self.fresh = fresh
+        self.write_failed = False
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError(
+                f"cache directory {self.root} is a file; pass --cache-dir DIR (or PROBEBENCH_CACHE) a folder"
+            )
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[ArtifactStore]:
+        """Within the block, ``cache_root()`` is this store's root (datasets keep their files there)."""
+        token = _ACTIVE_ROOT.set(self.root)
+        try:
+            yield self
+        finally:
+            _ACTIVE_ROOT.reset(token)
 
     def path(self, stage: str, key: str) -> Path:
         return self.root / stage / f"{key}.pt"
 
-    def load(self, stage: str, key: str) -> dict | None:
-        """The stored payload, or None when absent, ignored (fresh) or corrupt."""
-        import torch
+    def load(self, stage: str, key: str, check: Callable[[dict], object] | None = None) -> dict | None:
+        """The stored payload, or None when absent, ignored (fresh) or corrupt.
 
+        Corrupt: a wrong checksum, a payload that is not this stage and key's,
+        or one that ``check`` rejects with a ValueError."""
         path = self.path(stage, key)
         if self.fresh or not path.exists():
             return None
-        sidecar = path.with_suffix(".sha256")
         try:
-            expected = sidecar.read_text().strip()
-        except OSError:
-            expected = ""
-        try:
-            if expected != _sha256(path):
-                raise ValueError("checksum mismatch")
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # truncated, tampered with, or from an old format
+            payload = read_artifact(path, stage, key)
+            if check is not None:
+                check(payload)
+        except Exception as exc:  # truncated, tampered with, swapped, or from an old format
             console.print(f"[yellow]cache: {stage} artifact {path} is corrupt ({exc}); rebuilding it[/]")
             return None
+        with contextlib.suppress(OSError):  # last used, for gc; a read-only cache is fine
+            os.utime(sidecar(path))
+        return payload
 
     def save(self, stage: str, key: str, payload: dict) -> None:
+        """Store ``payload`` under its key; a failed write is one warning and the run goes on uncached."""
         import torch
 
         path = self.path(stage, key)
-        atomic_write(path, lambda tmp: torch.save(payload, tmp))
-        atomic_write(path.with_suffix(".sha256"), lambda tmp: tmp.write_text(_sha256(path)))
+        try:
+            write_verified(path, lambda tmp: torch.save({**payload, KEY_FIELD: f"{stage}/{key}"}, tmp))
+        except OSError as exc:
+            if not self.write_failed:
+                console.print(
+                    f"[yellow]cache: cannot write {path} ({exc.strerror or exc}); going on without caching[/]"
+                )
+            self.write_failed = True
 
-    def get_or_build(self, stage: str, key: str, build: Callable[[], dict]) -> dict:
-        payload = self.load(stage, key)
+    def get_or_build(
+        self, stage: str, key: str, build: Callable[[], dict], check: Callable[[dict], object] | None = None
+    ) -> dict:
+        """The stored payload (when ``check`` accepts it), else ``build()``'s, stored."""
+        payload = self.load(stage, key, check)
         if payload is None:
             payload = build()
             self.save(stage, key, payload)

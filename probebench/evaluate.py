@@ -17,6 +17,7 @@ statistic of an i.i.d. test set is).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,44 @@ class Estimate:
     ci_low: float
     ci_high: float
     n: int
+
+
+def bootstrap_bytes(n: int, resamples: int, metrics: int) -> int:
+    """Peak memory of one cell's bootstrap: drawing resamples of ``n`` samples
+    as counts holds int64 indices, their offsets and bincount (24 bytes per
+    resampled sample, measured with tracemalloc), the sorted batches hold up
+    to ``CHUNK_ELEMENTS`` resampled values, and each metric a float per resample."""
+    return 24 * resamples * n + 20 * CHUNK_ELEMENTS + 8 * resamples * metrics
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux ``MemAvailable``), or None when unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_bootstrap_memory(bootstrap: Bootstrap, n: int, metrics: int, available: int | None = None) -> None:
+    """Refuse, before any training, a bootstrap that needs more than half the
+    available memory (``resamples`` x test samples is the product that grows)."""
+    from probebench.errors import UserError
+
+    need = bootstrap_bytes(n, bootstrap.resamples, metrics)
+    available = available_memory() if available is None else available
+    if available is not None and need > available // 2:
+        raise UserError(
+            f"bootstrap resamples = {bootstrap.resamples} over {n} test samples needs about {need / 2**30:.1f} GiB, "
+            f"more than half the {available / 2**30:.1f} GiB of memory available; lower the suite's "
+            f"bootstrap resamples (1000 is usual)"
+        )
 
 
 def bootstrap_indices(n: int, resamples: int, seed: int) -> np.ndarray:
@@ -134,23 +173,48 @@ def estimate(
     return estimates({"metric": metric}, confidence, hit, resamples, level)["metric"]
 
 
+def mean_estimate(per_sample: np.ndarray, resamples: Resamples, level: float) -> Estimate:
+    """The mean of per-sample values with its percentile interval over the
+    resamples (a weighted mean by their counts: one matrix product)."""
+    per_sample = np.asarray(per_sample, dtype=float)
+    n = len(per_sample)
+    value = float(per_sample.mean()) if n else float("nan")
+    low, high = (float("nan"),) * 2
+    if len(resamples) and np.isfinite(value):
+        low, high = percentile_interval(resamples.counts @ per_sample / n, level)
+    return Estimate(value, low, high, n)
+
+
 def evaluate_cell(
-    confidences: dict[str, np.ndarray], hit: np.ndarray, metrics: dict[str, Any], bootstrap: Bootstrap
+    confidences: dict[str, np.ndarray],
+    hit: np.ndarray,
+    metrics: dict[str, Any],
+    bootstrap: Bootstrap,
+    per_sample: dict[str, np.ndarray] | None = None,
 ) -> list[dict]:
     """Rows ``{method, metric, value, ci_low, ci_high, n}`` for one cell.
 
     Metrics with ``needs_confidence = False`` (accuracy) describe the classifier
-    and appear once, with method ``-``. Non-finite confidences never enter a
-    metric: the caller records such a method as failed instead.
+    and appear once, with method ``-``; so do metrics with
+    ``needs_probabilities = True`` (NLL, Brier), the mean of their per-sample
+    values given in ``per_sample`` by metric name (NaN when absent). Non-finite
+    confidences never enter a metric: the caller records such a method as
+    failed instead.
     """
     hit = np.asarray(hit, dtype=bool)
     resamples = Resamples.draw(len(hit), bootstrap.resamples, bootstrap.seed)
-    of_classifier = {k: m for k, m in metrics.items() if not getattr(m, "needs_confidence", True)}
-    of_method = {k: m for k, m in metrics.items() if k not in of_classifier}
+    of_probabilities = {k: m for k, m in metrics.items() if getattr(m, "needs_probabilities", False)}
+    of_classifier = {
+        k: m for k, m in metrics.items() if not getattr(m, "needs_confidence", True) and k not in of_probabilities
+    }
+    of_method = {k: m for k, m in metrics.items() if k not in of_classifier and k not in of_probabilities}
     found = {}
     if of_classifier:
         for name, est in estimates(of_classifier, np.zeros(len(hit)), hit, resamples, bootstrap.confidence).items():
             found[(CLASSIFIER_METHOD, name)] = est
+    for name in of_probabilities:
+        values = (per_sample or {}).get(name, np.full(len(hit), np.nan))
+        found[(CLASSIFIER_METHOD, name)] = mean_estimate(values, resamples, bootstrap.confidence)
     for method, confidence in confidences.items():
         if not of_method:
             break
@@ -158,6 +222,6 @@ def evaluate_cell(
             found[(method, name)] = est
     rows = []
     for name in metrics:  # rows in the suite's metric order, as before
-        methods = [CLASSIFIER_METHOD] if name in of_classifier else list(confidences)
+        methods = [CLASSIFIER_METHOD] if name in of_classifier or name in of_probabilities else list(confidences)
         rows += [{"method": m, "metric": name, **found[(m, name)].__dict__} for m in methods]
     return rows

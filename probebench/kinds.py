@@ -198,7 +198,11 @@ class Metric(Protocol):
         attributes: ``needs_confidence = False`` (describes the classifier
         alone, like accuracy), ``scale`` (the factor the value is already
         multiplied by, e.g. 1000 for AURC; tables and ``compare`` tolerances
-        use it)."""
+        use it). ``needs_probabilities = True`` (a classifier-level metric
+        that is the mean of a per-sample loss of the class probabilities, like
+        NLL or Brier): it then defines ``per_sample(probabilities float[N, C],
+        labels int[N]) -> float[N]``, the evaluator takes the mean as its value
+        and the same resamples for its interval, and its rows have method ``-``."""
 
 
 KINDS: dict[str, type] = {

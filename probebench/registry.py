@@ -25,6 +25,7 @@ import fnmatch
 import importlib
 import inspect
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -289,9 +290,36 @@ def _fix(info: PluginInfo) -> str:
 
 
 def options_of(cls: type[Any]) -> dict[str, inspect.Parameter]:
-    """A component's options: the keyword parameters of its constructor."""
+    """A component's options: the keyword parameters of its constructor (none
+    when the class defines no constructor of its own: ``object.__init__``
+    takes nothing, whatever its signature says)."""
+    if cls.__init__ is object.__init__:
+        return {}
     params = inspect.signature(cls.__init__).parameters
     return {n: p for n, p in params.items() if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def _takes_any(cls: type[Any]) -> bool:
+    """Whether the constructor has ``**kwargs`` (its documented ``option_help`` keys are then its other options)."""
+    if cls.__init__ is object.__init__:
+        return False
+    return any(p.kind == p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values())
+
+
+_RANGE = re.compile(r"^\s*([\[(])\s*([^,\s]+)\s*,\s*([^,\s]+)\s*([\])])\s*$")
+
+
+def in_range(bounds: str, value: float) -> bool:
+    """Whether ``value`` lies in the interval ``bounds``, written as in
+    mathematics: ``"[1, inf)"``, ``"(0, inf)"``, ``"[0, 1)"``, ``"[1, 5]"``."""
+    match = _RANGE.match(bounds)
+    if not match:
+        raise ValueError(f"{bounds!r} is not an interval such as '[0, 1)' or '(0, inf)'")
+    opening, low, high, closing = match.groups()
+    lo, hi = float(low), float(high)
+    above = value >= lo if opening == "[" else value > lo
+    below = value <= hi if closing == "]" else value < hi
+    return above and below
 
 
 _SIMPLE_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -305,20 +333,29 @@ _SIMPLE_TYPES: dict[str, type | tuple[type, ...]] = {
 
 
 def check_options(kind: str, name: str, cls: type[Any], options: dict[str, Any]) -> None:
-    """Unknown option names and options of the wrong simple type are user errors."""
+    """Unknown option names, options of the wrong simple type, and numbers
+    outside the class's declared ``option_ranges`` are user errors."""
     accepted = options_of(cls)
-    takes_any = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values())
+    documented = set(getattr(cls, "option_help", {}) or {}) if _takes_any(cls) else set()
+    ranges = getattr(cls, "option_ranges", {}) or {}
     for key, value in options.items():
-        if key not in accepted:
-            if takes_any:
-                continue
-            valid = ", ".join(accepted) or "none"
+        if key not in accepted and key not in documented:
+            valid = ", ".join([*accepted, *sorted(documented - set(accepted))]) or "none"
             raise UserError(f"{kind} {name!r} has no option {key!r}{suggest(key, accepted)}; its options: {valid}")
-        annotation = accepted[key].annotation
+        annotation = accepted[key].annotation if key in accepted else None
         if not _type_ok(annotation, value):
             raise UserError(
                 f"{kind} {name!r} option {key!r} must be {annotation}, got {type(value).__name__} {value!r}"
             )
+        bounds = ranges.get(key)
+        if bounds is None or not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        try:
+            ok = in_range(bounds, value)
+        except ValueError as exc:
+            raise PluginError(f"{kind} {name!r}: option_ranges[{key!r}]: {exc}") from None
+        if not ok:
+            raise UserError(f"{kind} {name!r} option {key!r} must lie in {bounds}, got {value!r}")
 
 
 def _type_ok(annotation: object, value: object) -> bool:

@@ -106,8 +106,38 @@ def header(suite_dict: dict[str, Any], device: str, started: str) -> Header:
     }
 
 
-def run_id(suite_name: str) -> str:
-    return f"{suite_name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+# run.json ``status``, as MLflow records a run's: only a finished run feeds a
+# leaderboard, publish or compare unless the user passes --include-failed.
+RUNNING, FINISHED, FAILED, INTERRUPTED = "running", "finished", "failed", "interrupted"
+
+
+def run_status(head: Header) -> str:
+    """A run's status. Runs written before run.json had one wrote it only once
+    complete: finished, or failed when they recorded failures."""
+    if head.get("status"):
+        return str(head["status"])
+    return FAILED if head.get("failures") else FINISHED
+
+
+def write_status(out: Path, run_header: Header, status: str, error: str | None = None) -> None:
+    """(Re)write ``out/run.json`` with ``status`` (and the error that stopped the run)."""
+    run_header["status"] = status
+    if error is not None:
+        run_header["error"] = error
+    try:
+        _write_bytes(out / "run.json", (json.dumps(run_header, indent=2, default=str) + "\n").encode())
+    except OSError:
+        if status == RUNNING:
+            raise  # nothing has run yet: the caller reports it
+        # a run that is stopping already says why; a status it cannot write must not hide that
+
+
+def metric_directions(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """run.json's ``metrics``: each metric plugin's direction and scale, by name."""
+    return {
+        name: {"higher_is_better": bool(m.higher_is_better), "scale": getattr(m, "scale", 1)}
+        for name, m in metrics.items()
+    }
 
 
 def ensure_writable(out: Path) -> None:
@@ -138,14 +168,17 @@ def write_run(out: Path, rows: list[dict[str, Any]], run_header: Header, samples
 def _write_run(out: Path, rows: list[dict[str, Any]], run_header: Header, samples: pd.DataFrame | None) -> None:
     import pandas as pd
 
-    table = pd.DataFrame(rows, columns=COLUMNS)
+    from probebench.spreadsheet import safe_frame
+
+    table = safe_frame(pd.DataFrame(rows, columns=COLUMNS))
     atomic_write(out / "results.csv", lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
     if samples is not None:
         import gzip
 
         # gzip without a file name or time stamp in its header: same scores, same bytes
         _write_bytes(
-            out / "scores.csv.gz", gzip.compress(samples.to_csv(index=False, float_format="%.7g").encode(), mtime=0)
+            out / "scores.csv.gz",
+            gzip.compress(safe_frame(samples).to_csv(index=False, float_format="%.7g").encode(), mtime=0),
         )
     _write_bytes(out / "run.json", (json.dumps(run_header, indent=2, default=str) + "\n").encode())
 
@@ -159,11 +192,61 @@ def _write_bytes(path: Path, data: bytes) -> None:
 
 # -- reading runs ------------------------------------------------------------
 def find_runs(root: Path) -> list[Path]:
-    """Run folders under ``root`` (those holding results.csv), oldest first."""
+    """Complete run folders under ``root`` (results.csv and run.json), oldest first.
+
+    Hidden folders (a ``.partial`` run still being written, or interrupted)
+    are not runs yet; a folder with results.csv but no run.json is skipped
+    with a warning.
+    """
+    from probebench.console import console
+
     if not root.is_dir():
         return []
-    runs = [p.parent for p in root.glob("*/results.csv")]
+    runs = []
+    for found in sorted(root.glob("*/results.csv")):
+        run = found.parent
+        if run.name.startswith("."):
+            continue
+        if not (run / "run.json").is_file():
+            console.print(f"[yellow]skipping {run}: results.csv without run.json (not a complete probebench run)[/]")
+            continue
+        runs.append(run)
     return sorted(runs, key=lambda p: _started(p))
+
+
+def finished_only(runs: list[Path], include_failed: bool, refuse: bool = False) -> list[Path]:
+    """``runs`` whose status is finished; the others are skipped with one line
+    each (or, with ``refuse``, the first one is an error). ``include_failed``
+    keeps them all."""
+    from probebench.console import console
+
+    kept = []
+    for run in runs:
+        status = run_status(read_header(run))
+        if status == FINISHED or include_failed:
+            kept.append(run)
+            continue
+        message = f"run {run} is {status}{_failure_count(run)}"
+        if refuse:
+            raise UserError(f"{message}; use a finished run, or add --include-failed to use it anyway")
+        console.print(f"[yellow]skipping {message} (--include-failed uses it)[/]")
+    return kept
+
+
+def _failure_count(run: Path) -> str:
+    failures = read_header(run).get("failures") or []
+    return f" ({len(failures)} component failure(s))" if failures else ""
+
+
+def read_header(run: Path) -> Header:
+    """A run folder's run.json."""
+    try:
+        head = json.loads((run / "run.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {run / 'run.json'}: {exc}") from None
+    if not isinstance(head, dict):
+        raise UserError(f"{run / 'run.json'} is not a probebench run header")
+    return head
 
 
 def _started(run: Path) -> str:
@@ -183,6 +266,10 @@ def resolve_run(spec: str, root: Path) -> Path:
     for candidate in (Path(spec), root / spec):
         if (candidate / "results.csv").is_file():
             return candidate
+    for candidate in (Path(spec), root / spec):
+        if (candidate / "run.json").is_file():
+            status = run_status(read_header(candidate))
+            raise UserError(f"run {candidate} is {status} and has no results.csv; run its command again to resume")
     raise UserError(f"no run {spec!r}: expected a folder with results.csv (or 'latest'); runs live under {root}")
 
 
@@ -190,8 +277,10 @@ def load_run(run: Path) -> tuple[pd.DataFrame, Header]:
     """(results table, header) of one run folder."""
     import pandas as pd
 
+    from probebench.spreadsheet import unescape_frame
+
     try:
-        table = pd.read_csv(run / "results.csv", keep_default_na=False, na_values=[""])
+        table = unescape_frame(pd.read_csv(run / "results.csv", keep_default_na=False, na_values=[""]))
         head = json.loads((run / "run.json").read_text())
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot read run {run}: {exc}") from None

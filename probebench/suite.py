@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -98,7 +99,36 @@ class Config:
     suites: dict[str, dict[str, Any]]
 
 
-def load_config(path: Path | str | None = None) -> Config:
+BUILTIN_PACKAGE = "probebench.plugins"
+ALLOW_MODULES_ENV = "PROBEBENCH_ALLOW_MODULES"
+
+
+def allowed_modules(allow: Iterable[str] = ()) -> set[str]:
+    """Modules outside ``probebench.plugins`` a registry file may name: ``allow``
+    (``--allow-module``) and the comma-separated ``$PROBEBENCH_ALLOW_MODULES``."""
+    from_env = os.environ.get(ALLOW_MODULES_ENV, "")
+    return {m.strip() for m in [*allow, *from_env.split(",")] if m.strip()}
+
+
+def check_builtin(path: Path, modules: list[str], allow: Iterable[str] = ()) -> None:
+    """A registry file is data, not code: ``[plugins] builtin`` may name only
+    modules of the ``probebench.plugins`` package (importing a module runs it),
+    unless a module is deliberately allowed."""
+    allowed = allowed_modules(allow)
+    for module in modules:
+        inside = module == BUILTIN_PACKAGE or module.startswith(BUILTIN_PACKAGE + ".")
+        if not inside and module not in allowed:
+            raise UserError(
+                f"{path}: [plugins] builtin names {module!r}, which is not a module of {BUILTIN_PACKAGE}; "
+                f"install third-party plugins through the 'probebench' entry-point group (docs/plugins.md), "
+                f"or allow this one deliberately with --allow-module {module}"
+            )
+
+
+def load_config(path: Path | str | None = None, allow_modules: Iterable[str] = ()) -> Config:
+    """The registry file at ``path`` (default: ``default_registry_path()``);
+    ``allow_modules`` are plugin modules outside ``probebench.plugins`` that
+    its ``[plugins] builtin`` may name (see ``check_builtin``)."""
     path = Path(path) if path else default_registry_path()
     if not path.is_file():
         raise UserError(f"registry file {path} not found; pass --registry PATH or set PROBEBENCH_REGISTRY")
@@ -118,6 +148,7 @@ def load_config(path: Path | str | None = None) -> Config:
             builtin = load_config(shipped).builtin
     if not isinstance(builtin, list) or not all(isinstance(m, str) for m in builtin):
         raise UserError(f"{path}: [plugins] builtin must be a list of module names")
+    check_builtin(path, builtin, allow_modules)
     return Config(path, builtin, data.get("suite", {}))
 
 
@@ -231,15 +262,20 @@ def _corruption(value: Any, where: str) -> CorruptionSpec:
 
 
 def _bootstrap(value: dict, where: str) -> Bootstrap:
-    allowed = {"resamples": int, "confidence": float, "seed": int}
-    for key, _val in value.items():
+    allowed: dict[str, tuple[type, ...]] = {"resamples": (int,), "confidence": (float, int), "seed": (int,)}
+    for key, val in value.items():
         if key not in allowed:
             raise UserError(f"{where}: unknown bootstrap key {key!r}{suggest(key, allowed)}")
+        if not isinstance(val, allowed[key]) or isinstance(val, bool):
+            kind = "an integer" if allowed[key] == (int,) else "a number"
+            raise UserError(f"{where}: bootstrap {key} must be {kind}, got {type(val).__name__} {val!r}")
     boot = Bootstrap(**value)
     if boot.resamples < 0:
         raise UserError(f"{where}: bootstrap resamples must be >= 0 (0 turns intervals off)")
     if not 0 < boot.confidence < 1:
         raise UserError(f"{where}: bootstrap confidence must be between 0 and 1, got {boot.confidence}")
+    if boot.seed < 0:
+        raise UserError(f"{where}: bootstrap seed must be >= 0, got {boot.seed}")
     return boot
 
 

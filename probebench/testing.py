@@ -109,13 +109,15 @@ def train_tiny(
     return model.eval()
 
 
-def _memory_artifacts() -> Callable[[str, Any, Callable[[], Payload]], Payload]:
+def _memory_artifacts() -> Callable[..., Payload]:
     """``ctx.artifact`` without a disk: the payload makes the same round trip
     through ``torch.save`` / ``torch.load(weights_only=True)`` as in the real
     store, so a payload the cache could not reload fails here too."""
     stored: dict[str, Payload] = {}
 
-    def artifact(stage: str, parts: Any, build: Callable[[], Payload]) -> Payload:
+    def artifact(
+        stage: str, parts: Any, build: Callable[[], Payload], check: Callable[[Payload], object] | None = None
+    ) -> Payload:
         from probebench.cache import hash_key
 
         key = hash_key(stage, parts)
@@ -132,6 +134,8 @@ def _memory_artifacts() -> Callable[[str, Any, Callable[[], Payload]], Payload]:
                     f"ctx.artifact payload for stage {stage!r} cannot be reloaded with weights_only=True: "
                     f"{exc}; keep payloads to tensors and plain Python values"
                 ) from None
+            if check is not None:  # the real store rejects (and rebuilds) what fails it
+                check(stored[key])
         return stored[key]
 
     return artifact

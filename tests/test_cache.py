@@ -174,3 +174,65 @@ def test_fresh_ignores_what_is_stored_and_overwrites_it(tmp_path):
     assert int(built["version"]) == 2
     loaded = ArtifactStore(tmp_path).load("classifier", "k")
     assert loaded is not None and int(loaded["version"]) == 2
+
+
+# -- the key inside each artifact ---------------------------------------------------
+def test_an_artifact_swapped_into_another_keys_place_is_caught(tmp_path, capsys):
+    store = ArtifactStore(tmp_path)
+    store.save("classifier", "first", {"value": torch.tensor(1)})
+    store.save("classifier", "second", {"value": torch.tensor(2)})
+    for suffix in (".pt", ".sha256"):  # a consistent swap: the checksums alone cannot tell
+        first, second = (tmp_path / "classifier" / f"{k}{suffix}" for k in ("first", "second"))
+        data = first.read_bytes()
+        first.write_bytes(second.read_bytes())
+        second.write_bytes(data)
+    assert store.load("classifier", "first") is None
+    assert "does not hold classifier/first" in said(capsys)
+    assert "__probebench_key__" not in ArtifactStore(tmp_path).get_or_build("x", "k", lambda: {"a": 1})
+
+
+def test_a_check_rejects_a_stored_payload_like_a_fresh_one(tmp_path, capsys):
+    store = ArtifactStore(tmp_path)
+    store.save("scores", "k", {"scores": torch.tensor([0.5, float("nan")])})
+
+    def finite(payload):
+        if not torch.isfinite(payload["scores"]).all():
+            raise ValueError("NaN scores")
+
+    rebuilt = store.get_or_build("scores", "k", lambda: {"scores": torch.tensor([0.5, 0.25])}, check=finite)
+    assert torch.equal(rebuilt["scores"], torch.tensor([0.5, 0.25]))
+    assert "NaN scores" in said(capsys)
+    assert torch.equal(store.load("scores", "k", check=finite)["scores"], torch.tensor([0.5, 0.25]))
+
+
+# -- write failures -----------------------------------------------------------------
+def test_a_failed_write_is_one_warning_and_the_work_goes_on(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import probebench.cache as cache
+
+    def full(path, write):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache, "atomic_write", full)
+    store = ArtifactStore(tmp_path)
+    assert store.get_or_build("a", "k", lambda: {"n": 1}) == {"n": 1}
+    assert store.get_or_build("b", "k", lambda: {"n": 2}) == {"n": 2}
+    text = said(capsys)
+    assert text.count("cannot write") == 1 and "No space left on device" in text and "without caching" in text
+
+
+def test_a_folder_where_an_artifact_belongs_is_reported_and_heals(tmp_path, capsys):
+    store = ArtifactStore(tmp_path)
+    (tmp_path / "classifier" / "k.pt" / "junk").mkdir(parents=True)
+    assert store.get_or_build("classifier", "k", lambda: {"n": 1}) == {"n": 1}
+    assert "is a folder where a cached file belongs" in said(capsys)
+    assert store.load("classifier", "k") == {"n": 1} and (tmp_path / "classifier" / "k.pt").is_file()
+
+
+def test_a_cache_dir_that_is_a_file_is_one_clear_error(tmp_path):
+    from probebench.errors import UserError
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError, match="cache directory .*file is a file; pass --cache-dir DIR"):
+        ArtifactStore(tmp_path / "file")

@@ -373,7 +373,7 @@ def test_suites_with_correctors_need_a_generator_and_a_scorer_that_declares_it_c
     from probebench.suite import load_config, parse_suite
 
     def parse(**suite):
-        config = load_config(correction_suite(tmp_path, **suite))
+        config = load_config(correction_suite(tmp_path, **suite), ["tests.knn_guide"])
         return parse_suite(config, "s", Registry(config.builtin, autoload=False))
 
     with pytest.raises(
@@ -398,7 +398,8 @@ def test_probebench_run_says_in_one_line_that_a_prober_knn_cannot_guide(runner, 
     from probebench.cli import app
 
     path = correction_suite(tmp_path, scorers='["msp", "prober-knn"]')
-    result = runner.invoke(app, ["run", "s", "--registry", str(path), "--out", str(tmp_path / "out")])
+    args = ["--allow-module", "tests.knn_guide", "run", "s", "--registry", str(path), "--out", str(tmp_path / "out")]
+    result = runner.invoke(app, args)
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "prober-knn do not declare it" in " ".join(result.output.split())
     assert not (tmp_path / "out").exists()
@@ -436,7 +437,7 @@ def test_a_scorer_that_declares_the_capability_without_p_hit_is_one_line(tmp_pat
     from tests import knn_guide
 
     monkeypatch.delattr(knn_guide.KnnGuide, "p_hit")
-    config = load_config(correction_suite(tmp_path, scorers='["knn-guide"]'))
+    config = load_config(correction_suite(tmp_path, scorers='["knn-guide"]'), ["tests.knn_guide"])
     with pytest.raises(UserError, match=r"scorer 'knn-guide' declares guides_correctors = True but has no p_hit"):
         parse_suite(config, "s", Registry(config.builtin, autoload=False))
 
@@ -469,8 +470,9 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
     monkeypatch.setattr(run, "load_splits", first_64_test_images)
     path = tiny_registry(scorers='["msp", { name = "knn-guide", label = "knn" }]')
     path.write_text(path.read_text().replace("builtin = [", 'builtin = ["tests.knn_guide", '))
-    registry = Registry(load_config(path).builtin, autoload=False)
-    suite = parse_suite(load_config(path), "tiny", registry)
+    config = load_config(path, ["tests.knn_guide"])
+    registry = Registry(config.builtin, autoload=False)
+    suite = parse_suite(config, "tiny", registry)
     suite = replace(
         suite,
         validation=100,
@@ -527,11 +529,25 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
     def must_not_run(*args, **kwargs):
         raise AssertionError("the correction should have come from the cache")
 
+    from probebench.pipeline import evaluate
+
     monkeypatch.setattr(_engine, "prober_latent", must_not_run)
     monkeypatch.setattr(_engine, "confidence_ascent", must_not_run)
+    # ... nor recomputes the bootstrap of cached scores
+    real_evaluate_cell = evaluate.evaluate_cell
+    monkeypatch.setattr(evaluate, "evaluate_cell", must_not_run)
     again = tmp_path / "again"
     assert run.run_suite(suite, registry, store, torch.device("cpu"), again).failures == []
     assert (again / "results.csv").read_bytes() == (out / "results.csv").read_bytes()
+    # other bootstrap settings are another cache entry: the intervals are computed anew
+    monkeypatch.setattr(evaluate, "evaluate_cell", real_evaluate_cell)
+    fewer = replace(suite, bootstrap=replace(suite.bootstrap, resamples=suite.bootstrap.resamples - 10))
+    assert run.run_suite(fewer, registry, store, torch.device("cpu"), tmp_path / "fewer").failures == []
+    resampled = pd.read_csv(tmp_path / "fewer" / "results.csv").set_index(["method", "metric"])
+    first = table.set_index(["method", "metric"])
+    assert (resampled["value"].dropna() == first["value"].dropna()).all()
+    intervals = ["ci_low", "ci_high"]
+    assert not resampled[intervals].fillna(-1).equals(first.loc[resampled.index, intervals].fillna(-1))
     resaved = torch.load(again / "corrections" / "prober-latent_seed0_none-0.pt", weights_only=True)
     assert torch.equal(resaved["edited"], saved["edited"])
     assert (again / "corrections" / "confidence-ascent_grid.png").exists()

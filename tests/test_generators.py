@@ -142,7 +142,9 @@ def test_bad_options_are_user_errors(options, message):
 
 def _splits(digits):
     dataset = SimpleNamespace(shape=(1, 28, 28))
-    return SimpleNamespace(dataset=dataset, train_images=digits, test_images=digits[:32], validation=0)
+    return SimpleNamespace(
+        dataset=dataset, train_images=digits, test_images=digits[:32], validation=0, fingerprint="test-digits"
+    )
 
 
 def test_trained_generator_is_cached_and_reloaded(tmp_path, digits, monkeypatch):
@@ -187,7 +189,9 @@ def test_generator_stage_returns_the_flows_and_writes_rows_and_grids(tmp_path, d
     rows, flows = generate.generator_stage(run, ctx)
     assert list(flows) == ["small-glow"] and run.failures.entries == []
     flow = flows["small-glow"].flow
-    assert flows["small-glow"].key == generate.generator_key(registry, suite.dataset, suite.generators[0], 0)
+    assert flows["small-glow"].key == generate.generator_key(
+        registry, suite.dataset, suite.generators[0], 0, data="test-digits"
+    )
     assert not any(p.requires_grad for p in flow.parameters()) and not flow.training
     assert {r["metric"] for r in rows} == set(generate.METRICS)
     assert {(r["method"], r["classifier"], r["corruption"]) for r in rows} == {("small-glow", "-", "none")}

@@ -53,8 +53,8 @@ class CountingContext(Context):
 def make_ctx(tmp_path, model, images, labels, registry=None, train_classifier=None):
     store = ArtifactStore(tmp_path / "artifacts")
 
-    def artifact(stage, parts, build):
-        return store.get_or_build(stage, hash_key(stage, "test-classifier", parts), build)
+    def artifact(stage, parts, build, check=None):
+        return store.get_or_build(stage, hash_key(stage, "test-classifier", parts), build, check)
 
     return CountingContext(
         model,

@@ -81,6 +81,7 @@ def fake_registry(tiny_registry, tmp_path, monkeypatch):
     (tmp_path / "pb_fake_plugins.py").write_text(FAKE_PLUGINS)
     monkeypatch.syspath_prepend(str(tmp_path))
     sys.modules.pop("pb_fake_plugins", None)
+    monkeypatch.setenv("PROBEBENCH_ALLOW_MODULES", "pb_fake_plugins")  # a registry file may import it (point 9)
 
     def write(scorers='["msp", "raises", "nans", "wrong-shape", "fails-prepare"]', extra=""):
         path = tiny_registry(extra=extra, scorers=scorers)

@@ -50,6 +50,7 @@ def registry_file(tiny_registry, monkeypatch, tmp_path):
 
     module.register_scorers = register_scorers
     monkeypatch.setitem(sys.modules, "tests_show_plugin", module)
+    monkeypatch.setenv("PROBEBENCH_ALLOW_MODULES", "tests_show_plugin")
     path = tiny_registry()
     path.write_text(path.read_text().replace("builtin = [", 'builtin = ["tests_show_plugin", '))
     return str(path)

@@ -110,7 +110,7 @@ def test_validation_holds_out_the_same_training_images_for_every_seed(tmp_path, 
     assert config_hash(plain) == config_hash({k: v for k, v in plain.items() if k != "validation"})
     assert config_hash(suite.as_dict()) != config_hash(plain)
     assert (
-        classifier_key(registry, suite.dataset, suite.classifier, 0)
-        == classifier_key(registry, suite.dataset, suite.classifier, 0, None, 0)
-        != classifier_key(registry, suite.dataset, suite.classifier, 0, None, 500)
+        classifier_key(registry, suite.dataset, suite.classifier, 0, data="d")
+        == classifier_key(registry, suite.dataset, suite.classifier, 0, None, 0, data="d")
+        != classifier_key(registry, suite.dataset, suite.classifier, 0, None, 500, data="d")
     )

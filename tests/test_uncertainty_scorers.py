@@ -159,6 +159,44 @@ def test_counterfactual_gradtrust_at_the_last_layer_is_the_probability_form(regi
     assert torch.corrcoef(torch.stack([got, msp]))[0, 1] > 0.5  # oriented like confidence
 
 
+class ScaledLogits(nn.Module):
+    """A last Linear whose output is not the model's output: no closed form."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = make_cnn()
+
+    def forward(self, x):
+        return self.net(x) * 2.0
+
+
+def test_counterfactual_closed_form_equals_the_torch_func_reference(images):
+    """The closed form of Var over (p - e_c) h^T agrees with torch.func's per-sample
+    gradients to 1e-8 (relative, float64; the reference forms p_c - 1 and loses
+    digits on confident samples, the closed form does not): on random hidden
+    vectors with logits from confident to flat, and on mnist-5k test images
+    through the cnn."""
+    from probebench.plugins.datasets.mnist5k import Mnist5k
+
+    model = make_cnn()
+    digits = Mnist5k().load("test")[0][:64]
+    for inputs in (images, digits):
+        plan = G.plan(model, None, 10, images[:4])
+        assert G.is_last_linear(plan)
+        hidden = G.run_trunk(plan.split, inputs, 16, "cpu").double()
+        random = torch.rand(hidden.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+        for h in (hidden, random * torch.logspace(-2, 1, len(hidden), dtype=torch.float64)[:, None]):
+            logits = G.tail_logits(plan, h)
+            targets = logits.topk(4, dim=1).indices
+            closed = G.counterfactual_variances(logits, h, targets)
+            reference = G.counterfactual_variances_autodiff(plan, h, targets)
+            assert reference.min() > 0 and closed.shape == reference.shape == (len(h), 4)
+            torch.testing.assert_close(closed, reference, rtol=1e-8, atol=0)
+    assert not G.is_last_linear(G.plan(model, "fc_layer.3", 10, images[:4]))
+    assert not G.is_last_linear(G.plan(ScaledLogits().eval(), None, 10, images[:4]))
+    assert not G.is_last_linear(G.plan(Untraceable().eval(), None, 10, images[:4]))
+
+
 def test_grad_norm_equals_its_closed_form(registry, images):
     model = make_cnn()
     ctx = make_ctx(model)

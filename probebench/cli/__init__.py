@@ -15,7 +15,15 @@ from probebench.errors import UserError
 
 
 class _Group(TyperGroup):
-    """Turns a UserError into one red line and exit code 2 (traceback with --debug)."""
+    """Turns a UserError into one red line and exit code 2 (traceback with --debug).
+    Flags show no ``<bool>`` placeholder in help: they take no value."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for command in [self, *self.commands.values()]:
+            for param in command.params:
+                if getattr(param, "is_flag", False) and param.metavar is None:
+                    param.metavar = ""
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]  # typer hands its own Context subclass
         try:
@@ -47,9 +55,18 @@ app = typer.Typer(
     cls=_Group,
     help="probebench: benchmark miss detection and label-free correction of image classifiers.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from probebench import __version__
+
+        typer.echo(f"probebench {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -60,8 +77,20 @@ def _root(
         list[str] | None,
         typer.Option("--disable-plugin", help="Do not load the plugin (module or entry-point name); repeatable."),
     ] = None,
+    allow_module: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-module",
+            help="Let the registry file's [plugins] builtin import this module outside probebench.plugins "
+            "(it runs its code); repeatable. Also $PROBEBENCH_ALLOW_MODULES (comma-separated).",
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print probebench's version and exit.", callback=_print_version, is_eager=True),
+    ] = False,
 ) -> None:
-    ctx.obj = {"debug": debug, "disabled": list(disable_plugin or [])}
+    ctx.obj = {"debug": debug, "disabled": list(disable_plugin or []), "allowed": list(allow_module or [])}
 
 
 from probebench.cli import (  # noqa: E402  (commands register on `app`)
@@ -76,9 +105,15 @@ from probebench.cli import (  # noqa: E402  (commands register on `app`)
     run,
     show,
 )
+from probebench.cli import evaluate as evaluate_command  # noqa: E402
 
 for _module in (run, ls, show, plugins, new_plugin, layers, leaderboard, report, compare, publish):
     _module.register(app)
+evaluate_command.register(app)
+
+from probebench.cli import cache as cache_command  # noqa: E402
+
+cache_command.register(app)
 
 
 def main() -> None:

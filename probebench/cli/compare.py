@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from probebench.cli.common import RESULTS_DIR, ResultsDirOption, stdout_console
+from probebench.cli.common import RESULTS_DIR, IncludeFailedOption, ResultsDirOption, stdout_console
 from probebench.errors import UserError, suggest
 
 if TYPE_CHECKING:  # pandas stays out of CLI start-up
@@ -66,6 +66,7 @@ def compare(
     show: Annotated[str, typer.Option("--show", help="all, changed (improved or regressed) or regressions.")] = "all",
     fmt: Annotated[str, typer.Option("--format", help="table, markdown or csv.")] = "table",
     results_dir: ResultsDirOption = RESULTS_DIR,
+    include_failed: IncludeFailedOption = False,
 ) -> None:
     """Deltas B - A per cell, * where the intervals do not overlap; exit 1 on a regression beyond --tolerance."""
     from probebench import results
@@ -81,7 +82,10 @@ def compare(
     if show not in ("all", "changed", "regressions"):
         raise UserError(f"--show takes all, changed or regressions, got {show!r}")
     tol = Tolerance.parse(tolerance)
-    dirs = [results.resolve_run(r, results_dir) for r in (run_a, run_b)]
+    dirs = results.finished_only(
+        [results.resolve_run(r, results_dir) for r in (run_a, run_b)], include_failed, refuse=True
+    )
+    failed = [d for d in dirs if results.read_header(d).get("failures")]
     (table_a, heads_a), (table_b, heads_b) = results.combine([dirs[0]]), results.combine([dirs[1]])
     head_a, head_b = heads_a[dirs[0].name], heads_b[dirs[1].name]
     view = board.View([], [], split_list(metric or []) or None, board.parse_where(list(where or [])))
@@ -110,7 +114,9 @@ def compare(
         f"[{colour}]{regressions} regression(s) beyond tolerance[/]; {int((diff['status'] == 'improved').sum())} "
         f"improvement(s); {flagged} of {len(diff)} cell(s) with non-overlapping intervals (*)"
     )
-    if regressions:
+    if failed:  # a run with failures has no numbers for some methods: never a clean pass
+        console.print(f"[red]{' and '.join(str(d) for d in failed)} recorded component failures[/]")
+    if regressions or failed:
         raise typer.Exit(1)
 
 

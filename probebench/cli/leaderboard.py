@@ -8,25 +8,27 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from probebench.cli.common import RESULTS_DIR, ResultsDirOption, stdout_console
+from probebench.cli.common import RESULTS_DIR, IncludeFailedOption, ResultsDirOption, stdout_console
 from probebench.errors import UserError, suggest
 
 if TYPE_CHECKING:
     from rich.table import Table
 
 
-def gather_runs(runs: list[str] | None, all_runs: bool, results_dir: Path) -> list[Path]:
-    """Run folders from names/paths/'latest', or every run under ``results_dir``."""
+def gather_runs(runs: list[str] | None, all_runs: bool, results_dir: Path, include_failed: bool = False) -> list[Path]:
+    """Run folders from names/paths/'latest' (refused unless finished), or every
+    finished run under ``results_dir`` (the others skipped with one line each)."""
     from probebench import results
 
     if all_runs:
         if runs:
             raise UserError("give run names or --all, not both")
-        found = results.find_runs(results_dir)
+        found = results.finished_only(results.find_runs(results_dir), include_failed)
         if not found:
-            raise UserError(f"no runs under {results_dir}; run `probebench run` first or pass --results-dir")
+            raise UserError(f"no finished runs under {results_dir}; run `probebench run` first or pass --results-dir")
         return found
-    return [results.resolve_run(spec, results_dir) for spec in (runs or ["latest"])]
+    named = [results.resolve_run(spec, results_dir) for spec in (runs or ["latest"])]
+    return results.finished_only(named, include_failed, refuse=True)
 
 
 def split_list(values: Sequence[str]) -> list[str]:
@@ -112,6 +114,7 @@ def leaderboard(
         Path | None, typer.Option("--out", help="Write to this file instead of stdout (not with --format table).")
     ] = None,
     results_dir: ResultsDirOption = RESULTS_DIR,
+    include_failed: IncludeFailedOption = False,
 ) -> None:
     """Show runs as tables: methods x metrics by default, mean ± std over seeds.
 
@@ -140,7 +143,7 @@ def leaderboard(
     if overlap:
         raise UserError(f"{sorted(overlap)[0]!r} is in both --rows and --cols; use it in one")
 
-    run_dirs = gather_runs(runs, all_runs, results_dir)
+    run_dirs = gather_runs(runs, all_runs, results_dir, include_failed)
     table, heads = results.combine(run_dirs)
     title = run_dirs[0].name if len(run_dirs) == 1 else f"{len(run_dirs)} runs"
     parts = board.sections(table, view, heads, title=title)

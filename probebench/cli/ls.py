@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Any
 
 import typer
 
@@ -22,6 +23,12 @@ def ls(
     ] = None,
     pattern: Annotated[str, typer.Argument(help="fnmatch pattern on names, e.g. 'mc-*'.")] = "*",
     registry: RegistryOption = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print one JSON list on stdout: kind, name, plugin, distribution, version, description."
+        ),
+    ] = False,
 ) -> None:
     """List registered components by kind, with the plugin that brought each."""
     from rich.table import Table
@@ -34,19 +41,35 @@ def ls(
         singular = kind[:-1] if kind.endswith("s") and kind[:-1] in KINDS else kind
         reg._check_kind(singular)
         kinds = [singular]
-    table = Table("kind", "name", "plugin", "description", box=None, pad_edge=False)
+    rows: list[dict[str, Any]] = []
     for k in kinds:
         for name in reg.names(k, pattern):
             entry = reg.entry(k, name)
-            table.add_row(
-                k, name, entry.plugin.distribution if not entry.plugin.builtin else "built-in", first_line(entry.cls)
+            rows.append(
+                {
+                    "kind": k,
+                    "name": name,
+                    "plugin": entry.plugin.name,
+                    "distribution": entry.plugin.distribution,
+                    "version": entry.plugin.version,
+                    "builtin": entry.plugin.builtin,
+                    "description": first_line(entry.cls),
+                }
             )
-    if not table.row_count:
+    if not rows:
         names = [name for k in kinds for name in reg.names(k, "*")]
         what = f"{kinds[0]} " if len(kinds) == 1 else ""
         raise UserError(
             f"no {what}name matches {pattern!r}{suggest(pattern, names)}; "
             f"`probebench ls {kinds[0] if len(kinds) == 1 else ''}` lists them all".replace("  ", " ")
+        )
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("kind", "name", "plugin", "description", box=None, pad_edge=False)
+    for row in rows:
+        table.add_row(
+            row["kind"], row["name"], "built-in" if row["builtin"] else row["distribution"], row["description"]
         )
     stdout_console().print(table)
 

@@ -12,15 +12,17 @@ from typing import Annotated, Any
 
 import typer
 
-from probebench.cli.common import RESULTS_DIR, RegistryOption, ResultsDirOption, load
+from probebench.cli.common import RESULTS_DIR, IncludeFailedOption, RegistryOption, ResultsDirOption, load
 from probebench.errors import UserError
 from probebench.suite import DEFAULT_SUITE
 
 COMMAND = "probebench publish"
 
 
-def matching_runs(results_dir: Path, suite_name: str, config: str) -> tuple[list[Path], set[str]]:
-    """Runs of ``suite_name`` with ``config``, and the other configs seen for it."""
+def matching_runs(
+    results_dir: Path, suite_name: str, config: str, include_failed: bool = False
+) -> tuple[list[Path], set[str]]:
+    """Finished runs of ``suite_name`` with ``config``, and the other configs seen for it."""
     import json
 
     from probebench import results
@@ -38,7 +40,7 @@ def matching_runs(results_dir: Path, suite_name: str, config: str) -> tuple[list
             matching.append(run)
         else:
             others.add(results.run_config(head))
-    return matching, others
+    return results.finished_only(matching, include_failed), others
 
 
 def _component(spec: dict[str, Any]) -> str:
@@ -100,9 +102,17 @@ def publish(
     out: Annotated[Path, typer.Option("--out", help="Markdown file to write.")] = Path("results/LEADERBOARD.md"),
     registry: RegistryOption = None,
     results_dir: ResultsDirOption = RESULTS_DIR,
+    include_failed: IncludeFailedOption = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Write even when a suite section or seeds of the published file are lost.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the diff against the published file; write nothing.")
+    ] = False,
 ) -> None:
-    """Write the published leaderboard (results/LEADERBOARD.md) from every run of
-    the named suites whose config matches registry.toml."""
+    """Write the published leaderboard (results/LEADERBOARD.md) from every finished
+    run of the named suites whose config matches registry.toml. It refuses to drop
+    a suite or seeds the published file has (--force overrides)."""
     from probebench import results
     from probebench.cli.leaderboard import split_list
     from probebench.console import console
@@ -111,10 +121,11 @@ def publish(
     config, reg = load(ctx, registry)
     names = split_list(suite)
     blocks = []
+    commands = []
     for name in names:
         suite_dict = parse_suite(config, name, reg).as_dict()
         config_id = results.config_hash(suite_dict)
-        runs, others = matching_runs(results_dir, name, config_id)
+        runs, others = matching_runs(results_dir, name, config_id, include_failed)
         if not runs:
             extra = f" (runs with other configs: {', '.join(sorted(others))})" if others else ""
             raise UserError(
@@ -122,6 +133,7 @@ def publish(
                 f"{extra}; run `probebench run {name} --seeds 0,1,2` first"
             )
         blocks.append(suite_markdown(suite_dict, config_id, runs))
+        commands.append(f"probebench run {name} --seeds {','.join(map(str, _seeds(runs)))}")
     suites_arg = " ".join(f"--suite {n}" for n in names)
     header = [
         "# probebench leaderboard",
@@ -137,14 +149,70 @@ def publish(
         "over seeds (each seed trains its own classifier); brackets: 95% percentile-bootstrap",
         "intervals over test samples. AURC and E-AURC are ×1000. Definitions: `probebench ls metrics`.",
         "",
+        "The runs below come from exactly these commands:",
+        "",
+        "```",
+        *commands,
+        f"{COMMAND} {suites_arg}",
+        "```",
+        "",
     ]
     text = "\n".join(header) + "\n" + "\n".join(blocks)
+    old = _read(out)
+    _note_missing_runs(out, old, results_dir)
+    if dry_run:
+        import difflib
+
+        diff = difflib.unified_diff(old.splitlines(True), text.splitlines(True), str(out), f"{out} (new)")
+        typer.echo("".join(diff) or f"{out} would not change\n", nl=False)
+        lost = _shrinkage(old, text)
+        if lost and not force:
+            console.print(f"[yellow]publish would refuse this without --force: it {'; '.join(lost)}[/]")
+        return
+    lost = _shrinkage(old, text)
+    if lost and not force:
+        raise UserError(
+            f"publishing would shrink {out}: it {'; '.join(lost)}; run those suites here first, "
+            "or add --force (--dry-run shows the diff)"
+        )
+    from probebench.cache import atomic_write
+
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
+        atomic_write(out, lambda tmp: tmp.write_text(text))
     except OSError as exc:
         raise UserError(f"cannot write {out}: {exc.strerror or exc}; choose another --out") from None
     console.print(f"wrote {out} ({', '.join(names)})")
+
+
+def _seeds(runs: list[Path]) -> list[int]:
+    from probebench import results
+
+    return sorted({int(s) for run in runs for s in results.read_header(run).get("suite", {}).get("seeds", [])})
+
+
+def _read(out: Path) -> str:
+    try:
+        return out.read_text()
+    except FileNotFoundError:
+        return ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read the published {out}: {exc}") from None
+
+
+def _shrinkage(old: str, new: str) -> list[str]:
+    from probebench.report.published import sections, shrinkage
+
+    return shrinkage(sections(old), sections(new))
+
+
+def _note_missing_runs(out: Path, old: str, results_dir: Path) -> None:
+    from probebench.console import console
+    from probebench.report.published import sections
+
+    missing = [r for s in sections(old).values() for r in s.runs if not (results_dir / r).is_dir()]
+    if missing:
+        console.print(f"[yellow]runs behind {out} missing under {results_dir}: {', '.join(missing)}[/]")
 
 
 def register(app: typer.Typer) -> None:

@@ -20,26 +20,37 @@ def report(
     severity: Annotated[
         int | None, typer.Option("--severity", help="Severity of --corruption (default: the lowest).")
     ] = None,
+    vector: Annotated[
+        bool, typer.Option("--vector", help="Also write each figure as PDF and SVG beside its PNG, for a paper.")
+    ] = False,
+    log_risk: Annotated[
+        bool, typer.Option("--log-risk", help="Draw the risk-coverage curves on a logarithmic risk axis.")
+    ] = False,
     save_plots: Annotated[
-        Path | None, typer.Option("--save-plots", help="Also write each plot as a PNG into this folder.")
+        Path | None,
+        typer.Option("--save-plots", hidden=True, help="Old name: the folder for the figures (default: beside --out)."),
     ] = None,
     results_dir: ResultsDirOption = RESULTS_DIR,
 ) -> None:
-    """Write an HTML report: run header, tables, ROC, risk-coverage, accuracy-vs-percentile,
-    reliability, corruption heatmaps and any counterfactual grids, images inlined."""
+    """Write an HTML report (run header, tables, ROC, risk-coverage, accuracy-vs-percentile, reliability, corruption heatmaps, corrected misses, generator samples; images inlined) and each figure as <out stem>-figures/<section>.png."""
     from probebench import results
     from probebench.console import console
-    from probebench.report.html import build
+    from probebench.report.html import build, figures_dir, save_figures
 
     run_dir = results.resolve_run(run, results_dir)
     target = out or run_dir / "report.html"
-    page = build(run_dir, corruption, severity, save_plots)
+    folder = save_plots or figures_dir(target)
+    report = build(run_dir, corruption, severity, log_risk)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(page, encoding="utf-8")
+        target.write_text(report.page, encoding="utf-8")
+        written = save_figures(report.figures, folder, vector)
     except OSError as exc:
-        raise UserError(f"cannot write {target}: {exc.strerror or exc}; choose another --out") from None
-    console.print(f"report: {target} ({len(page) / 1e6:.1f} MB)")
+        raise UserError(f"cannot write {exc.filename or target}: {exc.strerror or exc}; choose another --out") from None
+    finally:
+        report.close()
+    console.print(f"report: {target} ({len(report.page) / 1e6:.1f} MB)", soft_wrap=True)
+    console.print(f"figures: {len(written)} files in {folder}", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from probebench.cli.common import RegistryOption, load, stdout_console
+from probebench.cli.common import RegistryOption, default_results_dir, load, stdout_console
 from probebench.errors import UserError
 from probebench.suite import DEFAULT_SUITE
 
@@ -37,7 +37,17 @@ def run(
         str | None, typer.Option("--seeds", help="Comma-separated seeds overriding the suite's, e.g. 0,1,2.")
     ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto (cuda when available).")] = "auto",
-    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default: results/<run-id>).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Output folder (default: a new <results dir>/<suite>-<time>, the results dir as in --results-dir of "
+            "the other commands); must be new or empty.",
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a non-empty --out folder, once the new run is complete.")
+    ] = False,
     data_root: Annotated[
         str | None, typer.Option("--data-root", help="Folder with local data files for real datasets.")
     ] = None,
@@ -56,21 +66,26 @@ def run(
     ] = SUMMARY_METRICS,
 ) -> None:
     """Run a benchmark suite: train, score, evaluate, and write results/<run-id>/."""
-    from probebench import results
     from probebench.cache import ArtifactStore
     from probebench.suite import parse_suite
 
     config, reg = load(ctx, registry)
     resolved = parse_suite(config, suite, reg, seeds=_seeds(seeds), data_root=data_root)
 
+    from probebench.console import console
+    from probebench.paths import write_run_folder
     from probebench.pipeline.run import resolve_device, run_suite
 
-    target = out or Path("results") / results.run_id(resolved.name)
-    outcome = run_suite(resolved, reg, ArtifactStore(cache_dir, fresh=fresh), resolve_device(device), target)
+    store, chosen_device = ArtifactStore(cache_dir, fresh=fresh), resolve_device(device)
+    target, outcome = write_run_folder(
+        out,
+        resolved.name,
+        lambda partial: run_suite(resolved, reg, store, chosen_device, partial),
+        overwrite,
+        results_root=default_results_dir(),
+    )
     show_summary(target, None if show == "all" else [m for m in show.split(",") if m])
     if outcome.failures:
-        from probebench.console import console
-
         console.print(f"[red]{len(outcome.failures)} component failure(s); the other results are complete:[/]")
         for failure in outcome.failures:
             console.print(

@@ -25,7 +25,9 @@ class Context:
     ``train_images``/``train_labels`` are the classifier's training split (a
     prober may learn from outcomes on it); ``artifact(stage, parts, build)``
     caches a component's own expensive output under a key made of ``parts``
-    plus this context's classifier key; ``train_classifier(seed)`` returns
+    plus this context's classifier key (an optional fourth argument
+    ``check(payload)`` raises ValueError to reject a stored payload, which is
+    then reported and rebuilt); ``train_classifier(seed)`` returns
     another classifier of the same suite trained with ``seed`` (cached), for
     ensembles, or with ``subset`` (indices into the training split) and
     ``options`` (overriding the classifier's) a model trained on part of the
@@ -49,7 +51,7 @@ class Context:
     batch_size: int
     train_images: torch.Tensor
     train_labels: torch.Tensor
-    artifact: Callable[[str, Any, Callable[[], dict]], dict]
+    artifact: Callable[..., dict]  # (stage, parts, build, check=None) -> payload
     train_classifier: Callable[..., torch.nn.Module]
     registry: Any = None
     val_images: torch.Tensor | None = None

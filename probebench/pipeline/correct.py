@@ -94,8 +94,9 @@ import numpy as np
 import torch
 
 from probebench.cache import hash_key
-from probebench.console import console, task
+from probebench.console import console, running, task
 from probebench.errors import UserError
+from probebench.paths import safe_part
 from probebench.pipeline.cells import Cell
 from probebench.pipeline.data import cell_data
 from probebench.pipeline.evaluate import Outcome, outcome_rows
@@ -387,32 +388,43 @@ def _edit_each(
     title: str,
     cache: Cache,
     on_failure: OnFailure | None,
-) -> tuple[torch.Tensor, list[tuple[Bound, torch.Tensor, Record]]]:
-    """Every bound corrector edits ``images`` once: (predictions before,
-    [(bound, p_hit of its guide, record)] of those that did not fail).
+) -> list[tuple[Bound, Record]]:
+    """Every bound corrector edits ``images`` once: [(bound, record)] of those
+    that did not fail; a record holds the predictions before the edit
+    (``prediction_before``) and its guide's P(hit) (``p_hit``).
 
     ``cache(bound, build)`` returns the stored record of ``bound`` on these
-    images or builds and stores it; a corrector's exception goes to
-    ``on_failure(method, exc)``, or propagates without one (a UserError always does)."""
-    predictions = ctx.forward(images)[0].argmax(dim=1)
-    p_hits = {
-        label: prober_outputs(ctx, state.guides[label].prober, images)
-        for label in dict.fromkeys(state.guide_label(b) for b in state.bound)
-    }
+    images or builds and stores it; the classifier and the guides run only
+    when something is built, so a fully cached cell costs no forward pass. A
+    corrector's exception goes to ``on_failure(method, exc)``, or propagates
+    without one (a UserError always does)."""
+
+    computed: dict[str | None, torch.Tensor] = {}  # None: the predictions; a guide's label: its P(hit)
+
+    def once(label: str | None) -> torch.Tensor:
+        if label not in computed:
+            if label is None:
+                computed[label] = ctx.forward(images)[0].argmax(dim=1)
+            else:
+                computed[label] = prober_outputs(ctx, state.guides[label].prober, images)
+        return computed[label]
+
+    def build(bound: Bound) -> Record:
+        return edit(ctx, state, bound, images, labels, once(None), once(state.guide_label(bound)))
+
     done = []
     with task(title, len(state.bound)) as advance:
         for bound in state.bound:
-            p_hit = p_hits[state.guide_label(bound)]
-            build = partial(edit, ctx, state, bound, images, labels, predictions, p_hit)
-            info = CallInfo.from_call(partial(cache, bound, build))
+            running(f"corrector {bound.method}")
+            info = CallInfo.from_call(partial(cache, bound, partial(build, bound)))
             if info.error is None:
-                done.append((bound, p_hit, info.result))
+                done.append((bound, info.result))
             elif on_failure is None:
                 raise info.error
             else:
                 on_failure(bound.method, info.error)
             advance()
-    return predictions, done
+    return done
 
 
 def _uncached(_bound: Bound, build: Callable[[], Record]) -> Record:
@@ -436,10 +448,10 @@ def correct_images(
 
     ``cache(bound, build)`` returns the stored record of ``bound`` on these
     images or builds and stores it: a resumed run edits nothing twice."""
-    predictions, done = _edit_each(ctx, state, images, labels, f"correct {tag}", cache, on_failure)
-    hit = (predictions == labels).numpy()
+    done = _edit_each(ctx, state, images, labels, f"correct {tag}", cache, on_failure)
     rows = []
-    for bound, _p_hit, record in done:
+    for bound, record in done:
+        hit = (record["prediction_before"] == labels).numpy()
         tuned = None if bound.tuned is None else (record["p_hit"] < bound.tuned).numpy()
         outcome = Outcome(
             hit,
@@ -470,10 +482,9 @@ def tune(ctx: Context, state: Setup, store: ArtifactStore | None = None, on_fail
         return store.get_or_build("correction", hash_key("correction-validation", bound.key), build)
 
     title = "tune the loop on validation"
-    predictions, done = _edit_each(ctx, state, ctx.val_images, labels, title, cache, on_failure)
-    for bound, p_hit, record in done:
-        gain = (record["prediction_after"] == labels).long() - (predictions == labels).long()
-        bound.tuned = gain_threshold(p_hit.numpy(), gain.numpy())
+    for bound, record in _edit_each(ctx, state, ctx.val_images, labels, title, cache, on_failure):
+        gain = (record["prediction_after"] == labels).long() - (record["prediction_before"] == labels).long()
+        bound.tuned = gain_threshold(record["p_hit"].numpy(), gain.numpy())
 
 
 def correct_cell(run: Run, ctx: Context, state: Setup, cell: Cell) -> list[dict[str, Any]]:
@@ -506,10 +517,6 @@ def correct_cell(run: Run, ctx: Context, state: Setup, cell: Cell) -> list[dict[
 
 
 # -- artifacts --------------------------------------------------------------------
-def _filename(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in text)
-
-
 def _save(out: Path, method: str, tag: str, state: Setup, images: torch.Tensor, record: Record) -> None:
     """The record's tensors, and the first time per method a grid of corrected misses."""
     from probebench.cache import atomic_write
@@ -517,7 +524,7 @@ def _save(out: Path, method: str, tag: str, state: Setup, images: torch.Tensor, 
 
     folder = Path(out) / "corrections"
     payload = {k: v for k, v in record.items() if k not in ("edit_size", "seconds")}
-    atomic_write(folder / f"{_filename(method)}_{_filename(tag)}.pt", lambda tmp: torch.save(payload, tmp))
+    atomic_write(folder / f"{safe_part(method)}_{safe_part(tag)}.pt", lambda tmp: torch.save(payload, tmp))
     if method in state.grids:
         return
     state.grids.add(method)
@@ -527,7 +534,7 @@ def _save(out: Path, method: str, tag: str, state: Setup, images: torch.Tensor, 
         edited = images.clone()
         edited[record["index"]] = record["edited"]
         atomic_write(
-            folder / f"{_filename(method)}_grid.png",
+            folder / f"{safe_part(method)}_grid.png",
             lambda tmp: correction_grid(
                 tmp, images, edited, corrected[:8], before, after, labels, f"{method}: corrected misses ({tag})"
             ),

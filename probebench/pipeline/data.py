@@ -8,13 +8,14 @@ itself (CIFAR-10-C, CURE-TSR), which it lists with an optional
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from probebench.cache import hash_key
 from probebench.errors import UserError
+from probebench.fingerprint import data_record, recording
 from probebench.pipeline.cells import Cell
 from probebench.suite import ComponentSpec, CorruptionSpec
 
@@ -34,6 +35,14 @@ class Splits:
     # correction stage chooses its flag threshold and stop level on them
     val_images: torch.Tensor | None = None
     val_labels: torch.Tensor | None = None
+    # the data actually read (files, embedded data, their hashes) and its
+    # ``fingerprint``, which enters every cache key (``probebench/fingerprint.py``)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> str:
+        """The hash of the data read; part of every training key."""
+        return str(self.data.get("fingerprint", ""))
 
     @property
     def validation(self) -> int:
@@ -56,9 +65,29 @@ def check_images(images: torch.Tensor, where: str, shape: tuple[int, ...] | None
         )
 
 
+def check_labels(labels: Any, where: str) -> torch.Tensor:
+    """Labels as int64: a float label must be a whole number (3.0, never 2.7,
+    which ``.long()`` would silently truncate to 2)."""
+    labels = torch.as_tensor(labels)
+    if labels.is_floating_point() or labels.is_complex():
+        whole = torch.isfinite(labels) & (labels == labels.round())
+        if not whole.all():
+            bad = labels[~whole][0].item()
+            raise UserError(
+                f"{where}: labels must be whole class numbers, got {bad!r}; the dataset's labels are not classes"
+            )
+    elif labels.dtype == torch.bool:
+        raise UserError(f"{where}: labels must be class numbers, got booleans")
+    return labels.long()
+
+
 def _checked(dataset: Any, images: torch.Tensor, labels: Any, where: str) -> tuple[torch.Tensor, torch.Tensor]:
     check_images(images, where, tuple(dataset.shape))
-    labels = torch.as_tensor(labels).long()
+    if len(images) == 0:
+        raise UserError(
+            f"{where} is empty: nothing to train on or to test; check the data files and the 'limit' option"
+        )
+    labels = check_labels(labels, where)
     if labels.shape != (len(images),):
         raise UserError(f"{where}: {len(images)} images but labels of shape {list(labels.shape)}")
     if len(labels) and (labels.min() < 0 or labels.max() >= dataset.num_classes):
@@ -74,14 +103,16 @@ def load_splits(registry: Registry, spec: ComponentSpec, data_root: str | None, 
     validation split and the training split is the rest."""
     dataset = registry.create("dataset", spec.name, spec.options)
     splits = {}
-    for split in ("train", "test"):
-        images, labels = dataset.load(split, data_root)
-        splits[split] = _checked(dataset, images, labels, f"dataset {spec.name!r} split {split!r}")
-    cells: tuple[tuple[str, int], ...] = ()
-    if hasattr(dataset, "cells"):
-        cells = tuple((str(name), int(severity)) for name, severity in dataset.cells(data_root))
+    with recording() as log:
+        for split in ("train", "test"):
+            images, labels = dataset.load(split, data_root)
+            splits[split] = _checked(dataset, images, labels, f"dataset {spec.name!r} split {split!r}")
+        cells: tuple[tuple[str, int], ...] = ()
+        if hasattr(dataset, "cells"):
+            cells = tuple((str(name), int(severity)) for name, severity in dataset.cells(data_root))
+    data = data_record(log, (*splits["train"], *splits["test"]))
     if not validation:
-        return Splits(dataset, *splits["train"], *splits["test"], cells)
+        return Splits(dataset, *splits["train"], *splits["test"], cells, data=data)
     images, labels = splits["train"]
     if validation >= len(labels):
         raise UserError(
@@ -90,7 +121,7 @@ def load_splits(registry: Registry, spec: ComponentSpec, data_root: str | None, 
         )
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(int(hash_key("validation")[:12], 16)))
     val, train = order[:validation].sort().values, order[validation:].sort().values
-    return Splits(dataset, images[train], labels[train], *splits["test"], cells, images[val], labels[val])
+    return Splits(dataset, images[train], labels[train], *splits["test"], cells, images[val], labels[val], data)
 
 
 def load_cell(

@@ -9,11 +9,13 @@ statistics (bootstrap intervals) are ``probebench.evaluate``'s.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from probebench.cache import hash_key
 from probebench.evaluate import bootstrap_indices, estimate, evaluate_cell
 from probebench.pipeline.cells import Cell
 from probebench.pipeline.stage import Run
@@ -37,15 +39,32 @@ CORRECTION_METRICS = {
 }
 
 
+def per_sample_column(metric: str) -> str:
+    """The scores-file column of a ``needs_probabilities`` metric's per-sample values."""
+    return f"{metric}:per-sample"
+
+
 def detection_rows(run: Run, seed: int, cell: Cell, scored: Scored) -> tuple[list[dict[str, Any]], pd.DataFrame]:
     """(tidy rows, per-sample frame) of one cell's ``Scored`` predictions and confidences."""
     import pandas as pd
 
     suite = run.suite
     keys = cell.columns(suite, seed)
-    metrics = {m: run.registry.create("metric", m) for m in suite.metrics}
     hit, labels = scored.hit, scored.labels
-    rows = [{**keys, **row} for row in evaluate_cell(scored.confidences, hit, metrics, suite.bootstrap)]
+    metrics = {m: run.registry.create("metric", m) for m in suite.metrics}
+    per_sample = {}
+    if scored.probabilities is not None:
+        per_sample = {
+            name: np.asarray(m.per_sample(scored.probabilities, labels.numpy()), dtype=float)
+            for name, m in metrics.items()
+            if getattr(m, "needs_probabilities", False)
+        }
+
+    def evaluate() -> dict[str, Any]:
+        return {"rows": evaluate_cell(scored.confidences, hit, metrics, suite.bootstrap, per_sample)}
+
+    evaluated = run.store.get_or_build("evaluated", evaluated_key(run, scored, per_sample), evaluate)
+    rows = [{**keys, **row} for row in evaluated["rows"]]
     frame = pd.DataFrame(
         {
             **keys,
@@ -57,7 +76,27 @@ def detection_rows(run: Run, seed: int, cell: Cell, scored: Scored) -> tuple[lis
     )
     for spec in suite.scorers:
         frame[spec.label] = scored.confidences.get(spec.label, np.full(len(labels), np.nan))
+    for name, values in per_sample.items():  # the classifier's per-sample losses that the NLL/Brier rows average
+        frame[per_sample_column(name)] = values
     return rows, frame
+
+
+def evaluated_key(run: Run, scored: Scored, per_sample: dict[str, np.ndarray] | None = None) -> str:
+    """The cache key of a cell's metric rows: a digest of exactly what
+    ``evaluate_cell`` reads (each method's confidences, hit/miss, the
+    per-sample losses of probability metrics), the metric
+    plugins with their versions, and the bootstrap settings. A warm run then
+    skips the bootstrap, and any change to its inputs recomputes it."""
+    digest = hashlib.sha256(np.ascontiguousarray(scored.hit, dtype=bool).tobytes())
+    for label, confidence in scored.confidences.items():
+        digest.update(label.encode() + b"\0" + np.ascontiguousarray(confidence, dtype=float).tobytes())
+    for name, values in sorted((per_sample or {}).items()):
+        digest.update(b"per-sample:" + name.encode() + b"\0" + np.ascontiguousarray(values, dtype=float).tobytes())
+    metrics = [
+        (m, getattr(run.registry.get("metric", m), "version", "1"), run.registry.entry("metric", m).plugin.version)
+        for m in run.suite.metrics
+    ]
+    return hash_key("evaluated", digest.hexdigest(), list(scored.confidences), metrics, vars(run.suite.bootstrap))
 
 
 # -- correction --------------------------------------------------------------------

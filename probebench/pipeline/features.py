@@ -60,6 +60,13 @@ def forward(
     }
 
 
+def check_features(payload: dict[str, Any]) -> None:
+    """Cached logits or features: a float matrix [N, D], as the forward pass returns; else a ValueError."""
+    features = payload["features"]
+    if not isinstance(features, torch.Tensor) or features.dim() != 2 or not features.is_floating_point():
+        raise ValueError("features are not a float matrix [N, D]")
+
+
 LOGITS = "<logits>"  # the key the logits are cached under beside the named layers
 
 
@@ -91,6 +98,6 @@ def cached_forward(
     for name in (LOGITS, *layers):
         if name != LOGITS:
             resolve_layer(ctx.classifier, name)  # a typo fails before anything is cached
-        outputs[name] = ctx.artifact("features", [name, where], partial(build, name))["features"]
+        outputs[name] = ctx.artifact("features", [name, where], partial(build, name), check_features)["features"]
     logits = outputs.pop(LOGITS)
     return logits, outputs

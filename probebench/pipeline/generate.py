@@ -28,9 +28,11 @@ import torch
 
 from probebench.cache import ArtifactStore, hash_key, load_module_state
 from probebench.console import console
+from probebench.paths import safe_part
+from probebench.pipeline.allocation import building
 from probebench.pipeline.cells import Cell
 from probebench.pipeline.stage import Run
-from probebench.pipeline.train import Recipe, fit_module, held_out, spec_parts
+from probebench.pipeline.train import Recipe, dataset_parts, fit_module, held_out, spec_parts
 from probebench.suite import ComponentSpec
 
 if TYPE_CHECKING:
@@ -51,11 +53,17 @@ CLASSIFIER = "-"  # generator rows describe no classifier
 
 
 def generator_key(
-    registry: Registry, dataset_spec: ComponentSpec, generator_spec: ComponentSpec, seed: int, validation: int = 0
+    registry: Registry,
+    dataset_spec: ComponentSpec,
+    generator_spec: ComponentSpec,
+    seed: int,
+    validation: int = 0,
+    *,
+    data: str,
 ) -> str:
     return hash_key(
         "generator",
-        *spec_parts(registry, "dataset", dataset_spec),
+        *dataset_parts(registry, dataset_spec, data),
         *spec_parts(registry, "generator", generator_spec),
         seed,
         *held_out(validation),
@@ -95,10 +103,11 @@ def trained_generator(
     """(flow, training seconds, whether it came from the cache): trained with
     ``seed`` on the training split, or loaded from the cache (the seconds are
     those of the run that trained it)."""
-    key = generator_key(registry, dataset_spec, generator_spec, seed, splits.validation)
+    key = generator_key(registry, dataset_spec, generator_spec, seed, splits.validation, data=splits.fingerprint)
     component = registry.create("generator", generator_spec.name, generator_spec.options)
     torch.manual_seed(seed)
-    flow = component.build(tuple(splits.dataset.shape))
+    with building("generator", generator_spec):
+        flow = component.build(tuple(splits.dataset.shape))
 
     trained = []
 
@@ -189,7 +198,7 @@ def generator_stage(run: Run, ctx: Context) -> tuple[list[dict[str, Any]], dict[
 def _trained(run: Run, ctx: Context, spec: ComponentSpec) -> tuple[TrainedFlow, dict[str, float]]:
     """One generator trained (or loaded), its quality measured (cached) and its grids saved."""
     splits = run.splits
-    key = generator_key(run.registry, run.suite.dataset, spec, ctx.seed, splits.validation)
+    key = generator_key(run.registry, run.suite.dataset, spec, ctx.seed, splits.validation, data=splits.fingerprint)
     flow, seconds, cached = trained_generator(
         run.registry, run.store, run.suite.dataset, spec, splits, ctx.seed, ctx.device
     )
@@ -201,7 +210,7 @@ def _trained(run: Run, ctx: Context, spec: ComponentSpec) -> tuple[TrainedFlow, 
             lambda: quality(flow, splits.test_images, ctx.seed, run.suite.batch_size, ctx.device),
         )
     )
-    save_grids(flow, splits.test_images, run.out, f"{spec.label}-seed{ctx.seed}", ctx.seed, ctx.device)
+    save_grids(flow, splits.test_images, run.out, safe_part(f"{spec.label}-seed{ctx.seed}"), ctx.seed, ctx.device)
     values["train-seconds"] = seconds
     origin = "from the cache, trained" if cached else "trained"
     console.print(

@@ -20,6 +20,7 @@ from probebench import results
 from probebench.cache import ArtifactStore, hash_key
 from probebench.console import task
 from probebench.errors import UserError
+from probebench.evaluate import check_bootstrap_memory
 from probebench.pipeline import correct as correction
 from probebench.pipeline.cells import suite_cells
 from probebench.pipeline.context import Context
@@ -56,21 +57,39 @@ def resolve_device(name: str) -> torch.device:
 
 
 def run_suite(suite: Suite, registry: Registry, store: ArtifactStore, device: torch.device, out: Path) -> RunOutcome:
+    """Run ``suite`` into ``out`` (a run's partial folder, see ``probebench.paths``).
+
+    ``run.json`` is written first with ``status: running``; it ends as
+    ``finished``, ``failed`` (component failures, or the error that stopped
+    the run) or ``interrupted`` (Ctrl-C), as MLflow records a run's status.
+    """
     results.ensure_writable(out)
     started = time.time()
     run_header = _header(suite, registry, device)
-    splits = load_splits(registry, suite.dataset, suite.data_root, suite.validation)
-    run = Run(suite, registry, store, splits, out)
+    results.write_status(out, run_header, results.RUNNING)
     rows: list[dict[str, Any]] = []
     samples: list[pd.DataFrame] = []
-    for seed in suite.seeds:
-        rows += _run_seed(run, seed, device, run_header, samples)
+    try:
+        with store.active():  # datasets keep their own cached files under the same cache
+            splits = load_splits(registry, suite.dataset, suite.data_root, suite.validation)
+            check_bootstrap_memory(suite.bootstrap, len(splits.test_labels), len(suite.metrics))
+            run_header["data"] = splits.data  # which data produced the numbers, as dvc.lock records
+            run = Run(suite, registry, store, splits, out)
+            for seed in suite.seeds:
+                rows += _run_seed(run, seed, device, run_header, samples)
+    except KeyboardInterrupt:
+        results.write_status(out, run_header, results.INTERRUPTED)
+        raise
+    except Exception as exc:
+        results.write_status(out, run_header, results.FAILED, error=f"{type(exc).__name__}: {exc}")
+        raise
 
     import pandas as pd
 
     run_header["finished"] = results.now()
     run_header["seconds"] = round(time.time() - started, 2)
     run_header["failures"] = run.failures.entries
+    run_header["status"] = results.FAILED if run.failures.entries else results.FINISHED
     results.write_run(out, rows, run_header, pd.concat(samples, ignore_index=True) if samples else None)
     return RunOutcome(out, rows, run.failures.entries)
 
@@ -79,10 +98,7 @@ def _header(suite: Suite, registry: Registry, device: torch.device) -> dict[str,
     """The run header before anything runs: the suite, the machine, and each metric's direction."""
     header = results.header(suite.as_dict(), str(device), results.now())
     metrics = {name: registry.create("metric", name) for name in suite.metrics}
-    header["metrics"] = {
-        name: {"higher_is_better": bool(m.higher_is_better), "scale": getattr(m, "scale", 1)}
-        for name, m in metrics.items()
-    }
+    header["metrics"] = results.metric_directions(metrics)
     if suite.correctors:
         header["metrics"].update({k: {"higher_is_better": v, "scale": 1} for k, v in CORRECTION_METRICS.items()})
     if suite.generators:
@@ -107,9 +123,11 @@ def _run_seed(
         correction.tune(ctx, corrections, run.store, on_failure=on_failure)
         run_header.setdefault("correction", {})[str(seed)] = corrections.calibration()
     cells = suite_cells(run.suite, run.splits.cells)
+    probabilities = any(getattr(run.registry.get("metric", m), "needs_probabilities", False) for m in run.suite.metrics)
     with task(f"score seed {seed}", len(cells)) as advance:
         for cell in cells:
-            cell_rows, frame = detection_rows(run, seed, cell, score_cell(run, ctx, scorers, cell))
+            scored = score_cell(run, ctx, scorers, cell, probabilities=probabilities)
+            cell_rows, frame = detection_rows(run, seed, cell, scored)
             rows += cell_rows
             samples.append(frame)
             if corrections is not None:
@@ -135,8 +153,10 @@ def _context(run: Run, seed: int, device: torch.device) -> Context:
     model, key = trained_classifier(run.registry, run.store, suite.dataset, suite.classifier, splits, seed, device)
     save_classifier_figures(run, model, key, seed)
 
-    def artifact(stage: str, parts: Any, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        return run.store.get_or_build(stage, hash_key(stage, key, parts), build)
+    def artifact(
+        stage: str, parts: Any, build: Callable[[], dict[str, Any]], check: Callable[[dict], object] | None = None
+    ) -> dict[str, Any]:
+        return run.store.get_or_build(stage, hash_key(stage, key, parts), build, check)
 
     dataset = splits.dataset
     return Context(

@@ -17,12 +17,14 @@ import numpy as np
 import torch
 
 from probebench.cache import hash_key
+from probebench.console import running
 from probebench.kinds import can_guide
 from probebench.pipeline.cells import Cell
 from probebench.pipeline.context import Batch, Context
 from probebench.pipeline.data import cell_data
 from probebench.pipeline.failures import Failures
 from probebench.pipeline.stage import Run
+from probebench.results import CLEAN
 from probebench.suite import ComponentSpec
 
 if TYPE_CHECKING:
@@ -40,6 +42,18 @@ def check_scores(scores: Any, n: int) -> np.ndarray:
     if bad:
         raise ValueError(f"returned {bad} NaN or infinite scores of {n}")
     return scores
+
+
+def check_predictions(payload: dict[str, Any], num_classes: int) -> None:
+    """A cell's cached predictions and labels: integer vectors of one length, classes in range; else a ValueError."""
+    for name in ("predictions", "labels"):
+        values = payload[name]
+        if not isinstance(values, torch.Tensor) or values.dim() != 1 or values.is_floating_point():
+            raise ValueError(f"{name} are not an integer vector")
+        if len(values) and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(f"{name} lie outside 0..{num_classes - 1}")
+    if len(payload["predictions"]) != len(payload["labels"]):
+        raise ValueError(f"{len(payload['predictions'])} predictions for {len(payload['labels'])} labels")
 
 
 class Scorer:
@@ -114,32 +128,44 @@ class Scored:
     labels: torch.Tensor
     predictions: torch.Tensor
     confidences: dict[str, np.ndarray]
+    probabilities: np.ndarray | None = None  # [N, C] softmax, when a metric needs it
 
     @property
     def hit(self) -> np.ndarray:
         return (self.predictions == self.labels).numpy()
 
 
-def score_cell(run: Run, ctx: Context, scorers: list[Scorer], cell: Cell) -> Scored:
+def score_cell(run: Run, ctx: Context, scorers: list[Scorer], cell: Cell, probabilities: bool = False) -> Scored:
+    """The cell's ``Scored``; with ``probabilities``, the classifier's softmax
+    too (cached beside the predictions, under the same key)."""
     inputs = CellInputs(run, ctx, cell)
     cached = run.store.get_or_build(
-        "predictions", inputs.key, lambda: {"predictions": inputs.batch.predictions, "labels": inputs.data[1]}
+        "predictions",
+        inputs.key,
+        lambda: {"predictions": inputs.batch.predictions, "labels": inputs.data[1]},
+        check=lambda payload: check_predictions(payload, ctx.num_classes),
     )
-    labels = cached.get("labels", run.splits.test_labels)  # entries cached before labels were stored
+    labels = cached["labels"]
     confidences = {}
     for scorer in scorers:
+        on = "clean" if cell.name == CLEAN else f"{cell.name} severity {cell.severity}"
+        running(f"scorer {scorer.spec.label} on {on}")
         scores = None if scorer.failed else _scores(run, ctx, scorer, inputs, len(labels))
         if scores is not None:
             confidences[scorer.spec.label] = scores
-    return Scored(labels, cached["predictions"], confidences)
+    probs = None
+    if probabilities:
+        stored = run.store.get_or_build("probabilities", inputs.key, lambda: {"probabilities": inputs.batch.probs})
+        probs = stored["probabilities"].detach().cpu().double().numpy()
+    return Scored(labels, cached["predictions"], confidences, probs)
 
 
 def _scores(run: Run, ctx: Context, scorer: Scorer, inputs: CellInputs, n: int) -> np.ndarray | None:
     """One scorer's scores on the cell, from the cache or computed and cached; None when it failed."""
     key = hash_key(scorer.key, inputs.key)
-    cached = run.store.load("scores", key)
-    if cached is not None:
-        return cached["scores"].numpy()
+    cached = run.store.load("scores", key, check=lambda payload: check_scores(payload["scores"], n))
+    if cached is not None:  # validated exactly as fresh scores are
+        return check_scores(cached["scores"], n)
     instance = scorer.prepared(run.failures)
     if instance is None:
         return None

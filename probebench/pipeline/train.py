@@ -16,6 +16,7 @@ from probebench.cache import ArtifactStore, hash_key, load_module_state
 from probebench.console import task
 from probebench.errors import UserError
 from probebench.kinds import trains_itself
+from probebench.pipeline.allocation import building
 from probebench.suite import ComponentSpec
 
 if TYPE_CHECKING:
@@ -32,6 +33,12 @@ def spec_parts(registry: Registry, kind: str, spec: ComponentSpec) -> list[Any]:
     return [spec.name, spec.options, getattr(registry.get(kind, spec.name), "version", "1")]
 
 
+def dataset_parts(registry: Registry, spec: ComponentSpec, data: str) -> list[Any]:
+    """What names the data in a cache key: the dataset component and the
+    fingerprint of the data it actually read (``Splits.fingerprint``)."""
+    return [*spec_parts(registry, "dataset", spec), {"data": data}]
+
+
 def held_out(validation: int) -> list[dict[str, int]]:
     """The key part of a validation hold-out (none without one, so older keys stay as they were)."""
     return [{"validation": validation}] if validation else []
@@ -44,13 +51,16 @@ def classifier_key(
     seed: int,
     subset: str | None = None,
     validation: int = 0,
+    *,
+    data: str,
 ) -> str:
     """The cache key of a trained classifier; ``subset`` is the digest of the
     training indices when the model saw only part of the training split,
-    ``validation`` the number of images held out of that split."""
+    ``validation`` the number of images held out of that split, ``data`` the
+    fingerprint of the data read."""
     parts = [
         "classifier",
-        *spec_parts(registry, "dataset", dataset_spec),
+        *dataset_parts(registry, dataset_spec, data),
         *spec_parts(registry, "classifier", classifier_spec),
         registry.entry("classifier", classifier_spec.name).plugin.version,
         seed,
@@ -71,7 +81,8 @@ def build_model(
     registry: Registry, spec: ComponentSpec, num_classes: int, shape: tuple[int, ...]
 ) -> tuple[Any, torch.nn.Module]:
     component = registry.create("classifier", spec.name, spec.options)
-    return component, component.build(num_classes, tuple(shape))
+    with building("classifier", spec):
+        return component, component.build(num_classes, tuple(shape))
 
 
 @dataclass(frozen=True)
@@ -163,7 +174,9 @@ def trained_classifier(
     With ``subset`` (indices into the training split) it is trained on those
     images only, cached under a key that includes their digest."""
     digest = None if subset is None else subset_digest(subset)
-    key = classifier_key(registry, dataset_spec, classifier_spec, seed, digest, splits.validation)
+    key = classifier_key(
+        registry, dataset_spec, classifier_spec, seed, digest, splits.validation, data=splits.fingerprint
+    )
     dataset = splits.dataset
     torch.manual_seed(seed)
     component, model = build_model(registry, classifier_spec, dataset.num_classes, dataset.shape)

@@ -1,21 +1,29 @@
-"""A run as one self-contained HTML page: header, tables and plots, with every
-image inlined as base64 so the file can be mailed or archived alone.
+"""A run as one self-contained HTML page: header, tables and figures, with every
+image inlined as base64 so the file can be mailed or archived alone; and each
+figure of the report also as a file (PNG, plus PDF and SVG with ``vector``)
+named by its section, for a paper.
 
-Sections (each a ``<section id=...>``, always present so a reader knows what
-was looked for; a section without data says why):
+Sections (each a ``<section id=...>`` with a caption under every figure,
+always present so a reader knows what was looked for; a section without data
+says why):
 
-``header``           run id, suite, versions, commit, machine, times, config hash, failures
-``tables``           the classifier's accuracy and methods x metrics on the clean test data
-                     (mean ± std over seeds, or bootstrap intervals for one seed);
-                     methods x corruption and methods x severity when corruptions ran
-``roc``              ROC curves of detecting misses
-``risk-coverage``    selective risk vs coverage, with the perfect ranking
-``accuracy-percentile`` accuracy after removing the p% least confident samples
-``reliability``      reliability diagrams of the methods whose scores are probabilities
-``corruptions``      heatmaps: AUROC per method x corruption, accuracy per corruption x severity
-``counterfactuals``  every ``*.png`` in the run folder (correction grids, flow samples),
-                     except the report's own ``report-*.png``
-``suite``            the suite as resolved (JSON)
+``header``                 run id, suite, versions, commit, machine, times, config hash, failures
+``tables``                 the classifier's accuracy and methods x metrics on the clean test data
+                           (mean ± std over seeds, or bootstrap intervals for one seed);
+                           methods x corruption and methods x severity when corruptions ran
+``roc``                    ROC curves of detecting misses
+``risk-coverage``          selective risk vs coverage, with the perfect ranking
+``accuracy-percentile``    accuracy after removing the p% least confident samples
+``reliability``            reliability diagrams of the methods whose scores are probabilities
+``auroc-by-corruption``    heatmap: AUROC per method x corruption
+``accuracy-by-corruption`` heatmap: classifier accuracy per corruption x severity
+``corrections``            the correctors' grids of corrected misses (``corrections/*_grid.png``)
+``generators``             the generators' samples and reconstructions (``*-samples.png``,
+                           ``*-reconstructions.png``) and any other image of the run folder
+``suite``                  the suite as resolved, as TOML, collapsed
+
+The clean test cell is called ``clean`` everywhere in the report (it is
+stored as ``corruption = "none"``).
 """
 
 from __future__ import annotations
@@ -25,55 +33,76 @@ import html
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from probebench import results
 from probebench.errors import UserError
 from probebench.evaluate import CLASSIFIER_METHOD
-from probebench.report import curves, plots
+from probebench.report import curves, plots, toml
 from probebench.report import leaderboard as board
 from probebench.report.tables import Directions, Scales, to_html
 
-if TYPE_CHECKING:  # pandas stays out of CLI start-up
+if TYPE_CHECKING:  # pandas and matplotlib stay out of CLI start-up
     import pandas as pd
+    from matplotlib.figure import Figure
 
     from probebench.results import Header
 
 SCORE_KEYS = ("suite", "dataset", "corruption", "severity", "classifier", "seed", "index", "label", "prediction", "hit")
-PLOT_PREFIX = "report-"  # --save-plots names; never mistaken for a counterfactual grid
-SECTIONS = (
-    "header",
-    "tables",
-    "roc",
-    "risk-coverage",
-    "accuracy-percentile",
-    "reliability",
-    "corruptions",
-    "counterfactuals",
-    "suite",
-)
+FIGURES_SUFFIX = "-figures"  # <report stem>-figures/<section>.png; never mistaken for a run's own image
+LEGACY_PREFIX = "report-"  # --save-plots names of earlier versions
+CLEAN_LABEL = "clean"
+VECTOR_FORMATS = ("pdf", "svg")
+TITLES = {
+    "header": "Run",
+    "tables": "Results",
+    "roc": "ROC curves",
+    "risk-coverage": "Risk-coverage curves",
+    "accuracy-percentile": "Accuracy vs percentile",
+    "reliability": "Reliability diagrams",
+    "auroc-by-corruption": "AUROC by corruption",
+    "accuracy-by-corruption": "Accuracy by corruption and severity",
+    "corrections": "Corrected misses",
+    "generators": "Generator samples and reconstructions",
+    "suite": "Suite as resolved",
+}
+SECTIONS = tuple(TITLES)
+CURVES = ("roc", "risk-coverage", "accuracy-percentile", "reliability")
 
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px; margin: 2em auto;
        padding: 0 1em; color: #222; }
-h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 2em; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; overflow-wrap: anywhere; }
+h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 2em; }
 table.results, table.header { border-collapse: collapse; margin: 0.8em 0; font-variant-numeric: tabular-nums; }
-table.results th, table.results td, table.header th, table.header td { padding: 0.25em 0.7em; border-bottom: 1px solid #eee; }
-table.results td { text-align: right; } table.results thead th { border-bottom: 2px solid #999; }
-table.results caption { text-align: left; font-weight: 600; padding-bottom: 0.3em; }
-table.header th { text-align: left; color: #555; font-weight: 500; }
+table.results th, table.results td, table.header th, table.header td { padding: 0.25em 0.6em; border-bottom: 1px solid #eee; }
+table.results td { text-align: right; white-space: nowrap; line-height: 1.2; }
+table.results td .ci { display: block; color: #888; font-size: 0.78em; }
+table.results thead th { border-bottom: 2px solid #999; }
+table.results caption { text-align: left; font-weight: 600; padding-bottom: 0.3em; white-space: nowrap; }
+table.header th { text-align: left; color: #555; font-weight: 500; } table.header td { overflow-wrap: anywhere; }
+.scroll { overflow-x: auto; }
 p.caption, p.note { color: #555; font-size: 0.92em; } p.missing { color: #a60; }
 figure { margin: 1em 0; } figcaption { color: #555; font-size: 0.92em; }
-img { max-width: 100%; } pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 12px; }
-nav a { margin-right: 0.8em; }
+img { max-width: 100%; height: auto; } pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 12px; }
+details summary { cursor: pointer; color: #555; }
+nav a { margin-right: 0.8em; white-space: nowrap; }
 """
 
 
 @dataclass
 class Plot:
+    """One figure: its file name (without extension), caption and PNG; ``figure``
+    is the matplotlib figure when the report drew it (for vector output)."""
+
     name: str
     png: bytes
     caption: str
+    figure: Figure | None = None
+
+
+def _drawn(name: str, figure: Figure, caption: str) -> Plot:
+    return Plot(name, plots.png(figure), caption, figure)
 
 
 def _img(plot: Plot) -> str:
@@ -92,13 +121,20 @@ def _missing(text: str) -> str:
     return f'<p class="missing">{html.escape(text)}</p>'
 
 
+def cell_label(corruption: Any) -> str:
+    """The one word the report uses for a test cell's corruption."""
+    return CLEAN_LABEL if str(corruption) == results.CLEAN else str(corruption)
+
+
 def load_scores(run: Path) -> pd.DataFrame | None:
     import pandas as pd
+
+    from probebench.spreadsheet import unescape_frame
 
     path = run / "scores.csv.gz"
     if not path.is_file():
         return None
-    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    return unescape_frame(pd.read_csv(path, keep_default_na=False, na_values=[""]))
 
 
 def score_methods(scores: pd.DataFrame) -> list[str]:
@@ -179,18 +215,19 @@ def _header_html(run: Path, head: Header, table: pd.DataFrame) -> str:
 
 
 def _tables_html(table: pd.DataFrame, heads: dict[str, Header], scales: Scales, directions: Directions) -> str:
-    views = [("Clean test data", board.View(["method"], ["metric"], where={"corruption": [results.CLEAN]}))]
-    if (table["corruption"] != results.CLEAN).any() and "auroc" in set(table["metric"]):
+    table = table.assign(corruption=table["corruption"].map(cell_label))
+    views = [("Clean test data", board.View(["method"], ["metric"], where={"corruption": [CLEAN_LABEL]}))]
+    if (table["corruption"] != CLEAN_LABEL).any() and "auroc" in set(table["metric"]):
         views += [
             ("AUROC by corruption (mean over severities)", board.View(["method"], ["corruption"], ["auroc"])),
             ("AUROC by severity (mean over corruptions; 0 = clean)", board.View(["method"], ["severity"], ["auroc"])),
         ]
     out = []
     for title, view in views:
-        if view.where and not (table["corruption"] == results.CLEAN).any():
+        if view.where and not (table["corruption"] == CLEAN_LABEL).any():
             view.where = None
         for section in board.sections(table, view, heads, title=title):
-            out.append(to_html(section, directions, scales))
+            out.append(f'<div class="scroll">{to_html(section, directions, scales)}</div>')
     note = board.scaled_note(scales, table["metric"])
     if note:
         out.append(
@@ -200,10 +237,10 @@ def _tables_html(table: pd.DataFrame, heads: dict[str, Header], scales: Scales, 
     return "\n".join(out)
 
 
-def _corruption_plots(table: pd.DataFrame, directions: Directions) -> list[Plot]:
+def _corruption_plots(table: pd.DataFrame, directions: Directions) -> dict[str, Plot]:
     if not (table["corruption"] != results.CLEAN).any():
-        return []
-    out = []
+        return {}
+    out = {}
     methods = table[table["method"] != CLASSIFIER_METHOD]
     if "auroc" in set(methods["metric"]):
         part = methods[methods["metric"] == "auroc"]
@@ -211,34 +248,178 @@ def _corruption_plots(table: pd.DataFrame, directions: Directions) -> list[Plot]
         matrix = per_seed.groupby(["method", "corruption"], sort=False).mean().unstack("corruption")
         order = list(dict.fromkeys(part["corruption"]))
         matrix = matrix.reindex(index=list(dict.fromkeys(part["method"])), columns=order)
-        columns = ["clean" if c == results.CLEAN else c for c in matrix.columns]
         fig = plots.heatmap_figure(
             matrix.to_numpy(),
             matrix.index,
-            columns,
-            "AUROC by method and corruption (mean over severities and seeds)",
+            [cell_label(c) for c in matrix.columns],
+            "AUROC of miss detection by method and corruption",
             directions.get("auroc", True),
             xlabel="corruption",
             ylabel="method",
         )
-        out.append(Plot("auroc-by-corruption", plots.png(fig), "AUROC of miss detection under each corruption."))
+        out["auroc-by-corruption"] = _drawn(
+            "auroc-by-corruption",
+            fig,
+            "AUROC of detecting the classifier's misses, per method (rows) and corruption (columns), the mean "
+            "over severities and seeds; green is better.",
+        )
     acc = table[(table["method"] == CLASSIFIER_METHOD) & (table["metric"] == "accuracy")]
     if len(acc):
         matrix = acc.groupby(["corruption", "severity"], sort=False)["value"].mean().unstack("severity")
         matrix = matrix.reindex(index=list(dict.fromkeys(acc["corruption"])))
         fig = plots.heatmap_figure(
             matrix.to_numpy(),
-            matrix.index,
+            [cell_label(c) for c in matrix.index],
             [f"severity {c}" for c in matrix.columns],
-            "classifier accuracy by corruption and severity (mean over seeds)",
+            "Classifier accuracy by corruption and severity",
             True,
+            xlabel="severity",
+            ylabel="corruption",
         )
-        out.append(Plot("accuracy-by-corruption", plots.png(fig), "Top-1 accuracy of the classifier."))
+        out["accuracy-by-corruption"] = _drawn(
+            "accuracy-by-corruption",
+            fig,
+            "Top-1 accuracy of the classifier per corruption (rows) and severity (columns; 0 = clean), the mean "
+            "over seeds.",
+        )
     return out
 
 
-def build(run: Path, corruption: str | None = None, severity: int | None = None, save_plots: Path | None = None) -> str:
-    """The HTML page of ``run`` (a run folder)."""
+def _curve_plots(
+    table: pd.DataFrame, scores: pd.DataFrame, corruption: str | None, severity: int | None, log_risk: bool
+) -> tuple[dict[str, Plot], dict[str, str]]:
+    """The curve figures of one test cell, and why any is missing."""
+    cell, chosen, sev = pick_cell(scores, corruption, severity)
+    methods = score_methods(cell)
+    if not methods:
+        return {}, dict.fromkeys(CURVES, "no method has scores in this run")
+    styles = plots.method_styles(score_methods(scores))  # every method of the run: the same style in each figure
+    where = "clean test data" if chosen == results.CLEAN else f"{chosen}, severity {sev}"
+    seeds = sorted(cell["seed"].unique().tolist())
+    pooled = (
+        f"{where}, {len(cell) // max(1, len(seeds))} samples, seed{'s' if len(seeds) > 1 else ''} "
+        f"{', '.join(map(str, seeds))}"
+    )
+    lines = pooled + (" (one line per seed)" if len(seeds) > 1 else "")
+    means = lambda metric: _metric_means(table, chosen, sev, metric)  # noqa: E731
+    out = {
+        "roc": _drawn(
+            "roc",
+            plots.roc_figure(cell, methods, means("auroc"), f"ROC of miss detection — {where}", styles),
+            f"Misses are the positives, flagged by low confidence; {lines}. The dashed line marks 95% "
+            "of misses flagged (FPR@95TPR is where a curve crosses it).",
+        ),
+        "risk-coverage": _drawn(
+            "risk-coverage",
+            plots.risk_coverage_figure(cell, methods, means("aurc"), f"Risk-coverage — {where}", styles, log_risk),
+            f"Accepting the most confident samples first; {lines}. Lower is better; the dashed curve is a "
+            "perfect ranking of the same hits and misses (E-AURC is the area between), the dotted line the risk "
+            "of accepting everything. "
+            + (
+                "Logarithmic risk axis."
+                if log_risk
+                else "The risk axis ends at twice that risk: a curve above it ranks worse than chance there "
+                "(--log-risk draws the whole range)."
+            ),
+        ),
+        "accuracy-percentile": _drawn(
+            "accuracy-percentile",
+            plots.accuracy_percentile_figure(cell, methods, f"Accuracy vs percentile — {where}", styles),
+            f"Accuracy of the samples kept after removing the least confident p%; {lines}. "
+            "'area' is the mean over p = 0..99. The axis reaches as far below the accuracy of all samples "
+            "as 1.0 is above it: a curve below it ranks worse than chance there.",
+        ),
+    }
+    missing = {}
+    probabilistic = [m for m in methods if curves.is_probability(cell[m].to_numpy(dtype=float))]
+    if probabilistic:
+        out["reliability"] = _drawn(
+            "reliability",
+            plots.reliability_figure(cell, probabilistic, means("ece"), f"Reliability — {where}"),
+            f"Accuracy per confidence bin (15 equal-width bins, all seeds pooled) against the diagonal of "
+            f"perfect calibration, bin counts below on one scale for all panels; {pooled}. Only methods whose "
+            "scores lie in [0, 1] are drawn: " + ", ".join(probabilistic) + ".",
+        )
+    else:
+        missing["reliability"] = "no method's scores lie in [0, 1], so none is a probability to calibrate"
+    return out, missing
+
+
+def _is_report_output(path: Path, run: Path) -> bool:
+    parts = path.relative_to(run).parts
+    return path.name.startswith(LEGACY_PREFIX) or any(p.endswith(FIGURES_SUFFIX) for p in parts[:-1])
+
+
+def _run_image_caption(path: Path, run: Path) -> tuple[str, str]:
+    """(section, caption) of an image a run saved, from its name (the names
+    pipeline.correct and pipeline.generate give them)."""
+    relative = str(path.relative_to(run))
+    if path.parent.name == "corrections" and path.stem.endswith("_grid"):
+        method = path.stem.removesuffix("_grid")
+        return "corrections", (
+            f"{method}: misses it corrected. Rows: the original test image, the edited image, and the edit "
+            f"x' − x (red added, blue removed, scaled per column); labels above give the prediction before and "
+            f"after. File: {relative}."
+        )
+    if path.stem.endswith("-samples"):
+        return "generators", (
+            f"{path.stem.removesuffix('-samples')}: 64 samples of the generator, temperature 1.0 (top four rows) "
+            f"and 0.7 (bottom four). File: {relative}."
+        )
+    if path.stem.endswith("-reconstructions"):
+        return "generators", (
+            f"{path.stem.removesuffix('-reconstructions')}: test images (odd rows) each followed by "
+            f"decode(encode(x)) (even rows). File: {relative}."
+        )
+    return "generators", f"An image the run saved: {relative}."
+
+
+def _run_images(run: Path) -> dict[str, list[Plot]]:
+    found: dict[str, list[Plot]] = {"corrections": [], "generators": []}
+    for path in sorted(run.rglob("*.png")):
+        if not _is_report_output(path, run):
+            section, caption = _run_image_caption(path, run)
+            found[section].append(Plot(path.stem, path.read_bytes(), caption))
+    return found
+
+
+def figures_dir(report: Path) -> Path:
+    """Where the report's figures go: ``<report stem>-figures/`` beside it."""
+    return report.with_name(report.stem + FIGURES_SUFFIX)
+
+
+def save_figures(figures: list[Plot], folder: Path, vector: bool) -> list[Path]:
+    """Each drawn figure as ``<section>.png`` (and ``.pdf``, ``.svg`` with
+    ``vector``) in ``folder``; returns the files written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for plot in figures:
+        target = folder / f"{plot.name}.png"
+        target.write_bytes(plot.png)
+        written.append(target)
+        if vector and plot.figure is not None:
+            for fmt in VECTOR_FORMATS:
+                target = folder / f"{plot.name}.{fmt}"
+                plot.figure.savefig(target, format=fmt)
+                written.append(target)
+    return written
+
+
+@dataclass
+class Report:
+    """The page and the figures the report drew (open until ``close``)."""
+
+    page: str
+    figures: list[Plot]
+
+    def close(self) -> None:
+        for plot in self.figures:
+            if plot.figure is not None:
+                plots.close(plot.figure)
+
+
+def build(run: Path, corruption: str | None = None, severity: int | None = None, log_risk: bool = False) -> Report:
+    """The HTML page of ``run`` (a run folder) and its figures."""
     table, heads = results.combine([run])
     head = heads[run.name]
     directions = results.directions(head)
@@ -247,106 +428,41 @@ def build(run: Path, corruption: str | None = None, severity: int | None = None,
     body = {name: "" for name in SECTIONS}
     body["header"] = _header_html(run, head, table)
     body["tables"] = _tables_html(table, heads, scales, directions)
-    plotted: list[Plot] = []
 
     scores = load_scores(run)
+    drawn: dict[str, Plot] = {}
     if scores is None or scores.empty:
-        for name in ("roc", "risk-coverage", "accuracy-percentile", "reliability"):
-            body[name] = _missing("this run has no scores.csv.gz, so no curves can be drawn")
+        missing = dict.fromkeys(CURVES, "this run has no scores.csv.gz, so no curves can be drawn")
     else:
-        cell, chosen, sev = pick_cell(scores, corruption, severity)
-        methods = score_methods(cell)
-        where = "clean test data" if chosen == results.CLEAN else f"{chosen}, severity {sev}"
-        seeds = sorted(cell["seed"].unique().tolist())
-        pooled = (
-            f"{where}, {len(cell) // max(1, len(seeds))} samples, seed{'s' if len(seeds) > 1 else ''} "
-            f"{', '.join(map(str, seeds))}"
-        )
-        lines = pooled + (" (one line per seed)" if len(seeds) > 1 else "")
-        if not methods:
-            for name in ("roc", "risk-coverage", "accuracy-percentile", "reliability"):
-                body[name] = _missing("no method has scores in this run")
-        else:
-            roc = Plot(
-                "roc",
-                plots.png(
-                    plots.roc_figure(
-                        cell, methods, _metric_means(table, chosen, sev, "auroc"), f"ROC of miss detection — {where}"
-                    )
-                ),
-                f"Misses are the positives, flagged by low confidence; {lines}. The dashed line marks 95% "
-                "of misses flagged (FPR@95TPR is where a curve crosses it).",
-            )
-            rc = Plot(
-                "risk-coverage",
-                plots.png(
-                    plots.risk_coverage_figure(
-                        cell, methods, _metric_means(table, chosen, sev, "aurc"), f"Risk-coverage — {where}"
-                    )
-                ),
-                f"Accepting the most confident samples first; {lines}. Lower is better; the dashed curve is a "
-                "perfect ranking of the same hits and misses (E-AURC is the area between).",
-            )
-            ap = Plot(
-                "accuracy-percentile",
-                plots.png(plots.accuracy_percentile_figure(cell, methods, f"Accuracy vs percentile — {where}")),
-                f"Accuracy of the samples kept after removing the least confident p%; {lines}. "
-                "'area' is the mean over p = 0..99.",
-            )
-            body["roc"], body["risk-coverage"], body["accuracy-percentile"] = _img(roc), _img(rc), _img(ap)
-            plotted += [roc, rc, ap]
-            probabilistic = [m for m in methods if curves.is_probability(cell[m].to_numpy(dtype=float))]
-            if probabilistic:
-                rel = Plot(
-                    "reliability",
-                    plots.png(
-                        plots.reliability_figure(
-                            cell, probabilistic, _metric_means(table, chosen, sev, "ece"), f"Reliability — {where}"
-                        )
-                    ),
-                    f"Accuracy per confidence bin (15 equal-width bins, all seeds pooled) against the diagonal of "
-                    f"perfect calibration; {pooled}. Only methods whose scores lie in [0, 1] are drawn: "
-                    + ", ".join(probabilistic)
-                    + ".",
-                )
-                body["reliability"] = _img(rel)
-                plotted.append(rel)
-            else:
-                body["reliability"] = _missing(
-                    "no method's scores lie in [0, 1], so none is a probability to calibrate"
-                )
+        drawn, missing = _curve_plots(table, scores, corruption, severity, log_risk)
     heatmaps = _corruption_plots(table, directions)
-    body["corruptions"] = "\n".join(_img(p) for p in heatmaps) or _missing("this run has no corrupted test data")
-    plotted += heatmaps
-    grids = sorted(p for p in run.rglob("*.png") if not p.name.startswith(PLOT_PREFIX))
-    if grids:
-        body["counterfactuals"] = "\n".join(_img(Plot(p.stem, p.read_bytes(), str(p.relative_to(run)))) for p in grids)
-    else:
-        body["counterfactuals"] = _missing("no images (*.png) in the run folder: no corrector or generator saved any")
-    body["suite"] = f"<pre>{html.escape(json.dumps(head.get('suite', {}), indent=2, default=str))}</pre>"
+    drawn.update(heatmaps)
+    for name in ("auroc-by-corruption", "accuracy-by-corruption"):
+        if name not in heatmaps:
+            missing[name] = "this run has no corrupted test data"
+    for name in CURVES + ("auroc-by-corruption", "accuracy-by-corruption"):
+        body[name] = _img(drawn[name]) if name in drawn else _missing(missing[name])
+    images = _run_images(run)
+    body["corrections"] = "\n".join(map(_img, images["corrections"])) or _missing(
+        "no corrections/*_grid.png in the run folder: no corrector saved a grid of corrected misses"
+    )
+    body["generators"] = "\n".join(map(_img, images["generators"])) or _missing(
+        "no generator samples (*-samples.png) or other images in the run folder"
+    )
+    suite_toml = toml.dumps(head.get("suite", {}))
+    body["suite"] = (
+        f"<details><summary>The suite this run resolved ({suite_toml.count(chr(10))} lines of TOML; click to "
+        f"open)</summary><pre>{html.escape(suite_toml)}</pre></details>"
+    )
 
-    if save_plots is not None:
-        save_plots.mkdir(parents=True, exist_ok=True)
-        for plot in plotted:
-            (save_plots / f"{PLOT_PREFIX}{plot.name}.png").write_bytes(plot.png)
-
-    titles = {
-        "header": "Run",
-        "tables": "Results",
-        "roc": "ROC curves",
-        "risk-coverage": "Risk-coverage curves",
-        "accuracy-percentile": "Accuracy vs percentile",
-        "reliability": "Reliability diagram",
-        "corruptions": "Corruptions",
-        "counterfactuals": "Counterfactual grids",
-        "suite": "Suite as resolved",
-    }
-    nav = " ".join(f'<a href="#{name}">{html.escape(titles[name])}</a>' for name in SECTIONS)
-    sections = "".join(_section(name, titles[name], body[name]) for name in SECTIONS)
+    nav = " ".join(f'<a href="#{name}">{html.escape(TITLES[name])}</a>' for name in SECTIONS)
+    sections = "".join(_section(name, TITLES[name], body[name]) for name in SECTIONS)
     title = html.escape(f"probebench report: {suite_name} — {run.name}")
-    return (
-        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{title}</title>\n'
+    page = (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<title>{title}</title>\n'
         f"<style>{STYLE}</style>\n</head>\n<body>\n<h1>{title}</h1>\n<nav>{nav}</nav>\n{sections}"
         f'<p class="note">Written by <code>probebench report</code> from results.csv, run.json and '
         f"scores.csv.gz; every number can be recomputed from them.</p>\n</body>\n</html>\n"
     )
+    return Report(page, list(drawn.values()))

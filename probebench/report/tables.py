@@ -180,8 +180,12 @@ def to_html(section: Section, directions: Directions, scales: Scales | None = No
     for label, cells in _body(section, directions, lambda t: "\0" + t):
         row = [f"<th>{esc(label)}</th>"]
         for text in cells:
+            best = text.startswith("\0")
+            value, space, interval = text.removeprefix("\0").partition(" ")
+            shown = f"<strong>{esc(value)}</strong>" if best else esc(value)
+            # the interval in its own span: a stylesheet can put it under the value, in grey
             row.append(
-                f"<td><strong>{esc(text[1:])}</strong></td>" if text.startswith("\0") else f"<td>{esc(text)}</td>"
+                f'<td>{shown}<span class="ci">{space}{esc(interval)}</span></td>' if interval else f"<td>{shown}</td>"
             )
         out.append("<tr>" + "".join(row) + "</tr>")
     out.append("</tbody></table>")
@@ -248,7 +252,9 @@ def to_csv(sections: list[Section], directions: Directions, scales: Scales | Non
         flat = flat.reset_index()
         flat.insert(0, "table", section.title)
         frames.append(flat)
-    return pd.concat(frames, ignore_index=True).to_csv(index=False, float_format="%.6g")
+    from probebench.spreadsheet import safe_frame
+
+    return safe_frame(pd.concat(frames, ignore_index=True)).to_csv(index=False, float_format="%.6g")
 
 
 @overload

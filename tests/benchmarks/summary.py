@@ -4,7 +4,8 @@
     python tests/benchmarks/summary.py bench.json
 
 Each benchmark states the ratios it tracks in ``extra_info`` (keys with
-``ratio`` or ``_over_`` in their name); this lists them with the median time.
+``ratio`` or ``_over_`` in their name) and any peak memory (``peak_rss`` keys,
+MiB); this lists them with the median time.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import sys
 
 
 def ratios(extra: dict) -> dict[str, float]:
-    return {k: v for k, v in extra.items() if ("ratio" in k or "_over_" in k) and isinstance(v, (int, float))}
+    tracked = ("ratio", "_over_", "peak_rss")
+    return {k: v for k, v in extra.items() if any(t in k for t in tracked) and isinstance(v, (int, float))}
 
 
 def summary(report: dict) -> list[str]:

@@ -3,7 +3,9 @@ built-in cnn (width 32), against the plain passes they are measured by.
 
 Tracked ratios (in extra_info; targets from issue 5):
 - ``gradtrust`` (demo and counterfactual forms, each on a fresh batch: trunk
-  pass + per-sample gradients) / one plain forward pass: target <= 1.2;
+  pass + per-sample gradients for the demo, + the closed form of the
+  gradients' variances for the counterfactual form) / one plain forward pass:
+  target <= 1.2;
 - a per-sample backward loop / gradtrust: target >= 3 (how much faster vmap is);
 - gradtrust / its closed form on the logits (forward pass + formula);
 - ``mc-dropout`` T=20 (trunk once, tail 20x batched) / 20 full passes with

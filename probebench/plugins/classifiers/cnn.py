@@ -27,6 +27,11 @@ class CNN:
         "dropout": "dropout probability in fc_layer",
         "width": "channels of the first conv layer (the second has twice as many)",
     }
+    option_ranges = {
+        **{"epochs": "[1, inf)", "lr": "(0, inf)", "batch_size": "[1, inf)", "weight_decay": "[0, inf)"},
+        "dropout": "[0, 1)",
+        "width": "[1, inf)",
+    }
 
     def __init__(
         self,

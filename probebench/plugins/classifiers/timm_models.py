@@ -30,6 +30,10 @@ class Timm:
         "weight_decay": "Adam weight decay",
         "drop_rate": "dropout before the classifier head (timm's drop_rate)",
     }
+    option_ranges = {
+        **{"epochs": "[1, inf)", "lr": "(0, inf)", "batch_size": "[1, inf)", "weight_decay": "[0, inf)"},
+        "drop_rate": "[0, 1)",
+    }
 
     def __init__(
         self,

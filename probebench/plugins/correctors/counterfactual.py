@@ -32,6 +32,11 @@ _THRESHOLD_HELP = (
 )
 
 
+def _auto_stop(stop: str, target: str) -> str:
+    """``stop = "auto"`` follows the target: the prober's stop rule for ``prober``, a flip for ``runner-up``."""
+    return stop if stop != "auto" else ("prober" if target == "prober" else "flip")
+
+
 def _check(
     name: str,
     *,
@@ -76,6 +81,7 @@ class ProberLatent:
         "max_steps": "step cap per sample",
         "stop": _STOP_HELP,
     }
+    option_ranges = {"lr": "(0, inf)", "threshold": "(0, 1)", "max_steps": "[1, inf)"}
 
     def __init__(self, lr: float = 0.1, threshold: float | None = None, max_steps: int = 500, stop: str = "prober"):
         _check(self.name, max_steps=max_steps, stop=stop, positive={"lr": lr}, threshold=threshold)
@@ -162,7 +168,7 @@ class ConfidenceAscent:
         )
         self.eta, self.target, self.normalize = eta, target, normalize
         self.threshold, self.max_steps = threshold, max_steps
-        self.stop = stop if stop != "auto" else ("prober" if target == "prober" else "flip")
+        self.stop = _auto_stop(stop, target)
 
     def correct(self, ctx, images):
         from probebench.plugins.correctors._engine import confidence_ascent
@@ -233,7 +239,7 @@ class MonotonePath:
             raise UserError(f"{self.name}: goal is a value of f in (0, 1], got {goal}")
         self.length, self.lam, self.lr, self.target, self.goal = length, lam, lr, target, goal
         self.threshold, self.max_steps = threshold, max_steps
-        self.stop = stop if stop != "auto" else ("prober" if target == "prober" else "flip")
+        self.stop = _auto_stop(stop, target)
 
     def correct(self, ctx, images):
         from probebench.plugins.correctors._engine import monotone_path

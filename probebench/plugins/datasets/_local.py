@@ -3,7 +3,8 @@
 Every loader of local files goes through ``DataFiles``: it refuses to work
 without a root, resolves every path it opens (symbolic links included) and
 refuses one that ends outside the root, and words the one-line error that says
-where to get the data and how to lay it out.
+where to get the data and how to lay it out. Every file it resolves is
+recorded (``probebench.fingerprint``): its content enters the run's cache keys.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from probebench.errors import UserError
+from probebench.fingerprint import record_file
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class DataFiles:
                 f"dataset {self.dataset!r}: {root.joinpath(*parts)} leads outside the data root "
                 f"{root} (to {path}); data files must lie under the root"
             )
+        record_file(path, root)
         return path
 
     def first_dir(self, root: Path, candidates: list[str]) -> Path | None:
@@ -64,7 +67,9 @@ class DataFiles:
             subdirs.sort()
             for name in sorted(files):
                 path = Path(directory) / name
-                if path.resolve().is_relative_to(root):
+                resolved = path.resolve()
+                if resolved.is_relative_to(root):
+                    record_file(resolved, root)
                     yield path
 
 

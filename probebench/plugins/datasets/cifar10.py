@@ -93,6 +93,7 @@ class Cifar10:
     shape = (3, 32, 32)
     where = CIFAR
     option_help = {"limit": "use only the first N images of each split (0 = all)"}
+    option_ranges = {"limit": "[0, inf)"}
 
     def __init__(self, limit: int = 0):
 
@@ -156,8 +157,9 @@ class Cifar10C(Cifar10):
             raise self.where.missing(
                 f"{folder} lacks {', '.join(a + '.npy' for a in absent) or 'any <corruption>.npy'}"
             )
-        if not (folder / "labels.npy").is_file():
-            raise self.where.missing(f"{folder / 'labels.npy'} is missing")
+        labels = self.where.inside(root_dir, C_DIR, "labels.npy")  # resolved here so the fingerprint holds it
+        if not labels.is_file():
+            raise self.where.missing(f"{labels} is missing")
         return {c.replace("_", "-"): self.where.inside(root_dir, C_DIR, c + ".npy") for c in wanted}
 
     def cells(self, root: str | None = None) -> list[tuple[str, int]]:

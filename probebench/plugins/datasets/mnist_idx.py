@@ -31,6 +31,7 @@ class Mnist:
     num_classes = 10
     shape = (1, 28, 28)
     option_help = {"limit": "use only the first N images of each split (0 = all)"}
+    option_ranges = {"limit": "[0, inf)"}
 
     def __init__(self, limit: int = 0):
 
@@ -70,27 +71,47 @@ class Mnist:
         raise WHERE.missing(f"{folder / stem}[.gz] is missing")
 
 
+MAX_IDX_BYTES = 1 << 30  # 1 GiB of pixels: MNIST's largest file holds 47 MB; a header claiming more is refused
+
+
 def read_idx(path):
-    """An idx file (unsigned-byte payload, optionally gzipped) as a uint8 array."""
+    """An idx file (unsigned-byte payload, optionally gzipped) as a uint8 array.
+
+    The header is read first and the payload only up to the size it declares
+    (at most ``MAX_IDX_BYTES``), so a short file or a gzip that inflates
+    without end (a decompression bomb) is a one-line error, never a memory
+    exhaustion."""
     import gzip
-    import struct
+    import zlib
 
     import numpy as np
 
     try:
         with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as handle:
-            data = handle.read()
-    except (OSError, EOFError) as exc:
+            magic = handle.read(4)
+            if len(magic) < 4 or magic[:2] != b"\0\0" or magic[2] != 0x08:
+                raise WHERE.missing(f"{path} is not an unsigned-byte idx file (bad magic number)")
+            ndim = magic[3]
+            sizes = handle.read(4 * ndim)
+            if len(sizes) < 4 * ndim:
+                raise WHERE.missing(
+                    f"{path} ends inside its header ({4 + len(sizes)} of {4 + 4 * ndim} bytes); the file is truncated"
+                )
+            dims = tuple(int.from_bytes(sizes[i : i + 4], "big") for i in range(0, 4 * ndim, 4))
+            expected = int(np.prod(dims, dtype=object)) if dims else 1
+            if expected > MAX_IDX_BYTES:
+                raise WHERE.missing(
+                    f"{path} declares {expected} bytes of data (dimensions {list(dims)}), more than the "
+                    f"{MAX_IDX_BYTES} an idx file may hold here; the file is damaged or not an MNIST file"
+                )
+            data = handle.read(expected + 1)
+    except (OSError, EOFError, zlib.error) as exc:
         raise WHERE.missing(f"cannot read {path}: {exc}") from None
-    if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
-        raise WHERE.missing(f"{path} is not an unsigned-byte idx file (bad magic number)")
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    dims = struct.unpack(f">{ndim}I", data[4:header])
-    expected = int(np.prod(dims))
-    if len(data) - header != expected:
-        raise WHERE.missing(f"{path} holds {len(data) - header} bytes of data, its header says {expected}")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+    if len(data) != expected:
+        raise WHERE.missing(
+            f"{path} holds {len(data)}{'+' if len(data) > expected else ''} bytes of data, its header says {expected}"
+        )
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 
 
 @hookimpl

@@ -28,6 +28,13 @@ _SHARED_HELP = {
 
 class _FlowGenerator:
     version = "1"
+    option_ranges = {
+        **{k: "[1, inf)" for k in ("levels", "blocks", "hidden", "epochs", "batch_size")},
+        "lr": "(0, inf)",
+        "warmup": "[0, inf)",
+        "alpha": "(0, 0.5)",
+        "max_log_scale": "(0, inf)",
+    }
 
     def _set(
         self,

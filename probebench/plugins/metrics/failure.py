@@ -120,6 +120,20 @@ class _Ranked:
         """Unscaled AURC [B]: mean selective risk over coverages k/N."""
         return (self.expected_errors / np.arange(1, self.n + 1)).mean(axis=-1)
 
+    @cached_property
+    def aurc_trapezoid(self) -> np.ndarray:
+        """Unscaled AURC [B] in FD-Shifts' convention: selective risk over
+        coverage, trapezoid over the unique thresholds, from an added point at
+        coverage 0 with the risk of the highest threshold. A tied group is one
+        segment of width size/N, so its area spread over its positions is a
+        mean over positions."""
+        risk_at = (self.misses[..., None] - self.tp_before) / (self.n - self.start)
+        accepted_above = self.n - self.end - 1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            risk_above = (self.misses[..., None] - self.tp_end) / accepted_above
+        risk_above = np.where(accepted_above > 0, risk_above, risk_at)
+        return (0.5 * (risk_at + risk_above)).mean(axis=-1)
+
 
 _last_ranking: list = []  # [(weakref to confidence, weakref to hit, _Ranked)] of the last read-only batch
 
@@ -230,15 +244,30 @@ class AURC:
     """Area under the risk-coverage curve x1000 (Geifman et al., 2019): the
     mean, over coverages k/N for k = 1..N, of the miss rate among the k most
     confident samples (ties broken at random, in expectation). Lower is better;
-    it mixes the classifier's accuracy with the score's ranking (see E-AURC)."""
+    it mixes the classifier's accuracy with the score's ranking (see E-AURC).
+
+    ``aurc:fd`` is FD-Shifts' convention: the trapezoid rule over the unique
+    confidence thresholds from an added point at coverage 0 with the risk of
+    the most confident threshold. Without ties the two differ by
+    (r_1 - r_N) / 2N (r_k the risk of the k most confident): small when the
+    most confident sample is a hit, large when it is a miss. Use ``aurc:fd``
+    beside published FD-Shifts tables (which also recommend AUGRC, see
+    ``probebench show metric augrc``)."""
 
     name = "aurc"
     higher_is_better = False
     scale = 1000
+    option_help = {"variant": "'' (probebench: mean over k/N) or 'fd' (FD-Shifts: trapezoid); also given as aurc:fd"}
+
+    def __init__(self, variant: str = ""):
+        if variant not in ("", "fd"):
+            raise UserError(f"aurc: unknown variant {variant!r}; use aurc (mean over coverages k/N) or aurc:fd")
+        self.variant = variant
 
     def __call__(self, confidence, hit):
         r = _ranked(confidence, hit)
-        return _squeeze(r.aurc * self.scale, r.one_d)
+        area = r.aurc_trapezoid if self.variant == "fd" else r.aurc
+        return _squeeze(area * self.scale, r.one_d)
 
 
 def optimal_aurc(hits, n: int):
@@ -284,14 +313,23 @@ class ECE:
 
     def __call__(self, confidence, hit):
         conf, hits, one_d = _inputs(confidence, hit)
-        rows, n = conf.shape
-        valid = ((conf >= 0) & (conf <= 1)).all(axis=-1)
-        clipped = np.clip(np.nan_to_num(conf, nan=0.0), 0.0, 1.0)
-        bin_of = np.clip(np.ceil(clipped * self.bins).astype(np.int64) - 1, 0, self.bins - 1)
-        flat = (bin_of + self.bins * np.arange(rows)[:, None]).ravel()
-        gap = np.bincount(flat, weights=(hits - clipped).ravel(), minlength=rows * self.bins)
-        ece = np.abs(gap.reshape(rows, self.bins)).sum(axis=-1) / n
+        gap, _count, valid = equal_width_bins(conf, hits, self.bins)
+        ece = np.abs(gap).sum(axis=-1) / conf.shape[-1]
         return _squeeze(np.where(valid, ece, np.nan), one_d)
+
+
+def equal_width_bins(conf: np.ndarray, hits: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-row sums of (hit - confidence) and sample counts [B, bins] over
+    equal-width confidence bins (lo, hi] (0 goes to the first), and whether
+    each row's confidences all lie in [0, 1] (are probabilities)."""
+    rows = conf.shape[0]
+    valid = ((conf >= 0) & (conf <= 1)).all(axis=-1)
+    clipped = np.clip(np.nan_to_num(conf, nan=0.0), 0.0, 1.0)
+    bin_of = np.clip(np.ceil(clipped * bins).astype(np.int64) - 1, 0, bins - 1)
+    flat = (bin_of + bins * np.arange(rows)[:, None]).ravel()
+    gap = np.bincount(flat, weights=(hits - clipped).ravel(), minlength=rows * bins).reshape(rows, bins)
+    count = np.bincount(flat, minlength=rows * bins).reshape(rows, bins)
+    return gap, count, valid
 
 
 @hookimpl

@@ -38,6 +38,13 @@ class MLP:
         "patience": "stop after this many epochs without a better validation AUROC (0 = never)",
         "weight_decay": "Adam weight decay",
     }
+    option_ranges = {
+        **{"epochs": "[1, inf)", "lr": "(0, inf)", "batch_size": "[1, inf)", "weight_decay": "[0, inf)"},
+        "label_smoothing": "[0, 1)",
+        "train_ratio": "(0, 1]",
+        "miss_weight": "(0, inf)",
+        "patience": "[0, inf)",
+    }
 
     def __init__(
         self,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import fx, nn
 from torch.func import functional_call, grad, vmap
 
 from probebench.errors import UserError
@@ -193,15 +193,62 @@ def counterfactual_trust(grad_plan: GradPlan, hidden: torch.Tensor, k: int) -> t
     where G_c is the gradient of cross-entropy(z, c) w.r.t. the layer's weight,
     Var is the variance over all its entries, yhat is the predicted class and
     the counterfactuals are the next k classes by logit. (The paper's ratio
-    Var(G_yhat) / mean Var(G_q) grows with uncertainty; this is minus its log.)"""
+    Var(G_yhat) / mean Var(G_q) grows with uncertainty; this is minus its log.)
+
+    When the layer is the classifier's last (a Linear whose output is the
+    logits), the variances come from their closed form
+    (``counterfactual_variances``) at the cost of the tail's forward pass;
+    otherwise from per-sample gradients (``counterfactual_variances_autodiff``,
+    also the reference a test holds the closed form to)."""
     if not 1 <= k < grad_plan.num_classes:
         raise UserError(f"gradtrust: k must lie in 1..{grad_plan.num_classes - 1} (classes - 1), got {k}")
-    targets = tail_logits(grad_plan, hidden).topk(k + 1, dim=1).indices  # [N, k+1], predicted first
+    logits = tail_logits(grad_plan, hidden)
+    targets = logits.topk(k + 1, dim=1).indices  # [N, k+1], predicted first
+    if is_last_linear(grad_plan):
+        variance = counterfactual_variances(logits, hidden, targets)
+    else:
+        variance = counterfactual_variances_autodiff(grad_plan, hidden, targets)
+    return variance[:, 1:].mean(dim=1).clamp_min(_TINY).log() - variance[:, 0].clamp_min(_TINY).log()
+
+
+def is_last_linear(grad_plan: GradPlan) -> bool:
+    """Whether the plan's tail is its layer alone, an ``nn.Linear`` whose output
+    is the model's output (the logits)."""
+    if not grad_plan.split.traced or not isinstance(grad_plan.tail, fx.GraphModule):
+        return False
+    nodes = [n for n in grad_plan.tail.graph.nodes if n.op not in ("placeholder", "output")]
+    if len(nodes) != 1 or nodes[0].op != "call_module" or nodes[0].target != grad_plan.layer:
+        return False
+    output = next(n for n in grad_plan.tail.graph.nodes if n.op == "output")
+    return output.args[0] is nodes[0] and isinstance(grad_plan.tail.get_submodule(grad_plan.layer), nn.Linear)
+
+
+def counterfactual_variances(logits: torch.Tensor, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Var over the entries of G_c = (p - e_c) h^T, the per-sample gradient of
+    cross-entropy(z, c) w.r.t. a last linear layer's weight [C, D], for each
+    target c in ``targets`` [N, K]: [N, K].
+
+    The entries' mean is sum_c'(p - e_c)_c' * sum_j h_j / (C D) = 0, since
+    p sums to 1; so the (unbiased) variance is ||p - e_c||^2 ||h||^2 / (C D - 1).
+    ||p - e_c||^2 = (sum_{j != c} p_j)^2 + sum_{j != c} p_j^2 is summed without
+    forming 1 - p_c, which keeps confident samples' distances exact."""
+    probs = logits.softmax(dim=1)
+    others = probs.unsqueeze(1).expand(-1, targets.shape[1], -1).scatter(2, targets.unsqueeze(2), 0.0)
+    distance = others.sum(dim=2).pow(2) + others.pow(2).sum(dim=2)  # [N, K]
+    entries = logits.shape[1] * hidden.flatten(1).shape[1]
+    return distance * hidden.flatten(1).pow(2).sum(dim=1, keepdim=True) / (entries - 1)
+
+
+def counterfactual_variances_autodiff(grad_plan: GradPlan, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Var over the entries of each per-sample weight gradient of
+    cross-entropy(tail(h), c), for each target c in ``targets`` [N, K]: [N, K],
+    by torch.func (any layer)."""
 
     def reduce(grads: dict) -> torch.Tensor:
-        variance = grads["weight"].flatten(2).var(dim=2)  # [N, k+1]
-        return variance[:, 1:].mean(dim=1).clamp_min(_TINY).log() - variance[:, 0].clamp_min(_TINY).log()
+        return grads["weight"].flatten(2).var(dim=2)
 
+    if len(hidden) == 0:
+        return hidden.new_zeros(targets.shape)
     return chunked(grad_plan, hidden, cross_entropy, targets, ("weight",), reduce)
 
 
