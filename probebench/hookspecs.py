@@ -77,3 +77,12 @@ def register_metrics() -> list[type]:
     """Return Metric classes: ``__call__(confidence, hit) -> float`` with a
     ``higher_is_better`` class attribute.
     """
+
+
+@hookspec
+def register_attacks() -> list[type]:
+    """Return Attack classes: ``__call__(model, images, labels, severity, generator) -> images``.
+
+    Adversarial test cells: a suite's ``attacks`` list names them with their
+    ``severities``; each is crafted against the run's own classifier.
+    """

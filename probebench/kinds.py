@@ -205,6 +205,25 @@ class Metric(Protocol):
         and the same resamples for its interval, and its rows have method ``-``."""
 
 
+@runtime_checkable
+class Attack(Protocol):
+    name: ClassVar[str]
+
+    def __call__(
+        self,
+        model: torch.nn.Module,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        severity: int,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        """An adversarial copy of ``images`` (same shape, in [0, 1]) at
+        ``severity`` 1..5 against ``model``'s logits (the suite's classifier,
+        in eval mode, on the run's device). ``labels`` only guide the attack
+        (as in every robustness benchmark); the harness scores the result
+        like any test cell. Deterministic given the ``torch.Generator``."""
+
+
 KINDS: dict[str, type] = {
     "dataset": Dataset,
     "corruption": Corruption,
@@ -214,6 +233,7 @@ KINDS: dict[str, type] = {
     "scorer": Scorer,
     "corrector": Corrector,
     "metric": Metric,
+    "attack": Attack,
 }
 
 # Capabilities a component of a kind may declare: Protocol -> (kind, the class
@@ -233,4 +253,5 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "scorer": ("name", "score"),
     "corrector": ("name", "correct"),
     "metric": ("name", "higher_is_better", "__call__"),
+    "attack": ("name", "__call__"),
 }

@@ -97,8 +97,8 @@ from probebench.cache import hash_key
 from probebench.console import console, running, task
 from probebench.errors import UserError
 from probebench.paths import safe_part
+from probebench.pipeline.attack import cell_images
 from probebench.pipeline.cells import Cell
-from probebench.pipeline.data import cell_data
 from probebench.pipeline.evaluate import Outcome, outcome_rows
 from probebench.pipeline.failures import CallInfo
 from probebench.pipeline.generate import TrainedFlow
@@ -490,7 +490,7 @@ def tune(ctx: Context, state: Setup, store: ArtifactStore | None = None, on_fail
 def correct_cell(run: Run, ctx: Context, state: Setup, cell: Cell) -> list[dict[str, Any]]:
     """The tidy rows of every corrector on one test cell; each (corrector,
     cell) record is cached in the run's store."""
-    images, labels = cell_data(run.registry, run.splits, cell, ctx.seed, run.suite.data_root)
+    images, labels = cell_images(run, ctx, cell)
     cell_key = cell.key(run.registry, ctx.classifier_key)
 
     def cache(bound: Bound, build: Callable[[], Record]) -> Record:
