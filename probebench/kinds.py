@@ -105,6 +105,12 @@ def trains_itself(classifier: object) -> bool:
     return getattr(classifier, "trains_itself", False) is True
 
 
+def uses_generator(corrector: object) -> bool:
+    """Whether a corrector class (or instance) edits through one of the suite's
+    generators (the default) rather than in pixel space (``uses_generator = False``)."""
+    return getattr(corrector, "uses_generator", True) is not False
+
+
 @runtime_checkable
 class Generator(Protocol):
     name: ClassVar[str]

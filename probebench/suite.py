@@ -330,7 +330,7 @@ def _check_correction_inputs(suite: Suite, registry: Registry, where: str) -> No
     """Correctors edit in a generator's latent space guided by a scorer that
     declares the ``probebench.kinds.Guide`` capability: the suite must have
     both, and a corrector's ``prober`` option must name such a scorer."""
-    from probebench.kinds import can_guide
+    from probebench.kinds import can_guide, uses_generator
 
     guides = []
     for spec in suite.scorers:
@@ -344,7 +344,7 @@ def _check_correction_inputs(suite: Suite, registry: Registry, where: str) -> No
             )
         guides.append(spec.label)
     missing = []
-    if not suite.generators:
+    if not suite.generators and any(uses_generator(registry.get("corrector", s.name)) for s in suite.correctors):
         missing.append("'generators'")
     if not guides:
         others = ", ".join(spec.label for spec in suite.scorers)

@@ -3,10 +3,14 @@ self-training capability, the p-fake scorer, on tiny data."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pandas as pd
+import pytest
 import torch
 
 from probebench.cli import app
+from probebench.errors import UserError
 from probebench.kinds import trains_itself
 from probebench.testing import tiny_data
 
@@ -14,8 +18,10 @@ CFGAN_SUITE = """
 [suite.tiny-cfgan]
 dataset = { name = "mnist-5k", limit = 300 }
 classifier = { name = "cf-gan", epochs = 1, width = 8, unet_width = 4 }
-scorers = ["msp", "p-fake"]
+scorers = ["msp", "p-fake", { name = "prober", source = "train", min_misses = 2, prober_options = { epochs = 2 } }]
 metrics = ["accuracy", "auroc"]
+correctors = ["cf-gan"]
+attacks = [{ name = "pgd", severities = [2], steps = 2 }]
 seeds = [0]
 bootstrap = { resamples = 0 }
 """
@@ -62,9 +68,15 @@ def test_a_cfgan_run_scores_p_fake_and_saves_loss_curves_and_counterfactuals(run
     result = runner.invoke(app, ["run", "tiny-cfgan", "--registry", str(registry), "--out", str(out)])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out / "results.csv", keep_default_na=False)
-    auroc = table[table["metric"] == "auroc"].set_index("method")["value"]
-    assert set(auroc.index) == {"msp", "p-fake"}
+    clean = table[table["corruption"] == "none"]
+    auroc = clean[clean["metric"] == "auroc"].set_index("method")["value"]
+    assert set(auroc.index) == {"msp", "p-fake", "prober"}
     assert 0 <= auroc["p-fake"] <= 1
+    attacked = table[(table["corruption"] == "pgd") & (table["metric"] == "auroc")]
+    assert set(attacked["method"]) == {"msp", "p-fake", "prober"}  # p-fake scores the attacked images too
+    rates = clean[clean["method"] == "cf-gan"].set_index("metric")["value"]
+    assert {"correction-rate", "break-rate", "net-accuracy-gain"} <= set(rates.index)
+    assert 0 <= rates["correction-rate"] <= 1 and 0 <= rates["break-rate"] <= 1
     assert (out / "cf-gan-seed0-losses.png").is_file()
     assert (out / "cf-gan-seed0-counterfactuals.png").is_file()
     scores = pd.read_csv(out / "scores.csv.gz", keep_default_na=False)
@@ -85,3 +97,21 @@ def test_p_fake_on_another_classifier_fails_in_one_line_naming_cf_gan(runner, ti
     lines = [line for line in result.output.splitlines() if "p-fake" in line and "cf-gan" in line]
     assert lines, result.output
     assert "Traceback" not in result.output
+
+
+def test_the_cf_gan_corrector_returns_the_counterfactual_toward_the_runner_up_class():
+    from probebench.plugins.correctors.cfgan import CFGANCorrector
+    from probebench.testing import tiny_context
+
+    _, model, _, images = _fit()
+    ctx = SimpleNamespace(classifier=model, batch_size=16, device="cpu")
+    correction = CFGANCorrector().correct(ctx, images)
+    with torch.no_grad():
+        runner_up = model(images).argsort(dim=1, descending=True)[:, 1]
+        expected = model.counterfactual(images, runner_up)
+    assert torch.allclose(correction.images, expected, atol=1e-6)
+    assert (correction.steps == 1).all()
+
+    cnn_ctx = tiny_context()
+    with pytest.raises(UserError, match="corrector cf-gan needs the 'cf-gan' classifier"):
+        CFGANCorrector().correct(cnn_ctx, images[:2])

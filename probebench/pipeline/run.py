@@ -188,7 +188,7 @@ def _correction_setup(
         instance = scorer.prepared(run.failures) if scorer.guides else None
         if instance is not None:
             probers[scorer.spec.label] = correction.Guide(instance.p_hit, scorer.key)
-    if not probers or not flows:
+    if not probers or (not flows and correction.needs_generators(run.suite.correctors, run.registry)):
         for spec in run.suite.correctors:
             run.failures.record(
                 "corrector",
