@@ -450,7 +450,7 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
     comes from a validation split, and a second run takes every correction
     from the cache."""
     from probebench.cache import ArtifactStore
-    from probebench.pipeline import run
+    from probebench.pipeline import run, train
     from probebench.registry import Registry
     from probebench.suite import load_config, parse_suite
 
@@ -466,7 +466,7 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
         return build_model(registry, classifier_spec, 10, (1, 28, 28))[1].eval(), f"untrained-{seed}"
 
     real_load = run.load_splits
-    monkeypatch.setattr(run, "trained_classifier", untrained)
+    monkeypatch.setattr(train, "trained_classifier", untrained)
     monkeypatch.setattr(run, "load_splits", first_64_test_images)
     path = tiny_registry(scorers='["msp", { name = "knn-guide", label = "knn" }]')
     path.write_text(path.read_text().replace("builtin = [", 'builtin = ["tests.knn_guide", '))

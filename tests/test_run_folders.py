@@ -71,7 +71,7 @@ import probebench.pipeline.run as pipeline
 def stop(*args, **kwargs):
     raise KeyboardInterrupt  # Ctrl-C while the first seed runs
 
-pipeline._run_seed = stop
+pipeline.build_graph = stop
 from probebench.cli import main
 
 sys.argv = ["probebench", *sys.argv[1:]]

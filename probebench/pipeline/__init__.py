@@ -10,7 +10,8 @@
 - ``correct.py``: edit test images without labels, guided by a scorer that
   declares it can (cached), and re-classify them.
 
-``run.py`` drives the stages per seed and test cell. ``cells.py`` names the
+``graph.py`` makes a run one graph of stage tasks (per seed and test cell),
+which ``run.py`` hands to an executor (``probebench.executors``). ``cells.py`` names the
 cells; ``context.py`` is what components see (``Context``, ``Batch``),
 ``stage.py`` what stages see (``Run``), and ``failures.py`` decides which
 errors stop a run and which fail one component.
