@@ -111,6 +111,27 @@ class CFGAN:
         image_grid(grid, num_classes + 1, out / f"{stem}-counterfactuals.png")
 
 
+def apply_cfgan(ctx: Any, images: Any, user: str, method: Any) -> Any:
+    """``method(model, x)`` on ``ctx.classifier``, a ``cf-gan`` model, batch by
+    batch without gradients, concatenated on the CPU; a one-line error naming
+    the classifier that ``user`` (e.g. ``scorer p-fake``) needs on any other model."""
+    import torch
+
+    model = ctx.classifier
+    if not all(callable(getattr(model, attr, None)) for attr in ("p_fake", "counterfactual")):
+        raise UserError(
+            f"{user} needs the 'cf-gan' classifier (a discriminator with a fake output and a counterfactual "
+            f'generator), got a {type(model).__name__}: set classifier = {{ name = "cf-gan" }} or drop {user}'
+        )
+    with torch.no_grad():
+        return torch.cat(
+            [
+                method(model, images[start : start + ctx.batch_size].to(ctx.device)).cpu()
+                for start in range(0, len(images), ctx.batch_size)
+            ]
+        )
+
+
 @hookimpl
 def register_classifiers():
     return [CFGAN]

@@ -4,7 +4,6 @@ generator used as a corrector, in the same correction table as the flows)."""
 
 from __future__ import annotations
 
-from probebench.errors import UserError
 from probebench.hookspecs import hookimpl
 
 
@@ -27,20 +26,13 @@ class CFGANCorrector:
         import torch
 
         from probebench.kinds import Correction
+        from probebench.plugins.classifiers.cfgan import apply_cfgan
 
-        model = ctx.classifier
-        if not callable(getattr(model, "counterfactual", None)):
-            raise UserError(
-                f"corrector cf-gan needs the 'cf-gan' classifier (a model with a counterfactual generator), "
-                f'got a {type(model).__name__}: set classifier = {{ name = "cf-gan" }} or drop this corrector'
-            )
-        parts = []
-        with torch.no_grad():
-            for start in range(0, len(images), ctx.batch_size):
-                x = images[start : start + ctx.batch_size].to(ctx.device)
-                runner_up = model(x).topk(2, dim=1).indices[:, 1]
-                parts.append(model.counterfactual(x, runner_up).clamp(0, 1).cpu())
-        return Correction(torch.cat(parts), torch.ones(len(images), dtype=torch.long))
+        def toward_runner_up(model, x):
+            return model.counterfactual(x, model(x).topk(2, dim=1).indices[:, 1]).clamp(0, 1)
+
+        edited = apply_cfgan(ctx, images, "corrector cf-gan", toward_runner_up)
+        return Correction(edited, torch.ones(len(images), dtype=torch.long))
 
 
 @hookimpl

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from probebench.errors import UserError
 from probebench.hookspecs import hookimpl
 
 
@@ -17,20 +16,9 @@ class PFake:
     version = "1"
 
     def score(self, ctx, batch):
-        import torch
+        from probebench.plugins.classifiers.cfgan import apply_cfgan
 
-        model = ctx.classifier
-        if not callable(getattr(model, "p_fake", None)):
-            raise UserError(
-                f"p-fake needs the 'cf-gan' classifier (a model with a fake output), "
-                f'got a {type(model).__name__}: set classifier = {{ name = "cf-gan" }} or drop p-fake'
-            )
-        parts = []
-        with torch.no_grad():
-            for start in range(0, len(batch.images), ctx.batch_size):
-                x = batch.images[start : start + ctx.batch_size].to(ctx.device)
-                parts.append(model.p_fake(x).cpu())
-        return 1.0 - torch.cat(parts)
+        return 1.0 - apply_cfgan(ctx, batch.images, "scorer p-fake", lambda model, x: model.p_fake(x))
 
 
 @hookimpl
