@@ -75,6 +75,28 @@ class Bootstrap:
 
 
 @dataclass(frozen=True)
+class ActiveSpec:
+    """The suite's ``active`` table: an active-learning loop (probebench/pipeline/active.py).
+
+    ``pool`` training images are held out as an unlabelled pool; for ``rounds``
+    rounds each strategy (an acquirer) picks or makes ``budget`` images, an
+    oracle labels them and the classifier is retrained on the labelled images
+    plus everything acquired so far (from scratch unless ``warm_start``).
+    ``oracles`` label generated images (a strategy that only picks pool images
+    is labelled by ``pool-label``)."""
+
+    rounds: int
+    budget: int
+    pool: int
+    strategies: tuple[ComponentSpec, ...]
+    oracles: tuple[ComponentSpec, ...] = (ComponentSpec("ensemble-oracle"),)
+    warm_start: bool = False
+
+
+POOL_ORACLE = "pool-label"  # labels the pool images that non-generating strategies pick
+
+
+@dataclass(frozen=True)
 class Suite:
     name: str
     dataset: ComponentSpec
@@ -91,13 +113,18 @@ class Suite:
     correctors: tuple[ComponentSpec, ...] = ()
     generators: tuple[ComponentSpec, ...] = ()  # flows trained on the training split (probebench/pipeline/generate.py)
     validation: int = 0  # training images held out as a validation split (probebench/pipeline/data.py)
+    log: tuple[ComponentSpec, ...] = ()  # loggers that receive the finished run (probebench/loggers.py)
+    active: ActiveSpec | None = None  # an active-learning loop (probebench/pipeline/active.py)
     attacks: tuple[AttackSpec, ...] = ()  # adversarial cells against the classifier (probebench/pipeline/attack.py)
 
     def as_dict(self) -> dict[str, Any]:
-        """The suite as resolved, for the run header and cache keys."""
+        """The suite as resolved, for the run header and cache keys. Without
+        ``log``: where a run is logged changes none of its numbers."""
         from dataclasses import asdict
 
-        return asdict(self)
+        resolved = asdict(self)
+        resolved.pop("log")
+        return resolved
 
 
 @dataclass
@@ -174,7 +201,9 @@ _SUITE_KEYS: dict[str, type | tuple[type, ...]] = {
     "data_root": str,
     "batch_size": int,
     "correctors": list,
+    "log": list,
     "validation": int,
+    "active": dict,
     "attacks": list,
 }
 _REQUIRED_KEYS = ("dataset", "classifier", "scorers", "metrics")
@@ -192,13 +221,7 @@ def parse_suite(config: Config, name: str, registry: Registry | None = None, **o
     raw.update({k: v for k, v in overrides.items() if v is not None})
     where = f"{config.path.name}: suite {name!r}"
 
-    for key, value in raw.items():
-        if key not in _SUITE_KEYS:
-            raise UserError(f"{where}: unknown key {key!r}{suggest(key, _SUITE_KEYS)}")
-        expected = _SUITE_KEYS[key]
-        if not isinstance(value, expected) or (isinstance(value, bool) and expected is int):
-            names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
-            raise UserError(f"{where}: key {key!r} must be a {names}, got {type(value).__name__} {value!r}")
+    _check_keys(raw, _SUITE_KEYS, where)
     for key in _REQUIRED_KEYS:
         if key not in raw:
             raise UserError(f"{where}: missing key {key!r}")
@@ -227,6 +250,8 @@ def parse_suite(config: Config, name: str, registry: Registry | None = None, **o
         batch_size=raw.get("batch_size", 256),
         correctors=tuple(_component(c, where, "correctors") for c in raw.get("correctors", [])),
         validation=raw.get("validation", 0),
+        log=tuple(_component(entry, where, "log") for entry in raw.get("log", [])),
+        active=_active(raw["active"], where) if "active" in raw else None,
         attacks=tuple(_severity_spec(a, where, "attacks", AttackSpec) for a in raw.get("attacks", [])),
     )
     for kind, specs in (("scorer", suite.scorers), ("generator", suite.generators), ("corrector", suite.correctors)):
@@ -237,6 +262,17 @@ def parse_suite(config: Config, name: str, registry: Registry | None = None, **o
     if registry is not None:
         validate(suite, registry, where)
     return suite
+
+
+def _check_keys(table: dict[str, Any], allowed: dict[str, type | tuple[type, ...]], where: str) -> None:
+    """Every key of ``table`` is in ``allowed`` and of its type (a bool is not an int)."""
+    for key, value in table.items():
+        if key not in allowed:
+            raise UserError(f"{where}: unknown key {key!r}{suggest(key, allowed)}")
+        expected = allowed[key]
+        if not isinstance(value, expected) or (isinstance(value, bool) and expected is int):
+            names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
+            raise UserError(f"{where}: key {key!r} must be a {names}, got {type(value).__name__} {value!r}")
 
 
 def _component(value: Any, where: str, key: str) -> ComponentSpec:
@@ -302,14 +338,23 @@ def validate(suite: Suite, registry: Registry, where: str) -> None:
             if kind == "corrector":
                 options.pop("generator", None)  # pins the generator label; read by the correction stage
                 options.pop("prober", None)  # names the guiding prober (a scorer label); ditto
+                flag = options.pop("flag", "youden")  # how the loop flags images; ditto
+                if flag not in ("youden", "argmax"):
+                    raise UserError(
+                        f"corrector {getattr(spec, 'label', spec.name)!r}: flag must be 'youden' (the validation threshold) or 'argmax' "
+                        f"(P(hit) < 0.5, as the reference selects images), got {flag!r}"
+                    )
             if ":" in spec.name:
                 options["variant"] = spec.name.split(":", 1)[1]
             check_options(kind, spec.name, cls, options)
+            check_nested_options(registry, kind, spec.name, cls, options)
         except UserError as exc:
             raise UserError(f"{where}: {exc}") from None
 
     check("dataset", suite.dataset)
     check("classifier", suite.classifier)
+    for spec in suite.log:
+        check("logger", spec)
     for spec in suite.scorers:
         check("scorer", spec)
     for corruption in suite.corruptions:
@@ -322,8 +367,29 @@ def validate(suite: Suite, registry: Registry, where: str) -> None:
         check("metric", ComponentSpec(metric))
     for spec in suite.correctors:
         check("corrector", spec)
+    if suite.active is not None:
+        _check_active(suite, registry, check, where)
     if suite.correctors:
         _check_correction_inputs(suite, registry, where)
+
+
+def check_nested_options(registry: Registry, kind: str, name: str, cls: type[Any], options: dict[str, Any]) -> None:
+    """Options that are another component's options (``cls.nested_options``:
+    {option: (kind, option naming the component)}) against that component."""
+    from probebench.registry import check_options, options_of
+
+    for option, (inner_kind, name_option) in (getattr(cls, "nested_options", None) or {}).items():
+        nested = options.get(option)
+        if not isinstance(nested, dict) or not nested:
+            continue
+        parameter = options_of(cls).get(name_option)
+        inner = options.get(name_option, None if parameter is None else parameter.default)
+        if not isinstance(inner, str):
+            continue  # no default and not given: the constructor reports it
+        try:
+            check_options(inner_kind, inner, registry.get(inner_kind, inner), dict(nested))
+        except UserError as exc:
+            raise UserError(f"{kind} {name!r} option {option!r}: {exc}") from None
 
 
 def _check_correction_inputs(suite: Suite, registry: Registry, where: str) -> None:
@@ -362,3 +428,67 @@ def _check_correction_inputs(suite: Suite, registry: Registry, where: str) -> No
                 f"{where}: corrector {spec.label!r} names prober {guide!r}{cannot}{suggest(str(guide), guides)}; "
                 f"the suite's probers: {', '.join(guides)}"
             )
+
+
+_ACTIVE_KEYS: dict[str, type | tuple[type, ...]] = {
+    "rounds": int,
+    "budget": int,
+    "pool": int,
+    "strategies": list,
+    "oracle": (str, dict, list),
+    "warm_start": bool,
+}
+
+
+def _active(value: dict, where: str) -> ActiveSpec:
+    """The ``active`` table, checked: one line per mistake, naming the key."""
+    where = f"{where}: active"
+    _check_keys(value, _ACTIVE_KEYS, where)
+    for key in ("rounds", "budget", "pool", "strategies"):
+        if key not in value:
+            raise UserError(
+                f"{where}: missing key {key!r} (e.g. active = {{ rounds = 5, budget = 100, pool = 2000, "
+                f'strategies = ["random", "entropy"] }})'
+            )
+        if key != "strategies" and value[key] < 1:
+            raise UserError(f"{where}: {key!r} must be >= 1, got {value[key]}")
+    if not value["strategies"]:
+        raise UserError(f"{where}: 'strategies' is empty; name at least one acquirer (`probebench ls acquirer`)")
+    strategies = tuple(_component(s, where, "strategies") for s in value["strategies"])
+    labels = [s.label for s in strategies]
+    for label in labels:
+        if labels.count(label) > 1:
+            raise UserError(f"{where}: strategy {label!r} appears twice; give one a distinct 'label'")
+    oracle = value.get("oracle", "ensemble-oracle")
+    oracles = tuple(_component(o, where, "oracle") for o in (oracle if isinstance(oracle, list) else [oracle]))
+    if not oracles:
+        raise UserError(f"{where}: 'oracle' is empty; name the oracle that labels generated images")
+    return ActiveSpec(
+        value["rounds"], value["budget"], value["pool"], strategies, oracles, value.get("warm_start", False)
+    )
+
+
+def _check_active(suite: Suite, registry: Registry, check: Any, where: str) -> None:
+    """Acquirers and oracles exist and take their options; an oracle that
+    cannot label generated images is not asked to; the pool holds enough."""
+    active = suite.active
+    assert active is not None
+    for kind, specs in (("acquirer", active.strategies), ("oracle", active.oracles)):
+        for spec in specs:
+            check(kind, spec)
+            try:  # constructors are cheap and check their values: fail before anything trains
+                registry.create(kind, spec.name, spec.options)
+            except UserError as exc:
+                raise UserError(f"{where}: active: {exc}") from None
+    for spec in active.oracles:
+        if not getattr(registry.get("oracle", spec.name), "labels_generated", False):
+            raise UserError(
+                f"{where}: active oracle {spec.label!r} cannot label generated images (labels_generated is not True); "
+                f"use 'ensemble-oracle' or 'source-label' ({POOL_ORACLE!r} labels the pool picks of every strategy)"
+            )
+    picks = active.rounds * active.budget
+    if picks > active.pool:
+        raise UserError(
+            f"{where}: active: {active.rounds} rounds x budget {active.budget} = {picks} images, "
+            f"more than the pool of {active.pool}; raise 'pool' or lower 'rounds'/'budget'"
+        )

@@ -23,19 +23,21 @@ bootstrap = { resamples = 0 }
 """
 
 
-def pgd_by_definition(model, images, labels, epsilon, steps, alpha, start_seed):
-    """L-inf PGD written from Madry et al. (2018): a uniform start in the
-    epsilon ball, then signed gradient steps on the cross-entropy, each
-    projected onto the ball and [0, 1]."""
-    torch.manual_seed(start_seed)
-    adv = (images + torch.empty_like(images).uniform_(-epsilon, epsilon)).clamp(0, 1)
-    for _ in range(steps):
-        adv.requires_grad_(True)
-        loss = torch.nn.functional.cross_entropy(model(adv), labels)
-        (grad,) = torch.autograd.grad(loss, adv)
-        adv = adv.detach() + alpha * grad.sign()
-        adv = (images + (adv - images).clamp(-epsilon, epsilon)).clamp(0, 1)
-    return adv.detach()
+def pgd_by_definition(model, images, labels, epsilon, steps, alpha, start):
+    """L-inf PGD written from Madry et al. (2018): start at ``start`` (a point of
+    the epsilon ball), then per image a signed gradient step on its own
+    cross-entropy, projected onto the ball and [0, 1]; one image at a time."""
+    out = []
+    for x, y, x0 in zip(images, labels, start, strict=True):
+        adv = x0.clone()
+        for _ in range(steps):
+            adv.requires_grad_(True)
+            loss = torch.nn.functional.cross_entropy(model(adv[None]), y[None], reduction="sum")
+            (grad,) = torch.autograd.grad(loss, adv)
+            adv = adv.detach() + alpha * torch.sign(grad)
+            adv = torch.minimum(torch.maximum(adv, x - epsilon), x + epsilon).clamp(0, 1)
+        out.append(adv)
+    return torch.stack(out)
 
 
 @pytest.fixture(scope="module")
@@ -49,16 +51,34 @@ def test_pgd_equals_its_definition_and_stays_in_the_epsilon_ball(trained):
 
     model, images, labels = trained
     attack = PGD(epsilons=[0.01, 0.02, 0.05, 0.1, 0.2], steps=4, step_size=0.3)
-    generator = torch.Generator().manual_seed(5)
-    adv = attack(model, images, labels, 3, generator)
-    start_seed = int(torch.randint(0, 2**62, (1,), generator=torch.Generator().manual_seed(5)))
-    expected = pgd_by_definition(model, images, labels, 0.05, 4, 0.3 * 0.05, start_seed)
+    adv = attack(model, images, labels, 3, torch.Generator().manual_seed(5))
+    # the documented random start: x + epsilon * (2u - 1), u uniform from the cell's generator, in [0, 1]
+    u = torch.rand(images.shape, generator=torch.Generator().manual_seed(5))
+    start = (images + 0.05 * (2 * u - 1)).clamp(0, 1)
+    expected = pgd_by_definition(model, images, labels, 0.05, 4, 0.3 * 0.05, start)
     assert torch.allclose(adv, expected, atol=1e-6)
     assert (adv - images).abs().max() <= 0.05 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+    assert all(p.grad is None for p in model.parameters())
+    without_start = PGD(epsilons=[0.01, 0.02, 0.05, 0.1, 0.2], steps=4, step_size=0.3, random_start=False)
+    adv = without_start(model, images, labels, 3, torch.Generator().manual_seed(5))
+    assert torch.allclose(adv, pgd_by_definition(model, images, labels, 0.05, 4, 0.3 * 0.05, images), atol=1e-6)
+
+
+def test_pgd_accuracy_falls_as_the_budget_grows(trained):
+    from probebench.plugins.attacks.pgd import PGD
+
+    model, images, labels = trained
+    attack = PGD(epsilons=[0.0, 0.02, 0.05, 0.1, 0.3], steps=5)
     with torch.no_grad():
-        clean = (model(images).argmax(1) == labels).float().mean()
-        attacked = (model(adv).argmax(1) == labels).float().mean()
-    assert attacked < clean
+        clean = (model(images).argmax(1) == labels).float().mean().item()
+    accuracy = []
+    for severity in range(1, 6):
+        adv = attack(model, images, labels, severity, torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            accuracy.append((model(adv).argmax(1) == labels).float().mean().item())
+    assert accuracy[0] == clean  # a zero budget leaves every image as it was
+    assert all(later <= earlier for earlier, later in zip(accuracy, accuracy[1:], strict=False))
+    assert accuracy[4] < clean / 2, accuracy
 
 
 def test_pgd_keeps_the_attack_contract():

@@ -35,6 +35,10 @@ class Splits:
     # correction stage chooses its flag threshold and stop level on them
     val_images: torch.Tensor | None = None
     val_labels: torch.Tensor | None = None
+    # the active-learning pool (the suite's ``active.pool``): training images held out
+    # unlabelled; only the active stage (probebench/pipeline/active.py) reads them
+    pool_images: torch.Tensor | None = None
+    pool_labels: torch.Tensor | None = None
     # the data actually read (files, embedded data, their hashes) and its
     # ``fingerprint``, which enters every cache key (``probebench/fingerprint.py``)
     data: dict[str, Any] = field(default_factory=dict)
@@ -48,6 +52,11 @@ class Splits:
     def validation(self) -> int:
         """How many training images were held out (0: none); part of every training key."""
         return 0 if self.val_labels is None else len(self.val_labels)
+
+    @property
+    def pool(self) -> int:
+        """How many training images form the active-learning pool (0: none); part of every training key."""
+        return 0 if self.pool_labels is None else len(self.pool_labels)
 
 
 def check_images(images: torch.Tensor, where: str, shape: tuple[int, ...] | None = None) -> None:
@@ -95,12 +104,15 @@ def _checked(dataset: Any, images: torch.Tensor, labels: Any, where: str) -> tup
     return images.float().contiguous(), labels
 
 
-def load_splits(registry: Registry, spec: ComponentSpec, data_root: str | None, validation: int = 0) -> Splits:
+def load_splits(
+    registry: Registry, spec: ComponentSpec, data_root: str | None, validation: int = 0, pool: int = 0
+) -> Splits:
     """Both splits, checked, and the list of the dataset's own corrupted cells:
     everything a run needs from disk is found (or its absence reported) here,
     before anything is trained. With ``validation`` > 0 that many training
     images (a fixed random draw, the same for every seed) become the
-    validation split and the training split is the rest."""
+    validation split, with ``pool`` > 0 the next that many the unlabelled
+    active-learning pool, and the training split is the rest."""
     dataset = registry.create("dataset", spec.name, spec.options)
     splits = {}
     with recording() as log:
@@ -111,17 +123,29 @@ def load_splits(registry: Registry, spec: ComponentSpec, data_root: str | None, 
         if hasattr(dataset, "cells"):
             cells = tuple((str(name), int(severity)) for name, severity in dataset.cells(data_root))
     data = data_record(log, (*splits["train"], *splits["test"]))
-    if not validation:
+    classes = list(getattr(dataset, "classes", None) or [])
+    if classes:  # class names, shown in reports and grids (not part of the fingerprint: they change no number)
+        data["classes"] = [str(name) for name in classes]
+    if not validation and not pool:
         return Splits(dataset, *splits["train"], *splits["test"], cells, data=data)
     images, labels = splits["train"]
-    if validation >= len(labels):
+    if validation + pool >= len(labels):
+        held = f"validation = {validation} and active pool = {pool}" if pool else f"validation = {validation}"
         raise UserError(
-            f"validation = {validation} but dataset {spec.name!r} has only {len(labels)} training images; "
-            f"hold out fewer (the suite's 'validation' key)"
+            f"{held} but dataset {spec.name!r} has only {len(labels)} training images; "
+            f"hold out fewer (the suite's 'validation' key and 'active.pool')"
         )
+    # the validation draw does not depend on the pool, so adding a pool keeps the validation images
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(int(hash_key("validation")[:12], 16)))
-    val, train = order[:validation].sort().values, order[validation:].sort().values
-    return Splits(dataset, images[train], labels[train], *splits["test"], cells, images[val], labels[val], data)
+    val = order[:validation].sort().values
+    held_pool = order[validation : validation + pool].sort().values
+    train = order[validation + pool :].sort().values
+    out = Splits(dataset, images[train], labels[train], *splits["test"], cells, data=data)
+    if validation:
+        out.val_images, out.val_labels = images[val], labels[val]
+    if pool:
+        out.pool_images, out.pool_labels = images[held_pool], labels[held_pool]
+    return out
 
 
 def load_cell(

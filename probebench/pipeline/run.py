@@ -19,11 +19,13 @@ from probebench.cache import ArtifactStore
 from probebench.errors import UserError
 from probebench.evaluate import check_bootstrap_memory
 from probebench.executors.local import LocalExecutor
+from probebench.pipeline import active as learning
 from probebench.pipeline.data import load_splits
 from probebench.pipeline.evaluate import CORRECTION_METRICS
 from probebench.pipeline.generate import METRICS as GENERATOR_METRICS
 from probebench.pipeline.graph import build_graph
 from probebench.pipeline.stage import Run
+from probebench.provenance import plugin_provenance
 from probebench.suite import Suite
 
 if TYPE_CHECKING:
@@ -69,7 +71,8 @@ def run_suite(
     results.write_status(out, run_header, results.RUNNING)
     try:
         with store.active():  # datasets keep their own cached files under the same cache
-            splits = load_splits(registry, suite.dataset, suite.data_root, suite.validation)
+            pool = suite.active.pool if suite.active else 0
+            splits = load_splits(registry, suite.dataset, suite.data_root, suite.validation, pool)
             check_bootstrap_memory(suite.bootstrap, len(splits.test_labels), len(suite.metrics))
             run_header["data"] = splits.data  # which data produced the numbers, as dvc.lock records
             run = Run(suite, registry, store, splits, out)
@@ -84,6 +87,8 @@ def run_suite(
 
     import pandas as pd
 
+    if suite.active is not None:
+        learning.collect(out)
     run_header["finished"] = results.now()
     run_header["seconds"] = round(time.time() - started, 2)
     run_header["failures"] = run.failures.entries
@@ -96,10 +101,13 @@ def run_suite(
 def _header(suite: Suite, registry: Registry, device: torch.device) -> dict[str, Any]:
     """The run header before anything runs: the suite, the machine, and each metric's direction."""
     header = results.header(suite.as_dict(), str(device), results.now())
+    header.update(plugin_provenance(suite.as_dict(), registry))  # every component's distribution and version
     metrics = {name: registry.create("metric", name) for name in suite.metrics}
     header["metrics"] = results.metric_directions(metrics)
     if suite.correctors:
         header["metrics"].update({k: {"higher_is_better": v, "scale": 1} for k, v in CORRECTION_METRICS.items()})
     if suite.generators:
         header["metrics"].update(GENERATOR_METRICS)
+    if suite.active is not None:
+        header["metrics"].update({k: {"higher_is_better": v, "scale": 1} for k, v in learning.METRICS.items()})
     return header

@@ -39,9 +39,10 @@ def dataset_parts(registry: Registry, spec: ComponentSpec, data: str) -> list[An
     return [*spec_parts(registry, "dataset", spec), {"data": data}]
 
 
-def held_out(validation: int) -> list[dict[str, int]]:
-    """The key part of a validation hold-out (none without one, so older keys stay as they were)."""
-    return [{"validation": validation}] if validation else []
+def held_out(validation: int, pool: int = 0) -> list[dict[str, int]]:
+    """The key part of a validation hold-out and an active-learning pool
+    (none without them, so older keys stay as they were)."""
+    return ([{"validation": validation}] if validation else []) + ([{"pool": pool}] if pool else [])
 
 
 def classifier_key(
@@ -53,11 +54,14 @@ def classifier_key(
     validation: int = 0,
     *,
     data: str,
+    weights: list[str] | None = None,
+    pool: int = 0,
 ) -> str:
     """The cache key of a trained classifier; ``subset`` is the digest of the
     training indices when the model saw only part of the training split,
-    ``validation`` the number of images held out of that split, ``data`` the
-    fingerprint of the data read."""
+    ``validation`` and ``pool`` the numbers of images held out of that split,
+    ``data`` the fingerprint of the data read, ``weights`` the SHA-256 of the
+    files the classifier loads weights from (``probebench.kinds.WeightsFiles``)."""
     parts = [
         "classifier",
         *dataset_parts(registry, dataset_spec, data),
@@ -67,7 +71,9 @@ def classifier_key(
     ]
     if subset is not None:  # keys of full-data models stay as they were
         parts.append({"subset": subset})
-    return hash_key(*parts, *held_out(validation))
+    if weights:  # likewise for classifiers that read no weights file
+        parts.append({"weights": weights})
+    return hash_key(*parts, *held_out(validation, pool))
 
 
 def subset_digest(indices: torch.Tensor) -> str:
@@ -78,11 +84,24 @@ def subset_digest(indices: torch.Tensor) -> str:
 
 
 def build_model(
-    registry: Registry, spec: ComponentSpec, num_classes: int, shape: tuple[int, ...]
+    registry: Registry, spec: ComponentSpec, num_classes: int, shape: tuple[int, ...], component: Any = None
 ) -> tuple[Any, torch.nn.Module]:
-    component = registry.create("classifier", spec.name, spec.options)
+    component = component or registry.create("classifier", spec.name, spec.options)
     with building("classifier", spec):
         return component, component.build(num_classes, tuple(shape))
+
+
+def weights_digests(component: Any) -> list[str]:
+    """SHA-256 of each file the classifier loads weights from, in its order (memoised by file version)."""
+    from pathlib import Path
+
+    from probebench.fingerprint import DigestMemo
+    from probebench.kinds import weights_files
+
+    memo = DigestMemo()
+    digests = [memo.sha256(Path(path).resolve())[1] for path in weights_files(component)]
+    memo.save()
+    return digests
 
 
 @dataclass(frozen=True)
@@ -168,23 +187,70 @@ def trained_classifier(
     seed: int,
     device: torch.device | str,
     subset: torch.Tensor | None = None,
+    *,
+    another: bool = False,
 ) -> tuple[torch.nn.Module, str]:
     """The classifier trained with ``seed`` (from the cache when it is there) and its key.
 
     With ``subset`` (indices into the training split) it is trained on those
-    images only, cached under a key that includes their digest."""
+    images only, cached under a key that includes their digest. ``another``
+    says a scorer asks for one more model (an ensemble member, a fold model):
+    a classifier that loads fixed weights cannot give one, a one-line error."""
+    from probebench.kinds import trains
+
+    component = registry.create("classifier", classifier_spec.name, classifier_spec.options)
     digest = None if subset is None else subset_digest(subset)
     key = classifier_key(
-        registry, dataset_spec, classifier_spec, seed, digest, splits.validation, data=splits.fingerprint
+        registry,
+        dataset_spec,
+        classifier_spec,
+        seed,
+        digest,
+        splits.validation,
+        data=splits.fingerprint,
+        weights=weights_digests(component),
+        pool=splits.pool,
     )
     dataset = splits.dataset
     torch.manual_seed(seed)
-    component, model = build_model(registry, classifier_spec, dataset.num_classes, dataset.shape)
+    if not trains(component):
+        if another or subset is not None:
+            raise UserError(
+                f"classifier {classifier_spec.label!r} loads fixed weights: it cannot train another model "
+                "(ensemble members, cross-fitted fold models); use a prober with source = 'train'"
+            )
+        _, model = build_model(registry, classifier_spec, dataset.num_classes, dataset.shape, component)
+        return model.to(device).eval(), key
     images, labels = splits.train_images, splits.train_labels
     label = f"{classifier_spec.label} seed {seed}"
     if subset is not None:
         images, labels = images[subset], labels[subset]
         label += f" on {len(subset)} of {len(splits.train_labels)} images"
+    model = fitted(registry, store, classifier_spec, splits.dataset, images, labels, seed, device, key, label)
+    return model, key
+
+
+def fitted(
+    registry: Registry,
+    store: ArtifactStore,
+    classifier_spec: ComponentSpec,
+    dataset: Any,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    seed: int,
+    device: torch.device | str,
+    key: str,
+    label: str,
+    init: dict[str, torch.Tensor] | None = None,
+) -> torch.nn.Module:
+    """The classifier of ``classifier_spec`` trained with ``seed`` on
+    ``images``/``labels`` (starting from the weights ``init`` when given),
+    cached under ``key``, which the caller makes of everything that determines
+    the weights; in eval mode on ``device``."""
+    torch.manual_seed(seed)
+    component, model = build_model(registry, classifier_spec, dataset.num_classes, dataset.shape)
+    if init is not None:
+        model.load_state_dict(init)
 
     def build() -> dict:
         history = None
@@ -199,7 +265,7 @@ def trained_classifier(
 
     payload = store.get_or_build("classifier", key, build)
     load_module_state(store, "classifier", key, payload, model, classifier_spec.name)
-    return model.to(device).eval(), key
+    return model.to(device).eval()
 
 
 def save_classifier_figures(run: Run, model: torch.nn.Module, key: str, seed: int) -> None:

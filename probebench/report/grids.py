@@ -143,10 +143,12 @@ def correction_grid(
     after: torch.Tensor,
     labels: torch.Tensor,
     title: str,
+    class_names: list[str] | None = None,
 ) -> None:
     """A PNG: one column per sample, rows original / edited / delta (x' - x,
     red where the edit added intensity, blue where it removed it, scaled per
-    column to its largest |delta|). Drawn as one mosaic on one axes (fast)."""
+    column to its largest |delta|). Drawn as one mosaic on one axes (fast).
+    Classes are shown by ``class_names`` when the dataset has them."""
     import numpy as np
     from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -174,11 +176,15 @@ def correction_grid(
     ax.set_yticks([pad + row * (height + pad) + height / 2 for row in range(3)])
     ax.set_yticklabels(["original", "edited", "x'-x\nred +, blue -"], fontsize=8)
     ax.tick_params(length=0)
+
+    def name(label: torch.Tensor) -> str:
+        return class_names[int(label)] if class_names else str(int(label))
+
     for col, i in enumerate(indices.tolist()):
         ax.text(
             pad + col * (width + pad) + width / 2,
             -1,
-            f"label {int(labels[i])}\n{int(before[i])} → {int(after[i])}",
+            f"label {name(labels[i])}\n{name(before[i])} → {name(after[i])}",
             ha="center",
             va="bottom",
             fontsize=7,
@@ -194,3 +200,43 @@ def _rgb(image: torch.Tensor) -> np.ndarray:
 
     picture = image.clamp(0, 1).permute(1, 2, 0).numpy()
     return np.repeat(picture, 3, axis=2) if picture.shape[2] == 1 else picture[..., :3]
+
+
+def acquired_grid(
+    path: Path, images: torch.Tensor, labels: torch.Tensor, source_labels: torch.Tensor, title: str, columns: int = 8
+) -> None:
+    """A PNG of acquired images, each captioned ``oracle label / source label``
+    (red where they differ: the edit left its source's class, by the oracle)."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    _channels, height, width = images.shape[1:]
+    pad, cols = 2, max(1, min(columns, len(images)))
+    rows = max(1, math.ceil(len(images) / cols))
+    cell_h = height + pad + 10  # room for the caption under each image
+    canvas = np.ones((rows * cell_h + pad, cols * (width + pad) + pad, 3))
+    for i in range(len(images)):
+        top, left = pad + (i // cols) * cell_h, pad + (i % cols) * (width + pad)
+        canvas[top : top + height, left : left + width] = _rgb(images[i])
+    fig = Figure(figsize=(0.9 * cols + 0.6, 1.0 * rows + 0.8))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.imshow(canvas, interpolation="nearest")
+    ax.axis("off")
+    for i in range(len(images)):
+        top, left = pad + (i // cols) * cell_h, pad + (i % cols) * (width + pad)
+        differs = int(labels[i]) != int(source_labels[i])
+        ax.text(
+            left + width / 2,
+            top + height + 1,
+            f"{int(labels[i])} / {int(source_labels[i])}",
+            ha="center",
+            va="top",
+            fontsize=7,
+            color="red" if differs else "black",
+        )
+    ax.set_title(f"{title}\n(oracle label / source label; red: they differ)", fontsize=8)
+    fig.tight_layout()
+    with open(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110)

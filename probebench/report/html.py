@@ -20,6 +20,9 @@ says why):
 ``corrections``            the correctors' grids of corrected misses (``corrections/*_grid.png``)
 ``generators``             the generators' samples and reconstructions (``*-samples.png``,
                            ``*-reconstructions.png``) and any other image of the run folder
+``active``                 the active-learning loop: learning curve (accuracy vs labels per
+                           strategy, seeds as a band), its tables, grids of acquired generated
+                           images (``active/*_grid.png``)
 ``suite``                  the suite as resolved, as TOML, collapsed
 
 The clean test cell is called ``clean`` everywhere in the report (it is
@@ -46,6 +49,7 @@ if TYPE_CHECKING:  # pandas and matplotlib stay out of CLI start-up
     import pandas as pd
     from matplotlib.figure import Figure
 
+    from probebench.report.ties import Ties
     from probebench.results import Header
 
 SCORE_KEYS = ("suite", "dataset", "corruption", "severity", "classifier", "seed", "index", "label", "prediction", "hit")
@@ -64,6 +68,7 @@ TITLES = {
     "accuracy-by-corruption": "Accuracy by corruption and severity",
     "corrections": "Corrected misses",
     "generators": "Generator samples and reconstructions",
+    "active": "Active learning",
     "suite": "Suite as resolved",
 }
 SECTIONS = tuple(TITLES)
@@ -187,6 +192,7 @@ def _header_html(run: Path, head: Header, table: pd.DataFrame) -> str:
         ("suite", suite.get("name", "?")),
         ("description", suite.get("description", "")),
         ("dataset", (suite.get("dataset") or {}).get("label", "?")),
+        ("classes", ", ".join((head.get("data") or {}).get("classes") or []) or "numbered 0..K-1"),
         ("classifier", (suite.get("classifier") or {}).get("label", "?")),
         ("seeds", ", ".join(map(str, seeds))),
         ("config hash", results.run_config(head)),
@@ -214,7 +220,9 @@ def _header_html(run: Path, head: Header, table: pd.DataFrame) -> str:
     return out
 
 
-def _tables_html(table: pd.DataFrame, heads: dict[str, Header], scales: Scales, directions: Directions) -> str:
+def _tables_html(
+    table: pd.DataFrame, heads: dict[str, Header], scales: Scales, directions: Directions, ties: Ties | None = None
+) -> str:
     table = table.assign(corruption=table["corruption"].map(cell_label))
     views = [("Clean test data", board.View(["method"], ["metric"], where={"corruption": [CLEAN_LABEL]}))]
     if (table["corruption"] != CLEAN_LABEL).any() and "auroc" in set(table["metric"]):
@@ -226,13 +234,13 @@ def _tables_html(table: pd.DataFrame, heads: dict[str, Header], scales: Scales, 
     for title, view in views:
         if view.where and not (table["corruption"] == CLEAN_LABEL).any():
             view.where = None
-        for section in board.sections(table, view, heads, title=title):
+        for section in board.sections(table, view, heads, title=title, ties=ties):
             out.append(f'<div class="scroll">{to_html(section, directions, scales)}</div>')
     note = board.scaled_note(scales, table["metric"])
     if note:
         out.append(
             f'<p class="note">{html.escape(note)}; arrows: ↑ higher is better, ↓ lower is better; '
-            "bold: best in its column.</p>"
+            "bold: best in its column, and tied with it where the note under a table says so.</p>"
         )
     return "\n".join(out)
 
@@ -345,6 +353,24 @@ def _curve_plots(
     return out, missing
 
 
+def _active_html(run: Path, suite_name: str, drawn: dict[str, Plot], grids: list[Plot]) -> str:
+    """The learning curve, the active-learning tables and the acquired-image grids (drawn into ``drawn``)."""
+    from probebench.report import active
+
+    table = active.load([run])
+    if table is None:
+        return _missing(f"this run has no {active.TABLE}: its suite has no active-learning loop (an 'active' table)")
+    figure = active.learning_curve_figure(table, f"{suite_name}: test accuracy vs labelled images")
+    drawn["learning-curve"] = _drawn(
+        "learning-curve",
+        figure,
+        "Test accuracy after each round against the labelled images it was trained on, one line per strategy "
+        "(mean over seeds; the band spans the lowest to the highest seed).",
+    )
+    tables = f"<pre>{html.escape(active.markdown(table))}</pre>"
+    return _img(drawn["learning-curve"]) + tables + "\n".join(map(_img, grids))
+
+
 def _is_report_output(path: Path, run: Path) -> bool:
     parts = path.relative_to(run).parts
     return path.name.startswith(LEGACY_PREFIX) or any(p.endswith(FIGURES_SUFFIX) for p in parts[:-1])
@@ -354,6 +380,11 @@ def _run_image_caption(path: Path, run: Path) -> tuple[str, str]:
     """(section, caption) of an image a run saved, from its name (the names
     pipeline.correct and pipeline.generate give them)."""
     relative = str(path.relative_to(run))
+    if path.parent.name == "active" and path.stem.endswith("_grid"):
+        return "active", (
+            f"{path.stem.removesuffix('_grid')}: generated images of its first acquisition, each captioned "
+            f"oracle label / label of its source pool image (red: they differ). File: {relative}."
+        )
     if path.parent.name == "corrections" and path.stem.endswith("_grid"):
         method = path.stem.removesuffix("_grid")
         return "corrections", (
@@ -375,7 +406,7 @@ def _run_image_caption(path: Path, run: Path) -> tuple[str, str]:
 
 
 def _run_images(run: Path) -> dict[str, list[Plot]]:
-    found: dict[str, list[Plot]] = {"corrections": [], "generators": []}
+    found: dict[str, list[Plot]] = {"corrections": [], "generators": [], "active": []}
     for path in sorted(run.rglob("*.png")):
         if not _is_report_output(path, run):
             section, caption = _run_image_caption(path, run)
@@ -418,8 +449,15 @@ class Report:
                 plots.close(plot.figure)
 
 
-def build(run: Path, corruption: str | None = None, severity: int | None = None, log_risk: bool = False) -> Report:
-    """The HTML page of ``run`` (a run folder) and its figures."""
+def build(
+    run: Path,
+    corruption: str | None = None,
+    severity: int | None = None,
+    log_risk: bool = False,
+    ties: Ties | None = None,
+) -> Report:
+    """The HTML page of ``run`` (a run folder) and its figures; ``ties`` marks
+    tied-best values in its tables (else only the best)."""
     table, heads = results.combine([run])
     head = heads[run.name]
     directions = results.directions(head)
@@ -427,7 +465,7 @@ def build(run: Path, corruption: str | None = None, severity: int | None = None,
     suite_name = head.get("suite", {}).get("name", "?")
     body = {name: "" for name in SECTIONS}
     body["header"] = _header_html(run, head, table)
-    body["tables"] = _tables_html(table, heads, scales, directions)
+    body["tables"] = _tables_html(table, heads, scales, directions, ties)
 
     scores = load_scores(run)
     drawn: dict[str, Plot] = {}
@@ -449,6 +487,7 @@ def build(run: Path, corruption: str | None = None, severity: int | None = None,
     body["generators"] = "\n".join(map(_img, images["generators"])) or _missing(
         "no generator samples (*-samples.png) or other images in the run folder"
     )
+    body["active"] = _active_html(run, suite_name, drawn, images["active"])
     suite_toml = toml.dumps(head.get("suite", {}))
     body["suite"] = (
         f"<details><summary>The suite this run resolved ({suite_toml.count(chr(10))} lines of TOML; click to "

@@ -1,0 +1,1 @@
+"""Built-in acquirers: the active-learning strategies (probebench/pipeline/active.py)."""

@@ -1,0 +1,213 @@
+"""The active-learning stage: the suite's `active` table, the pool held out of
+training, the built-in acquirers and oracles, and a 2-round run end to end."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from probebench.cli import app
+from probebench.errors import UserError
+from probebench.suite import load_config, parse_suite
+from probebench.testing import registry_with, tiny_context, tiny_images
+
+ACTIVE_SUITE = """
+[suite.tiny-active]
+dataset = {{ name = "mnist-5k", limit = 300 }}
+classifier = {{ name = "cnn", epochs = 1, width = 8 }}
+scorers = ["msp"]
+metrics = ["accuracy", "auroc"]
+seeds = [0]
+bootstrap = {{ resamples = 50 }}
+generators = [{{ name = "realnvp", epochs = 1, hidden = 8 }}]
+active = {active}
+"""
+GOOD = (
+    '{ rounds = 2, budget = 10, pool = 60, strategies = ["random", "margin", '
+    '{ name = "boundary-path", max_steps = 10 }], oracle = [{ name = "ensemble-oracle", members = 1 }, "source-label"] }'
+)
+
+
+def parsed(tiny_registry, active: str):
+    from probebench.registry import Registry
+
+    config = load_config(tiny_registry(ACTIVE_SUITE.format(active=active)))
+    return parse_suite(config, "tiny-active", Registry(config.builtin))
+
+
+def test_the_active_table_is_parsed_with_defaults(tiny_registry):
+    suite = parsed(tiny_registry, '{ rounds = 3, budget = 5, pool = 40, strategies = ["random", "entropy"] }')
+    active = suite.active
+    assert (active.rounds, active.budget, active.pool, active.warm_start) == (3, 5, 40, False)
+    assert [s.name for s in active.strategies] == ["random", "entropy"]
+    assert [o.name for o in active.oracles] == ["ensemble-oracle"]
+
+
+@pytest.mark.parametrize(
+    "active, message",
+    [
+        ('{ rounds = 2, budget = 5, pool = 40, strategies = ["random"], rouds = 3 }', "unknown key 'rouds'"),
+        ('{ budget = 5, pool = 40, strategies = ["random"] }', "missing key 'rounds'"),
+        ('{ rounds = 0, budget = 5, pool = 40, strategies = ["random"] }', "'rounds' must be >= 1"),
+        ('{ rounds = 2, budget = 30, pool = 40, strategies = ["random"] }', "more than the pool of 40"),
+        ('{ rounds = 2, budget = 5, pool = 40, strategies = ["randon"] }', "did you mean 'random'"),
+        ("{ rounds = 2, budget = 5, pool = 40, strategies = [] }", "'strategies' is empty"),
+        ('{ rounds = 2, budget = 5, pool = 40, strategies = ["random", "random"] }', "appears twice"),
+        ('{ rounds = 2, budget = 5, pool = 40, strategies = ["random"], oracle = "pool-label" }', "cannot label"),
+        ('{ rounds = 2, budget = 5, pool = 40, strategies = [{ name = "bald", T = 1 }] }', "T must be at least 2"),
+        ('{ rounds = "2", budget = 5, pool = 40, strategies = ["random"] }', "'rounds' must be a int"),
+    ],
+)
+def test_a_bad_active_table_is_one_line_naming_the_key(tiny_registry, active, message):
+    with pytest.raises(UserError) as error:
+        parsed(tiny_registry, active)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_pool_is_held_out_of_training_and_changes_the_classifier_key(tiny_registry):
+    from probebench.pipeline.data import load_splits
+    from probebench.pipeline.train import classifier_key
+    from probebench.registry import Registry
+
+    config = load_config(tiny_registry())
+    registry = Registry(config.builtin)
+    suite = parse_suite(config, "tiny", registry)
+    plain = load_splits(registry, suite.dataset, None, validation=20)
+    pooled = load_splits(registry, suite.dataset, None, validation=20, pool=50)
+    assert pooled.pool == 50 and len(pooled.train_labels) == len(plain.train_labels) - 50
+    assert torch.equal(pooled.val_images, plain.val_images)  # adding a pool keeps the validation draw
+    rows = {tuple(x.flatten().tolist()) for x in pooled.train_images}
+    assert not any(tuple(x.flatten().tolist()) in rows for x in pooled.pool_images)
+    keys = [
+        classifier_key(registry, suite.dataset, suite.classifier, 0, None, 20, data=s.fingerprint, pool=s.pool)
+        for s in (plain, pooled)
+    ]
+    assert keys[0] != keys[1]
+    with pytest.raises(UserError, match="active pool = 400"):
+        load_splits(registry, suite.dataset, None, validation=20, pool=400)
+
+
+def builtin_registry():
+    return registry_with()  # the built-ins of registry.toml
+
+
+def test_uncertainty_acquirers_pick_the_least_confident_pool_images():
+    ctx = tiny_context()
+    pool, _ = tiny_images(ctx, n=40)
+    registry = builtin_registry()
+    ctx = dataclasses.replace(ctx, registry=registry)
+    probs = ctx.forward(pool)[0].softmax(dim=1).numpy()
+    top2 = np.sort(probs, axis=1)[:, ::-1][:, :2]
+    expected = {
+        "msp": top2[:, 0],
+        "margin": top2[:, 0] - top2[:, 1],
+        "entropy": (probs * np.log(probs)).sum(axis=1),  # minus the entropy: low = uncertain
+    }
+    for name, confidence in expected.items():
+        picked = registry.create("acquirer", name).acquire(ctx, pool, 5, torch.Generator().manual_seed(0))
+        assert not picked.generated.any() and torch.equal(picked.images, pool[picked.source])
+        assert set(picked.source.tolist()) == set(np.argsort(confidence, kind="stable")[:5].tolist()), name
+
+
+def test_random_acquisition_is_seeded_and_distinct():
+    ctx = tiny_context()
+    pool, _ = tiny_images(ctx, n=40)
+    acquirer = builtin_registry().create("acquirer", "random")
+    first = acquirer.acquire(ctx, pool, 10, torch.Generator().manual_seed(3)).source
+    again = acquirer.acquire(ctx, pool, 10, torch.Generator().manual_seed(3)).source
+    assert torch.equal(first, again) and len(set(first.tolist())) == 10
+
+
+def test_k_center_greedy_equals_a_brute_force_greedy():
+    from probebench.plugins.acquirers._features import k_center_greedy
+
+    rng = np.random.default_rng(0)
+    pool, labelled = rng.normal(size=(30, 4)), rng.normal(size=(8, 4))
+    chosen, centres = [], list(labelled)
+    for _ in range(5):  # the definition: farthest pool point from its nearest centre, one at a time
+        far = max(range(30), key=lambda i: min(np.linalg.norm(pool[i] - c) for c in centres))
+        chosen.append(far)
+        centres.append(pool[far])
+    got = k_center_greedy(torch.tensor(pool, dtype=torch.float32), torch.tensor(labelled, dtype=torch.float32), 5)
+    assert got.tolist() == chosen
+
+
+def test_boundary_pairs_lie_on_either_side_of_the_decision_boundary():
+    """In pixel space (the identity as the flow): 'before' keeps the original
+    prediction, 'after' has another, and they end close together."""
+    from probebench.plugins.acquirers._boundary import crossing_pairs
+    from probebench.plugins.correctors._engine import Identity
+
+    ctx = tiny_context()
+    pool, _ = tiny_images(ctx, n=20)
+    before, after, crossed, _steps = crossing_pairs(ctx, Identity(), pool, eta=0.2, max_steps=50, refine=4)
+    with torch.no_grad():
+        original, left, right = (ctx.classifier(x).argmax(dim=1) for x in (pool, before, after))
+    assert crossed.sum() >= 15
+    assert torch.equal(left, original)
+    assert (right != original)[crossed].all()
+    assert ((after - before).flatten(1).norm(dim=1)[crossed] <= 0.2 / 16 + 1e-4).all()
+
+
+def test_oracles_label_as_documented():
+    ctx = tiny_context()
+    images, labels = tiny_images(ctx, n=30)
+    registry = builtin_registry()
+    for name in ("pool-label", "source-label"):
+        assert torch.equal(registry.create("oracle", name).label(ctx, images, labels), labels)
+    ensemble = registry.create("oracle", "ensemble-oracle", {"members": 2})
+    ensemble.prepare(ctx)
+    members = [ctx.train_classifier(10_000 + i) for i in range(2)]  # the documented seeds
+    with torch.no_grad():
+        mean = sum(member(images).softmax(dim=1) for member in members)
+    assert torch.equal(ensemble.label(ctx, images, labels), mean.argmax(dim=1))
+
+
+def test_two_rounds_end_to_end_write_rows_per_round_strategy_and_oracle(runner, tiny_registry, tmp_path):
+    registry = tiny_registry(ACTIVE_SUITE.format(active=GOOD))
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["run", "tiny-active", "--registry", str(registry), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "active.csv")
+    accuracy = table[table.metric == "accuracy"]
+    runs = set(zip(accuracy.strategy, accuracy.oracle, strict=True))
+    assert runs == {
+        ("random", "pool-label"),
+        ("margin", "pool-label"),
+        ("boundary-path", "ensemble-oracle"),
+        ("boundary-path", "source-label"),
+    }
+    for _run, rows in accuracy.groupby(["strategy", "oracle"]):
+        assert rows["round"].tolist() == [0, 1, 2]
+        assert np.diff(rows["labels"]).tolist() == [10, 10]  # the budget, each round
+    first = accuracy[accuracy["round"] == 0]["value"]
+    assert first.nunique() == 1  # every strategy starts from the suite's classifier
+    # the gain over random is paired with random's accuracy at the same round
+    gains = table[table.metric == "gain-over-random"]
+    margin = accuracy[accuracy.strategy == "margin"].set_index("round")["value"]
+    random = accuracy[accuracy.strategy == "random"].set_index("round")["value"]
+    for _, row in gains[gains.strategy == "margin"].iterrows():
+        assert row["value"] == pytest.approx(margin[row["round"]] - random[row["round"]], abs=1e-5)
+        assert row["ci_low"] <= row["value"] <= row["ci_high"]
+    # the source-label oracle never disagrees with the source; the rows say which oracle labelled
+    disagree = table[table.metric == "oracle-source-disagreement"]
+    assert set(disagree.oracle) <= {"ensemble-oracle", "source-label"}
+    assert (disagree[disagree.oracle == "source-label"]["value"] == 0).all()
+    head = json.loads((out / "run.json").read_text())
+    oracles = head["active"]["oracles"]["0"]
+    assert 0 < oracles["ensemble-oracle"]["test_accuracy"] < 1  # a trained model, not the test labels
+    assert oracles["pool-label"]["test_accuracy"] == 1
+    # every number traces to per-sample scores: accuracy is the mean of the saved hits
+    scores = pd.read_csv(out / "active_scores.csv.gz")
+    for (strategy, oracle, round_), frame in scores.groupby(["strategy", "oracle", "round"]):
+        shown = accuracy[(accuracy.strategy == strategy) & (accuracy.oracle == oracle) & (accuracy["round"] == round_)]
+        assert shown["value"].iloc[0] == pytest.approx(frame["hit"].mean(), abs=1e-5)
+    acquired = torch.load(out / "active" / "margin_pool-label_seed0_round0.pt", weights_only=True)
+    assert len(acquired["labels"]) == 10 and torch.equal(acquired["labels"], acquired["source_labels"])
+    # results.csv and its readers are unchanged by the active rows
+    assert runner.invoke(app, ["leaderboard", str(out)]).exit_code == 0
