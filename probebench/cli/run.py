@@ -58,7 +58,7 @@ def run(
             help=f"Suite names from registry.toml (default {DEFAULT_SUITE}); several run as one graph of tasks, "
             "each into its own run folder.",
             show_default=False,
-            metavar="[SUITE]...",
+            metavar="SUITE",
         ),
     ] = None,
     registry: RegistryOption = None,
