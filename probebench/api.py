@@ -70,7 +70,7 @@ def _registry(config: Config) -> Registry:
 
 
 def run(
-    suite: str | Mapping[str, Any],
+    suite: str | Mapping[str, Any] | Sequence[str | Mapping[str, Any]],
     *,
     seeds: Sequence[int] | None = None,
     registry: PathLike | None = None,
@@ -81,48 +81,66 @@ def run(
     fresh: bool = False,
     overwrite: bool = False,
     log: Sequence[str] = (),
-) -> Run:
+) -> Run | list[Run]:
     """Run a suite, as ``probebench run`` does, and return its ``Run``.
 
     ``suite`` is a suite name in the registry file (``registry``, default the
     project's registry.toml) or a dict with the keys of a ``[suite.NAME]``
-    table (``name`` optional). A component that fails is recorded in
-    ``run.meta["failures"]`` and the rest of the run completes. ``log``
-    names loggers (e.g. ``["mlflow"]``) that receive the finished run, besides
-    the suite's own ``log`` list.
+    table (``name`` optional); a list of them runs every suite as one graph
+    of tasks (``probebench run A B``) and returns their ``Run``s in order
+    (with ``out``, each in ``out/<suite>``). A component that fails is
+    recorded in ``run.meta["failures"]`` and the rest of the run completes.
+    ``log`` names loggers (e.g. ``["mlflow"]``) that receive the finished
+    run, besides the suite's own ``log`` list.
     """
     from probebench.cache import ArtifactStore
-    from probebench.pipeline.run import resolve_device, run_suite
+    from probebench.paths import write_run_folders
+    from probebench.pipeline.run import SuiteRun, resolve_device, run_suites
     from probebench.suite import Config, parse_suite
 
+    several = not isinstance(suite, str | Mapping)
     config = _config(registry)
-    if isinstance(suite, Mapping):
-        name = str(suite.get("name", CUSTOM_SUITE))
-        table = {key: value for key, value in suite.items() if key != "name"}
-        config = Config(config.path, config.builtin, {**config.suites, name: table})
-    else:
-        name = suite
+    names = []
+    given: list[str | Mapping[str, Any]] = list(suite) if not isinstance(suite, str | Mapping) else [suite]
+    for each in given:
+        if isinstance(each, Mapping):
+            name = str(each.get("name", CUSTOM_SUITE))
+            table = {key: value for key, value in each.items() if key != "name"}
+            config = Config(config.path, config.builtin, {**config.suites, name: table})
+        else:
+            name = str(each)
+        names.append(name)
+    if len(set(names)) != len(names):
+        raise UserError(f"a suite is named twice in {names}; name each suite once")
     reg = _registry(config)
-    resolved = parse_suite(
-        config,
-        name,
-        reg,
-        seeds=list(seeds) if seeds is not None else None,
-        data_root=str(data_root) if data_root is not None else None,
-    )
+    resolved = [
+        parse_suite(
+            config,
+            name,
+            reg,
+            seeds=list(seeds) if seeds is not None else None,
+            data_root=str(data_root) if data_root is not None else None,
+        )
+        for name in names
+    ]
     store, chosen = ArtifactStore(cache_dir, fresh=fresh), resolve_device(device)
     for name in log:
         reg.get("logger", name)  # an unknown logger fails before anything runs
-    target, _ = write_run_folder(
-        Path(out) if out is not None else None,
-        resolved.name,
-        lambda partial: run_suite(resolved, reg, store, chosen, partial),
+    root = Path(out) if out is not None else None
+    written = write_run_folders(
+        [(root / s.name if root is not None and several else root, s.name) for s in resolved],
+        lambda partials: run_suites(
+            [SuiteRun(s, reg, store, p) for s, p in zip(resolved, partials, strict=True)], chosen
+        ),
         overwrite,
     )
     from probebench.loggers import log_run, merged
 
-    log_run(reg, merged(resolved.log, log), target)
-    return load_run(target)
+    runs = []
+    for resolved_suite, (target, _) in zip(resolved, written, strict=True):
+        log_run(reg, merged(resolved_suite.log, log), target)
+        runs.append(load_run(target))
+    return runs if several else runs[0]
 
 
 def evaluate(

@@ -205,3 +205,27 @@ def write_run_folder(
         shutil.rmtree(stale, ignore_errors=True)
         console.print(f"removed {stale}: an earlier, unfinished attempt at this run", soft_wrap=True)
     return final, value
+
+
+def write_run_folders(
+    folders: list[tuple[Path | None, str]],
+    write: Callable[[list[Path]], list[T]],
+    overwrite: bool = False,
+    results_root: Path = Path("results"),
+) -> list[tuple[Path, T]]:
+    """``write_run_folder`` for several runs written together: every folder
+    (``(out, name)`` as there) is claimed, one inside the other's write, then
+    ``write(partial folders)`` returns one value per folder, and each complete
+    run is moved into place."""
+
+    def claim(index: int, partials: list[Path]) -> tuple[list[T], list[Path]]:
+        if index == len(folders):
+            return write(partials), []
+        out, name = folders[index]
+        target, (values, targets) = write_run_folder(
+            out, name, lambda partial: claim(index + 1, [*partials, partial]), overwrite, results_root
+        )
+        return values, [target, *targets]
+
+    values, targets = claim(0, [])
+    return list(zip(targets, values, strict=True))

@@ -116,14 +116,16 @@ class Suite:
     log: tuple[ComponentSpec, ...] = ()  # loggers that receive the finished run (probebench/loggers.py)
     active: ActiveSpec | None = None  # an active-learning loop (probebench/pipeline/active.py)
     attacks: tuple[AttackSpec, ...] = ()  # adversarial cells against the classifier (probebench/pipeline/attack.py)
+    resources: dict[str, dict[str, float]] = field(default_factory=dict)  # per stage, for Ray (pipeline/resources.py)
 
     def as_dict(self) -> dict[str, Any]:
         """The suite as resolved, for the run header and cache keys. Without
-        ``log``: where a run is logged changes none of its numbers."""
+        ``log`` and ``resources``: where a run is logged or runs changes none of its numbers."""
         from dataclasses import asdict
 
         resolved = asdict(self)
         resolved.pop("log")
+        resolved.pop("resources")
         return resolved
 
 
@@ -205,6 +207,7 @@ _SUITE_KEYS: dict[str, type | tuple[type, ...]] = {
     "validation": int,
     "active": dict,
     "attacks": list,
+    "resources": dict,
 }
 _REQUIRED_KEYS = ("dataset", "classifier", "scorers", "metrics")
 
@@ -253,6 +256,7 @@ def parse_suite(config: Config, name: str, registry: Registry | None = None, **o
         log=tuple(_component(entry, where, "log") for entry in raw.get("log", [])),
         active=_active(raw["active"], where) if "active" in raw else None,
         attacks=tuple(_severity_spec(a, where, "attacks", AttackSpec) for a in raw.get("attacks", [])),
+        resources=_resources(raw.get("resources", {}), where),
     )
     for kind, specs in (("scorer", suite.scorers), ("generator", suite.generators), ("corrector", suite.correctors)):
         labels = [s.label for s in specs]
@@ -262,6 +266,12 @@ def parse_suite(config: Config, name: str, registry: Registry | None = None, **o
     if registry is not None:
         validate(suite, registry, where)
     return suite
+
+
+def _resources(value: Any, where: str) -> dict[str, dict[str, float]]:
+    from probebench.pipeline.resources import suite_table
+
+    return suite_table(value, where)
 
 
 def _check_keys(table: dict[str, Any], allowed: dict[str, type | tuple[type, ...]], where: str) -> None:

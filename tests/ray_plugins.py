@@ -43,3 +43,14 @@ class Raises:
 @hookimpl
 def register_scorers():
     return [SlowMsp, Raises]
+
+
+def write_registry(folder, suites: str):
+    """``folder/registry.toml`` with the built-in plugins, this module's scorers and
+    ``suites`` (``{pid_file}`` in them becomes ``folder/pids``); returns ``folder``."""
+    from tests.conftest import builtin_modules
+
+    modules = ", ".join(f'"{m}"' for m in [*builtin_modules(), __name__])
+    text = suites.replace("{pid_file}", str(folder / "pids"))
+    (folder / "registry.toml").write_text(f"[plugins]\nbuiltin = [{modules}]\n{text}")
+    return folder

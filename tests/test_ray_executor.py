@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from probebench.cli import app
-from tests.conftest import builtin_modules
+from tests.ray_plugins import write_registry
 
 WALL_CLOCK = (",images-per-second,", ",train-seconds,")  # measured, not computed: they differ between runs
 
@@ -42,13 +42,27 @@ bootstrap = { resamples = 20 }
 
 
 @pytest.fixture(scope="session")
-def ray_cluster():
-    """One local Ray for every test here: 2 CPUs, no dashboard, workers' output kept out of the test's."""
+def worker_cache(tmp_path_factory) -> Path:
+    """The workers' own $PROBEBENCH_CACHE: never the driver's (--artifacts object-store must not need it)."""
+    return tmp_path_factory.mktemp("worker-cache")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(worker_cache):
+    """One local Ray for every test here: 2 CPUs, no dashboard, workers' output kept out of the test's,
+    and workers with a $PROBEBENCH_CACHE of their own."""
     import ray
 
+    runtime_env = {"env_vars": {"PROBEBENCH_CACHE": str(worker_cache)}}
     for attempt in range(3):  # on a loaded machine the raylet may give up waiting for its agents (ray#65983)
         try:
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            ray.init(
+                num_cpus=2,
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+                runtime_env=runtime_env,
+            )
             break
         except Exception:
             ray.shutdown()
@@ -61,22 +75,18 @@ def ray_cluster():
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
     """A registry with both suites and the test scorers, and (per module) the local reference runs."""
-    root = tmp_path_factory.mktemp("ray")
-    modules = ", ".join(f'"{m}"' for m in [*builtin_modules(), "tests.ray_plugins"])
-    suites = RAY_SUITE.replace("{pid_file}", str(root / "pids"))
-    (root / "registry.toml").write_text(f"[plugins]\nbuiltin = [{modules}]\n{suites}")
-    return root
+    return write_registry(tmp_path_factory.mktemp("ray"), RAY_SUITE)
 
 
-def probebench(root: Path, suite: str, name: str, executor: str) -> tuple[int, Path]:
+def probebench(root: Path, suite: str, name: str, executor: str, *more: str) -> tuple[int, Path]:
     """``probebench run SUITE --executor EXECUTOR`` into ``root/name`` with its own (cold) cache."""
     from typer.testing import CliRunner
 
-    args = ["--allow-module", "tests.ray_plugins", "run", suite, "--registry", str(root / "registry.toml")]
+    args = ["--allow-module", "tests.ray_plugins", "run", *suite.split(), "--registry", str(root / "registry.toml")]
     args += ["--out", str(root / name), "--cache-dir", str(root / f"cache-{name}"), "--device", "cpu"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PROBEBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
-        result = CliRunner().invoke(app, [*args, "--executor", executor])
+        result = CliRunner().invoke(app, [*args, "--executor", executor, *more])
     assert result.exit_code in (0, 1), result.output
     return result.exit_code, root / name
 
@@ -91,8 +101,13 @@ def failures(run: Path) -> list[dict]:
     return json.loads((run / "run.json").read_text())["failures"]
 
 
-def test_two_seeds_a_corruption_and_a_corrector_on_ray_give_the_bytes_of_a_local_run(ray_cluster, folder):
-    local_code, local = probebench(folder, "ray-tiny", "tiny-local", "local")
+@pytest.fixture(scope="module")
+def tiny_local(folder) -> tuple[int, Path]:
+    return probebench(folder, "ray-tiny", "tiny-local", "local")
+
+
+def test_two_seeds_a_corruption_and_a_corrector_on_ray_give_the_bytes_of_a_local_run(ray_cluster, folder, tiny_local):
+    local_code, local = tiny_local
     ray_code, on_ray = probebench(folder, "ray-tiny", "tiny-ray", "ray")
     assert local_code == ray_code == 0
     assert (on_ray / "scores.csv.gz").read_bytes() == (local / "scores.csv.gz").read_bytes()
@@ -107,6 +122,36 @@ def test_two_seeds_a_corruption_and_a_corrector_on_ray_give_the_bytes_of_a_local
 @pytest.fixture(scope="module")
 def faults_local(folder) -> tuple[int, Path]:
     return probebench(folder, "ray-faults", "faults-local", "local")
+
+
+def artifacts(cache: Path) -> set[str]:
+    """The stage artifacts of a cache (not the dataset's own files or use markers)."""
+    return {str(p.relative_to(cache)) for p in cache.glob("*/*.pt")}
+
+
+def test_two_suites_without_a_shared_disk_give_the_bytes_of_local_runs_and_fill_the_drivers_cache(
+    ray_cluster, folder, tiny_local, faults_local, worker_cache
+):
+    (folder / "pids").unlink(missing_ok=True)
+    code, both = probebench(folder, "ray-tiny ray-faults", "both-ray", "ray", "--artifacts", "object-store")
+    assert code == 1  # ray-faults' raising scorer, as locally
+    for (_, local), on_ray in ((tiny_local, both / "ray-tiny"), (faults_local, both / "ray-faults")):
+        assert (on_ray / "scores.csv.gz").read_bytes() == (local / "scores.csv.gz").read_bytes()
+        assert computed(on_ray) == computed(local)
+        assert failures(on_ray) == failures(local)
+    # the workers wrote the run-folder artifacts into their own folders; the driver has them all
+    corrections = sorted(p.name for p in (tiny_local[1] / "corrections").glob("*.pt"))
+    assert corrections and sorted(p.name for p in (both / "ray-tiny" / "corrections").glob("*.pt")) == corrections
+    # every artifact the workers built, in their own cache, is in the driver's (so a warm rerun builds nothing),
+    # and so is every artifact a local run builds, but for the correction rows, which are keyed by their
+    # measured seconds (images-per-second is wall-clock): there are as many, under other keys
+    drivers, built = artifacts(folder / "cache-both-ray"), artifacts(worker_cache / "object-store")
+    local = artifacts(folder / "cache-tiny-local") | artifacts(folder / "cache-faults-local")
+    assert built and built <= drivers
+    assert {a for a in local if not a.startswith("evaluated/")} <= drivers
+    assert len([a for a in drivers if a.startswith("evaluated/")]) == len(
+        [a for a in local if a.startswith("evaluated/")]
+    )
 
 
 def test_a_raising_scorer_on_ray_fails_its_cells_with_the_record_and_exit_code_of_a_local_run(

@@ -21,8 +21,12 @@ from probebench.errors import UserError
 from probebench.suite import DEFAULT_SUITE
 
 if TYPE_CHECKING:  # pandas stays out of CLI start-up
+    from probebench.cache import ArtifactStore
+    from probebench.pipeline.run import RunOutcome
+    from probebench.registry import Registry
     from probebench.report.tables import Section
     from probebench.results import Header
+    from probebench.suite import Suite
 
 SUMMARY_METRICS = (
     "auroc,aupr-miss,fpr95,aurc,correction-rate,correction-rate-flagged,break-rate,net-accuracy-gain,"
@@ -48,7 +52,15 @@ def _seeds(text: str | None) -> list[int] | None:
 
 def run(
     ctx: typer.Context,
-    suite: Annotated[str, typer.Argument(help="Suite name from registry.toml.")] = DEFAULT_SUITE,
+    suites: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help=f"Suite names from registry.toml (default {DEFAULT_SUITE}); several run as one graph of tasks, "
+            "each into its own run folder.",
+            show_default=False,
+            metavar="SUITE",
+        ),
+    ] = None,
     registry: RegistryOption = None,
     seeds: Annotated[
         str | None,
@@ -60,7 +72,7 @@ def run(
         typer.Option(
             "--out",
             help="Output folder (default: a new <results dir>/<suite>-<time>, the results dir as in --results-dir of "
-            "the other commands); must be new or empty.",
+            "the other commands); must be new or empty. With several suites: one subfolder per suite.",
         ),
     ] = None,
     overwrite: Annotated[
@@ -92,6 +104,16 @@ def run(
             "ray://HOST:PORT; default: $RAY_ADDRESS, else a new Ray on this machine.",
         ),
     ] = None,
+    artifacts: Annotated[
+        str,
+        typer.Option(
+            "--artifacts",
+            envvar="PROBEBENCH_RAY_ARTIFACTS",
+            help="With --executor ray, how workers share artifacts: shared (every node opens the cache folder, "
+            "e.g. on NFS) or object-store (no shared disk: artifacts travel through Ray, the driver writes the "
+            "cache). See docs/cluster.md.",
+        ),
+    ] = "shared",
     metric: Annotated[
         list[str] | None,
         typer.Option(
@@ -117,32 +139,64 @@ def run(
     from probebench.executors import executor_for
     from probebench.suite import parse_suite
 
-    chosen_executor = executor_for(executor, address, fresh=fresh)
+    chosen_executor = executor_for(executor, address, fresh=fresh, artifacts=artifacts)
+    names = suites or [DEFAULT_SUITE]
+    if len(set(names)) != len(names):
+        raise UserError(f"a suite is named twice in {' '.join(names)}; name each suite once")
+    if as_json and len(names) > 1:
+        raise UserError("--json prints one run; run one suite at a time with --json")
     config, reg = load(ctx, registry)
-    resolved = parse_suite(config, suite, reg, seeds=_seeds(seeds), data_root=data_root)
+    resolved = [parse_suite(config, name, reg, seeds=_seeds(seeds), data_root=data_root) for name in names]
     for name in log or []:
         reg.get("logger", name)  # an unknown logger fails before anything runs
 
     from probebench.cache import suite_user
-    from probebench.console import console
-    from probebench.paths import write_run_folder
-    from probebench.pipeline.run import resolve_device, run_suite
+    from probebench.paths import write_run_folders
+    from probebench.pipeline.run import SuiteRun, resolve_device, run_suites
     from probebench.results import config_hash
 
-    user = suite_user(resolved.name, config_hash(resolved.as_dict()))  # cache ls / gc --unreachable read its uses
-    store, chosen_device = ArtifactStore(cache_dir, fresh=fresh, user=user), resolve_device(device)
-    target, outcome = write_run_folder(
-        out,
-        resolved.name,
-        lambda partial: run_suite(resolved, reg, store, chosen_device, partial, chosen_executor),
+    chosen_device = resolve_device(device)
+
+    def store(suite: Suite) -> ArtifactStore:  # cache ls / gc --unreachable read its uses
+        return ArtifactStore(cache_dir, fresh=fresh, user=suite_user(suite.name, config_hash(suite.as_dict())))
+
+    def folder(suite: Suite) -> Path | None:
+        return out / suite.name if out is not None and len(resolved) > 1 else out
+
+    outcomes = write_run_folders(
+        [(folder(s), s.name) for s in resolved],
+        lambda partials: run_suites(
+            [SuiteRun(s, reg, store(s), p) for s, p in zip(resolved, partials, strict=True)],
+            chosen_device,
+            chosen_executor,
+        ),
         overwrite,
-        results_root=default_results_dir(),
+        default_results_dir(),
     )
-    chosen = split_list(metric or []) or split_list([deprecated_alias("--show", "--metric", show) or SUMMARY_METRICS])
-    show_summary(target, None if chosen == ["all"] else chosen, as_json=as_json, failures=outcome.failures)
+    failed = False
+    for suite, (target, outcome) in zip(resolved, outcomes, strict=True):
+        failed |= report_run(reg, suite, target, outcome, metric, show, as_json, log)
+    if failed:
+        raise typer.Exit(1)
+
+
+def report_run(
+    reg: Registry,
+    suite: Suite,
+    target: Path,
+    outcome: RunOutcome,
+    metric: list[str] | None,
+    show: str | None,
+    as_json: bool,
+    log: list[str] | None,
+) -> bool:
+    """Print a finished run's summary and failures and log it; True when a component failed."""
+    from probebench.console import console
     from probebench.loggers import log_run, merged
 
-    log_run(reg, merged(resolved.log, log or []), target)
+    chosen = split_list(metric or []) or split_list([deprecated_alias("--show", "--metric", show) or SUMMARY_METRICS])
+    show_summary(target, None if chosen == ["all"] else chosen, as_json=as_json, failures=outcome.failures)
+    log_run(reg, merged(suite.log, log or []), target)
     if outcome.failures:
         console.print(f"[red]{len(outcome.failures)} component failure(s); the other results are complete:[/]")
         for failure in outcome.failures:
@@ -152,7 +206,7 @@ def run(
                 soft_wrap=True,
             )
         console.print(f"recorded under 'failures' in {target / 'run.json'}")
-        raise typer.Exit(1)
+    return bool(outcome.failures)
 
 
 def show_summary(

@@ -3,7 +3,7 @@
 ``local`` (the default) runs the tasks in this process, in the graph's
 order; ``ray`` runs each as a Ray task on a cluster (``ray_cluster.py``).
 An executor is any object with ``execute(graph, run) -> the target task's
-output``; whichever runs a graph, the results are the same bytes.
+output`` (``run``: one run, or several suites' runs for a combined graph); whichever runs a graph, the results are the same bytes.
 """
 
 from __future__ import annotations
@@ -14,27 +14,40 @@ from probebench.errors import UserError
 
 if TYPE_CHECKING:
     from probebench.pipeline.graph import Graph
-    from probebench.pipeline.stage import Run
 
 
 class Executor(Protocol):
-    def execute(self, graph: Graph, run: Run) -> Any:
-        """Run every task of ``graph`` (each after its inputs) and return the output of ``graph.target``."""
+    def execute(self, graph: Graph, run: Any) -> Any:  # Any: a Run, or Sequence[Run] for a combined graph
+        """Run every task of ``graph`` (each after its inputs) and return the output of ``graph.target``.
+
+        ``run`` is what each task is called with: a ``Run``, or for a graph
+        of several suites (``pipeline/combined.py``) the list of their runs."""
         ...
 
 
 NAMES = ("local", "ray")
 
 
-def executor_for(name: str, address: str | None = None, *, fresh: bool = False) -> Executor:
+def executor_for(name: str, address: str | None = None, *, fresh: bool = False, artifacts: str = "shared") -> Executor:
     """The executor called ``name``; a UserError for an unknown name, for
-    ``--address`` without Ray, for Ray when it is not installed, and for
-    ``--fresh`` on Ray (workers share the cache: clear it instead)."""
+    ``--address`` or ``--artifacts object-store`` without Ray, for an unknown
+    artifact mode, for Ray when it is not installed, and for ``--fresh`` on
+    Ray (workers share the cache: clear it instead)."""
+    from probebench.executors.object_store import MODES
+
     if name not in NAMES:
         raise UserError(f"unknown executor {name!r}; use one of {', '.join(NAMES)} (--executor or PROBEBENCH_EXECUTOR)")
+    if artifacts not in MODES:
+        raise UserError(
+            f"unknown artifact mode {artifacts!r}; use one of {', '.join(MODES)} (--artifacts or PROBEBENCH_RAY_ARTIFACTS)"
+        )
     if name == "local":
         if address:
             raise UserError("--address (PROBEBENCH_RAY_ADDRESS) names a Ray cluster; add --executor ray")
+        if artifacts != "shared":
+            raise UserError(
+                "--artifacts (PROBEBENCH_RAY_ARTIFACTS) says how Ray workers share artifacts; add --executor ray"
+            )
         from probebench.executors.local import LocalExecutor
 
         return LocalExecutor()
@@ -46,4 +59,4 @@ def executor_for(name: str, address: str | None = None, *, fresh: bool = False) 
             "use a new --cache-dir, or `probebench cache` to clear the old one"
         )
     import_ray()
-    return RayExecutor(address)
+    return RayExecutor(address, artifacts=artifacts)

@@ -32,7 +32,7 @@ class StageProgress:
         if console.is_terminal:
             from rich.live import Live
 
-            self.live = Live(self._table(), console=console, transient=True, refresh_per_second=2)
+            self.live = Live(self.table(), console=console, transient=True, refresh_per_second=2)
             self.live.start()
         else:
             console.print(f"start {title} ({sum(self.total.values())} tasks)", soft_wrap=True, markup=False)
@@ -79,7 +79,7 @@ class StageProgress:
 
     def _show(self) -> None:
         if self.live is not None:
-            self.live.update(self._table())
+            self.live.update(self.table())
             return
         now = time.monotonic()
         if now - self.last_line >= self.every:
@@ -87,7 +87,8 @@ class StageProgress:
             stages = "; ".join(self.line(s) for s in self.total)
             console.print(f"… {self.title}: {stages}; eta {self.eta()}", soft_wrap=True, markup=False)
 
-    def _table(self) -> Any:
+    def table(self) -> Any:
+        """The live view: per stage, tasks done, running, failed and in all; the ETA in the title."""
         from rich.table import Table
 
         table = Table(title=f"{self.title} · eta {self.eta()}", title_justify="left", box=None)

@@ -28,6 +28,7 @@ outstanding tasks.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from probebench.errors import UserError
 
 if TYPE_CHECKING:
+    from probebench.executors.object_store import Shipment
     from probebench.pipeline.graph import Graph, Task
     from probebench.pipeline.stage import Run
     from probebench.registry import Registry
@@ -56,7 +58,6 @@ def import_ray() -> Any:
 class RunSpec:
     """What a worker needs to rebuild the driver's ``Run``: plain and picklable."""
 
-    token: str  # unique per run: a worker keeps one run's outputs at a time
     suite: Any
     builtin: tuple[str, ...]
     in_process: tuple[str, ...]  # plugins added in the driver's process (importable modules)
@@ -64,18 +65,14 @@ class RunSpec:
     autoload: bool
     cache: str
     out: str
-    threads: int  # torch's intra-op threads: the driver's, since a gradient's bytes depend on them
 
     @classmethod
-    def of(cls, run: Run, token: str) -> RunSpec:
-        import torch
-
+    def of(cls, run: Run) -> RunSpec:
         plugins = run.registry.plugins.values()
         suite = run.suite  # paths absolute: a worker's working folder is not the driver's
         if suite.data_root:
             suite = replace(suite, data_root=str(Path(suite.data_root).resolve()))
         return cls(
-            token,
             suite,
             tuple(p.module for p in plugins if p.builtin),
             tuple(p.module for p in plugins if p.distribution == "in-process"),
@@ -83,7 +80,6 @@ class RunSpec:
             any(not p.builtin and p.distribution != "in-process" for p in plugins),
             str(run.store.root.resolve()),
             str(Path(run.out).resolve()),
-            torch.get_num_threads(),
         )
 
     def registry(self) -> Registry:
@@ -94,16 +90,37 @@ class RunSpec:
             registry.add_plugin(importlib.import_module(module))
         return registry
 
-    def run(self) -> Run:
+    def run(self, reader: Any = None) -> Run:
+        """The run in this worker: on the driver's cache and folder, or with a
+        ``reader`` (``--artifacts object-store``) on its own cache and a private folder."""
         from probebench.cache import ArtifactStore
+        from probebench.executors.object_store import ShippingStore, private_out
         from probebench.pipeline.data import load_splits
         from probebench.pipeline.stage import Run
 
-        registry, store = self.registry(), ArtifactStore(self.cache)
+        registry = self.registry()
+        store = ArtifactStore(self.cache) if reader is None else ShippingStore(reader)
         suite = self.suite
         with store.active():  # the dataset's own files are cached under the store
-            splits = load_splits(registry, suite.dataset, suite.data_root, suite.validation)
-        return Run(suite, registry, store, splits, Path(self.out))
+            pool = suite.active.pool if suite.active else 0
+            splits = load_splits(registry, suite.dataset, suite.data_root, suite.validation, pool)
+        return Run(suite, registry, store, splits, Path(self.out) if reader is None else private_out())
+
+
+class LazyRuns(Sequence):
+    """In a worker: the runs of a graph, each rebuilt from its spec when a task first needs it."""
+
+    def __init__(self, specs: tuple[RunSpec, ...], readers: tuple[Any, ...]) -> None:
+        self.specs, self.readers = specs, readers
+        self.built: dict[int, Run] = {}
+
+    def __getitem__(self, index: Any) -> Any:
+        if index not in self.built:
+            self.built[index] = self.specs[index].run(self.readers[index] if self.readers else None)
+        return self.built[index]
+
+    def __len__(self) -> int:
+        return len(self.specs)
 
 
 @dataclass(frozen=True)
@@ -112,35 +129,50 @@ class TaskResult:
 
     public: Any
     failures: list[dict]
+    shipment: Shipment | None = None  # --artifacts object-store: what the driver writes for the task
 
 
-_worker: dict[str, Any] = {}  # in a worker process: the token, Run and outputs of the run it serves
+@dataclass(frozen=True)
+class Work:
+    """What every Ray task of one execution shares."""
+
+    token: str  # unique per execution: a worker keeps one execution's outputs at a time
+    specs: tuple[RunSpec, ...]  # the runs of a combined graph (``pipeline/combined.py``)
+    threads: int  # torch's intra-op threads: the driver's, since a gradient's bytes depend on them
+    readers: tuple[Any, ...] = ()  # --artifacts object-store: per run, a CacheReader of the driver's cache
 
 
-def run_task(spec: RunSpec, graph: Graph, task_id: str, *_inputs_done: TaskResult) -> TaskResult:
+_worker: dict[str, Any] = {}  # in a worker process: the token, runs and outputs of the execution it serves
+
+
+def run_task(work: Work, graph: Graph, task_id: str, *_inputs_done: TaskResult) -> TaskResult:
     """Run one task in this worker (the Ray task body); its inputs' outputs
     are derived here from the cache when this worker has not made them."""
     import torch
 
+    from probebench.executors.object_store import ShippingStore, snapshot
     from probebench.pipeline.failures import Failures
 
-    torch.set_num_threads(spec.threads)
-    if _worker.get("token") != spec.token:
+    torch.set_num_threads(work.threads)
+    if _worker.get("token") != work.token:
         _worker.clear()
-        _worker.update(token=spec.token, run=spec.run(), outputs={})
-    run: Run = _worker["run"]
+        _worker.update(token=work.token, runs=LazyRuns(work.specs, work.readers), outputs={})
+    runs: LazyRuns = _worker["runs"]
     outputs: dict[str, Any] = _worker["outputs"]
     task = graph.task(task_id)
+    run = runs[task.run]
+    before = snapshot(run.out) if work.readers else {}
     with run.store.active():
         for input_id in task.inputs:
-            _derive(run, graph, outputs, input_id)
+            _derive(runs, graph, outputs, input_id)
         own = Failures()
         run.failures = own
-        outputs[task_id] = task.call(run, *(outputs[i] for i in task.inputs))
-    return TaskResult(graph.public(task_id, outputs[task_id]), own.entries)
+        outputs[task_id] = task.call(runs, *(outputs[i] for i in task.inputs))
+    shipment = run.store.shipment(run.out, before) if isinstance(run.store, ShippingStore) else None
+    return TaskResult(graph.public(task_id, outputs[task_id]), own.entries, shipment)
 
 
-def _derive(run: Run, graph: Graph, outputs: dict[str, Any], task_id: str) -> None:
+def _derive(runs: LazyRuns, graph: Graph, outputs: dict[str, Any], task_id: str) -> None:
     """Make ``task_id``'s output in this worker (its inputs first); the
     failures it records are the ones its own Ray task reported already."""
     from probebench.pipeline.failures import Failures
@@ -149,9 +181,9 @@ def _derive(run: Run, graph: Graph, outputs: dict[str, Any], task_id: str) -> No
         return
     task = graph.task(task_id)
     for input_id in task.inputs:
-        _derive(run, graph, outputs, input_id)
-    run.failures = Failures()
-    outputs[task_id] = task.call(run, *(outputs[i] for i in task.inputs))
+        _derive(runs, graph, outputs, input_id)
+    runs[task.run].failures = Failures()
+    outputs[task_id] = task.call(runs, *(outputs[i] for i in task.inputs))
 
 
 class RayExecutor:
@@ -160,49 +192,61 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
-        self.address, self.num_cpus = address, num_cpus
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, artifacts: str = "shared") -> None:
+        self.address, self.num_cpus, self.artifacts = address, num_cpus, artifacts
+        self.started = False  # whether this executor started Ray (then it stops it on Ctrl-C)
 
-    def execute(self, graph: Graph, run: Run) -> Any:
+    def execute(self, graph: Graph, run: Run | Sequence[Run]) -> Any:
+        """Run ``graph`` with ``run``: one run, or a combined graph's runs (``pipeline/combined.py``)."""
         import uuid
 
-        from probebench.executors.progress import StageProgress
+        import torch
 
+        from probebench.executors.object_store import start_reader
+        from probebench.executors.progress import StageProgress
+        from probebench.pipeline.combined import combine
+
+        runs = list(run) if isinstance(run, Sequence) else [run]
+        if not isinstance(run, Sequence):  # one run's graph: combined, so every task picks its run alike
+            graph = combine([graph], [run.suite.name])
         ray = import_ray()
         self._connect(ray)
         remote = ray.remote(run_task)
-        spec = RunSpec.of(run, uuid.uuid4().hex)
-        spec_ref = ray.put(spec)
+        readers: tuple[Any, ...] = ()
+        if self.artifacts == "object-store":  # one reader per driver cache
+            by_root = {root: start_reader(ray, root) for root in {r.store.root.resolve() for r in runs}}
+            readers = tuple(by_root[r.store.root.resolve()] for r in runs)
+        work = Work(uuid.uuid4().hex, tuple(RunSpec.of(r) for r in runs), torch.get_num_threads(), readers)
+        work_ref = ray.put(work)
         graph_ref = ray.put(graph)
         refs: dict[str, Any] = {}
         stages: dict[Any, Task] = {}
         for task in graph:
             if task.id == graph.target:
                 continue
-            options = remote.options(
-                num_cpus=task.resources.cpus * spec.threads,  # a CPU per torch thread
-                num_gpus=task.resources.gpus,
-                max_retries=MAX_RETRIES,
-                name=task.id,
-            )
-            refs[task.id] = options.remote(spec_ref, graph_ref, task.id, *(refs[i] for i in task.inputs))
+            options = remote.options(**ray_options(task, work.threads))
+            refs[task.id] = options.remote(work_ref, graph_ref, task.id, *(refs[i] for i in task.inputs))
             stages[refs[task.id]] = task
         progress = StageProgress(replace(graph, tasks=tuple(stages.values())), "run on ray")
         results: dict[str, TaskResult] = {}
         try:
-            self._wait(ray, graph, refs, stages, results, progress)
-        except BaseException:
+            self._wait(ray, runs, refs, stages, results, progress)
+        except BaseException as exc:
             for ref in refs.values():
                 ray.cancel(ref, force=True)
             progress.close(ok=False)
+            if isinstance(exc, KeyboardInterrupt) and self.started:
+                ray.shutdown()  # the CLI ends with os._exit(130), which would skip Ray's own clean-up
             raise
         progress.close(ok=True)
         for task_id in refs:  # in graph order, each failure once (a scorer's prepare fails every cell alike)
+            failures = runs[graph.task(task_id).run].failures
             for failure in results[task_id].failures:
-                if failure not in run.failures.entries:
-                    run.failures.add(failure)
+                if failure not in failures.entries:
+                    failures.add(failure)
         target = graph.task(graph.target)
-        return target.call(run, *(results[i].public for i in target.inputs))
+        collected = target.call(runs, *(results[i].public for i in target.inputs))
+        return collected if isinstance(run, Sequence) else collected[0]
 
     def _connect(self, ray: Any) -> None:
         if ray.is_initialized():
@@ -211,11 +255,12 @@ class RayExecutor:
             ray.init(address=self.address, log_to_driver=False)
         else:
             ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False)
+            self.started = True
 
     def _wait(
         self,
         ray: Any,
-        graph: Graph,
+        runs: list[Run],
         refs: dict[str, Any],
         stages: dict[Any, Task],
         results: dict[str, TaskResult],
@@ -235,11 +280,25 @@ class RayExecutor:
                     results[task.id] = ray.get(ref)
                 except ray.exceptions.RayTaskError as exc:
                     raise _cause(exc) from None
+                shipment = results[task.id].shipment
+                if shipment is not None:  # --artifacts object-store: the driver writes the task's files
+                    shipment.deliver(runs[task.run].store, runs[task.run].out)
                 done.add(task.id)
                 progress.finished(task.stage, failed=bool(results[task.id].failures))
                 for other in stages.values():  # now ready: every input done
                     if task.id in other.inputs and all(i in done for i in other.inputs):
                         progress.started(other.stage)
+
+
+def ray_options(task: Task, threads: int) -> dict[str, Any]:
+    """The options of ``task``'s Ray task: its resources (``pipeline/resources.py``),
+    a CPU per torch thread, retries, and its id as its name."""
+    return {
+        "num_cpus": task.resources.cpus * threads,
+        "num_gpus": task.resources.gpus,
+        "max_retries": MAX_RETRIES,
+        "name": task.id,
+    }
 
 
 def _cause(exc: Any) -> BaseException:

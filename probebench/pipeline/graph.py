@@ -65,6 +65,7 @@ class Task:
     steps: int = 1
     resources: Resources = field(default_factory=Resources)
     public: Callable[[Any], Any] | None = None  # None: nothing
+    run: int = 0  # in a graph of several suites' runs (``combined.py``): the index of this task's run
 
 
 @dataclass(frozen=True)
@@ -140,17 +141,29 @@ def build_graph(run: Run, device: torch.device) -> Graph:
     """The graph of one run of ``run.suite`` (its seeds and test cells) on ``device``."""
     suite = run.suite
     cells = suite_cells(suite, run.splits.cells)
+    from probebench.pipeline.resources import stage_resources
+
     tasks: list[Task] = []
-    training, other = _resources(device)
+    ask = {stage: stage_resources(run, stage, device) for stage in ("train", "generators", "prepare", "active")}
+    scoring, correcting = stage_resources(run, "score", device), stage_resources(run, "correct", device)
     for seed in suite.seeds:
         train, generators, prepare = f"train/seed={seed}", f"generators/seed={seed}", f"prepare/seed={seed}"
-        tasks.append(Task(train, "train", (), partial(train_task, seed=seed, device=device), resources=training))
-        tasks.append(Task(generators, "generators", (train,), generators_task, public=first, resources=training))
-        tasks.append(Task(prepare, "prepare", (train, generators), prepare_task, public=calibration, resources=other))
+        tasks.append(Task(train, "train", (), partial(train_task, seed=seed, device=device), resources=ask["train"]))
+        tasks.append(
+            Task(generators, "generators", (train,), generators_task, public=first, resources=ask["generators"])
+        )
+        tasks.append(
+            Task(prepare, "prepare", (train, generators), prepare_task, public=calibration, resources=ask["prepare"])
+        )
         if suite.active is not None:  # the active-learning loop (pipeline/active.py)
             tasks.append(
                 Task(
-                    f"active/seed={seed}", "active", (train, generators), active_task, public=itself, resources=training
+                    f"active/seed={seed}",
+                    "active",
+                    (train, generators),
+                    active_task,
+                    public=itself,
+                    resources=ask["active"],
                 )
             )
         group = f"score seed {seed}"  # one step per cell, when its last task ends
@@ -159,22 +172,13 @@ def build_graph(run: Run, device: torch.device) -> Graph:
             score = partial(score_task, cell=cell)
             steps = 0 if suite.correctors else 1
             inputs = (train, prepare)
-            tasks.append(Task(f"score/{where}", "score", inputs, score, group, steps, other, public=itself))
+            tasks.append(Task(f"score/{where}", "score", inputs, score, group, steps, scoring, public=itself))
             if suite.correctors:
                 correct = partial(correct_task, cell=cell)
-                tasks.append(Task(f"correct/{where}", "correct", inputs, correct, group, 1, other, public=itself))
+                tasks.append(Task(f"correct/{where}", "correct", inputs, correct, group, 1, correcting, public=itself))
     kinds = [(t.id, t.stage) for t in tasks]
     tasks.append(Task(COLLECT, COLLECT, tuple(i for i, _ in kinds), partial(collect_task, stages=kinds)))
     return Graph(tuple(tasks))
-
-
-def _resources(device: torch.device) -> tuple[Resources, Resources]:
-    """What training tasks (classifier, flows) and the other tasks ask of a
-    worker: one CPU each, and on a GPU run a whole GPU to train and a quarter
-    of one for the rest, so a GPU node gets the training and CPU work spreads."""
-    if device.type == "cuda":
-        return Resources(1.0, 1.0), Resources(1.0, 0.25)
-    return Resources(), Resources()
 
 
 # -- the tasks ------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Run a suite: load its data, build its graph of stage tasks
-(``graph.py``), hand the graph to an executor, and write the run folder.
+"""Run a suite (or several): load its data, build its graph of stage tasks
+(``graph.py``; several suites' graphs combined into one, ``combined.py``),
+hand the graph to an executor, and write each run folder.
 
 A component that raises, or returns scores of the wrong shape or with NaN,
 fails only its own cells: the failure is recorded and the run goes on.
@@ -8,6 +9,7 @@ fails only its own cells: the failure is recorded and the run goes on.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,10 +22,11 @@ from probebench.errors import UserError
 from probebench.evaluate import check_bootstrap_memory
 from probebench.executors.local import LocalExecutor
 from probebench.pipeline import active as learning
+from probebench.pipeline.combined import combine
 from probebench.pipeline.data import load_splits
 from probebench.pipeline.evaluate import CORRECTION_METRICS
 from probebench.pipeline.generate import METRICS as GENERATOR_METRICS
-from probebench.pipeline.graph import build_graph
+from probebench.pipeline.graph import Graph, build_graph
 from probebench.pipeline.stage import Run
 from probebench.provenance import plugin_provenance
 from probebench.suite import Suite
@@ -65,8 +68,57 @@ def run_suite(
     the run) or ``interrupted`` (Ctrl-C), as MLflow records a run's status.
     ``executor`` runs the graph (default: ``LocalExecutor``, in this process).
     """
+    return run_suites([SuiteRun(suite, registry, store, out)], device, executor)[0]
+
+
+@dataclass
+class SuiteRun:
+    """One suite to run into its own (partial) folder ``out``."""
+
+    suite: Suite
+    registry: Registry
+    store: ArtifactStore
+    out: Path
+
+
+@dataclass
+class _Started:
+    """A suite's run whose header is written and graph built, before the graph runs."""
+
+    header: dict[str, Any]
+    run: Run
+    graph: Graph
+
+
+def run_suites(jobs: Sequence[SuiteRun], device: torch.device, executor: Executor | None = None) -> list[RunOutcome]:
+    """Run every suite of ``jobs`` as one graph (``combined.py``), each into its own folder, as ``run_suite`` does.
+
+    An error that stops the graph (or Ctrl-C) marks every suite's run.json
+    ``failed`` (``interrupted``); a component failure fails only its own
+    cells of its own suite."""
+    began = time.time()
+    started: list[_Started] = []
+    try:
+        for job in jobs:
+            started.append(_start(job, device))
+        graph = combine([s.graph for s in started], [job.suite.name for job in jobs])
+        chosen: Executor = executor or LocalExecutor()
+        collected = chosen.execute(graph, [s.run for s in started])
+    except KeyboardInterrupt:
+        for each in started:
+            results.write_status(each.run.out, each.header, results.INTERRUPTED)
+        raise
+    except Exception as exc:
+        for each in started:
+            results.write_status(each.run.out, each.header, results.FAILED, error=f"{type(exc).__name__}: {exc}")
+        raise
+    return [_finish(each, output, began) for each, output in zip(started, collected, strict=True)]
+
+
+def _start(job: SuiteRun, device: torch.device) -> _Started:
+    """Write ``job``'s run.json (running), load its data and build its graph."""
+    suite, registry, store, out = job.suite, job.registry, job.store, job.out
     results.ensure_writable(out)
-    started = time.time()
     run_header = _header(suite, registry, device)
     results.write_status(out, run_header, results.RUNNING)
     try:
@@ -76,8 +128,7 @@ def run_suite(
             check_bootstrap_memory(suite.bootstrap, len(splits.test_labels), len(suite.metrics))
             run_header["data"] = splits.data  # which data produced the numbers, as dvc.lock records
             run = Run(suite, registry, store, splits, out)
-            collected = (executor or LocalExecutor()).execute(build_graph(run, device), run)
-            run_header.update(collected.header)
+            return _Started(run_header, run, build_graph(run, device))
     except KeyboardInterrupt:
         results.write_status(out, run_header, results.INTERRUPTED)
         raise
@@ -85,12 +136,17 @@ def run_suite(
         results.write_status(out, run_header, results.FAILED, error=f"{type(exc).__name__}: {exc}")
         raise
 
+
+def _finish(started: _Started, collected: Any, began: float) -> RunOutcome:
+    """Write the run folder of a suite whose graph ran."""
     import pandas as pd
 
-    if suite.active is not None:
+    run, run_header, out = started.run, started.header, started.run.out
+    run_header.update(collected.header)
+    if run.suite.active is not None:
         learning.collect(out)
     run_header["finished"] = results.now()
-    run_header["seconds"] = round(time.time() - started, 2)
+    run_header["seconds"] = round(time.time() - began, 2)
     run_header["failures"] = run.failures.entries
     run_header["status"] = results.FAILED if run.failures.entries else results.FINISHED
     rows, samples = collected.rows, collected.samples

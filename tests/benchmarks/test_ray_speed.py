@@ -6,16 +6,23 @@ task). Then both again warm (everything cached): what is left is each
 executor's own cost, and (ray - local) / tasks is Ray's overhead per task.
 
 Tracked (extra_info): ``ratio_ray_over_local`` (cold wall time; target <= 1),
-``overhead_ms_per_task`` (warm), and the task count.
+``overhead_ms_per_task`` (warm), the task count, and per stage of the cold
+local run: tasks, seconds per task, and the bytes a task's public output
+(what travels back to the driver) and its cached artifacts take, the
+measured costs a cluster estimate is drawn from (docs/cluster.md).
 
-Run with `pytest tests/benchmarks/test_ray_speed.py --benchmark-only -s`.
+Run with `OMP_NUM_THREADS=1 pytest tests/benchmarks/test_ray_speed.py --benchmark-only -s`.
 Nothing here asserts a time.
 """
 
 from __future__ import annotations
 
+import pickle
 import time
+from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,20 +59,43 @@ def folder(tmp_path):
     return tmp_path
 
 
-def test_ray_against_local_on_two_cpus(benchmark, folder):
+def _timing(costs: dict[str, list[tuple[float, int]]]) -> Any:
+    """A LocalExecutor.execute that records each task's (seconds, pickled public bytes) by stage."""
+    from probebench.executors.local import LocalExecutor
+    from probebench.pipeline.graph import Graph
+
+    original = LocalExecutor.execute
+
+    def timed(task: Any) -> Any:
+        def call(run: Any, *inputs: Any) -> Any:
+            started = time.perf_counter()
+            output = task.call(run, *inputs)
+            public = None if task.public is None else task.public(output)
+            costs[task.stage].append((time.perf_counter() - started, len(pickle.dumps(public))))
+            return output
+
+        return call
+
+    def execute(self: Any, graph: Any, run: Any) -> Any:
+        wrapped = Graph(tuple(t if t.id == graph.target else replace(t, call=timed(t)) for t in graph), graph.target)
+        return original(self, wrapped, run)
+
+    return execute
+
+
+def test_ray_against_local_on_two_cpus(benchmark, folder, monkeypatch):
     import ray
     import torch
 
-    from probebench.cache import ArtifactStore
-    from probebench.pipeline.data import load_splits
-    from probebench.pipeline.graph import build_graph
-    from probebench.pipeline.stage import Run
-    from probebench.registry import Registry
-    from probebench.suite import load_config, parse_suite
+    from probebench.executors.local import LocalExecutor
 
-    torch.set_num_threads(2)
-    local_cold = _run(folder, "local", "local-cold", "cache-local")
+    costs: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    torch.set_num_threads(2)  # local: torch on both cores
+    with monkeypatch.context() as patch:
+        patch.setattr(LocalExecutor, "execute", _timing(costs))
+        local_cold = _run(folder, "local", "local-cold", "cache-local")
     local_warm = _run(folder, "local", "local-warm", "cache-local")
+    torch.set_num_threads(1)  # Ray: one torch thread per task, a task per CPU
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         _run(folder, "ray", "ray-warmup", "cache-warmup")  # workers start and import torch once
@@ -74,13 +104,12 @@ def test_ray_against_local_on_two_cpus(benchmark, folder):
         ray_warm = benchmark.stats.stats.median
     finally:
         ray.shutdown()
-    config = load_config(folder / "registry.toml")
-    registry = Registry(config.builtin)
-    suite = parse_suite(config, "ray-bench", registry)
-    splits = load_splits(registry, suite.dataset, None, suite.validation)
-    tasks = len(
-        build_graph(Run(suite, registry, ArtifactStore(folder / "cache-local"), splits, folder), torch.device("cpu"))
-    )
+    tasks = sum(len(v) for v in costs.values()) + 1  # and the collector
+    artifacts = {
+        stage.name: (len(files), sum(f.stat().st_size for f in files))
+        for stage in (folder / "cache-local").iterdir()
+        if stage.is_dir() and (files := list(stage.glob("*.pt")))
+    }
     benchmark.extra_info.update(
         {
             "tasks": tasks,
@@ -90,6 +119,15 @@ def test_ray_against_local_on_two_cpus(benchmark, folder):
             "local_warm_s": local_warm,
             "ray_warm_s": ray_warm,
             "overhead_ms_per_task": 1000 * (ray_warm - local_warm) / tasks,
+            "per_stage": {
+                stage: {
+                    "tasks": len(v),
+                    "seconds_per_task": sum(s for s, _ in v) / len(v),
+                    "public_bytes_per_task": sum(b for _, b in v) / len(v),
+                }
+                for stage, v in costs.items()
+            },
+            "artifacts": {stage: {"files": n, "bytes": size} for stage, (n, size) in artifacts.items()},
         }
     )
     print(benchmark.extra_info)
