@@ -102,7 +102,8 @@ class RunSpec:
         registry, store = self.registry(), ArtifactStore(self.cache)
         suite = self.suite
         with store.active():  # the dataset's own files are cached under the store
-            splits = load_splits(registry, suite.dataset, suite.data_root, suite.validation)
+            pool = suite.active.pool if suite.active else 0
+            splits = load_splits(registry, suite.dataset, suite.data_root, suite.validation, pool)
         return Run(suite, registry, store, splits, Path(self.out))
 
 
@@ -124,13 +125,13 @@ def run_task(spec: RunSpec, graph: Graph, task_id: str, *_inputs_done: TaskResul
 
     from probebench.pipeline.failures import Failures
 
-    torch.set_num_threads(spec.threads)
+    task = graph.task(task_id)
+    torch.set_num_threads(task.threads or spec.threads)  # a fit task's own count (pipeline/fit.py)
     if _worker.get("token") != spec.token:
         _worker.clear()
         _worker.update(token=spec.token, run=spec.run(), outputs={})
     run: Run = _worker["run"]
     outputs: dict[str, Any] = _worker["outputs"]
-    task = graph.task(task_id)
     with run.store.active():
         for input_id in task.inputs:
             _derive(run, graph, outputs, input_id)
@@ -180,7 +181,7 @@ class RayExecutor:
             if task.id == graph.target:
                 continue
             options = remote.options(
-                num_cpus=task.resources.cpus * spec.threads,  # a CPU per torch thread
+                num_cpus=task.resources.cpus * (task.threads or spec.threads),  # a CPU per torch thread
                 num_gpus=task.resources.gpus,
                 max_retries=MAX_RETRIES,
                 name=task.id,
