@@ -151,13 +151,14 @@ class ArtifactStore:
         fresh: bool = False,
         user: str | None = None,
         *,
-        fresh_since: float | None = None,
+        fresh_since: int | None = None,
     ):
         self.root = Path(root) if root else cache_root()
         self.fresh = fresh or fresh_since is not None
-        # artifacts whose mtime is older are ignored (None: none); a worker gets its driver's. The
-        # kernel stamps files from a coarse clock that may lag time.time() by a tick: hence the margin.
-        self.fresh_since = fresh_since if fresh_since is not None else (time.time() - 0.05 if fresh else None)
+        # artifacts not modified after it (ns) are ignored (None: none); a worker gets its driver's. The
+        # kernel stamps files from a coarse clock that lags time.time_ns(): a file written before
+        # opening is always ignored, one written within a clock tick after may be built again.
+        self.fresh_since = fresh_since if fresh_since is not None else (time.time_ns() if fresh else None)
         self.user = user  # suite_user(...) of the suite this store serves: its uses are recorded
         self.write_failed = False
         if self.root.exists() and not self.root.is_dir():
@@ -180,10 +181,10 @@ class ArtifactStore:
     def has(self, stage: str, key: str) -> bool:
         """Whether ``load`` would read a stored payload (it may still find it corrupt)."""
         try:
-            modified = self.path(stage, key).stat().st_mtime
+            modified = self.path(stage, key).stat().st_mtime_ns
         except OSError:
             return False
-        return self.fresh_since is None or modified >= self.fresh_since
+        return self.fresh_since is None or modified > self.fresh_since
 
     def load(self, stage: str, key: str, check: Callable[[dict], object] | None = None) -> dict | None:
         """The stored payload, or None when absent, ignored (fresh) or corrupt.

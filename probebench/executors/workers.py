@@ -59,7 +59,7 @@ def fit_in_workers(tasks: list[Task], run: Run) -> None:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _fit(spec: RunSpec, fresh_since: float | None, item: Task) -> None:
+def _fit(spec: RunSpec, fresh_since: int | None, item: Task) -> None:
     """A worker's side: rebuild the run (once per worker) and run one fit task on one thread."""
     import torch
 
