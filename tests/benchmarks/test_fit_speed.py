@@ -3,7 +3,7 @@ against one after another in this process, in one run, cold (an empty
 cache each).
 
 The suite has six models, as the default suite has: the ``cnn`` (1 epoch on
-mnist-5k's 4,000 training digits), two ensemble members, two cross-fitted
+800 training digits of mnist-5k), two ensemble members, two cross-fitted
 fold models and a small RealNVP. Three ways:
 
 - ``sequential``: one after another here, torch on the thread count the user
@@ -31,7 +31,7 @@ from tests.conftest import builtin_modules
 
 SUITE = """
 [suite.fit-bench]
-dataset = { name = "mnist-5k" }
+dataset = { name = "mnist-5k", limit = 1000 }
 classifier = { name = "cnn", epochs = 1 }
 scorers = ["msp", "ensemble", { name = "prober", outputs = "none" }]
 metrics = ["accuracy", "auroc"]
