@@ -30,6 +30,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
@@ -140,11 +141,24 @@ def read_artifact(path: Path, stage: str, key: str) -> dict:
 
 
 class ArtifactStore:
-    """Saves and loads stage outputs by key; ``fresh=True`` ignores what is stored."""
+    """Saves and loads stage outputs by key; ``fresh=True`` ignores what was
+    stored before the store was opened (``fresh_since``), so what this run
+    builds is built once and then loaded, also by its worker processes."""
 
-    def __init__(self, root: Path | str | None = None, fresh: bool = False, user: str | None = None):
+    def __init__(
+        self,
+        root: Path | str | None = None,
+        fresh: bool = False,
+        user: str | None = None,
+        *,
+        fresh_since: int | None = None,
+    ):
         self.root = Path(root) if root else cache_root()
-        self.fresh = fresh
+        self.fresh = fresh or fresh_since is not None
+        # artifacts not modified after it (ns) are ignored (None: none); a worker gets its driver's. The
+        # kernel stamps files from a coarse clock that lags time.time_ns(): a file written before
+        # opening is always ignored, one written within a clock tick after may be built again.
+        self.fresh_since = fresh_since if fresh_since is not None else (time.time_ns() if fresh else None)
         self.user = user  # suite_user(...) of the suite this store serves: its uses are recorded
         self.write_failed = False
         if self.root.exists() and not self.root.is_dir():
@@ -164,13 +178,21 @@ class ArtifactStore:
     def path(self, stage: str, key: str) -> Path:
         return self.root / stage / f"{key}.pt"
 
+    def has(self, stage: str, key: str) -> bool:
+        """Whether ``load`` would read a stored payload (it may still find it corrupt)."""
+        try:
+            modified = self.path(stage, key).stat().st_mtime_ns
+        except OSError:
+            return False
+        return self.fresh_since is None or modified > self.fresh_since
+
     def load(self, stage: str, key: str, check: Callable[[dict], object] | None = None) -> dict | None:
         """The stored payload, or None when absent, ignored (fresh) or corrupt.
 
         Corrupt: a wrong checksum, a payload that is not this stage and key's,
         or one that ``check`` rejects with a ValueError."""
         path = self.path(stage, key)
-        if self.fresh or not path.exists():
+        if not self.has(stage, key):
             return None
         try:
             payload = read_artifact(path, stage, key)

@@ -207,6 +207,34 @@ def can_guide(scorer: object) -> bool:
     return getattr(scorer, "guides_correctors", False) is True
 
 
+@runtime_checkable
+class ClassifierRequests(Protocol):
+    """A capability a scorer may declare: it names, before ``prepare``, the
+    other classifiers its ``prepare`` trains through ``ctx.train_classifier``
+    (ensemble members, cross-fitted fold models), so that the run trains them
+    beforehand, concurrently with each other, the evaluated classifier and the
+    flows (one torch thread each; ``probebench/executors/local.py``).
+
+    The class attribute ``requests_classifiers = True`` declares it. A
+    request its ``prepare`` never makes costs one needless training; a call
+    it did not request is trained by ``prepare`` as before: the results are
+    the same either way, only the time differs.
+    """
+
+    requests_classifiers: ClassVar[bool]
+
+    def classifier_requests(self, seed: int, train_size: int) -> list[dict[str, Any]]:
+        """The keyword arguments of each ``ctx.train_classifier`` call that
+        ``prepare`` makes for the run seed ``seed`` on a training split of
+        ``train_size`` images: ``seed`` and, optionally, ``subset`` (int64
+        indices into the training split) and ``options``."""
+
+
+def requests_classifiers(scorer: object) -> bool:
+    """Whether a scorer class (or instance) declares the ``ClassifierRequests`` capability."""
+    return getattr(scorer, "requests_classifiers", False) is True
+
+
 @dataclass
 class Correction:
     """What a corrector returns: edited images [N,C,H,W] in [0,1] and the
@@ -364,6 +392,7 @@ KINDS: dict[str, type] = {
 CAPABILITIES: dict[type, tuple[str, str]] = {
     Guide: ("scorer", "guides_correctors"),
     WeightsFiles: ("classifier", "loads_weights"),
+    ClassifierRequests: ("scorer", "requests_classifiers"),
     SelfTraining: ("classifier", "trains_itself"),
 }
 

@@ -50,14 +50,19 @@ def test_a_suite_becomes_per_seed_stages_and_per_cell_tasks_in_a_topological_ord
             score = graph.tasks[ids.index(f"score/seed={seed}/{cell}")]
             correct = graph.tasks[ids.index(f"correct/seed={seed}/{cell}")]
             assert score.inputs == correct.inputs == (f"train/seed={seed}", f"prepare/seed={seed}")
-    assert len(graph) == 2 * (3 + 2 * len(cells)) + 1
+        fits = (f"fit/seed={seed}/classifier-cnn-seed{seed}", f"fit/seed={seed}/generator-realnvp-seed{seed}")
+        train = graph.tasks[ids.index(f"train/seed={seed}")]
+        assert train.inputs == fits and ids.index(fits[-1]) < ids.index(train.id)
+        # two models in the seed: each trains on one torch thread, whoever runs it
+        assert [graph.task(f).threads for f in fits] == [1, 1] and train.threads is None
+    assert len(graph) == 2 * (2 + 3 + 2 * len(cells)) + 1
     assert ids[-1] == graph.target == COLLECT and graph.tasks[-1].inputs == tuple(ids[:-1])
     # one progress step per cell, when its last task (the correction) ends
     assert graph.groups() == {"score seed 0": (6, 3), "score seed 1": (6, 3)}
     assert {t.resources for t in graph} == {Resources(cpus=1, gpus=0)}
     # on a GPU: training takes a whole GPU, the other tasks a quarter of one
     on_gpu = {t.stage: t.resources for t in build_graph(suite_run, torch.device("cuda"))}
-    assert on_gpu["train"] == on_gpu["generators"] == Resources(cpus=1, gpus=1)
+    assert on_gpu["train"] == on_gpu["generators"] == on_gpu["fit"] == Resources(cpus=1, gpus=1)
     assert on_gpu["score"] == on_gpu["correct"] == on_gpu["prepare"] == Resources(cpus=1, gpus=0.25)
 
 

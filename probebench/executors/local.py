@@ -1,15 +1,18 @@
-"""The local executor: every task in this process, one after another, in the graph's order."""
+"""The local executor: every task in this process, one after another, in the
+graph's order; the fit tasks that have work first, in worker processes
+beside each other (``workers.py``) when there are two or more of them and
+torch has two or more threads."""
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from probebench.console import Advance, task
 
 if TYPE_CHECKING:
     from probebench.pipeline.graph import Graph
-    from probebench.pipeline.stage import Run
 
 
 class LocalExecutor:
@@ -18,8 +21,15 @@ class LocalExecutor:
 
     name = "local"
 
-    def execute(self, graph: Graph, run: Run) -> Any:
+    def execute(self, graph: Graph, run: Any) -> Any:
+        """Run ``graph``; its tasks are called with ``run`` (the runs, a sequence,
+        of a graph from ``pipeline/combined.py``)."""
+        from probebench.executors.workers import concurrent_fits, fit_in_workers
+
         outputs: dict[str, Any] = {}
+        fitted = concurrent_fits(graph, run) if isinstance(run, list | tuple) else []
+        if fitted:
+            fit_in_workers(fitted, run)
         groups = graph.groups()
         left = {name: tasks for name, (tasks, _) in groups.items()}
         with ExitStack() as stack:
@@ -33,7 +43,8 @@ class LocalExecutor:
                 inputs = (outputs[i] for i in item.inputs)
                 if item.id == graph.target:
                     inputs = (graph.public(i, outputs[i]) for i in item.inputs)
-                outputs[item.id] = item.call(run, *inputs)
+                with torch_threads(item.threads):
+                    outputs[item.id] = item.call(run, *inputs)
                 if group is not None:
                     bar, advance = bars[group]
                     if item.steps:
@@ -42,3 +53,19 @@ class LocalExecutor:
                     if not left[group]:
                         bar.close()
         return outputs[graph.target]
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Within the block torch runs on ``threads`` threads (None: as it does)."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -153,13 +153,13 @@ def run_task(work: Work, graph: Graph, task_id: str, *_inputs_done: TaskResult) 
     from probebench.executors.object_store import ShippingStore, snapshot
     from probebench.pipeline.failures import Failures
 
-    torch.set_num_threads(work.threads)
+    task = graph.task(task_id)
+    torch.set_num_threads(task.threads or work.threads)  # a fit task's own count (pipeline/fit.py)
     if _worker.get("token") != work.token:
         _worker.clear()
         _worker.update(token=work.token, runs=LazyRuns(work.specs, work.readers), outputs={})
     runs: LazyRuns = _worker["runs"]
     outputs: dict[str, Any] = _worker["outputs"]
-    task = graph.task(task_id)
     run = runs[task.run]
     before = snapshot(run.out) if work.readers else {}
     with run.store.active():
@@ -294,7 +294,7 @@ def ray_options(task: Task, threads: int) -> dict[str, Any]:
     """The options of ``task``'s Ray task: its resources (``pipeline/resources.py``),
     a CPU per torch thread, retries, and its id as its name."""
     return {
-        "num_cpus": task.resources.cpus * threads,
+        "num_cpus": task.resources.cpus * (task.threads or threads),  # a fit task's own count (pipeline/fit.py)
         "num_gpus": task.resources.gpus,
         "max_retries": MAX_RETRIES,
         "name": task.id,

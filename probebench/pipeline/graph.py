@@ -23,6 +23,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from probebench.pipeline.cells import Cell, suite_cells
+from probebench.pipeline.fit import fit_tasks
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,6 +67,8 @@ class Task:
     resources: Resources = field(default_factory=Resources)
     public: Callable[[Any], Any] | None = None  # None: nothing
     run: int = 0  # in a graph of several suites' runs (``combined.py``): the index of this task's run
+    threads: int | None = None  # torch's threads for this task (None: the run's); see pipeline/fit.py
+    done: Callable[[Run], bool] | None = None  # True: its work is in the store already, skip the call
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,12 @@ def build_graph(run: Run, device: torch.device) -> Graph:
     scoring, correcting = stage_resources(run, "score", device), stage_resources(run, "correct", device)
     for seed in suite.seeds:
         train, generators, prepare = f"train/seed={seed}", f"generators/seed={seed}", f"prepare/seed={seed}"
-        tasks.append(Task(train, "train", (), partial(train_task, seed=seed, device=device), resources=ask["train"]))
+        fits = fit_tasks(run, seed, device)  # the seed's models, trained into the store (pipeline/fit.py)
+        tasks += [replace(fit, resources=ask["train"]) for fit in fits]
+        fitted = tuple(fit.id for fit in fits)
+        tasks.append(
+            Task(train, "train", fitted, partial(train_task, seed=seed, device=device), resources=ask["train"])
+        )
         tasks.append(
             Task(generators, "generators", (train,), generators_task, public=first, resources=ask["generators"])
         )
@@ -182,8 +190,9 @@ def build_graph(run: Run, device: torch.device) -> Graph:
 
 
 # -- the tasks ------------------------------------------------------------------------
-def train_task(run: Run, *, seed: int, device: torch.device) -> Context:
-    """The seed's classifier, trained or loaded, in the ``Context`` components see."""
+def train_task(run: Run, *_fitted: None, seed: int, device: torch.device) -> Context:
+    """The seed's classifier, trained or loaded (its fit task, ``_fitted``, has
+    stored it), in the ``Context`` components see."""
     from probebench.cache import hash_key
     from probebench.pipeline.context import Context
     from probebench.pipeline.train import save_classifier_figures, trained_classifier

@@ -178,6 +178,31 @@ def fit(
     fit_module(model, len(images), batch_loss, Recipe(hp, one_cycle, "classifier"), seed, device, label)
 
 
+def split_classifier_key(
+    registry: Registry,
+    dataset_spec: ComponentSpec,
+    classifier_spec: ComponentSpec,
+    splits: Splits,
+    seed: int,
+    subset: torch.Tensor | None = None,
+    component: Any = None,
+) -> str:
+    """``classifier_key`` of the classifier trained with ``seed`` on ``splits``
+    (on its ``subset`` when given); ``component`` is the created classifier, if at hand."""
+    component = component or registry.create("classifier", classifier_spec.name, classifier_spec.options)
+    return classifier_key(
+        registry,
+        dataset_spec,
+        classifier_spec,
+        seed,
+        None if subset is None else subset_digest(subset),
+        splits.validation,
+        data=splits.fingerprint,
+        weights=weights_digests(component),
+        pool=splits.pool,
+    )
+
+
 def trained_classifier(
     registry: Registry,
     store: ArtifactStore,
@@ -199,18 +224,7 @@ def trained_classifier(
     from probebench.kinds import trains
 
     component = registry.create("classifier", classifier_spec.name, classifier_spec.options)
-    digest = None if subset is None else subset_digest(subset)
-    key = classifier_key(
-        registry,
-        dataset_spec,
-        classifier_spec,
-        seed,
-        digest,
-        splits.validation,
-        data=splits.fingerprint,
-        weights=weights_digests(component),
-        pool=splits.pool,
-    )
+    key = split_classifier_key(registry, dataset_spec, classifier_spec, splits, seed, subset, component)
     dataset = splits.dataset
     torch.manual_seed(seed)
     if not trains(component):

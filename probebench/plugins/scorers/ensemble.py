@@ -28,6 +28,7 @@ class Ensemble:
 
     name = "ensemble"
     version = "1"
+    requests_classifiers = True  # its members (classifier_requests)
     option_help = {
         "variant": "msp (default), mi or pe; also given as ensemble:<variant>",
         "members": "M, the number of classifiers (the evaluated one included)",
@@ -49,6 +50,10 @@ class Ensemble:
 
     def member_seeds(self, seed: int) -> list[int]:
         return [seed + self.seed_stride * m for m in range(1, self.members)]
+
+    def classifier_requests(self, seed: int, train_size: int) -> list[dict]:
+        """The members ``prepare`` trains (``probebench.kinds.ClassifierRequests``)."""
+        return [{"seed": s} for s in self.member_seeds(seed)]
 
     def prepare(self, ctx):
         self._others = [ctx.train_classifier(s) for s in self.member_seeds(ctx.seed)]

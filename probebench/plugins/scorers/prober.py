@@ -61,6 +61,7 @@ class ProberScorer:
     name = "prober"
     version = "1"
     guides_correctors = True
+    requests_classifiers = True  # the fold models (classifier_requests)
     nested_options = {"prober_options": ("prober", "prober")}  # checked against that prober at suite parse time
     option_help = {
         "prober": "registered prober (`probebench ls probers`)",
@@ -262,6 +263,15 @@ class ProberScorer:
 
         return where, images
 
+    def classifier_requests(self, seed: int, train_size: int) -> list[dict]:
+        """The fold models ``prepare`` trains (``probebench.kinds.ClassifierRequests``)."""
+        if self.source not in ("crossfit", "holdout"):
+            return []
+        folds = self._fold_indices(seed, train_size)
+        used = 1 if self.source == "holdout" else len(folds)
+        options = self.fold_options or None
+        return [{"seed": seed, "subset": _rest(folds, fold), "options": options} for fold in range(used)]
+
     def _fold_indices(self, seed: int, n: int) -> list:
         import torch
 
@@ -273,15 +283,13 @@ class ProberScorer:
 
     def _fold_logits(self, ctx, folds: list, fold: int, where: dict, images):
         """Logits on fold ``fold`` of a classifier trained on the other folds (cached)."""
-        import torch
 
         from probebench.pipeline.features import forward
 
         held_out = folds[fold]
 
         def build() -> dict:
-            rest = torch.cat([idx for f, idx in enumerate(folds) if f != fold]).sort().values
-            model = ctx.train_classifier(ctx.seed, subset=rest, options=self.fold_options or None)
+            model = ctx.train_classifier(ctx.seed, subset=_rest(folds, fold), options=self.fold_options or None)
             pixels = images() if callable(images) else images
             logits, _ = forward(model, pixels[held_out], (), ctx.batch_size, ctx.device)
             return {"logits": logits}
@@ -330,6 +338,13 @@ def replace_source(scorer: ProberScorer, source: str) -> ProberScorer:
     other = copy.copy(scorer)
     other.source = source
     return other
+
+
+def _rest(folds: list, fold: int):
+    """The training indices of fold model ``fold``: every other fold's, sorted."""
+    import torch
+
+    return torch.cat([idx for f, idx in enumerate(folds) if f != fold]).sort().values
 
 
 def add_split_leaked(seed: int, n: int):
