@@ -78,6 +78,8 @@ def config_hash(suite_dict: dict[str, Any]) -> str:
     kept = {k: v for k, v in suite_dict.items() if k not in CONFIG_IGNORES}
     if not kept.get("validation"):  # suites without a hold-out keep the hash they had before the key existed
         kept.pop("validation", None)
+    if not kept.get("new_classes"):  # as for validation: suites without held-out classes keep their hash
+        kept.pop("new_classes", None)
     if kept.get("active") is None:  # likewise suites without an active-learning loop
         kept.pop("active", None)
     text = json.dumps(kept, sort_keys=True, default=str, separators=(",", ":"))

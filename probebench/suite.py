@@ -108,6 +108,8 @@ class Suite:
     validation: int = 0  # training images held out as a validation split (probebench/pipeline/data.py)
     log: tuple[ComponentSpec, ...] = ()  # loggers that receive the finished run (probebench/loggers.py)
     active: ActiveSpec | None = None  # an active-learning loop (probebench/pipeline/active.py)
+    # classes held out of training, validation and pool; their test images form the new-class cell
+    new_classes: tuple[int, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """The suite as resolved, for the run header and cache keys. Without
@@ -196,6 +198,7 @@ _SUITE_KEYS: dict[str, type | tuple[type, ...]] = {
     "log": list,
     "validation": int,
     "active": dict,
+    "new_classes": list,
 }
 _REQUIRED_KEYS = ("dataset", "classifier", "scorers", "metrics")
 
@@ -243,6 +246,7 @@ def parse_suite(config: Config, name: str, registry: Registry | None = None, **o
         validation=raw.get("validation", 0),
         log=tuple(_component(entry, where, "log") for entry in raw.get("log", [])),
         active=_active(raw["active"], where) if "active" in raw else None,
+        new_classes=_new_classes(raw, where),
     )
     for kind, specs in (("scorer", suite.scorers), ("generator", suite.generators), ("corrector", suite.correctors)):
         labels = [s.label for s in specs]
@@ -252,6 +256,22 @@ def parse_suite(config: Config, name: str, registry: Registry | None = None, **o
     if registry is not None:
         validate(suite, registry, where)
     return suite
+
+
+def _new_classes(raw: dict[str, Any], where: str) -> tuple[int, ...]:
+    """The suite's ``new_classes``: distinct non-negative class numbers, sorted
+    (checked against the dataset's classes when it is loaded)."""
+    classes = raw.get("new_classes", [])
+    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in classes) or len(set(classes)) != len(
+        classes
+    ):
+        raise UserError(f"{where}: 'new_classes' must be distinct class numbers (e.g. [8, 9]), got {classes!r}")
+    if classes and (raw.get("correctors") or "active" in raw):
+        raise UserError(
+            f"{where}: 'new_classes' cannot be combined with correctors or an active loop yet; "
+            "put the new-class study in a suite of its own"
+        )
+    return tuple(sorted(classes))
 
 
 def _check_keys(table: dict[str, Any], allowed: dict[str, type | tuple[type, ...]], where: str) -> None:

@@ -21,7 +21,7 @@ from probebench.evaluate import check_bootstrap_memory
 from probebench.executors.local import LocalExecutor
 from probebench.pipeline import active as learning
 from probebench.pipeline.data import load_splits
-from probebench.pipeline.evaluate import CORRECTION_METRICS
+from probebench.pipeline.evaluate import CORRECTION_METRICS, NEW_CLASS_AUROC
 from probebench.pipeline.generate import METRICS as GENERATOR_METRICS
 from probebench.pipeline.graph import build_graph
 from probebench.pipeline.stage import Run
@@ -72,7 +72,7 @@ def run_suite(
     try:
         with store.active():  # datasets keep their own cached files under the same cache
             pool = suite.active.pool if suite.active else 0
-            splits = load_splits(registry, suite.dataset, suite.data_root, suite.validation, pool)
+            splits = load_splits(registry, suite.dataset, suite.data_root, suite.validation, pool, suite.new_classes)
             check_bootstrap_memory(suite.bootstrap, len(splits.test_labels), len(suite.metrics))
             run_header["data"] = splits.data  # which data produced the numbers, as dvc.lock records
             run = Run(suite, registry, store, splits, out)
@@ -110,4 +110,6 @@ def _header(suite: Suite, registry: Registry, device: torch.device) -> dict[str,
         header["metrics"].update(GENERATOR_METRICS)
     if suite.active is not None:
         header["metrics"].update({k: {"higher_is_better": v, "scale": 1} for k, v in learning.METRICS.items()})
+    if suite.new_classes:
+        header["metrics"][NEW_CLASS_AUROC] = {"higher_is_better": True, "scale": 1}
     return header
