@@ -82,6 +82,8 @@ def config_hash(suite_dict: dict[str, Any]) -> str:
         kept.pop("new_classes", None)
     if kept.get("active") is None:  # likewise suites without an active-learning loop
         kept.pop("active", None)
+    if not kept.get("attacks"):  # and suites without attacks (runs from before the key existed still match)
+        kept.pop("attacks", None)
     text = json.dumps(kept, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
