@@ -173,6 +173,29 @@ class Prober(Protocol):
 
 
 @runtime_checkable
+class TrueClassTarget(Protocol):
+    """A capability a prober may declare: it learns from the true-class probability.
+
+    The class attribute ``fits_true_class_probability = True`` declares it;
+    the ``prober`` scorer then calls ``fit(features, hit, tcp)`` with ``tcp``
+    float [N] in [0, 1], the softmax probability that the model whose outcome
+    gave ``hit`` (the classifier itself, or a cross-fitted fold model) assigns
+    the true class. ``predict`` is unchanged: a confidence in [0, 1]. The
+    built-in ``confidnet`` prober declares it.
+    """
+
+    fits_true_class_probability: ClassVar[bool]
+
+    def fit(self, features: torch.Tensor, hit: torch.Tensor, tcp: torch.Tensor) -> None:
+        """Learn a confidence from features [N,D], boolean outcomes [N] and their TCP [N]."""
+
+
+def fits_true_class_probability(prober: object) -> bool:
+    """Whether a prober class (or instance) declares the ``TrueClassTarget`` capability."""
+    return getattr(prober, "fits_true_class_probability", False) is True
+
+
+@runtime_checkable
 class Scorer(Protocol):
     name: ClassVar[str]
 
@@ -393,6 +416,7 @@ CAPABILITIES: dict[type, tuple[str, str]] = {
     Guide: ("scorer", "guides_correctors"),
     WeightsFiles: ("classifier", "loads_weights"),
     ClassifierRequests: ("scorer", "requests_classifiers"),
+    TrueClassTarget: ("prober", "fits_true_class_probability"),
     SelfTraining: ("classifier", "trains_itself"),
 }
 

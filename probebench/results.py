@@ -78,8 +78,12 @@ def config_hash(suite_dict: dict[str, Any]) -> str:
     kept = {k: v for k, v in suite_dict.items() if k not in CONFIG_IGNORES}
     if not kept.get("validation"):  # suites without a hold-out keep the hash they had before the key existed
         kept.pop("validation", None)
+    if not kept.get("new_classes"):  # as for validation: suites without held-out classes keep their hash
+        kept.pop("new_classes", None)
     if kept.get("active") is None:  # likewise suites without an active-learning loop
         kept.pop("active", None)
+    if not kept.get("attacks"):  # and suites without attacks (runs from before the key existed still match)
+        kept.pop("attacks", None)
     text = json.dumps(kept, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
@@ -175,14 +179,19 @@ def _write_run(out: Path, rows: list[dict[str, Any]], run_header: Header, sample
     table = safe_frame(pd.DataFrame(rows, columns=COLUMNS))
     atomic_write(out / "results.csv", lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
     if samples is not None:
-        import gzip
-
-        # gzip without a file name or time stamp in its header: same scores, same bytes
-        _write_bytes(
-            out / "scores.csv.gz",
-            gzip.compress(safe_frame(samples).to_csv(index=False, float_format="%.7g").encode(), mtime=0),
-        )
+        _write_bytes(out / "scores.csv.gz", scores_file_bytes(safe_frame(samples)))
     _write_bytes(out / "run.json", (json.dumps(run_header, indent=2, default=str) + "\n").encode())
+
+
+def scores_file_bytes(samples: pd.DataFrame) -> bytes:
+    """A per-sample scores file: gzipped CSV, numbers written as the shortest text
+    that reads back as the same float64 (so a metric recomputed from the file
+    equals the run's bit for bit; 7 significant digits once tied distinct float32
+    scores and moved AUGRC/AURC), gzip without a file name or time stamp in its
+    header (same scores, same bytes)."""
+    import gzip
+
+    return gzip.compress(samples.to_csv(index=False).encode(), mtime=0)
 
 
 def _write_bytes(path: Path, data: bytes) -> None:

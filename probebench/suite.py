@@ -115,6 +115,8 @@ class Suite:
     validation: int = 0  # training images held out as a validation split (probebench/pipeline/data.py)
     log: tuple[ComponentSpec, ...] = ()  # loggers that receive the finished run (probebench/loggers.py)
     active: ActiveSpec | None = None  # an active-learning loop (probebench/pipeline/active.py)
+    # classes held out of training, validation and pool; their test images form the new-class cell
+    new_classes: tuple[int, ...] = ()
     attacks: tuple[AttackSpec, ...] = ()  # adversarial cells against the classifier (probebench/pipeline/attack.py)
     resources: dict[str, dict[str, float]] = field(default_factory=dict)  # per stage, for Ray (pipeline/resources.py)
 
@@ -206,6 +208,7 @@ _SUITE_KEYS: dict[str, type | tuple[type, ...]] = {
     "log": list,
     "validation": int,
     "active": dict,
+    "new_classes": list,
     "attacks": list,
     "resources": dict,
 }
@@ -255,6 +258,7 @@ def parse_suite(config: Config, name: str, registry: Registry | None = None, **o
         validation=raw.get("validation", 0),
         log=tuple(_component(entry, where, "log") for entry in raw.get("log", [])),
         active=_active(raw["active"], where) if "active" in raw else None,
+        new_classes=_new_classes(raw, where),
         attacks=tuple(_severity_spec(a, where, "attacks", AttackSpec) for a in raw.get("attacks", [])),
         resources=_resources(raw.get("resources", {}), where),
     )
@@ -272,6 +276,22 @@ def _resources(value: Any, where: str) -> dict[str, dict[str, float]]:
     from probebench.pipeline.resources import suite_table
 
     return suite_table(value, where)
+
+
+def _new_classes(raw: dict[str, Any], where: str) -> tuple[int, ...]:
+    """The suite's ``new_classes``: distinct non-negative class numbers, sorted
+    (checked against the dataset's classes when it is loaded)."""
+    classes = raw.get("new_classes", [])
+    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in classes) or len(set(classes)) != len(
+        classes
+    ):
+        raise UserError(f"{where}: 'new_classes' must be distinct class numbers (e.g. [8, 9]), got {classes!r}")
+    if classes and (raw.get("correctors") or "active" in raw):
+        raise UserError(
+            f"{where}: 'new_classes' cannot be combined with correctors or an active loop yet; "
+            "put the new-class study in a suite of its own"
+        )
+    return tuple(sorted(classes))
 
 
 def _check_keys(table: dict[str, Any], allowed: dict[str, type | tuple[type, ...]], where: str) -> None:

@@ -40,6 +40,7 @@ from probebench.kinds import (
     Metric,
     Prober,
     Scorer,
+    fits_true_class_probability,
 )
 from probebench.pipeline.context import Batch, Context
 
@@ -301,12 +302,16 @@ def _auroc(score: np.ndarray, positive: np.ndarray) -> float:
 
 @_one_thread
 def check_prober(prober: Prober, dim: int = 8, n: int = 400, min_auroc: float = 0.9) -> np.ndarray:
-    """Fitted on synthetic features where hit/miss is learnable (20% misses),
-    ``predict`` returns P(hit) [N] in [0, 1] with AUROC >= ``min_auroc``."""
+    """Fitted on synthetic features where hit/miss is learnable (20% misses;
+    with a true-class probability for a ``TrueClassTarget`` prober), ``predict`` returns P(hit) [N] in [0, 1] with AUROC >= ``min_auroc``."""
     generator = torch.Generator().manual_seed(0)
     features = torch.randn(n, dim, generator=generator)
-    hit = features[:, 0] + 0.3 * torch.randn(n, generator=generator) > -0.84
-    prober.fit(features.clone(), hit.clone())
+    margin = features[:, 0] + 0.3 * torch.randn(n, generator=generator) + 0.84
+    hit = margin > 0
+    if fits_true_class_probability(prober):  # a TCP that is above 1/2 exactly on hits
+        prober.fit(features.clone(), hit.clone(), torch.sigmoid(2 * margin))  # type: ignore[call-arg]
+    else:
+        prober.fit(features.clone(), hit.clone())
     predicted = prober.predict(features.clone())
     p_hit = predicted.detach().cpu().numpy() if isinstance(predicted, torch.Tensor) else np.asarray(predicted)
     assert p_hit.shape == (n,), f"predict() must return [N], got {list(p_hit.shape)}"

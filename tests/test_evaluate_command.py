@@ -38,10 +38,12 @@ def test_imported_scores_give_the_numbers_of_the_run_that_computed_them(runner, 
     assert list(ours.columns) == COLUMNS
     merged = theirs.merge(ours, on=COLUMNS[:8], suffixes=("_run", "_imported"))
     assert len(merged) == len(theirs) == len(ours)
-    # scores.csv.gz keeps 7 significant digits: MSPs near 1 that differed become ties, which moves
-    # tie-sensitive metrics (aupr-miss) by ~2e-4; a flipped orientation or other pairing would move them by far more
+    # scores.csv.gz keeps every float exactly: re-evaluating it gives the run's numbers to the 6 digits they are
+    # written with (at 7 digits, MSPs near 1 that differed became ties and moved aupr-miss by ~2e-4)
     for column in ("value", "ci_low", "ci_high"):
-        assert np.allclose(merged[f"{column}_run"], merged[f"{column}_imported"], atol=1e-3, equal_nan=True), column
+        assert np.allclose(
+            merged[f"{column}_run"], merged[f"{column}_imported"], rtol=1e-5, atol=1e-9, equal_nan=True
+        ), column
     head = json.loads((imported / "run.json").read_text())
     assert head["source"] == "imported"
     assert head["files"][0]["file"] == "mine.csv" and len(head["files"][0]["sha256"]) == 64

@@ -3,6 +3,8 @@ risk@coverage, coverage@risk, MCE, adaptive ECE) against references written
 from their definitions here (a loop over unique thresholds, the trapezoid of
 numpy, scikit-learn's roc_curve), on random and tied scores, batched and not."""
 
+import json
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_curve
@@ -263,7 +265,11 @@ def test_a_run_reports_the_new_metrics_and_saves_the_per_sample_losses(runner, t
         [suite.tiny-fd]
         dataset = { name = "mnist-5k", limit = 300 }
         classifier = { name = "cnn", epochs = 1, width = 8 }
-        scorers = ["msp", "entropy", "mahalanobis", { name = "knn", k = 5 }, "odin"]
+        scorers = [
+            "msp", "entropy", "mahalanobis", { name = "knn", k = 5 }, "odin",
+            { name = "prober", source = "train", min_misses = 2, prober_options = { epochs = 2 } },
+            { name = "prober", label = "confidnet", prober = "confidnet", source = "train", min_misses = 2, prober_options = { epochs = 2, hidden = [32] } },
+        ]
         metrics = ["augrc", "e-augrc", "aurc:fd", "fpr@95tpr", "risk@coverage:80", "coverage@risk:5", "nll", "brier", "adaptive-ece"]
         seeds = [0]
         bootstrap = { resamples = 20 }
@@ -296,3 +302,14 @@ def test_a_run_reports_the_new_metrics_and_saves_the_per_sample_losses(runner, t
     assert by[("msp", "augrc")] == pytest.approx(AUGRC()(scores["msp"].to_numpy(), hit), abs=1e-3)  # results.csv rounds
     assert 0 <= by[("-", "brier")] <= 2 and Brier.higher_is_better is False
     assert scores["mahalanobis"].notna().all() and (scores["knn"] <= 0).all() and scores["odin"].between(0, 1).all()
+    # every value recomputes from scores.csv.gz to the 6 digits results.csv keeps (scores are stored exactly)
+    for method in ("msp", "odin", "mahalanobis", "knn", "prober", "confidnet"):
+        for name, metric in (("augrc", AUGRC()), ("aurc:fd", AURC("fd"))):
+            recomputed = metric(scores[method].to_numpy(), hit)
+            assert by[(method, name)] == pytest.approx(recomputed, rel=1e-5, abs=1e-9), (method, name)
+    # ConfidNet sits beside the prober, trained on the same images' outcomes (its facts say so)
+    facts = json.loads((out / "run.json").read_text())["component_facts"]["0"]
+    assert facts["confidnet"]["loss"] == "mse-tcp" and "loss" not in facts["prober"]
+    same = ("n_hit", "n_miss", "source", "feature_dim")
+    assert {k: facts["confidnet"][k] for k in same} == {k: facts["prober"][k] for k in same}
+    assert scores["confidnet"].between(0, 1).all() and not scores["confidnet"].equals(scores["prober"])

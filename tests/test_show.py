@@ -101,7 +101,7 @@ def test_show_builtin_classifier_options_match_its_constructor(runner):
         (["show", "scorer", "mps"], "unknown scorer 'mps' (did you mean 'msp'"),
         (
             ["show", "scorer"],
-            "name the scorer to show: `probebench show scorer NAME`; scorers: doctor, energy, ensemble, entropy",
+            "name the scorer to show: `probebench show scorer NAME`; scorers: devries, doctor, energy, ensemble, entropy",
         ),
         (["show", "scorerz", "msp"], "unknown kind 'scorerz'"),
         (["show", "scorer", "msp", "--out", "grid.png"], "--out draws corruptions only"),

@@ -65,19 +65,14 @@ def suite_markdown(suite_dict: dict[str, Any], config: str, runs: list[Path], ti
     from probebench.cli.leaderboard import provenance_text
     from probebench.report import active
     from probebench.report import leaderboard as board
+    from probebench.report.studies import study_views
     from probebench.report.tables import render_sections
 
     table, heads = results.combine(runs)
     directions = results.directions(list(heads.values()))
     scales = results.scales(list(heads.values()))
-    views = [("Clean test data", board.View(["method"], ["metric"], where={"corruption": [results.CLEAN]}))]
-    if (table["corruption"] != results.CLEAN).any() and "auroc" in set(table["metric"]):
-        views += [
-            ("AUROC by corruption (mean over severities)", board.View(["method"], ["corruption"], ["auroc"])),
-            ("AUROC by severity (0 = clean; mean over corruptions)", board.View(["method"], ["severity"], ["auroc"])),
-        ]
     parts = []
-    for title, view in views:
+    for title, view in study_views(table, results.CLEAN):
         parts += board.sections(table, view, heads, title=title, ties=ties)
     seeds = sorted(table["seed"].unique().tolist())
     corruptions = ", ".join(f"`{c['name']}`" for c in suite_dict.get("corruptions") or []) or "none"
@@ -95,7 +90,7 @@ def suite_markdown(suite_dict: dict[str, Any], config: str, runs: list[Path], ti
     lines += [
         f"Dataset {_component(suite_dict['dataset'])}, classifier {_component(suite_dict['classifier'])}; "
         f"scorers {', '.join(_component(s) for s in suite_dict.get('scorers', []))}{extra}; "
-        f"corruptions {corruptions}{held_out}; seeds {', '.join(map(str, seeds))}; suite config `{config}`.",
+        f"corruptions {corruptions}{held_out}{_new_classes(suite_dict)}; seeds {', '.join(map(str, seeds))}; suite config `{config}`.",
         "",
     ]
     lines.append(render_sections(parts, directions, "markdown", scales))
@@ -107,6 +102,11 @@ def suite_markdown(suite_dict: dict[str, Any], config: str, runs: list[Path], ti
         lines += [active.markdown(active_table), ""]
     lines.append(provenance_text(board.provenance(heads, table), "markdown"))
     return "\n".join(lines)
+
+
+def _new_classes(suite_dict: dict[str, Any]) -> str:
+    classes = suite_dict.get("new_classes") or []
+    return f"; classes {', '.join(map(str, classes))} held out (new-class study)" if classes else ""
 
 
 def publish(

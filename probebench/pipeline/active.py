@@ -365,11 +365,11 @@ def _save(
 def collect(out: Path) -> None:
     """Join the seeds' ``active/seed*.csv`` into ``active.csv`` (results.csv's
     columns, then ``COLUMNS``) and their per-sample frames into ``active_scores.csv.gz``."""
-    import gzip
 
     import pandas as pd
 
     from probebench.results import COLUMNS as RESULT_COLUMNS
+    from probebench.results import scores_file_bytes
 
     folder = out / FOLDER
     tables = [pd.read_csv(p) for p in sorted(folder.glob("seed*.csv"))]
@@ -378,5 +378,5 @@ def collect(out: Path) -> None:
     table = pd.concat(tables, ignore_index=True)[RESULT_COLUMNS + COLUMNS]
     atomic_write(out / TABLE, lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
     scores = pd.concat([pd.read_csv(p) for p in sorted(folder.glob("seed*_scores.csv.gz"))], ignore_index=True)
-    data = gzip.compress(scores.to_csv(index=False, float_format="%.7g").encode(), mtime=0)
+    data = scores_file_bytes(scores)
     atomic_write(out / SCORES, lambda tmp: tmp.write_bytes(data))

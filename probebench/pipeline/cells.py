@@ -19,6 +19,20 @@ from probebench.suite import AttackSpec, CorruptionSpec, Suite
 if TYPE_CHECKING:
     from probebench.registry import Registry
 
+# The cell of a suite with ``new_classes``: the clean test images of the trained
+# classes plus every test image of the held-out classes (always misses).
+NEW_CLASS = "new-class"
+STUDIES = ("iid", "corruption", NEW_CLASS)  # FD-Shifts' shift studies, in the order tables show them
+
+
+def study(corruption: str) -> str:
+    """The study a results row belongs to, from its corruption column: ``iid``
+    (the clean test split), ``new-class`` (the held-out classes' cell) or
+    ``corruption`` (every corrupted cell, the suite's or the dataset's own)."""
+    if corruption == CLEAN:
+        return "iid"
+    return NEW_CLASS if corruption == NEW_CLASS else "corruption"
+
 
 @dataclass(frozen=True)
 class Cell:
@@ -80,9 +94,10 @@ class Cell:
 def suite_cells(suite: Suite, dataset_cells: Iterable[tuple[str, int]] = ()) -> list[Cell]:
     """The cells of a run in order: clean (unless ``clean = false``), each
     corruption of the suite at each of its severities, each attack at each of
-    its severities, then the cells the dataset ships (``dataset_cells``:
-    (name, severity) pairs)."""
+    its severities, the cells the dataset ships (``dataset_cells``: (name,
+    severity) pairs), then the new-class cell when the suite holds classes out."""
     cells = [Cell()] if suite.clean else []
     for spec in (*suite.corruptions, *suite.attacks):
         cells += [Cell(spec, severity) for severity in spec.severities]
-    return cells + [Cell(name, severity) for name, severity in dataset_cells]
+    cells += [Cell(name, severity) for name, severity in dataset_cells]
+    return cells + ([Cell(NEW_CLASS, 0)] if suite.new_classes else [])

@@ -16,7 +16,7 @@ import torch
 from probebench.cache import hash_key
 from probebench.errors import UserError
 from probebench.fingerprint import data_record, recording
-from probebench.pipeline.cells import Cell
+from probebench.pipeline.cells import NEW_CLASS, Cell
 from probebench.suite import ComponentSpec, CorruptionSpec
 
 if TYPE_CHECKING:
@@ -39,6 +39,9 @@ class Splits:
     # unlabelled; only the active stage (probebench/pipeline/active.py) reads them
     pool_images: torch.Tensor | None = None
     pool_labels: torch.Tensor | None = None
+    # the test images of the suite's ``new_classes`` (held out of every other split)
+    new_class_images: torch.Tensor | None = None
+    new_class_labels: torch.Tensor | None = None
     # the data actually read (files, embedded data, their hashes) and its
     # ``fingerprint``, which enters every cache key (``probebench/fingerprint.py``)
     data: dict[str, Any] = field(default_factory=dict)
@@ -105,14 +108,24 @@ def _checked(dataset: Any, images: torch.Tensor, labels: Any, where: str) -> tup
 
 
 def load_splits(
-    registry: Registry, spec: ComponentSpec, data_root: str | None, validation: int = 0, pool: int = 0
+    registry: Registry,
+    spec: ComponentSpec,
+    data_root: str | None,
+    validation: int = 0,
+    pool: int = 0,
+    new_classes: tuple[int, ...] = (),
 ) -> Splits:
     """Both splits, checked, and the list of the dataset's own corrupted cells:
     everything a run needs from disk is found (or its absence reported) here,
     before anything is trained. With ``validation`` > 0 that many training
     images (a fixed random draw, the same for every seed) become the
     validation split, with ``pool`` > 0 the next that many the unlabelled
-    active-learning pool, and the training split is the rest."""
+    active-learning pool, and the training split is the rest.
+
+    ``new_classes`` are held out (``hold_out_classes``): their training images
+    are dropped before the validation and pool draws, their test images move
+    from the test split to ``new_class_images``, and the list enters the data
+    fingerprint, hence every cache key."""
     dataset = registry.create("dataset", spec.name, spec.options)
     splits = {}
     with recording() as log:
@@ -126,8 +139,11 @@ def load_splits(
     classes = list(getattr(dataset, "classes", None) or [])
     if classes:  # class names, shown in reports and grids (not part of the fingerprint: they change no number)
         data["classes"] = [str(name) for name in classes]
+    held_out = hold_out_classes(splits, new_classes, dataset, data) if new_classes else None
     if not validation and not pool:
-        return Splits(dataset, *splits["train"], *splits["test"], cells, data=data)
+        out = Splits(dataset, *splits["train"], *splits["test"], cells, data=data)
+        out.new_class_images, out.new_class_labels = held_out or (None, None)
+        return out
     images, labels = splits["train"]
     if validation + pool >= len(labels):
         held = f"validation = {validation} and active pool = {pool}" if pool else f"validation = {validation}"
@@ -145,7 +161,33 @@ def load_splits(
         out.val_images, out.val_labels = images[val], labels[val]
     if pool:
         out.pool_images, out.pool_labels = images[held_pool], labels[held_pool]
+    out.new_class_images, out.new_class_labels = held_out or (None, None)
     return out
+
+
+def hold_out_classes(
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]], new_classes: tuple[int, ...], dataset: Any, data: dict
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Remove ``new_classes`` from ``splits`` (in place) and return their test
+    (images, labels); record them in ``data`` and fold them into its fingerprint."""
+    where = f"dataset {dataset.name!r}"
+    if max(new_classes) >= dataset.num_classes or len(new_classes) >= dataset.num_classes:
+        raise UserError(
+            f"suite new_classes {list(new_classes)}: {where} has classes 0..{dataset.num_classes - 1}; "
+            "hold out some of them, not all"
+        )
+    held = torch.tensor(new_classes)
+    train_images, train_labels = splits["train"]
+    seen = ~torch.isin(train_labels, held)
+    splits["train"] = train_images[seen], train_labels[seen]
+    test_images, test_labels = splits["test"]
+    unseen = torch.isin(test_labels, held)
+    if not unseen.any():
+        raise UserError(f"suite new_classes {list(new_classes)}: {where} has no test images of these classes")
+    splits["test"] = test_images[~unseen], test_labels[~unseen]
+    data["new_classes"] = list(new_classes)
+    data["fingerprint"] = hash_key("new-classes", data.get("fingerprint", ""), list(new_classes))
+    return test_images[unseen], test_labels[unseen]
 
 
 def load_cell(
@@ -173,9 +215,16 @@ def cell_data(
     registry: Registry, splits: Splits, cell: Cell, seed: int, data_root: str | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(images, labels) of a test cell: the clean test split, the suite's
-    corruption applied to it, or a cell the dataset ships."""
+    corruption applied to it, a cell the dataset ships, or the new-class cell
+    (the clean test split, then the held-out classes' test images)."""
     if cell.corruption is None:
         return splits.test_images, splits.test_labels
+    if cell.corruption == NEW_CLASS:
+        assert splits.new_class_images is not None and splits.new_class_labels is not None
+        return (
+            torch.cat([splits.test_images, splits.new_class_images]),
+            torch.cat([splits.test_labels, splits.new_class_labels]),
+        )
     if isinstance(cell.corruption, str):
         return load_cell(splits, cell.corruption, cell.severity, data_root)
     return corrupt(registry, cell.corruption, splits.test_images, cell.severity, seed), splits.test_labels

@@ -45,6 +45,12 @@ CORRECTION_METRICS = {
 }
 
 
+# The row of the new-class cell that says whether a scorer ranks unseen-class
+# images below hits: AUROC of hits (positive) against held-out-class images,
+# the cell's other misses left out (the auroc metric on that subset).
+NEW_CLASS_AUROC = "new-class-auroc"
+
+
 def per_sample_column(metric: str) -> str:
     """The scores-file column of a ``needs_probabilities`` metric's per-sample values."""
     return f"{metric}:per-sample"
@@ -67,7 +73,10 @@ def detection_rows(run: Run, seed: int, cell: Cell, scored: Scored) -> tuple[lis
         }
 
     def evaluate() -> dict[str, Any]:
-        return {"rows": evaluate_cell(scored.confidences, hit, metrics, suite.bootstrap, per_sample)}
+        rows = evaluate_cell(scored.confidences, hit, metrics, suite.bootstrap, per_sample)
+        if scored.unseen is not None and scored.unseen.any():
+            rows += new_class_rows(run, scored)
+        return {"rows": rows}
 
     evaluated = run.store.get_or_build("evaluated", evaluated_key(run, scored, per_sample), evaluate)
     rows = [{**keys, **row} for row in evaluated["rows"]]
@@ -87,6 +96,18 @@ def detection_rows(run: Run, seed: int, cell: Cell, scored: Scored) -> tuple[lis
     return rows, frame
 
 
+def new_class_rows(run: Run, scored: Scored) -> list[dict[str, Any]]:
+    """``NEW_CLASS_AUROC`` rows of a cell with held-out-class images: each
+    scorer's AUROC of hits against those images (1: every unseen-class image
+    ranked below every hit; 0.5: no better than chance), with its bootstrap
+    interval over the same subset."""
+    assert scored.unseen is not None
+    keep = scored.hit | scored.unseen
+    confidences = {label: values[keep] for label, values in scored.confidences.items()}
+    auroc = {NEW_CLASS_AUROC: run.registry.create("metric", "auroc")}
+    return evaluate_cell(confidences, scored.hit[keep], auroc, run.suite.bootstrap)
+
+
 def evaluated_key(run: Run, scored: Scored, per_sample: dict[str, np.ndarray] | None = None) -> str:
     """The cache key of a cell's metric rows: a digest of exactly what
     ``evaluate_cell`` reads (each method's confidences, hit/miss, the
@@ -94,6 +115,8 @@ def evaluated_key(run: Run, scored: Scored, per_sample: dict[str, np.ndarray] | 
     plugins with their versions, and the bootstrap settings. A warm run then
     skips the bootstrap, and any change to its inputs recomputes it."""
     digest = hashlib.sha256(np.ascontiguousarray(scored.hit, dtype=bool).tobytes())
+    if scored.unseen is not None:  # the new-class rows read which misses are unseen-class images
+        digest.update(b"unseen:" + np.ascontiguousarray(scored.unseen, dtype=bool).tobytes())
     for label, confidence in scored.confidences.items():
         digest.update(label.encode() + b"\0" + np.ascontiguousarray(confidence, dtype=float).tobytes())
     for name, values in sorted((per_sample or {}).items()):

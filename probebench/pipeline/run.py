@@ -24,7 +24,7 @@ from probebench.executors.local import LocalExecutor
 from probebench.pipeline import active as learning
 from probebench.pipeline.combined import combine
 from probebench.pipeline.data import load_splits
-from probebench.pipeline.evaluate import CORRECTION_METRICS
+from probebench.pipeline.evaluate import CORRECTION_METRICS, NEW_CLASS_AUROC
 from probebench.pipeline.generate import METRICS as GENERATOR_METRICS
 from probebench.pipeline.graph import Graph, build_graph
 from probebench.pipeline.stage import Run
@@ -124,7 +124,7 @@ def _start(job: SuiteRun, device: torch.device) -> _Started:
     try:
         with store.active():  # datasets keep their own cached files under the same cache
             pool = suite.active.pool if suite.active else 0
-            splits = load_splits(registry, suite.dataset, suite.data_root, suite.validation, pool)
+            splits = load_splits(registry, suite.dataset, suite.data_root, suite.validation, pool, suite.new_classes)
             check_bootstrap_memory(suite.bootstrap, len(splits.test_labels), len(suite.metrics))
             run_header["data"] = splits.data  # which data produced the numbers, as dvc.lock records
             run = Run(suite, registry, store, splits, out)
@@ -166,4 +166,6 @@ def _header(suite: Suite, registry: Registry, device: torch.device) -> dict[str,
         header["metrics"].update(GENERATOR_METRICS)
     if suite.active is not None:
         header["metrics"].update({k: {"higher_is_better": v, "scale": 1} for k, v in learning.METRICS.items()})
+    if suite.new_classes:
+        header["metrics"][NEW_CLASS_AUROC] = {"higher_is_better": True, "scale": 1}
     return header

@@ -129,10 +129,12 @@ class Scored:
     predictions: torch.Tensor
     confidences: dict[str, np.ndarray]
     probabilities: np.ndarray | None = None  # [N, C] softmax, when a metric needs it
+    unseen: np.ndarray | None = None  # images of the suite's held-out new_classes (always misses)
 
     @property
     def hit(self) -> np.ndarray:
-        return (self.predictions == self.labels).numpy()
+        hit = (self.predictions == self.labels).numpy()
+        return hit if self.unseen is None else hit & ~self.unseen
 
 
 def score_cell(run: Run, ctx: Context, scorers: list[Scorer], cell: Cell, probabilities: bool = False) -> Scored:
@@ -157,7 +159,10 @@ def score_cell(run: Run, ctx: Context, scorers: list[Scorer], cell: Cell, probab
     if probabilities:
         stored = run.store.get_or_build("probabilities", inputs.key, lambda: {"probabilities": inputs.batch.probs})
         probs = stored["probabilities"].detach().cpu().double().numpy()
-    return Scored(labels, cached["predictions"], confidences, probs)
+    unseen = None
+    if run.suite.new_classes:
+        unseen = torch.isin(labels, torch.tensor(run.suite.new_classes)).numpy()
+    return Scored(labels, cached["predictions"], confidences, probs, unseen)
 
 
 def _scores(run: Run, ctx: Context, scorer: Scorer, inputs: CellInputs, n: int) -> np.ndarray | None:

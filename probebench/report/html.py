@@ -224,16 +224,10 @@ def _tables_html(
     table: pd.DataFrame, heads: dict[str, Header], scales: Scales, directions: Directions, ties: Ties | None = None
 ) -> str:
     table = table.assign(corruption=table["corruption"].map(cell_label))
-    views = [("Clean test data", board.View(["method"], ["metric"], where={"corruption": [CLEAN_LABEL]}))]
-    if (table["corruption"] != CLEAN_LABEL).any() and "auroc" in set(table["metric"]):
-        views += [
-            ("AUROC by corruption (mean over severities)", board.View(["method"], ["corruption"], ["auroc"])),
-            ("AUROC by severity (mean over corruptions; 0 = clean)", board.View(["method"], ["severity"], ["auroc"])),
-        ]
+    from probebench.report.studies import study_views
+
     out = []
-    for title, view in views:
-        if view.where and not (table["corruption"] == CLEAN_LABEL).any():
-            view.where = None
+    for title, view in study_views(table, CLEAN_LABEL):
         for section in board.sections(table, view, heads, title=title, ties=ties):
             out.append(f'<div class="scroll">{to_html(section, directions, scales)}</div>')
     note = board.scaled_note(scales, table["metric"])

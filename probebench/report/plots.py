@@ -20,6 +20,8 @@ import numpy as np
 from probebench.report import curves
 
 if TYPE_CHECKING:  # matplotlib and pandas are imported when a figure is drawn
+    from pathlib import Path
+
     import pandas as pd
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -48,6 +50,22 @@ def png(fig: Figure, dpi: int = 110) -> bytes:
 
 def close(fig: Figure) -> None:
     _plt().close(fig)
+
+
+def save_loss_curves(history: dict[str, list[float]], path: Path, title: str) -> None:
+    """A PNG at ``path`` of per-epoch training curves (``history``: name -> one value per epoch)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for name, values in history.items():
+        ax.plot(range(1, len(values) + 1), values, marker="o", label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean loss")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 # Line styles as dash patterns: ':' at 1.6 pt is too faint to tell apart from the grid.

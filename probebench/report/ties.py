@@ -14,9 +14,11 @@ or a table drawn without ``Ties``) does the fallback ``overlap_tied`` decide:
 a value is tied when its shown interval overlaps the best value's interval.
 
 A replicate is rebuilt only when the full-sample value recomputed from the
-scores file equals the one in ``results.csv`` (the scores are stored to 7
-significant digits): a cell whose number cannot be traced to its scores is
-never declared tied, only marked when its value equals the best.
+scores file equals the one in ``results.csv`` to the 6 significant digits it
+is stored with (scores files keep every float exactly, so a run's own values
+always trace; files written before that kept 7 digits, which could tie
+distinct scores): a cell whose number cannot be traced to its scores is never
+declared tied, only marked when its value equals the best.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
 
 CELL_KEYS = ["run", "suite", "dataset", "corruption", "severity", "classifier", "seed"]
 MetricFactory = Callable[[str], Any]  # a metric name -> a metric plugin instance (or None when unknown)
-TRACE_RTOL, TRACE_ATOL = 1e-4, 1e-6  # recomputed vs stored value: scores are kept to 7 digits, values to 6
+TRACE_RTOL, TRACE_ATOL = 1e-5, 1e-9  # recomputed (exact scores) vs stored value (6 significant digits)
 OVERLAP_RULE = "bold: the best value and every value whose interval overlaps the best's"
 
 

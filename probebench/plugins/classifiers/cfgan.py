@@ -81,25 +81,12 @@ class CFGAN:
     ) -> None:
         """``<stem>-losses.png`` (the loss curves) and ``<stem>-counterfactuals.png``:
         two images of each class (rows, by class), each followed by G(x, c) for every class c."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
         import torch
 
         from probebench.report.grids import image_grid
+        from probebench.report.plots import save_loss_curves
 
-        fig, ax = plt.subplots(figsize=(5, 3.2))
-        for name, values in history.items():
-            ax.plot(range(1, len(values) + 1), values, marker="o", label=name)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("mean loss")
-        ax.set_title("cf-gan training losses")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        out.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out / f"{stem}-losses.png", dpi=100)
-        plt.close(fig)
+        save_loss_curves(history, out / f"{stem}-losses.png", "cf-gan training losses")
 
         num_classes = model.num_classes
         device = next(model.parameters()).device

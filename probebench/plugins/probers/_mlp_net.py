@@ -149,13 +149,30 @@ class TrainConfig:
     standardize: bool = True
 
 
-def train(net: ProbeNet, features: torch.Tensor, hit: torch.Tensor, config: TrainConfig, generator) -> dict:
+def train(
+    net: ProbeNet,
+    features: torch.Tensor,
+    hit: torch.Tensor,
+    config: TrainConfig,
+    generator,
+    tcp: torch.Tensor | None = None,
+) -> dict:
     """Fit ``net`` on a stratified ``train_ratio`` split, keep the epoch with the
     best validation AUROC, ties broken by the lower validation loss (stop after
     ``patience`` epochs without improvement; 0 = run all epochs), and return
-    the training facts. Every random draw comes from ``generator``."""
+    the training facts. Every random draw comes from ``generator``.
+
+    With ``tcp`` (the true-class probability [N] of each sample) the loss is
+    ConfidNet's: the mean squared error between P(hit) and the TCP, unweighted
+    (the class options are then unused); the split and early stopping still
+    use ``hit``."""
     with one_thread():
-        return _train(net, features, hit, config, generator)
+        return _train(net, features, hit, config, generator, tcp)
+
+
+def tcp_loss(logits: torch.Tensor, tcp: torch.Tensor) -> torch.Tensor:
+    """ConfidNet's regression loss: MSE between P(hit) = softmax(logits)[:, 1] and the TCP."""
+    return nn.functional.mse_loss(logits.softmax(dim=1)[:, 1], tcp)
 
 
 def weighted_loss(weights: torch.Tensor, label_smoothing: float):
@@ -195,38 +212,41 @@ def _epoch(net: ProbeNet, x, targets, loss_fn, optimiser, draw, batch_size: int,
         optimiser.step()
 
 
-def _rank(net: ProbeNet, x_valid, y_valid, loss_fn) -> tuple[float, float]:
+def _rank(net: ProbeNet, x_valid, y_valid, loss_fn, valid_targets) -> tuple[float, float]:
     """How good the current epoch is: (validation AUROC, -validation loss),
     compared in that order; a one-class validation split has no AUROC and is
     ranked by the loss alone."""
     with torch.no_grad():
         valid_logits = net.eval()(x_valid)
         auroc = _auroc(valid_logits.softmax(dim=1)[:, 1].numpy(), y_valid.numpy().astype(bool))
-        valid_loss = float(loss_fn(valid_logits, y_valid.long()))
+        valid_loss = float(loss_fn(valid_logits, valid_targets))
     return (-1.0 if np.isnan(auroc) else auroc, -valid_loss)
 
 
-def _train(net: ProbeNet, features: torch.Tensor, hit: torch.Tensor, config: TrainConfig, generator) -> dict:
+def _train(net: ProbeNet, features: torch.Tensor, hit: torch.Tensor, config: TrainConfig, generator, tcp=None) -> dict:
     fit_idx, valid_idx = stratified_split(hit, config.train_ratio, generator)
     x_fit, y_fit = features[fit_idx], hit[fit_idx]
     x_valid, y_valid = features[valid_idx], hit[valid_idx]
     if config.standardize:
         net.standardise_with(x_fit)
-    if config.loss_weight is not None:
+    if tcp is not None:
+        weights, loss_fn = torch.ones(2), tcp_loss
+    elif config.loss_weight is not None:
         weights = torch.tensor(config.loss_weight, dtype=torch.float32)
         loss_fn = torch_weighted_loss(weights, config.label_smoothing)
     else:
         weights = class_weights(y_fit, config.imbalance, config.miss_weight)
         loss_fn = weighted_loss(weights, config.label_smoothing)
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    draw = sample_weights(y_fit) if config.imbalance == "sampler" else None
-    targets = y_fit.long()
+    draw = sample_weights(y_fit) if config.imbalance == "sampler" and tcp is None else None
+    targets = y_fit.long() if tcp is None else tcp[fit_idx].float()
+    valid_targets = y_valid.long() if tcp is None else tcp[valid_idx].float()
 
     best_rank, best_epoch, best_state, epochs_run = (-2.0, 0.0), 0, copy.deepcopy(net.state_dict()), 0
     for epoch in range(1, config.epochs + 1):
         _epoch(net, x_fit, targets, loss_fn, optimiser, draw, config.batch_size, generator)
         epochs_run = epoch
-        rank = _rank(net, x_valid, y_valid, loss_fn)
+        rank = _rank(net, x_valid, y_valid, loss_fn, valid_targets)
         if rank > best_rank:
             best_rank, best_epoch, best_state = rank, epoch, copy.deepcopy(net.state_dict())
         elif config.patience and epoch - best_epoch >= config.patience:
@@ -241,6 +261,7 @@ def _train(net: ProbeNet, features: torch.Tensor, hit: torch.Tensor, config: Tra
         "n_valid_miss": int((~y_valid).sum()),
         "loss_weights": {"miss": round(float(weights[0]), 6), "hit": round(float(weights[1]), 6)},
         "imbalance": "torch-weight" if config.loss_weight is not None else config.imbalance,
+        **({} if tcp is None else {"imbalance": "none", "loss": "mse-tcp"}),
         "standardized": config.standardize,
         "best_epoch": best_epoch,
         "epochs_run": epochs_run,

@@ -112,6 +112,10 @@ class MLP:
         self.facts: dict = {}
 
     def fit(self, features, hit) -> None:
+        self._fit_net(features, hit)
+
+    def _fit_net(self, features, hit, tcp=None) -> None:
+        """Train a fresh net on (features, hit), regressing ``tcp`` when given (ConfidNet)."""
         from dataclasses import fields
 
         import torch
@@ -120,6 +124,9 @@ class MLP:
 
         features = torch.as_tensor(features).float()
         hit = torch.as_tensor(hit).bool()
+        tcp = None if tcp is None else torch.as_tensor(tcp).float()
+        if tcp is not None and (tcp.shape != hit.shape or not bool(((tcp >= 0) & (tcp <= 1)).all())):
+            raise ValueError(f"prober {self.name!r}: tcp must be [N] in [0, 1] like hit, got {list(tcp.shape)}")
         if features.dim() != 2 or len(features) != len(hit):
             raise ValueError(
                 f"prober {self.name!r}: features [N, D] and hit [N] needed, got "
@@ -133,7 +140,7 @@ class MLP:
         generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))
         self.net = ProbeNet(features.shape[1], self.hidden)
         config = TrainConfig(**{option.name: getattr(self, option.name) for option in fields(TrainConfig)})
-        self.facts = train(self.net, features, hit, config, generator)
+        self.facts = train(self.net, features, hit, config, generator, tcp)
 
     def predict(self, features):
         """P(hit) [N] in [0, 1]; differentiable when called with gradients on

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from probebench.errors import ComponentFailure, UserError
 from probebench.hookspecs import hookimpl
+from probebench.kinds import fits_true_class_probability
 
 SOURCES = ("train", "holdout", "crossfit", "reference-add-split")
 ADD_SPLIT_FRACTION = 0.8  # of the test set the reference's "add" split puts into prober training
@@ -155,7 +156,7 @@ class ProberScorer:
 
         from probebench.cache import hash_key
 
-        features, hit, info = self.training_data(ctx)
+        features, hit, tcp, info = self.training_data(ctx)
         n_hit, n_miss = int(hit.sum()), int((~hit).sum())
         if min(n_hit, n_miss) < self.min_misses:
             fewer = "misses" if n_miss < n_hit else "hits"
@@ -166,7 +167,10 @@ class ProberScorer:
                 f"add corruptions with augment=[...], or lower min_misses"
             )
         torch.manual_seed(int(hash_key("prober-fit", ctx.seed)[:12], 16))
-        self.prober.fit(features, hit)
+        if fits_true_class_probability(self.prober):
+            self.prober.fit(features, hit, tcp)
+        else:
+            self.prober.fit(features, hit)
         facts = {
             "source": self.source,
             "layers": list(self.layers),
@@ -178,7 +182,8 @@ class ProberScorer:
         return {"prober": self.prober.state_dict() if hasattr(self.prober, "state_dict") else {}, "facts": facts}
 
     def training_data(self, ctx):
-        """(features [M, D], hit [M], facts) of the prober's training data."""
+        """(features [M, D], hit [M], true-class probability [M], facts) of the
+        prober's training data; hit and TCP come from the same logits."""
         import torch
 
         from probebench.pipeline.features import cached_forward
@@ -187,22 +192,23 @@ class ProberScorer:
             return self._add_split_data(ctx)
         labels = ctx.train_labels
         folds = self._fold_indices(ctx.seed, len(labels))
-        features, hits = [], []
+        features, hits, tcps = [], [], []
         info = {"n_images": len(labels), "views": []}
         for view in self._views():
             where, images = self._train_view(ctx, *view)
             logits, layer_features = cached_forward(ctx, images, self.layers, where)
             final_hit = logits.argmax(dim=1) == labels
             if self.source == "train":
-                keep, hit, outputs = torch.arange(len(labels)), final_hit, logits
+                keep, judged, outputs = torch.arange(len(labels)), logits, logits
             else:
                 used = folds[:1] if self.source == "holdout" else folds
                 keep = torch.cat(used)
-                fold_logits = torch.cat([self._fold_logits(ctx, folds, f, where, images) for f in range(len(used))])
-                hit = fold_logits.argmax(dim=1) == labels[keep]
-                outputs = fold_logits if self.fold_outputs else logits[keep]
+                judged = torch.cat([self._fold_logits(ctx, folds, f, where, images) for f in range(len(used))])
+                outputs = judged if self.fold_outputs else logits[keep]
+            hit, tcp = outcomes(judged, labels[keep])
             features.append(self.inputs(outputs, {k: v[keep] for k, v in layer_features.items()}))
             hits.append(hit)
+            tcps.append(tcp)
             info["views"].append(
                 {
                     "corruption": where["corruption"],
@@ -212,7 +218,7 @@ class ProberScorer:
                     "classifier_train_misses": int((~final_hit).sum()),
                 }
             )
-        return torch.cat(features), torch.cat(hits), info
+        return torch.cat(features), torch.cat(hits), torch.cat(tcps), info
 
     def _add_split_data(self, ctx):
         """The reference's ``--split add``: outcomes on the training split plus on
@@ -224,14 +230,19 @@ class ProberScorer:
         if ctx.test_images is None or ctx.test_labels is None:
             raise UserError(f"scorer {self.name!r}: source='reference-add-split' needs the test split in ctx")
         train = replace_source(self, "train")
-        features, hit, info = train.training_data(ctx)
+        features, hit, tcp, info = train.training_data(ctx)
         leaked = add_split_leaked(ctx.seed, len(ctx.test_labels))
         where = {"split": "test", "corruption": "none", "options": {}, "severity": 0}
         logits, layer_features = cached_forward(ctx, ctx.test_images, self.layers, where)
-        test_hit = (logits.argmax(dim=1) == ctx.test_labels)[leaked]
+        test_hit, test_tcp = outcomes(logits[leaked], ctx.test_labels[leaked])
         test_features = self.inputs(logits[leaked], {k: v[leaked] for k, v in layer_features.items()})
         info["leaks_test"] = {"n": len(leaked), "n_miss": int((~test_hit).sum()), "fraction": ADD_SPLIT_FRACTION}
-        return torch.cat([features, test_features]), torch.cat([hit, test_hit]), info
+        return (
+            torch.cat([features, test_features]),
+            torch.cat([hit, test_hit]),
+            torch.cat([tcp, test_tcp]),
+            info,
+        )
 
     def _views(self) -> list[tuple]:
         views = [(None, {}, 0)]
@@ -365,6 +376,13 @@ def add_split_holdout(seed: int, n: int):
     keep = torch.ones(n, dtype=torch.bool)
     keep[add_split_leaked(seed, n)] = False
     return keep.nonzero().squeeze(1)
+
+
+def outcomes(logits, labels):
+    """(hit [N], true-class probability [N]) of logits [N, K] against labels [N]."""
+    hit = logits.argmax(dim=1) == labels
+    tcp = logits.float().softmax(dim=1).gather(1, labels.view(-1, 1)).squeeze(1)
+    return hit, tcp
 
 
 def output_stats(logits):
