@@ -20,9 +20,8 @@ from __future__ import annotations
 
 from probebench.errors import UserError
 from probebench.hookspecs import hookimpl
-from probebench.plugins.correctors._options import require_count
-
-MODES = ("edit", "relabel")
+from probebench.plugins.correctors._options import require_choice, require_count
+from probebench.plugins.correctors.class_aware import MODES
 
 
 class ClassFlow:
@@ -50,8 +49,7 @@ class ClassFlow:
         max_steps: int = 200,
     ):
         where = f"corrector {self.name!r}"
-        if mode not in MODES:
-            raise UserError(f"{where}: mode must be one of {', '.join(MODES)}, got {mode!r}")
+        require_choice(self.name, "mode", mode, MODES)
         if not isinstance(only_disagreeing, bool):
             raise UserError(f"{where}: only_disagreeing must be true or false, got {only_disagreeing!r}")
         if not 0 <= shrinkage <= 1:
