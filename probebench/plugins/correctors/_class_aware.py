@@ -62,6 +62,17 @@ def class_target(ctx, images: torch.Tensor, options) -> Correction:
     if options.mode == "relabel":
         steps = torch.zeros(len(images), dtype=torch.long)
         return Correction(images.clone(), steps, details, torch.where(has_target, target, predictions))
+    correction = edit_toward(ctx, images, target, has_target, options.lr, options.max_steps)
+    correction.details.update(details)
+    return correction
+
+
+def edit_toward(ctx, images, target, has_target, lr: float, max_steps: int, latent_loss=None) -> Correction:
+    """Adam on the flow latent of each image with ``has_target`` until the
+    classifier predicts its ``target`` or ``max_steps``; the others take no step.
+    The loss is the classifier's cross-entropy toward the target, or
+    ``latent_loss(z_rows, target_rows)`` [n] when given (e.g. a class-conditional
+    density on the latent)."""
     generator = generator_of(ctx)
 
     def edit(x, part):
@@ -71,17 +82,18 @@ def class_target(ctx, images: torch.Tensor, options) -> Correction:
 
         def evaluate(zi, idx):
             logits = ctx.classifier(decode_rows(generator, flat, zi))
-            loss = torch.nn.functional.cross_entropy(logits, goal[idx], reduction="none")
+            if latent_loss is None:
+                loss = torch.nn.functional.cross_entropy(logits, goal[idx], reduction="none")
+            else:
+                loss = latent_loss(zi, goal[idx])
             return Evaluation(loss, (logits.argmax(dim=1) == goal[idx]) | ~active[idx])
 
-        result = optimise(flat.rows, evaluate, lr=options.lr, max_steps=options.max_steps)
+        result = optimise(flat.rows, evaluate, lr=lr, max_steps=max_steps)
         with torch.no_grad():
             edited = decode_rows(generator, flat, result.z)
         return _finish(x, edited, result.steps), result.steps, {"reached": result.reached}
 
-    correction = _in_chunks(ctx, images, ctx.batch_size, edit)
-    correction.details.update(details)
-    return correction
+    return _in_chunks(ctx, images, ctx.batch_size, edit)
 
 
 def latent_shrink(ctx, images: torch.Tensor, factor: float) -> Correction:

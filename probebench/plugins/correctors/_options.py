@@ -10,3 +10,10 @@ def require_count(corrector: str, key: str, value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise UserError(f"corrector {corrector!r}: {key} must be an integer >= 1, got {value!r}")
     return value
+
+
+def require_choice(corrector: str, key: str, value: object, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``, or a one-line UserError naming the corrector, option and choices."""
+    if value not in choices:
+        raise UserError(f"corrector {corrector!r}: {key} must be one of {', '.join(choices)}, got {value!r}")
+    return str(value)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from probebench.errors import UserError
 from probebench.hookspecs import hookimpl
-from probebench.plugins.correctors._options import require_count
+from probebench.plugins.correctors._options import require_choice, require_count
 
 SOURCES = ("knn", "mc-dropout")
 MODES = ("edit", "relabel")
@@ -60,10 +60,8 @@ class ClassTarget:
         max_steps: int = 200,
     ):
         where = f"corrector {self.name!r}"
-        if source not in SOURCES:
-            raise UserError(f"{where}: source must be one of {', '.join(SOURCES)}, got {source!r}")
-        if mode not in MODES:
-            raise UserError(f"{where}: mode must be one of {', '.join(MODES)}, got {mode!r}")
+        require_choice(self.name, "source", source, SOURCES)
+        require_choice(self.name, "mode", mode, MODES)
         for key, value in {"k": k, "passes": passes, "min_votes": min_votes, "max_steps": max_steps}.items():
             require_count(self.name, key, value)
         if not lr > 0:
