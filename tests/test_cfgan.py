@@ -3,8 +3,10 @@ self-training capability, the p-fake scorer, on tiny data."""
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -17,7 +19,7 @@ from probebench.testing import tiny_data
 CFGAN_SUITE = """
 [suite.tiny-cfgan]
 dataset = { name = "mnist-5k", limit = 300 }
-classifier = { name = "cf-gan", epochs = 1, width = 8, unet_width = 4 }
+classifier = { name = "cf-gan", epochs = 1, warmup_epochs = 0, width = 8, unet_width = 4 }
 scorers = ["msp", "p-fake", { name = "prober", source = "train", min_misses = 2, prober_options = { epochs = 2 } }]
 metrics = ["accuracy", "auroc"]
 correctors = ["cf-gan"]
@@ -30,7 +32,7 @@ bootstrap = { resamples = 0 }
 def _fit(seed: int = 0):
     from probebench.plugins.classifiers.cfgan import CFGAN
 
-    component = CFGAN(epochs=2, batch_size=16, width=4, unet_width=4)
+    component = CFGAN(epochs=2, warmup_epochs=1, batch_size=16, width=4, unet_width=4)
     images, labels = tiny_data(48, shape=(1, 12, 12))  # 3 classes
     torch.manual_seed(seed)
     model = component.build(3, (1, 12, 12))
@@ -41,8 +43,10 @@ def _fit(seed: int = 0):
 def test_cfgan_gives_class_logits_a_fake_output_and_counterfactuals():
     component, model, history, images = _fit()
     assert trains_itself(component)
-    assert set(history) == {"classification", "fake", "adversarial", "cycle", "sparsity"}
+    assert set(history) == {"classification", "fake", "target", "realness", "cycle", "identity"}
     assert all(len(curve) == 2 for curve in history.values())
+    assert all(math.isnan(curve[0]) for name, curve in history.items() if name != "classification")  # warm-up
+    assert all(math.isfinite(value) for curve in history.values() for value in curve[1:])
     with torch.no_grad():
         logits, full = model(images), model.discriminate(images)
         p_fake = model.p_fake(images)
@@ -79,6 +83,7 @@ def test_a_cfgan_run_scores_p_fake_and_saves_loss_curves_and_counterfactuals(run
     assert 0 <= rates["correction-rate"] <= 1 and 0 <= rates["break-rate"] <= 1
     assert (out / "cf-gan-seed0-losses.png").is_file()
     assert (out / "cf-gan-seed0-counterfactuals.png").is_file()
+    assert (out / "cf-gan-seed0-saliency.png").is_file()
     scores = pd.read_csv(out / "scores.csv.gz", keep_default_na=False)
     assert scores["p-fake"].between(0, 1).all() and scores["p-fake"].nunique() > 1
 
@@ -115,3 +120,31 @@ def test_the_cf_gan_corrector_returns_the_counterfactual_toward_the_runner_up_cl
     cnn_ctx = tiny_context()
     with pytest.raises(UserError, match="corrector cf-gan needs the 'cf-gan' classifier"):
         CFGANCorrector().correct(cnn_ctx, images[:2])
+
+
+def test_the_saliency_grid_shows_each_images_change_under_its_counterfactuals(tmp_path):
+    from PIL import Image
+
+    component, model, history, images = _fit()
+    labels = torch.arange(len(images)) % 3
+    component.save_figures(model, history, images, labels, tmp_path, "cf")
+    picture = np.asarray(Image.open(tmp_path / "cf-saliency.png"), dtype=np.float32) / 255
+    canvas = torch.from_numpy(picture)[::2, ::2]  # undo the 2x zoom
+
+    def tile(row: int, column: int) -> torch.Tensor:  # 12x12 tiles, 2 pixels apart
+        top, left = 2 + row * 14, 2 + column * 14
+        return canvas[top : top + 12, left : left + 12]
+
+    x = images[torch.nonzero(labels == 1).flatten()[0]][None]  # row 2: the first image of class 1
+    for target in range(3):
+        with torch.no_grad():
+            change = (x - model.counterfactual(x, torch.tensor([target]))).abs()[0, 0]
+        assert torch.allclose(tile(2, 1 + target), change / change.max(), atol=1 / 255 + 1e-6)
+    assert torch.allclose(tile(2, 0), x[0, 0], atol=1 / 255 + 1e-6)  # the image itself comes first
+
+
+def test_a_warm_up_as_long_as_the_training_is_a_one_line_error():
+    from probebench.plugins.classifiers.cfgan import CFGAN
+
+    with pytest.raises(UserError, match=r"warmup_epochs must lie in \[0, epochs\) = \[0, 2\), got 2"):
+        CFGAN(epochs=2, warmup_epochs=2)

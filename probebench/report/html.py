@@ -396,6 +396,16 @@ def _run_image_caption(path: Path, run: Path) -> tuple[str, str]:
             f"{path.stem.removesuffix('-reconstructions')}: test images (odd rows) each followed by "
             f"decode(encode(x)) (even rows). File: {relative}."
         )
+    if path.stem.endswith("-counterfactuals"):
+        return "generators", (
+            f"{path.stem.removesuffix('-counterfactuals')}: counterfactuals of a self-training classifier (cf-gan): "
+            f"two test images per class (rows), each followed by G(x, c) for class c = 0, 1, ... File: {relative}."
+        )
+    if path.stem.endswith("-saliency"):
+        return "generators", (
+            f"{path.stem.removesuffix('-saliency')}: saliency |x − G(x, c)| of the same rows (white: the most "
+            f"changed pixel of each tile, scaled per tile). File: {relative}."
+        )
     return "generators", f"An image the run saved: {relative}."
 
 

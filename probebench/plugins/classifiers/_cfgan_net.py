@@ -16,35 +16,46 @@ from probebench.plugins.classifiers._cnn_net import CNNNet
 
 
 def _double_conv(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(), nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU())
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(cout, cout, 3, padding=1), nn.LeakyReLU(0.2)
+    )
 
 
 class UNet(nn.Module):
     """A two-level UNet G(x, target): the target class enters as one-hot
-    channels beside the image; the output is x plus a bounded edit, clamped
-    to [0, 1]. The residual form starts near the identity: with a sigmoid
-    output instead, one epoch on mnist-5k collapsed G to all-black images."""
+    channels at every level (StarGAN feeds it beside the image). G predicts a
+    content image c and a mask m (both through a sigmoid) and returns
+    m * c + (1 - m) * x, in [0, 1] with a gradient everywhere. Two earlier
+    forms collapsed on mnist-5k: a sigmoid image (all black after one epoch)
+    and x + tanh(.) clamped to [0, 1] (the identity; the clamp has no gradient
+    at the bounds, where MNIST's pixels are)."""
 
     def __init__(self, num_classes: int, channels: int, base: int = 16):
         super().__init__()
         self.num_classes = num_classes
         self.down1 = _double_conv(channels + num_classes, base)
-        self.down2 = _double_conv(base, 2 * base)
-        self.middle = _double_conv(2 * base, 4 * base)
+        self.down2 = _double_conv(base + num_classes, 2 * base)
+        self.middle = _double_conv(2 * base + num_classes, 4 * base)
         self.up2 = nn.ConvTranspose2d(4 * base, 2 * base, 2, stride=2)
         self.merge2 = _double_conv(4 * base, 2 * base)
         self.up1 = nn.ConvTranspose2d(2 * base, base, 2, stride=2)
         self.merge1 = _double_conv(2 * base, base)
-        self.out = nn.Conv2d(base, channels, 1)
+        self.out = nn.Conv2d(base, 2 * channels, 1)
 
     def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         onehot = F.one_hot(target, self.num_classes).to(x.dtype)[:, :, None, None]
-        h1 = self.down1(torch.cat([x, onehot.expand(-1, -1, *x.shape[2:])], dim=1))
-        h2 = self.down2(F.avg_pool2d(h1, 2))
-        h3 = self.middle(F.avg_pool2d(h2, 2))
+
+        def with_target(h: torch.Tensor) -> torch.Tensor:
+            return torch.cat([h, onehot.expand(-1, -1, *h.shape[2:])], dim=1)
+
+        h1 = self.down1(with_target(x))
+        h2 = self.down2(with_target(F.avg_pool2d(h1, 2)))
+        h3 = self.middle(with_target(F.avg_pool2d(h2, 2)))
         u2 = self.merge2(torch.cat([self.up2(h3), h2], dim=1))
         u1 = self.merge1(torch.cat([self.up1(u2), h1], dim=1))
-        return (x + torch.tanh(self.out(u1))).clamp(0, 1)
+        content, mask = self.out(u1).chunk(2, dim=1)
+        mask = torch.sigmoid(mask)
+        return mask * torch.sigmoid(content) + (1 - mask) * x
 
 
 class CFGANNet(CNNNet):
@@ -78,20 +89,28 @@ class CFGANNet(CNNNet):
 @dataclass(frozen=True)
 class GANRecipe:
     epochs: int
+    warmup_epochs: int
     lr: float
     batch_size: int
+    class_weight: float
     cycle_weight: float
-    sparsity_weight: float
+    identity_weight: float
 
 
-# the per-epoch means fit() records
-CURVES = ("classification", "fake", "adversarial", "cycle", "sparsity")
+# the per-epoch means fit() records (warm-up epochs record the classification loss only)
+CURVES = ("classification", "fake", "target", "realness", "cycle", "identity")
 
 
 def other_class(labels: torch.Tensor, num_classes: int, generator: torch.Generator) -> torch.Tensor:
     """A target class drawn uniformly among the classes other than ``labels``."""
     shift = torch.randint(1, num_classes, labels.shape, generator=generator)
     return (labels + shift.to(labels.device)) % num_classes
+
+
+def realness(outputs: torch.Tensor) -> torch.Tensor:
+    """log(p_real / p_fake) of D's C + 1 outputs: logsumexp of the class logits
+    minus the fake logit, so p_fake = sigmoid(-realness)."""
+    return torch.logsumexp(outputs[:, :-1], dim=1) - outputs[:, -1]
 
 
 def fit(
@@ -103,59 +122,97 @@ def fit(
     device: torch.device | str,
     advance,
 ) -> dict[str, list[float]]:
-    """Joint training, one D step then one G step per batch (Adam, betas 0.5/0.999).
+    """StarGAN's recipe with D's C + 1 softmax (Adam, betas 0.5/0.999).
 
-    D: cross-entropy of real images toward their class plus of G's
-    counterfactuals (detached) toward "fake". G: cross-entropy of D on
-    G(x, t) toward the target t (a class other than x's: classified as t and
-    not as fake), plus ``cycle_weight`` x L1 of G(G(x, t), y) to x (the
-    nested counterfactual returns) and ``sparsity_weight`` x L1 of G(x, t) to
-    x (small edits: the saliency stays sparse). Returns per-epoch means."""
+    First ``warmup_epochs`` of D's cross-entropy on real images only, so G
+    learns against a classifier that already knows the classes. Then per
+    batch one D step and one G step. D: cross-entropy of real images over the
+    C + 1 outputs toward their class (which also says "not fake") plus
+    -log p_fake of G's counterfactuals (detached). G: ``class_weight`` x the
+    cross-entropy of D's C class logits on G(x, t) toward the target t (a
+    class other than x's), the non-saturating -log(1 - p_fake) (look real),
+    ``cycle_weight`` x L1 of G(G(x, t), y) to x (the nested counterfactual
+    returns) and ``identity_weight`` x L1 of G(x, y) to x (no change toward
+    the class x already has). Returns per-epoch means."""
     generator = torch.Generator().manual_seed(seed)
     g_params = list(model.generator.parameters())
     g_ids = {id(p) for p in g_params}
     d_params = [p for p in model.parameters() if id(p) not in g_ids]
     d_opt = torch.optim.Adam(d_params, lr=recipe.lr, betas=(0.5, 0.999))
     g_opt = torch.optim.Adam(g_params, lr=recipe.lr, betas=(0.5, 0.999))
-    fake = model.num_classes
     model.to(device).train()
     history: dict[str, list[float]] = {name: [] for name in CURVES}
-    for _epoch in range(recipe.epochs):
+    for epoch in range(recipe.epochs):
+        adversarial = epoch >= recipe.warmup_epochs
         sums = dict.fromkeys(CURVES, 0.0)
         order = torch.randperm(len(images), generator=generator)
         batches = 0
         for start in range(0, len(images), recipe.batch_size):
             idx = order[start : start + recipe.batch_size]
             x, y = images[idx].to(device), labels[idx].to(device)
-            target = other_class(y, model.num_classes, generator)
-            with torch.no_grad():
-                made = model.generator(x, target)
-            classification = F.cross_entropy(model.discriminate(x), y)
-            fake_loss = F.cross_entropy(model.discriminate(made), torch.full_like(y, fake))
-            d_loss = classification + fake_loss
-            d_opt.zero_grad(set_to_none=True)
-            d_loss.backward()
-            d_opt.step()
-
-            made = model.generator(x, target)
-            adversarial = F.cross_entropy(model.discriminate(made), target)
-            cycle = (model.generator(made, y) - x).abs().mean()
-            sparsity = (made - x).abs().mean()
-            g_loss = adversarial + recipe.cycle_weight * cycle + recipe.sparsity_weight * sparsity
-            g_opt.zero_grad(set_to_none=True)
-            g_loss.backward()
-            g_opt.step()
-            d_opt.zero_grad(set_to_none=True)  # G's step left gradients in D
-
-            if not (torch.isfinite(d_loss) and torch.isfinite(g_loss)):
-                raise UserError(
-                    f"training cf-gan diverged (D loss {d_loss.item()}, G loss {g_loss.item()}); lower its lr"
+            if adversarial:
+                losses = _adversarial_step(
+                    model, x, y, other_class(y, model.num_classes, generator), recipe, d_opt, g_opt
                 )
-            for name, value in zip(CURVES, (classification, fake_loss, adversarial, cycle, sparsity), strict=True):
+            else:
+                losses = {"classification": F.cross_entropy(model.discriminate(x), y)}
+                d_opt.zero_grad(set_to_none=True)
+                losses["classification"].backward()
+                d_opt.step()
+            for name, value in losses.items():
+                if not torch.isfinite(value):
+                    raise UserError(f"training cf-gan diverged ({name} loss {value.item()}); lower its lr")
                 sums[name] += value.item()
             batches += 1
             advance()
         for name in CURVES:
-            history[name].append(sums[name] / batches)
+            if adversarial or name == "classification":
+                history[name].append(sums[name] / batches)
+            else:
+                history[name].append(float("nan"))
     model.eval()
     return history
+
+
+def _adversarial_step(
+    model: CFGANNet,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    target: torch.Tensor,
+    recipe: GANRecipe,
+    d_opt: torch.optim.Optimizer,
+    g_opt: torch.optim.Optimizer,
+) -> dict[str, torch.Tensor]:
+    """One D step, then one G step, on the batch ``x``, ``y`` with targets ``target``."""
+    with torch.no_grad():
+        made = model.generator(x, target)
+    classification = F.cross_entropy(model.discriminate(x), y)
+    fake = F.softplus(realness(model.discriminate(made))).mean()
+    d_opt.zero_grad(set_to_none=True)
+    (classification + fake).backward()
+    d_opt.step()
+
+    made = model.generator(x, target)
+    outputs = model.discriminate(made)
+    toward_target = F.cross_entropy(outputs[:, : model.num_classes], target)
+    looks_real = F.softplus(-realness(outputs)).mean()
+    cycle = (model.generator(made, y) - x).abs().mean()
+    identity = (model.generator(x, y) - x).abs().mean()
+    g_loss = (
+        recipe.class_weight * toward_target
+        + looks_real
+        + recipe.cycle_weight * cycle
+        + recipe.identity_weight * identity
+    )
+    g_opt.zero_grad(set_to_none=True)
+    g_loss.backward()
+    g_opt.step()
+    d_opt.zero_grad(set_to_none=True)  # G's step left gradients in D
+    return {
+        "classification": classification,
+        "fake": fake,
+        "target": toward_target,
+        "realness": looks_real,
+        "cycle": cycle,
+        "identity": identity,
+    }

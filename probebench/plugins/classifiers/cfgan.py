@@ -17,22 +17,26 @@ class CFGAN:
     logits of the C classes. G: a two-level UNet conditioned on the target
     class (image sides divisible by 4, e.g. 28 or 32).
 
-    Trains itself (the ``SelfTraining`` capability): per batch one D step
-    (real images toward their class, G's counterfactuals toward "fake") and
-    one G step (counterfactuals toward their target class and not fake, a
-    cycle-consistent L1 of G(G(x, t), y) to x, a sparsity L1 of G(x, t) to x).
-    Saves loss curves and a counterfactual grid per class into the run folder.
+    Trains itself (the ``SelfTraining`` capability) with StarGAN's recipe:
+    ``warmup_epochs`` of D's classifier on real images, then per batch one D
+    step (real images toward their class, G's counterfactuals toward "fake")
+    and one G step (counterfactuals toward their target class and not fake,
+    a cycle-consistent L1 of G(G(x, t), y) to x, an identity L1 of G(x, y) to
+    x). Saves loss curves, a counterfactual grid and a saliency grid
+    |x - G(x, c)| into the run folder.
     """
 
     name = "cf-gan"
-    version = "1"
+    version = "2"
     trains_itself = True
     option_help = {
-        "epochs": "training epochs (one D step and one G step per batch)",
+        "epochs": "training epochs, the warm-up included (then one D step and one G step per batch)",
+        "warmup_epochs": "first epochs that train D's classifier on real images only",
         "lr": "learning rate of both Adam optimisers (betas 0.5, 0.999)",
         "batch_size": "training batch size",
+        "class_weight": "weight of G's cross-entropy of D's class logits on G(x, t) toward t",
         "cycle_weight": "weight of the cycle-consistent L1 loss |G(G(x,t),y) - x|",
-        "sparsity_weight": "weight of the L1 loss |G(x,t) - x| that keeps counterfactuals close to x",
+        "identity_weight": "weight of the identity L1 loss |G(x,y) - x| (no change toward x's own class)",
         "dropout": "dropout probability in D's fc_layer",
         "width": "channels of D's first conv layer (the second has twice as many)",
         "unet_width": "channels of G's first UNet level (doubling per level)",
@@ -41,22 +45,26 @@ class CFGAN:
     def __init__(
         self,
         epochs: int = 8,
-        lr: float = 1e-3,
-        batch_size: int = 64,
-        cycle_weight: float = 10.0,
-        sparsity_weight: float = 1.0,
+        warmup_epochs: int = 2,
+        lr: float = 5e-4,
+        batch_size: int = 32,
+        class_weight: float = 5.0,
+        cycle_weight: float = 5.0,
+        identity_weight: float = 0.5,
         dropout: float = 0.3,
         width: int = 32,
-        unet_width: int = 16,
+        unet_width: int = 8,
     ):
         if epochs < 1 or batch_size < 1 or width < 1 or unet_width < 1:
             raise UserError("cf-gan: epochs, batch_size, width and unet_width must be positive")
-        if lr <= 0 or cycle_weight < 0 or sparsity_weight < 0:
-            raise UserError("cf-gan: lr must be positive, cycle_weight and sparsity_weight not negative")
+        if not 0 <= warmup_epochs < epochs:
+            raise UserError(f"cf-gan: warmup_epochs must lie in [0, epochs) = [0, {epochs}), got {warmup_epochs}")
+        if lr <= 0 or min(class_weight, cycle_weight, identity_weight) < 0:
+            raise UserError("cf-gan: lr must be positive; class_weight, cycle_weight and identity_weight not negative")
         if not 0 <= dropout < 1:
             raise UserError(f"cf-gan: dropout must lie in [0, 1), got {dropout}")
-        self.epochs, self.lr, self.batch_size = epochs, lr, batch_size
-        self.cycle_weight, self.sparsity_weight = cycle_weight, sparsity_weight
+        self.epochs, self.warmup_epochs, self.lr, self.batch_size = epochs, warmup_epochs, lr, batch_size
+        self.class_weight, self.cycle_weight, self.identity_weight = class_weight, cycle_weight, identity_weight
         self.dropout, self.width, self.unet_width = dropout, width, unet_width
 
     def build(self, num_classes: int, shape: tuple[int, int, int]):
@@ -72,15 +80,26 @@ class CFGAN:
         from probebench.console import task
         from probebench.plugins.classifiers._cfgan_net import GANRecipe, fit
 
-        recipe = GANRecipe(self.epochs, self.lr, self.batch_size, self.cycle_weight, self.sparsity_weight)
+        recipe = GANRecipe(
+            self.epochs,
+            self.warmup_epochs,
+            self.lr,
+            self.batch_size,
+            self.class_weight,
+            self.cycle_weight,
+            self.identity_weight,
+        )
         with task(f"train {label}", self.epochs * math.ceil(len(images) / self.batch_size)) as advance:
             return fit(model, images, labels, recipe, seed, device, advance)
 
     def save_figures(
         self, model: Any, history: dict[str, list[float]], images: Any, labels: Any, out: Path, stem: str
     ) -> None:
-        """``<stem>-losses.png`` (the loss curves) and ``<stem>-counterfactuals.png``:
-        two images of each class (rows, by class), each followed by G(x, c) for every class c."""
+        """``<stem>-losses.png`` (the loss curves), ``<stem>-counterfactuals.png``
+        (two test images of each class, rows by class, each followed by G(x, c)
+        for every class c) and ``<stem>-saliency.png`` (the same rows, each
+        image followed by the paper's saliency |x - G(x, c)| for every c,
+        scaled per tile to its largest value: white is the most changed pixel)."""
         import torch
 
         from probebench.report.grids import image_grid
@@ -96,6 +115,10 @@ class CFGAN:
             rows = [x] + [model.counterfactual(x, torch.full((len(x),), c, device=device)) for c in range(num_classes)]
         grid = torch.stack(rows, dim=1).flatten(0, 1).cpu()  # image, then G(x, 0..C-1), per row
         image_grid(grid, num_classes + 1, out / f"{stem}-counterfactuals.png")
+        saliency = [(x - made).abs() for made in rows[1:]]
+        saliency = [s / s.flatten(1).amax(dim=1).clamp_min(1e-8)[:, None, None, None] for s in saliency]
+        grid = torch.stack([x, *saliency], dim=1).flatten(0, 1).cpu()  # image, then |x - G(x, c)|, per row
+        image_grid(grid, num_classes + 1, out / f"{stem}-saliency.png")
 
 
 def apply_cfgan(ctx: Any, images: Any, user: str, method: Any) -> Any:
