@@ -80,13 +80,16 @@ def run(
     data_root: PathLike | None = None,
     fresh: bool = False,
     overwrite: bool = False,
+    log: Sequence[str] = (),
 ) -> Run:
     """Run a suite, as ``probebench run`` does, and return its ``Run``.
 
     ``suite`` is a suite name in the registry file (``registry``, default the
     project's registry.toml) or a dict with the keys of a ``[suite.NAME]``
     table (``name`` optional). A component that fails is recorded in
-    ``run.meta["failures"]`` and the rest of the run completes.
+    ``run.meta["failures"]`` and the rest of the run completes. ``log``
+    names loggers (e.g. ``["mlflow"]``) that receive the finished run, besides
+    the suite's own ``log`` list.
     """
     from probebench.cache import ArtifactStore
     from probebench.pipeline.run import resolve_device, run_suite
@@ -108,12 +111,17 @@ def run(
         data_root=str(data_root) if data_root is not None else None,
     )
     store, chosen = ArtifactStore(cache_dir, fresh=fresh), resolve_device(device)
+    for name in log:
+        reg.get("logger", name)  # an unknown logger fails before anything runs
     target, _ = write_run_folder(
         Path(out) if out is not None else None,
         resolved.name,
         lambda partial: run_suite(resolved, reg, store, chosen, partial),
         overwrite,
     )
+    from probebench.loggers import log_run, merged
+
+    log_run(reg, merged(resolved.log, log), target)
     return load_run(target)
 
 

@@ -14,7 +14,12 @@ The cache is never a reason to lose work: a write that fails (read-only or
 full disk) is one warning line and the run goes on uncached; a folder where
 an artifact file should be is reported and replaced. A sidecar's mtime is
 refreshed on every load: it says when the artifact was last used (for
-``probebench cache gc --older-than``).
+``probebench cache gc --older-than``). A store that knows which suite it
+serves (``user``, set by ``probebench run``) leaves an empty marker
+``<root>/uses/<suite>@<config>/<stage>--<key>`` for every artifact it loads
+or saves, from whichever process does the work: ``cache ls`` names the suites
+that use an artifact and ``cache gc --unreachable`` finds those that no suite
+of the registry uses any more.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ if TYPE_CHECKING:  # torch is imported where an artifact is loaded or saved
 
 
 KEY_FIELD = "__probebench_key__"  # the "stage/key" stored inside every artifact
+USES = "uses"  # the folder of use markers: <root>/uses/<suite>@<config>/<stage>--<key>
 _ACTIVE_ROOT: ContextVar[Path | None] = ContextVar("probebench_cache_root", default=None)
 
 
@@ -59,6 +65,20 @@ def hash_key(*parts: Any) -> str:
     """A stable short hash of JSON-able ``parts`` (dict order does not matter)."""
     text = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def content_digest(*arrays: Any) -> str:
+    """A SHA-256 of the values, dtypes and shapes of tensors or arrays (what a picture is drawn from)."""
+    import numpy as np  # imported here: the CLI imports this module at start-up
+
+    digest = hashlib.sha256()
+    for array in arrays:
+        if hasattr(array, "detach"):
+            array = array.detach().cpu().numpy()
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def sha256_file(path: Path) -> str:
@@ -122,9 +142,10 @@ def read_artifact(path: Path, stage: str, key: str) -> dict:
 class ArtifactStore:
     """Saves and loads stage outputs by key; ``fresh=True`` ignores what is stored."""
 
-    def __init__(self, root: Path | str | None = None, fresh: bool = False):
+    def __init__(self, root: Path | str | None = None, fresh: bool = False, user: str | None = None):
         self.root = Path(root) if root else cache_root()
         self.fresh = fresh
+        self.user = user  # suite_user(...) of the suite this store serves: its uses are recorded
         self.write_failed = False
         if self.root.exists() and not self.root.is_dir():
             raise UserError(
@@ -160,7 +181,17 @@ class ArtifactStore:
             return None
         with contextlib.suppress(OSError):  # last used, for gc; a read-only cache is fine
             os.utime(sidecar(path))
+        self._record_use(stage, key)
         return payload
+
+    def _record_use(self, stage: str, key: str) -> None:
+        """Mark that ``self.user``'s suite uses this artifact (no-op without a user)."""
+        if self.user is None:
+            return
+        marker = self.root / USES / self.user / f"{stage}--{key}"
+        with contextlib.suppress(OSError):  # the marker only informs gc; a read-only cache is fine
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
 
     def save(self, stage: str, key: str, payload: dict) -> None:
         """Store ``payload`` under its key; a failed write is one warning and the run goes on uncached."""
@@ -175,6 +206,8 @@ class ArtifactStore:
                     f"[yellow]cache: cannot write {path} ({exc.strerror or exc}); going on without caching[/]"
                 )
             self.write_failed = True
+            return
+        self._record_use(stage, key)
 
     def get_or_build(
         self, stage: str, key: str, build: Callable[[], dict], check: Callable[[dict], object] | None = None
@@ -185,6 +218,13 @@ class ArtifactStore:
             payload = build()
             self.save(stage, key, payload)
         return payload
+
+
+def suite_user(suite_name: str, config_hash: str) -> str:
+    """How use markers name a suite: ``<suite>@<config hash>`` (path-safe)."""
+    from probebench.paths import safe_part
+
+    return f"{safe_part(suite_name)}@{config_hash}"
 
 
 def load_module_state(

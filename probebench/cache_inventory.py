@@ -6,7 +6,10 @@ own files under ``<root>/data/`` with ``<name>.sha256`` sidecars; the data
 fingerprint memo ``<root>/fingerprints.json``. Every write goes through a
 temporary ``.<name>.XXXX`` beside its target: one left behind (a process
 killed mid-write) is a *temporary leftover*; a sidecar whose file is gone is
-an *orphan*. Nothing here touches a file the cache did not make.
+an *orphan*. ``<root>/uses/<suite>@<config>/<stage>--<key>`` are empty
+markers saying which suites use an artifact (``ArtifactStore.user``); a
+marker whose artifact is gone is an orphan too. Nothing here touches a file
+the cache did not make.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from probebench.cache import read_artifact, read_verified, sidecar
+from probebench.cache import USES, read_artifact, read_verified, sidecar
 
 DATA = "data"  # the folder datasets keep their cached files in
 MEMO = "fingerprints.json"
@@ -41,7 +44,37 @@ class Entry:
 
 def _stage_dirs(root: Path) -> Iterator[Path]:
     if root.is_dir():
-        yield from sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink())
+        yield from sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink() and p.name != USES)
+
+
+def _markers(root: Path) -> Iterator[tuple[str, str, str, Path]]:
+    """(user, stage, key, marker path) of every use marker."""
+    folder = root / USES
+    if not folder.is_dir():
+        return
+    for user in sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()):
+        for marker in sorted(user.iterdir()):
+            stage, sep, key = marker.name.partition("--")
+            if sep and marker.is_file():
+                yield user.name, stage, key, marker
+
+
+def users(root: Path) -> dict[tuple[str, str], set[str]]:
+    """``{(stage, key): {"<suite>@<config>", ...}}``: which suites' runs used each artifact."""
+    found: dict[tuple[str, str], set[str]] = {}
+    for user, stage, key, _marker in _markers(root):
+        found.setdefault((stage, key), set()).add(user)
+    return found
+
+
+def retired_markers(root: Path, current: set[str]) -> list[Path]:
+    """Use markers of suites (``suite_user`` names) not in ``current``: configs no longer in the registry."""
+    return [marker for user, _stage, _key, marker in _markers(root) if user not in current]
+
+
+def unreachable(found: list[Entry], used: dict[tuple[str, str], set[str]], current: set[str]) -> list[Entry]:
+    """The artifacts (not dataset files) that no suite in ``current`` (``suite_user`` names) uses."""
+    return [e for e in found if e.stage != DATA and not used.get((e.stage, e.key), set()) & current]
 
 
 def _size(path: Path) -> int:
@@ -78,6 +111,7 @@ def leftovers(root: Path, now: float | None = None) -> list[Path]:
                 found.append(path)
         elif path.suffix == ".sha256" and not _sidecar_owner(path).exists():
             found.append(path)
+    found += [marker for _user, stage, key, marker in _markers(root) if not (root / stage / f"{key}.pt").exists()]
     return found
 
 
@@ -124,13 +158,17 @@ def remove(paths: list[Path]) -> int:
 
 def everything(root: Path) -> list[Path]:
     """Every file the cache made (artifacts, sidecars, leftovers of any age, the memo)."""
-    files = [e.path for e in entries(root)] + leftovers(root, now=float("inf"))
+    markers = [marker for *_rest, marker in _markers(root)]
+    files = (
+        [e.path for e in entries(root)] + markers + [p for p in leftovers(root, now=float("inf")) if p not in markers]
+    )
     memo = root / MEMO
     return files + ([memo] if memo.is_file() else [])
 
 
 def prune_empty(root: Path) -> None:
-    """Remove stage folders left empty."""
-    for folder in _stage_dirs(root):
-        if not any(folder.iterdir()):
+    """Remove stage (and use-marker) folders left empty."""
+    uses = root / USES
+    for folder in [*_stage_dirs(root), *(sorted(uses.iterdir()) if uses.is_dir() else []), uses]:
+        if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()

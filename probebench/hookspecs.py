@@ -80,6 +80,15 @@ def register_metrics() -> list[type]:
 
 
 @hookspec
+def register_loggers() -> list[type]:
+    """Return Logger classes: ``log_run(run: FinishedRun) -> None``.
+
+    Called at start-up; a suite's ``log`` list (or ``probebench run --log``)
+    names the loggers that receive each finished run.
+    """
+
+
+@hookspec
 def register_acquirers() -> list[type]:
     """Return Acquirer classes: ``acquire(ctx, pool, k, generator) -> Acquisition``
     (active learning: the ``k`` images of the unlabelled pool, or images made

@@ -39,7 +39,12 @@ class Dataset(Protocol):
         ``load`` before any training (so missing files fail at once), and
         ``load_cell(corruption, severity, root) -> (images, labels)``, called
         once per listed cell; each becomes a results row group like a suite's
-        corruption at that severity."""
+        corruption at that severity.
+
+        An optional attribute ``classes`` (the ``num_classes`` class names,
+        may be set by ``load``, as ``num_classes`` and ``shape`` may for data
+        whose classes are only known from the files) is recorded in run.json
+        (``data.classes``) and names the classes in reports and grids."""
 
 
 @runtime_checkable
@@ -56,6 +61,39 @@ class Classifier(Protocol):
 
     def build(self, num_classes: int, shape: tuple[int, int, int]) -> torch.nn.Module:
         """An untrained model mapping [N,C,H,W] images to [N,num_classes] logits."""
+
+
+@runtime_checkable
+class WeightsFiles(Protocol):
+    """A capability a classifier may declare: its weights come from files.
+
+    The class attribute ``loads_weights = True`` declares it, and
+    ``weights_files()`` returns the files ``build`` reads (a checkpoint, a
+    pretrained ``.safetensors``); their SHA-256 enters the trained classifier's
+    cache key, so a changed file is never served from the cache. The
+    attribute ``trains`` (default True) says whether the train stage then
+    trains the built model (fine-tuning) or uses it as built (``False``: it
+    is neither trained nor cached, and scorers that train more models of the
+    suite's classifier, such as ensembles or cross-fitted probers, fail with
+    a one-line error). The built-in ``checkpoint`` classifier declares it.
+    """
+
+    loads_weights: ClassVar[bool]
+
+    def weights_files(self) -> list[Any]:
+        """The paths (str or Path) of the files ``build`` loads weights from."""
+
+
+def weights_files(classifier: object) -> list[Any]:
+    """The files a classifier declares it loads weights from (``WeightsFiles``), else []."""
+    if getattr(classifier, "loads_weights", False) is not True:
+        return []
+    return list(classifier.weights_files())  # type: ignore[attr-defined]
+
+
+def trains(classifier: object) -> bool:
+    """Whether the train stage trains a classifier's built model (``WeightsFiles.trains``)."""
+    return getattr(classifier, "trains", True) is not False
 
 
 @runtime_checkable
@@ -122,11 +160,17 @@ class Correction:
     optimisation steps each sample took (0 where it was left alone: such a
     sample is returned unchanged). ``details`` holds optional per-sample
     tensors (first dimension N) worth keeping, e.g. ``path`` [N,T,C,H,W] of a
-    trajectory; the correction stage saves them with the edited images."""
+    trajectory; the correction stage saves them with the edited images.
+
+    ``predictions`` (int [N], optional) is for a method that changes the
+    classifier's predictions rather than (or besides) the images, e.g.
+    test-time augmentation or adaptation: the stage judges these classes
+    instead of re-classifying ``images``, with the same metrics."""
 
     images: torch.Tensor
     steps: torch.Tensor
     details: dict[str, Any] = field(default_factory=dict)
+    predictions: torch.Tensor | None = None
 
 
 @runtime_checkable
@@ -156,6 +200,35 @@ class Metric(Protocol):
         NLL or Brier): it then defines ``per_sample(probabilities float[N, C],
         labels int[N]) -> float[N]``, the evaluator takes the mean as its value
         and the same resamples for its interval, and its rows have method ``-``."""
+
+
+@dataclass
+class FinishedRun:
+    """What a logger receives: a finished run, read back from its folder.
+
+    ``path`` is the run folder; ``params`` the flat parameters (the resolved
+    suite as dotted keys, ``seeds``, the probebench, torch and python
+    versions, git commit, device); ``rows`` the tidy rows of results.csv
+    (dicts with ``dataset``, ``corruption``, ``severity``, ``classifier``,
+    ``seed``, ``method``, ``metric``, ``value``, ``ci_low``, ``ci_high``,
+    ``n``; a seed of -1 never occurs: rows are per seed); ``meta`` is run.json
+    as a dict; ``artifacts`` the files worth keeping (results.csv, run.json,
+    scores.csv.gz, report.html and every PNG under the folder)."""
+
+    path: Any
+    params: dict[str, Any]
+    rows: list[dict[str, Any]]
+    meta: dict[str, Any]
+    artifacts: list[Any]
+
+
+@runtime_checkable
+class Logger(Protocol):
+    name: ClassVar[str]
+
+    def log_run(self, run: FinishedRun) -> None:
+        """Send a finished run somewhere (an experiment tracker); called once
+        per run, after its folder is complete. Imports its tracker lazily."""
 
 
 @dataclass
@@ -208,13 +281,17 @@ KINDS: dict[str, type] = {
     "scorer": Scorer,
     "corrector": Corrector,
     "metric": Metric,
+    "logger": Logger,
     "acquirer": Acquirer,
     "oracle": Oracle,
 }
 
 # Capabilities a component of a kind may declare: Protocol -> (kind, the class
 # attribute that declares it). docs/plugins.md documents each in its kind's section.
-CAPABILITIES: dict[type, tuple[str, str]] = {Guide: ("scorer", "guides_correctors")}
+CAPABILITIES: dict[type, tuple[str, str]] = {
+    Guide: ("scorer", "guides_correctors"),
+    WeightsFiles: ("classifier", "loads_weights"),
+}
 
 # What a class must define for its kind; checked when a plugin registers it.
 REQUIRED: dict[str, tuple[str, ...]] = {
@@ -226,6 +303,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "scorer": ("name", "score"),
     "corrector": ("name", "correct"),
     "metric": ("name", "higher_is_better", "__call__"),
+    "logger": ("name", "log_run"),
     "acquirer": ("name", "acquire"),
     "oracle": ("name", "label"),
 }

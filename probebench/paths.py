@@ -8,11 +8,16 @@ A run is written into a hidden sibling ``.<name>.partial`` of its destination
 and renamed into place only when it is complete: a folder without the dot is
 always a finished (or failed-but-complete) run; an interrupted or crashed run
 stays in its ``.partial`` folder, with ``status`` in its run.json saying why.
+When the same run (same suite, or same ``--out``) is run again and completes,
+the partial folders of its earlier interrupted or failed attempts are removed:
+the finished run supersedes them.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -55,6 +60,7 @@ class RunFolder:
     final: Path
     partial: Path
     overwrite: bool = False
+    attempts: str = ""  # a regex matching the names of partial folders of earlier attempts at the same run
 
     def complete(self) -> Path:
         """Rename the finished run into place and return its real path.
@@ -78,6 +84,23 @@ class RunFolder:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return self.final
+
+    def stale_attempts(self) -> list[Path]:
+        """Partial folders of earlier attempts at this run that stopped
+        (run.json status interrupted or failed); never a running one."""
+        if not self.attempts:
+            return []
+        stale = []
+        for folder in sorted(self.partial.parent.iterdir()):
+            if folder == self.partial or not folder.is_dir() or not re.fullmatch(self.attempts, folder.name):
+                continue
+            try:
+                status = json.loads((folder / "run.json").read_text()).get("status")
+            except (OSError, ValueError, AttributeError):
+                continue  # not a run folder we can read: leave it alone
+            if status in ("interrupted", "failed"):
+                stale.append(folder)
+        return stale
 
     def discard(self) -> None:
         """Remove the partial folder (a run that stopped on bad input, before any result)."""
@@ -114,7 +137,8 @@ def new_run_folder(results_root: Path, suite_name: str, clock: datetime | None =
         if (results_root / name).exists():  # a finished run already holds that name
             partial.rmdir()
             continue
-        return RunFolder(results_root / name, partial)
+        attempts = rf"\.{re.escape(safe_part(suite_name))}-\d{{8}}-\d{{6}}(-\d+)?{re.escape(PARTIAL_SUFFIX)}"
+        return RunFolder(results_root / name, partial, attempts=attempts)
     raise UserError(f"no free run folder for {base!r} under {results_root}; remove old .partial folders there")
 
 
@@ -139,7 +163,8 @@ def out_folder(out: Path, overwrite: bool) -> RunFolder:
         os.chmod(partial, 0o777 & ~current_umask())  # mkdtemp makes 0700; a run folder is as shared as any other
     except OSError as exc:
         raise _unwritable(out, exc) from None
-    return RunFolder(out, partial, overwrite)
+    attempts = rf"\.{re.escape(safe_part(out.name))}\.[^.]+{re.escape(PARTIAL_SUFFIX)}"
+    return RunFolder(out, partial, overwrite, attempts=attempts)
 
 
 def current_umask() -> int:
@@ -175,4 +200,8 @@ def write_run_folder(
     except BaseException:
         console.print(f"the unfinished run is kept in {folder.partial} (run.json says why it stopped)", soft_wrap=True)
         raise
-    return folder.complete(), value
+    final = folder.complete()
+    for stale in folder.stale_attempts():
+        shutil.rmtree(stale, ignore_errors=True)
+        console.print(f"removed {stale}: an earlier, unfinished attempt at this run", soft_wrap=True)
+    return final, value

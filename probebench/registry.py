@@ -27,6 +27,7 @@ import inspect
 import os
 import re
 from collections.abc import Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -38,6 +39,16 @@ from probebench.errors import PluginError, UserError, suggest
 from probebench.kinds import KINDS, REQUIRED
 
 ENTRY_POINT_GROUP = "probebench"
+_CREATING: ContextVar[Registry | None] = ContextVar("probebench_creating_registry", default=None)
+
+
+def creating_registry() -> Registry | None:
+    """The registry whose ``create`` is constructing the calling component, else None.
+
+    A component that wraps another by name (the ``checkpoint`` classifier
+    building ``arch = "cnn"``) looks it up here in its constructor, so it sees
+    the same plugins as the suite that named it."""
+    return _CREATING.get()
 
 
 @dataclass
@@ -51,6 +62,18 @@ class PluginInfo:
     builtin: bool
     components: dict[str, list[str]] = field(default_factory=dict)
     hooks: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """What `plugins --json` prints and run.json records about this plugin."""
+        return {
+            "name": self.name,
+            "module": self.module,
+            "distribution": self.distribution,
+            "version": self.version,
+            "builtin": self.builtin,
+            "hooks": self.hooks,
+            "registers": self.components,
+        }
 
     @property
     def origin(self) -> str:
@@ -270,7 +293,11 @@ class Registry:
         if ":" in name:
             options["variant"] = name.split(":", 1)[1]
         check_options(kind, name, cls, options)
-        return cls(**options)
+        token = _CREATING.set(self)
+        try:
+            return cls(**options)
+        finally:
+            _CREATING.reset(token)
 
     def _check_kind(self, kind: str) -> None:
         if kind not in KINDS:

@@ -335,13 +335,16 @@ def combine(runs: list[Path]) -> tuple[pd.DataFrame, dict[str, Header]]:
     return table, heads
 
 
-def _flatten(value: object, prefix: str = "") -> dict[str, str]:
-    """Nested dicts as {'classifier.options.epochs': '8'}; lists stay JSON."""
+def flatten(value: object, prefix: str = "", plain_strings: bool = False) -> dict[str, str]:
+    """Nested dicts as {'classifier.options.epochs': '8'}; lists stay JSON, and
+    strings too unless ``plain_strings`` (as a logger's params show them)."""
     if isinstance(value, dict) and value:
         out: dict[str, str] = {}
         for key, inner in value.items():
-            out.update(_flatten(inner, f"{prefix}.{key}" if prefix else str(key)))
+            out.update(flatten(inner, f"{prefix}.{key}" if prefix else str(key), plain_strings))
         return out
+    if plain_strings and isinstance(value, str):
+        return {prefix: value}
     return {prefix: json.dumps(value, sort_keys=True, default=str)}
 
 
@@ -351,7 +354,7 @@ def config_differences(heads: dict[str, Header], configs: Iterable[str]) -> list
     for head in heads.values():
         by_config.setdefault(run_config(head), head.get("suite", {}))
     suites = [
-        _flatten({k: v for k, v in by_config[c].items() if k not in CONFIG_IGNORES}) for c in configs if c in by_config
+        flatten({k: v for k, v in by_config[c].items() if k not in CONFIG_IGNORES}) for c in configs if c in by_config
     ]
     keys = sorted({k for suite in suites for k in suite})
     lines = []
@@ -390,28 +393,23 @@ def aggregate(table: pd.DataFrame, by: list[str]) -> pd.DataFrame:
             "choose one with --metric or put 'metric' in --rows or --cols"
         )
     per_seed_keys = by + ([] if "seed" in by else ["seed"])
-    per_seed = (
-        table.groupby(per_seed_keys, sort=False, dropna=False)
-        .agg(value=("value", "mean"), ci_low=("ci_low", "mean"), ci_high=("ci_high", "mean"), cells=("value", "size"))
-        .reset_index()
-    )
+    # column-wise reductions of one groupby: equal to a named .agg and ~2.5x faster (the printed summary runs 4)
+    groups = table.groupby(per_seed_keys, sort=False, dropna=False)
+    per_seed = groups[["value", "ci_low", "ci_high"]].mean()
+    per_seed["cells"] = groups.size()
+    per_seed = per_seed.reset_index()
     averaged = per_seed["cells"] > 1
     per_seed.loc[averaged, ["ci_low", "ci_high"]] = np.nan
     if not by:
         per_seed["_all"] = 0
         by = ["_all"]
-    out = (
-        per_seed.groupby(by, sort=False, dropna=False)
-        .agg(
-            value=("value", "mean"),
-            std=("value", "std"),
-            seeds=("value", "size"),
-            ci_low=("ci_low", "mean"),
-            ci_high=("ci_high", "mean"),
-            cells=("cells", "max"),
-        )
-        .reset_index()
-    )
+    seeds = per_seed.groupby(by, sort=False, dropna=False)
+    out = seeds[["value"]].mean()
+    out["std"] = seeds["value"].std()
+    out["seeds"] = seeds.size()
+    out[["ci_low", "ci_high"]] = seeds[["ci_low", "ci_high"]].mean()
+    out["cells"] = seeds["cells"].max()
+    out = out.reset_index()
     return out.drop(columns=["_all"], errors="ignore")
 
 
@@ -451,6 +449,22 @@ def format_cell(row: pd.Series | dict[str, Any], digits: int = 3) -> str:
     return f"{value:{spec}}"
 
 
+PIVOT_FIELDS = ("value", "label", "std", "seeds", "ci_low", "ci_high")
+
+
+def shown_interval(value: Any, std: Any, seeds: Any, ci_low: Any, ci_high: Any) -> tuple[Any, Any]:
+    """(low, high) of the interval ``format_cell`` shows, element-wise over
+    arrays: mean ± std over several seeds, else the bootstrap interval; NaN
+    where a cell shows none. Ties and regressions are judged on it."""
+    import numpy as np
+
+    value, std, seeds = (np.asarray(x, dtype=float) for x in (value, std, seeds))
+    several = (seeds > 1) & np.isfinite(std)
+    low = np.where(several, value - std, np.asarray(ci_low, dtype=float))
+    high = np.where(several, value + std, np.asarray(ci_high, dtype=float))
+    return low, high
+
+
 def pivot(table: pd.DataFrame, rows: list[str], cols: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Aggregated values with ``rows`` as the index and ``cols`` spread as columns.
 
@@ -458,6 +472,13 @@ def pivot(table: pd.DataFrame, rows: list[str], cols: list[str]) -> tuple[pd.Dat
     shape of formatted strings with intervals or ± std over seeds (digits
     chosen per metric when metric is a key, else for the whole table).
     """
+    frames = pivot_fields(table, rows, cols)
+    return frames["value"], frames["label"]
+
+
+def pivot_fields(table: pd.DataFrame, rows: list[str], cols: list[str]) -> dict[str, pd.DataFrame]:
+    """``pivot`` for every field of ``PIVOT_FIELDS``: {field: a DataFrame of the
+    same shape}, so a table can show values and keep their intervals."""
     agg = aggregate(table, rows + cols)
     if "metric" in agg.columns:
         places = {m: decimals(part["value"]) for m, part in agg.groupby("metric", sort=False)}
@@ -465,7 +486,7 @@ def pivot(table: pd.DataFrame, rows: list[str], cols: list[str]) -> tuple[pd.Dat
     else:
         digits = decimals(agg["value"])
         agg["label"] = [format_cell(r, digits) for _, r in agg.iterrows()]
-    return _spread(agg, rows, cols, "value"), _spread(agg, rows, cols, "label")
+    return {field: _spread(agg, rows, cols, field) for field in PIVOT_FIELDS}
 
 
 def _spread(agg: pd.DataFrame, rows: list[str], cols: list[str], field: str) -> pd.DataFrame:

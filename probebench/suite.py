@@ -106,13 +106,17 @@ class Suite:
     correctors: tuple[ComponentSpec, ...] = ()
     generators: tuple[ComponentSpec, ...] = ()  # flows trained on the training split (probebench/pipeline/generate.py)
     validation: int = 0  # training images held out as a validation split (probebench/pipeline/data.py)
+    log: tuple[ComponentSpec, ...] = ()  # loggers that receive the finished run (probebench/loggers.py)
     active: ActiveSpec | None = None  # an active-learning loop (probebench/pipeline/active.py)
 
     def as_dict(self) -> dict[str, Any]:
-        """The suite as resolved, for the run header and cache keys."""
+        """The suite as resolved, for the run header and cache keys. Without
+        ``log``: where a run is logged changes none of its numbers."""
         from dataclasses import asdict
 
-        return asdict(self)
+        resolved = asdict(self)
+        resolved.pop("log")
+        return resolved
 
 
 @dataclass
@@ -189,6 +193,7 @@ _SUITE_KEYS: dict[str, type | tuple[type, ...]] = {
     "data_root": str,
     "batch_size": int,
     "correctors": list,
+    "log": list,
     "validation": int,
     "active": dict,
 }
@@ -236,6 +241,7 @@ def parse_suite(config: Config, name: str, registry: Registry | None = None, **o
         batch_size=raw.get("batch_size", 256),
         correctors=tuple(_component(c, where, "correctors") for c in raw.get("correctors", [])),
         validation=raw.get("validation", 0),
+        log=tuple(_component(entry, where, "log") for entry in raw.get("log", [])),
         active=_active(raw["active"], where) if "active" in raw else None,
     )
     for kind, specs in (("scorer", suite.scorers), ("generator", suite.generators), ("corrector", suite.correctors)):
@@ -320,14 +326,23 @@ def validate(suite: Suite, registry: Registry, where: str) -> None:
             if kind == "corrector":
                 options.pop("generator", None)  # pins the generator label; read by the correction stage
                 options.pop("prober", None)  # names the guiding prober (a scorer label); ditto
+                flag = options.pop("flag", "youden")  # how the loop flags images; ditto
+                if flag not in ("youden", "argmax"):
+                    raise UserError(
+                        f"corrector {getattr(spec, 'label', spec.name)!r}: flag must be 'youden' (the validation threshold) or 'argmax' "
+                        f"(P(hit) < 0.5, as the reference selects images), got {flag!r}"
+                    )
             if ":" in spec.name:
                 options["variant"] = spec.name.split(":", 1)[1]
             check_options(kind, spec.name, cls, options)
+            check_nested_options(registry, kind, spec.name, cls, options)
         except UserError as exc:
             raise UserError(f"{where}: {exc}") from None
 
     check("dataset", suite.dataset)
     check("classifier", suite.classifier)
+    for spec in suite.log:
+        check("logger", spec)
     for spec in suite.scorers:
         check("scorer", spec)
     for corruption in suite.corruptions:
@@ -342,6 +357,25 @@ def validate(suite: Suite, registry: Registry, where: str) -> None:
         _check_active(suite, registry, check, where)
     if suite.correctors:
         _check_correction_inputs(suite, registry, where)
+
+
+def check_nested_options(registry: Registry, kind: str, name: str, cls: type[Any], options: dict[str, Any]) -> None:
+    """Options that are another component's options (``cls.nested_options``:
+    {option: (kind, option naming the component)}) against that component."""
+    from probebench.registry import check_options, options_of
+
+    for option, (inner_kind, name_option) in (getattr(cls, "nested_options", None) or {}).items():
+        nested = options.get(option)
+        if not isinstance(nested, dict) or not nested:
+            continue
+        parameter = options_of(cls).get(name_option)
+        inner = options.get(name_option, None if parameter is None else parameter.default)
+        if not isinstance(inner, str):
+            continue  # no default and not given: the constructor reports it
+        try:
+            check_options(inner_kind, inner, registry.get(inner_kind, inner), dict(nested))
+        except UserError as exc:
+            raise UserError(f"{kind} {name!r} option {option!r}: {exc}") from None
 
 
 def _check_correction_inputs(suite: Suite, registry: Registry, where: str) -> None:

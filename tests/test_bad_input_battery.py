@@ -128,6 +128,10 @@ CASES = {
     "option-of-a-component-without-options": Case(
         "scorer 'msp' has no option 'temprature'", {"scorers": '[{ name = "msp", temprature = 2 }]'}
     ),
+    "prober-option-misspelt": Case(
+        "scorer 'prober' option 'prober_options': prober 'mlp' has no option 'epoch' (did you mean 'epochs'",
+        {"scorers": '[{ name = "prober", prober_options = { epoch = 3 } }]'},
+    ),
     "bootstrap-resamples-a-string": Case(
         "bootstrap resamples must be an integer", {"bootstrap": '{ resamples = "100" }'}
     ),

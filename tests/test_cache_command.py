@@ -134,3 +134,64 @@ def test_clear_asks_first(runner, tmp_path):
     cleared = invoke(runner, "cache", "clear", "--cache-dir", tmp_path, "--yes")
     assert cleared.exit_code == 0 and "removed 3 files" in cleared.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # only what the cache made is removed
+
+
+TINY2 = """
+[suite.tiny2]
+dataset = { name = "mnist-5k", limit = 300 }
+classifier = { name = "cnn", epochs = 1, width = 8 }
+scorers = ["margin"]
+metrics = ["auroc"]
+seeds = [0]
+bootstrap = { resamples = 50 }
+"""
+
+
+def test_cache_ls_names_the_suites_and_gc_removes_only_what_no_current_suite_uses(runner, tiny_registry, tmp_path):
+    cache = tmp_path / "own-cache"
+    registry = tiny_registry(TINY2)
+    for suite in ("tiny", "tiny2"):
+        result = invoke(
+            runner,
+            "run",
+            suite,
+            "--registry",
+            registry,
+            "--cache-dir",
+            cache,
+            "--device",
+            "cpu",
+            "--out",
+            tmp_path / suite,
+        )
+        assert result.exit_code == 0, result.output
+    listed = json.loads(invoke(runner, "cache", "ls", "--cache-dir", cache, "--json").stdout)
+    suites = {row["stage"]: set() for row in listed}
+    for row in listed:
+        suites[row["stage"]] |= {name.split("@")[0] for name in row["suites"]}
+    assert suites["classifier"] == {"tiny", "tiny2"}  # one classifier serves both suites
+    scores = {row["path"]: {name.split("@")[0] for name in row["suites"]} for row in listed if row["stage"] == "scores"}
+    assert sorted(map(sorted, scores.values())) == [["tiny"], ["tiny"], ["tiny2"]]  # msp, entropy; margin
+    table = invoke(runner, "cache", "ls", "--cache-dir", cache).stdout
+    assert "tiny@" in table and "tiny2@" in table
+
+    registry = tiny_registry()  # tiny2 is gone from the registry
+    before = sorted(p for p in cache.rglob("*") if p.is_file())
+    dry = invoke(runner, "cache", "gc", "--unreachable", "--registry", registry, "--cache-dir", cache)
+    assert dry.exit_code == 0, dry.output
+    margin = next(path for path, users in scores.items() if users == {"tiny2"})
+    assert f"would remove {margin}" in dry.stdout and "add --yes" in dry.stdout
+    assert not any(f"would remove {p}" in dry.stdout for p, users in scores.items() if "tiny" in users)
+    assert f"{cache / 'classifier'}" not in dry.stdout  # tiny still uses it (only tiny2's use marker goes)
+    assert sorted(p for p in cache.rglob("*") if p.is_file()) == before  # a dry run by default
+
+    done = invoke(runner, "cache", "gc", "--unreachable", "--yes", "--registry", registry, "--cache-dir", cache)
+    assert done.exit_code == 0, done.output
+    remaining = {
+        row["path"] for row in json.loads(invoke(runner, "cache", "ls", "--cache-dir", cache, "--json").stdout)
+    }
+    assert margin not in remaining and set(scores) - {margin} <= remaining
+    assert not (
+        cache / "uses" / next(iter({n for row in listed for n in row["suites"] if n.startswith("tiny2@")}))
+    ).exists()
+    assert invoke(runner, "cache", "verify", "--cache-dir", cache).exit_code == 0

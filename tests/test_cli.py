@@ -99,12 +99,13 @@ def test_bad_input_is_one_line_and_exit_2(runner, args, message):
     assert "Traceback" not in result.output
 
 
-def test_help_and_ls_do_not_import_torch():
+def test_help_and_ls_do_not_import_torch_or_ray():
     code = (
         "import sys; from probebench.cli import app; from typer.testing import CliRunner; "
         "r = CliRunner().invoke(app, ['ls']); assert r.exit_code == 0, r.output; "
         "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0; "
-        "heavy = [m for m in ('torch', 'pandas', 'timm', 'sklearn') if m in sys.modules]; "
+        "r = CliRunner().invoke(app, ['run', '--help']); assert r.exit_code == 0; "
+        "heavy = [m for m in ('torch', 'pandas', 'timm', 'sklearn', 'ray') if m in sys.modules]; "
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

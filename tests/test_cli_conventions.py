@@ -27,7 +27,9 @@ def test_flags_show_no_bool_placeholder(runner, command):
     result = runner.invoke(app, [*command, "--help"], terminal_width=200)
     assert result.exit_code == 0
     lines = [
-        line for line in result.output.splitlines() if re.search(r"--(debug|version|vector|log-risk|all|fresh)\b", line)
+        line
+        for line in result.output.splitlines()
+        if re.search(r"--(debug|version|vector|log-risk|all|fresh|help|install-completion|show-completion)\b", line)
     ]
     assert lines and not any("<bool>" in line for line in lines), lines
 
@@ -69,3 +71,28 @@ def test_json_is_one_document_on_stdout(command):
         assert {"kind", "name", "plugin", "distribution", "version", "description"} <= set(document[0])
         if "scorer" in command:
             assert {row["name"] for row in document} >= {"msp"} and {row["kind"] for row in document} == {"scorer"}
+
+
+def _walk_named(command, path):
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _walk_named(sub, [*path, name])
+
+
+def test_help_is_not_hard_wrapped_at_80_columns(runner):
+    """At 200 columns every help sentence's first 100 characters stand on one line: nothing is broken
+    mid-sentence at 80 columns (issue 24: `report` and `publish` help were)."""
+    import typer.main
+
+    commands = [(path, command) for path, command in _walk_named(typer.main.get_command(app), []) if path]
+    assert len(commands) >= 12
+    for path, command in commands:
+        result = runner.invoke(app, [*path, "--help"], terminal_width=200, env={"COLUMNS": "200"})
+        assert result.exit_code == 0, (path, result.output)
+        lines = [" ".join(line.strip(" │").split()) for line in result.output.splitlines()]
+        for param in [None, *command.params]:
+            if param is not None and (getattr(param, "hidden", False) or not getattr(param, "help", None)):
+                continue
+            text = command.help if param is None else param.help
+            first = " ".join(text.split("\n\n")[0].split())[:100]
+            assert any(first in line for line in lines), (path, first)

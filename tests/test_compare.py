@@ -67,23 +67,23 @@ def test_tolerance_follows_the_metric_scale(runner, pair):
     root = pair({}, {"aurc": 25.0})  # +5 x1000: inside 0.01 * 1000
     code, out = compare(runner, root)
     assert code == 0, out
-    code, out = compare(runner, root, "--tolerance", "aurc=2")
+    code, out = compare(runner, root, "--tolerance", "aurc=2", "--allow-overlap")  # the intervals overlap
     assert code == 1 and "aurc ×1000" in out, out
 
 
-def test_require_disjoint_ignores_changes_inside_the_noise(runner, pair):
+def test_changes_inside_the_noise_are_not_regressions(runner, pair):
     root = pair({"width": 0.05}, {"auroc": 0.87, "width": 0.05})  # worse by 0.03, intervals overlap
     code, out = compare(runner, root)
+    assert code == 0 and "0 regression(s)" in out, out
+    code, out = compare(runner, root, "--allow-overlap")  # every worsening beyond the tolerance
     assert code == 1, out
-    code, out = compare(runner, root, "--require-disjoint")
-    assert code == 0, out
-    code, out = compare(runner, pair({"width": 0.01}, {"auroc": 0.87, "width": 0.01}), "--require-disjoint")
+    code, out = compare(runner, pair({"width": 0.01}, {"auroc": 0.87, "width": 0.01}))
     assert code == 1, out
 
 
 def test_csv_output_and_show_regressions(runner, pair):
     root = pair({}, {"auroc": 0.80, "fpr95": 0.10})
-    code, out = compare(runner, root, "--format", "csv", "--show", "regressions")
+    code, out = compare(runner, root, "--format", "csv", "--status", "regressions")
     assert code == 1
     lines = out.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("method,"))
@@ -112,3 +112,53 @@ def test_runs_without_common_cells(runner, tmp_path):
     write_table(root / "new", [{**r, "dataset": "other"} for r in rows()], directions=DIRECTIONS)
     result = runner.invoke(app, ["compare", "base", "new", "--results-dir", str(root)])
     assert result.exit_code == 2 and "share no" in result.output
+
+
+def test_json_is_one_document_with_stable_keys(runner, pair):
+    import json
+
+    result = runner.invoke(app, ["compare", "base", "new", "--results-dir", str(pair({}, {"auroc": 0.80})), "--json"])
+    assert result.exit_code == 1  # a regression still fails the job
+    document = json.loads(result.stdout)
+    assert set(document) == {
+        "a",
+        "b",
+        "seeds",
+        "notes",
+        "summary",
+        "require_disjoint",
+        "failed_runs",
+        "cells",
+        "metrics",
+    }
+    assert document["summary"]["regressions"] == 1 and document["seeds"] == {"a": [0], "b": [0]}
+    [auroc] = [c for c in document["cells"] if c["metric"] == "auroc"]
+    assert auroc["a"]["value"] == 0.90 and auroc["b"]["ci_high"] == pytest.approx(0.82)
+    assert auroc["delta"] == pytest.approx(-0.10) and auroc["status"] == "regression" and auroc["disjoint"]
+    assert document["metrics"]["aurc"] == {"higher_is_better": False, "scale": 1000}
+
+
+def test_seed_noise_is_not_a_regression_and_different_seeds_are_named(runner, tmp_path):
+    """Three seeds each: B's mean AUROC is 0.02 lower, inside ± std over seeds."""
+    root = tmp_path / "results"
+
+    def seeded(values, seeds):
+        return [
+            {"seed": s, "method": "msp", "metric": "auroc", "value": v, "ci_low": v - 0.005, "ci_high": v + 0.005}
+            for s, v in zip(seeds, values)
+        ]
+
+    write_table(root / "base", seeded([0.90, 0.93, 0.87], [0, 1, 2]), directions=DIRECTIONS)
+    write_table(root / "new", seeded([0.88, 0.91, 0.85], [3, 4, 5]), directions=DIRECTIONS, started="2026-02-01")
+    code, out = compare(runner, root)
+    assert code == 0 and "0 regression(s)" in out, out  # each seed's interval is narrow, the seeds' spread is not
+    assert "different seeds (A: 0, 1, 2; B: 3, 4, 5)" in out
+    code, out = compare(runner, root, "--allow-overlap")
+    assert code == 1, out
+
+
+def test_show_is_a_deprecated_alias_of_status(runner, pair):
+    root = pair({}, {"auroc": 0.80, "fpr95": 0.10})
+    result = runner.invoke(app, ["compare", "base", "new", "--results-dir", str(root), "--show", "regressions"])
+    assert result.exit_code == 1 and "--show is deprecated" in result.stderr and "--status" in result.stderr
+    assert "improved" not in result.stdout and "regression" in result.stdout

@@ -209,6 +209,16 @@ def test_correction_metrics_on_hand_made_outcomes():
     # the loop edits the flagged: misses 0 and 1 fixed (+2), miss 2 not fixed, hit 8 broken (-1)
     assert rows["net-accuracy-gain"]["value"] == pytest.approx(1 / 10) and rows["net-accuracy-gain"]["n"] == 10
     assert rows["edit-size"]["value"] == pytest.approx(3.0)  # over the true misses
+    # the reference's denominators: misses 0, 1, 2 are flagged, 0 and 1 fixed; the one flagged hit (8) broken
+    assert (
+        rows["correction-rate-flagged"]["value"] == pytest.approx(2 / 3) and rows["correction-rate-flagged"]["n"] == 3
+    )
+    assert rows["break-rate-flagged"]["value"] == 1.0 and rows["break-rate-flagged"]["n"] == 1
+    # after the loop 7 of 10 are right; abstaining on the 4 flagged answers 6 images, 5 of them right
+    assert rows["loop-accuracy"]["value"] == pytest.approx(7 / 10)
+    assert (
+        rows["abstain-selective-accuracy"]["value"] == pytest.approx(5 / 6) and rows["abstain-coverage"]["value"] == 0.6
+    )
     assert rows["median-steps"]["value"] == 25 and rows["p90-steps"]["value"] == pytest.approx(37)
     assert rows["images-per-second"]["value"] == pytest.approx(5.0)
     for metric in ("correction-rate", "break-rate", "net-accuracy-gain", "edit-size"):
@@ -343,9 +353,37 @@ def test_setup_expands_over_generators_pins_and_calibrates_when_asked(ctx):
     )
     assert [b.guide for b in state.bound] == ["main", "shifted"] and list(state.guides) == ["main", "shifted"]
     assert state.guides["shifted"].level == pytest.approx(state.guides["main"].level + 0.05)
-    assert set(state.calibration()) == {"main", "shifted"}
+    assert set(state.calibration()) == {"main", "shifted", "correctors"}
     with pytest.raises(UserError, match="correctors need a generator and a scorer that can guide them"):
         stage.setup(specs, registry, ctx, {}, probers)
+
+
+def test_calibration_is_cached_by_the_guide_and_the_images_it_is_chosen_on(ctx, monkeypatch):
+    """A keyed guide's threshold and stop level come from the store the second
+    time; other validation labels (or an unkeyed guide) calibrate anew."""
+    stored: dict[str, dict] = {}
+
+    def artifact(stage_name, parts, build, check=None):
+        key = repr((stage_name, parts))
+        if key not in stored:
+            stored[key] = build()
+        return stored[key]
+
+    calls = []
+    real = stage.calibrate
+    monkeypatch.setattr(stage, "calibrate", lambda *args: calls.append(1) or real(*args))
+    ctx = replace(ctx, artifact=artifact)
+    first = stage.calibrated(ctx, "prober", stage.Guide(ctx.prober, "key-a"))
+    again = stage.calibrated(ctx, "prober", stage.Guide(ctx.prober, "key-a"))
+    assert len(calls) == 1 and (again.threshold, again.level) == (first.threshold, first.level)
+    stage.calibrated(ctx, "prober", stage.Guide(ctx.prober, "key-b"))
+    assert len(calls) == 2
+    flipped = replace(ctx, train_labels=(ctx.train_labels + 1) % ctx.num_classes)
+    stage.calibrated(flipped, "prober", stage.Guide(ctx.prober, "key-a"))
+    assert len(calls) == 3
+    stage.calibrated(ctx, "prober", stage.Guide(ctx.prober))  # no key: never cached
+    stage.calibrated(ctx, "prober", stage.Guide(ctx.prober))
+    assert len(calls) == 5
 
 
 CORRECTION_SUITE = """
@@ -429,6 +467,9 @@ def test_suite_validation_checks_corrector_names_and_options(tmp_path):
             registry,
             "suite 's'",
         )
+    validate(replace(suite, correctors=(ComponentSpec("prober-latent", {"flag": "argmax"}),)), registry, "s")
+    with pytest.raises(UserError, match=r"suite 's': corrector 'prober-latent': flag must be 'youden' .* got 'max'"):
+        validate(replace(suite, correctors=(ComponentSpec("prober-latent", {"flag": "max"}),)), registry, "suite 's'")
 
 
 def test_a_scorer_that_declares_the_capability_without_p_hit_is_one_line(tmp_path, monkeypatch):
@@ -478,8 +519,8 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
         validation=100,
         generators=(ComponentSpec("realnvp", {"levels": 2, "blocks": 1, "hidden": 8, "epochs": 1, "warmup": 0}),),
         correctors=(
-            ComponentSpec("prober-latent", {"lr": 0.05, "max_steps": 5}),
-            ComponentSpec("confidence-ascent", {"target": "runner-up", "eta": 10.0, "max_steps": 5}),
+            ComponentSpec("prober-latent", {"lr": 0.05, "max_steps": 5, "threshold": 0.7}),
+            ComponentSpec("confidence-ascent", {"target": "runner-up", "eta": 10.0, "max_steps": 5, "flag": "argmax"}),
         ),
     )
     out = tmp_path / "run"
@@ -506,11 +547,21 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
     clean = scores[scores["corruption"] == "none"].sort_values("index")
     assert np.allclose(saved["p_hit"].numpy(), clean["knn"].to_numpy(), atol=1e-5)
     calibration = head["correction"]["0"]
-    assert calibration["knn"] == {
-        "threshold": saved["threshold"],
-        "stop_level": saved["stop_level"],
-        "calibrated_on": "validation split (100 images)",
+    assert calibration["knn"]["threshold"] == saved["threshold"]
+    assert calibration["knn"]["calibrated_on"] == "validation split (100 images)"
+    # the stop level and flag threshold each corrector actually used: prober-latent's own threshold 0.7
+    # (not the guide's median), and confidence-ascent's argmax flag P(hit) < 0.5
+    used = calibration["correctors"]
+    assert used["prober-latent"] == {
+        "prober": "knn",
+        "flag": "youden",
+        "flag_threshold": saved["threshold"],
+        "stop_level": 0.7,
     }
+    assert saved["stop_level"] == 0.7 and calibration["knn"]["stop_level"] != 0.7
+    argmax = torch.load(out / "corrections" / "confidence-ascent_seed0_none-0.pt", weights_only=True)
+    assert argmax["threshold"] == 0.5 == used["confidence-ascent"]["flag_threshold"] and argmax["flag"] == "argmax"
+    assert torch.equal(argmax["flagged"], argmax["p_hit"] < 0.5)
     # each corrector's loop threshold tuned on the validation split; its tuned gain uses it on test
     tuned = calibration["tuned_thresholds"]["prober-latent"]
     gain = (saved["prediction_after"] == saved["labels"]).long() - (
@@ -534,13 +585,26 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
     monkeypatch.setattr(_engine, "prober_latent", must_not_run)
     monkeypatch.setattr(_engine, "confidence_ascent", must_not_run)
     # ... nor recomputes the bootstrap of cached scores
-    real_evaluate_cell = evaluate.evaluate_cell
+    real_evaluate_cell, real_outcome_rows = evaluate.evaluate_cell, evaluate.outcome_rows
     monkeypatch.setattr(evaluate, "evaluate_cell", must_not_run)
+    monkeypatch.setattr(evaluate, "outcome_rows", must_not_run)
+    # ... nor runs the prober over the validation split, samples the flow or draws a picture
+    from probebench.report import grids
+
+    monkeypatch.setattr(stage, "calibrate", must_not_run)
+    monkeypatch.setattr(grids, "image_grid", must_not_run)
+    monkeypatch.setattr(grids, "correction_grid", must_not_run)
     again = tmp_path / "again"
     assert run.run_suite(suite, registry, store, torch.device("cpu"), again).failures == []
     assert (again / "results.csv").read_bytes() == (out / "results.csv").read_bytes()
+    assert json.loads((again / "run.json").read_text())["correction"] == head["correction"]
+    pictures = sorted(p.relative_to(out) for p in out.rglob("*.png"))
+    names = {p.name for p in pictures}
+    assert {"realnvp-seed0-samples.png", "realnvp-seed0-reconstructions.png", "confidence-ascent_grid.png"} <= names
+    assert all((again / p).read_bytes() == (out / p).read_bytes() for p in pictures)
     # other bootstrap settings are another cache entry: the intervals are computed anew
     monkeypatch.setattr(evaluate, "evaluate_cell", real_evaluate_cell)
+    monkeypatch.setattr(evaluate, "outcome_rows", real_outcome_rows)
     fewer = replace(suite, bootstrap=replace(suite.bootstrap, resamples=suite.bootstrap.resamples - 10))
     assert run.run_suite(fewer, registry, store, torch.device("cpu"), tmp_path / "fewer").failures == []
     resampled = pd.read_csv(tmp_path / "fewer" / "results.csv").set_index(["method", "metric"])
@@ -551,3 +615,42 @@ def test_a_run_with_correctors_writes_rows_tensors_and_a_grid(monkeypatch, tiny_
     resaved = torch.load(again / "corrections" / "prober-latent_seed0_none-0.pt", weights_only=True)
     assert torch.equal(resaved["edited"], saved["edited"])
     assert (again / "corrections" / "confidence-ascent_grid.png").exists()
+
+
+def test_decoded_pixels_are_clipped_straight_through_as_the_reference_clips():
+    """A latent whose decode leaves [0, 1] still gets the gradient of the unclipped pixels
+    (the reference's ``x.data = clip(x.data)``); a plain clamp would give it none."""
+    from probebench.plugins.correctors._engine import Flat, Identity, decode_rows
+
+    z = torch.tensor([[-0.5, 0.0, 0.5, 1.0, 1.5]], requires_grad=True)
+    x = decode_rows(Identity(), Flat(z.detach()), z)
+    assert x.tolist() == [[0.0, 0.0, 0.5, 1.0, 1.0]]
+    x.sum().backward()
+    assert z.grad.tolist() == [[1.0] * 5]
+
+
+def test_reference_mnist_mirrors_the_reference_script():
+    """The preset is what README and the issue say the reference does: RealNVP, its prober's
+    training, argmax flagging, Adam lr 0.1 to P(hit) > 0.92 with a 5000-step cap."""
+    from probebench.registry import Registry
+    from probebench.suite import load_config, parse_suite
+    from tests.conftest import REPO
+
+    config = load_config(REPO / "registry.toml")
+    suite = parse_suite(config, "reference-mnist", Registry(config.builtin, autoload=False))
+    assert [g.name for g in suite.generators] == ["realnvp"]
+    scorers = {spec.label: spec.options for spec in suite.scorers}
+    reference = scorers["reference-prober"]
+    assert reference["source"] == "train" and reference["layer"] == "fc_layer.4" and reference["outputs"] == "none"
+    assert reference["prober_options"] == {"epochs": 2, "patience": 0, "loss_weight": [4, 1], "standardize": False}
+    leaky = [label for label, options in scorers.items() if options.get("source") == "reference-add-split"]
+    assert leaky and all("LEAKS-TEST" in label for label in leaky)
+    loop = {spec.label: spec.options for spec in suite.correctors}["reference-loop"]
+    assert loop == {
+        "prober": "reference-prober",
+        "lr": 0.1,
+        "threshold": 0.92,
+        "max_steps": 5000,
+        "flag": "argmax",
+    }
+    assert {spec.name for spec in suite.correctors} == {"prober-latent"}

@@ -143,7 +143,7 @@ def test_bad_options_are_user_errors(options, message):
 def _splits(digits):
     dataset = SimpleNamespace(shape=(1, 28, 28))
     return SimpleNamespace(
-        dataset=dataset, train_images=digits, test_images=digits[:32], validation=0, fingerprint="test-digits"
+        dataset=dataset, train_images=digits, test_images=digits[:32], validation=0, pool=0, fingerprint="test-digits"
     )
 
 

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from probebench.executors.local import LocalExecutor
-from probebench.pipeline.graph import COLLECT, Graph, Task, build_graph, itself
+from probebench.pipeline.graph import COLLECT, Graph, Resources, Task, build_graph, itself
 
 GRAPH_SUITE = """
 [suite.graph]
@@ -54,6 +54,11 @@ def test_a_suite_becomes_per_seed_stages_and_per_cell_tasks_in_a_topological_ord
     assert ids[-1] == graph.target == COLLECT and graph.tasks[-1].inputs == tuple(ids[:-1])
     # one progress step per cell, when its last task (the correction) ends
     assert graph.groups() == {"score seed 0": (6, 3), "score seed 1": (6, 3)}
+    assert {t.resources for t in graph} == {Resources(cpus=1, gpus=0)}
+    # on a GPU: training takes a whole GPU, the other tasks a quarter of one
+    on_gpu = {t.stage: t.resources for t in build_graph(suite_run, torch.device("cuda"))}
+    assert on_gpu["train"] == on_gpu["generators"] == Resources(cpus=1, gpus=1)
+    assert on_gpu["score"] == on_gpu["correct"] == on_gpu["prepare"] == Resources(cpus=1, gpus=0.25)
 
 
 def test_a_graph_refuses_a_task_before_its_inputs():

@@ -61,10 +61,20 @@ def csv_of(output: str):
     return pd.read_csv(StringIO(output))
 
 
+def wide(output: str, col: str = "metric", index=("table", "method")):
+    """The tidy CSV pivoted back to the table a user saw: ``index`` x ``col`` values."""
+    frame = csv_of(output).dropna(subset=["method"])
+    return frame.pivot_table(index=list(index), columns=col, values="value", sort=False)
+
+
 def test_methods_by_metric_is_mean_and_std_over_seeds(runner, two_seed_runs):
     code, out = invoke(runner, ["leaderboard", "--all", "--results-dir", str(two_seed_runs), "--format", "csv"])
     assert code == 0, out
-    table = csv_of(out).set_index(["table", "method"])
+    tidy = csv_of(out)
+    assert list(tidy.columns[-6:]) == ["value", "std", "seeds", "ci_low", "ci_high", "best"]
+    row = tidy[(tidy["method"] == "msp") & (tidy["metric"] == "auroc")].iloc[0]
+    assert row["std"] == pytest.approx(np.std([0.90, 0.91], ddof=1)) and row["seeds"] == 2  # the spread is kept
+    table = wide(out)
     assert table.loc[("2 runs", "msp"), "auroc"] == pytest.approx(0.905)  # clean only: (0.90 + 0.91) / 2
     assert table.loc[("2 runs", "entropy"), "fpr95"] == pytest.approx(0.205)
     code, out = invoke(runner, ["leaderboard", "--all", "--results-dir", str(two_seed_runs), "--format", "markdown"])
@@ -106,10 +116,10 @@ def test_methods_by_severity(runner, two_seed_runs):
         ],
     )
     assert code == 0, out
-    table = csv_of(out).set_index("method")
-    assert list(table.columns[1:]) == ["severity 0", "severity 1", "severity 2", "severity 3"]
-    assert table.loc["msp", "severity 3"] == pytest.approx(0.705)
-    assert table.loc["entropy", "severity 0"] == pytest.approx(0.805)
+    table = wide(out, "severity", ["method"])
+    assert list(table.columns) == [0, 1, 2, 3]
+    assert table.loc["msp", 3] == pytest.approx(0.705)
+    assert table.loc["entropy", 0] == pytest.approx(0.805)
 
 
 def test_where_filters_and_one_seed_shows_intervals(runner, two_seed_runs):
@@ -147,7 +157,7 @@ def test_where_filters_and_one_seed_shows_intervals(runner, two_seed_runs):
             "csv",
         ],
     )
-    assert csv_of(out).set_index("method").loc["msp", "auroc"] == pytest.approx(0.855)  # (0.9+0.8)/2 over seeds
+    assert wide(out, index=["method"]).loc["msp", "auroc"] == pytest.approx(0.855)  # (0.9+0.8)/2 over seeds
 
 
 @pytest.mark.parametrize(
@@ -178,7 +188,7 @@ def test_runs_of_different_configs_are_never_averaged(runner, tmp_path):
     assert code == 0, out
     table = csv_of(out)
     assert "config" in table.columns and table["config"].nunique() == 2
-    assert sorted(table.dropna(subset=["method"])["auroc"].round(3)) == [0.51, 0.61, 0.8, 0.9]
+    assert sorted(table.dropna(subset=["method"])["value"].round(3)) == [0.51, 0.61, 0.8, 0.9]
     code, out = invoke(
         runner, ["leaderboard", "--all", "--results-dir", str(root), "--metric", "auroc", "--format", "markdown"]
     )
@@ -232,7 +242,10 @@ def test_html_and_latex_formats(runner, two_seed_runs):
     )
     assert code == 0, out
     tex = Path("board.tex").read_text()
-    assert r"\toprule" in tex and r"\textbf{0.905 $\pm$" in tex and r"fpr95 $\downarrow$" in tex
+    assert r"\toprule" in tex and r"fpr95 $\downarrow$" in tex
+    std = np.std([0.90, 0.91], ddof=1)
+    # the value in bold, its spread on a second, smaller line of the same cell: columns stay page-narrow
+    assert rf"\textbf{{0.905}} \\ \scriptsize $\pm$ {std:.3f}" in tex
 
 
 def test_table_format_shows_arrows(runner, two_seed_runs):

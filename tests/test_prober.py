@@ -206,6 +206,28 @@ def test_imbalance_handling_sets_the_documented_loss_weights():
         assert [got["miss"], got["hit"]] == pytest.approx(expected, rel=1e-5)
 
 
+def test_reference_loss_weight_puts_hits_at_0_69_and_standardize_false_leaves_features_raw():
+    """torch's CrossEntropyLoss(weight=[4, 1], label_smoothing=0.2) also weighs the smoothing
+    term: the optimum for a hit is P(hit) = 0.9 / (0.9 + 0.1 * 4) = 0.692, not 0.9; the
+    sample-weighted loss (imbalance='fixed') keeps it at 0.9."""
+    x, y = separable(2000, seed=4)
+    x[~y, :4] += 5.0  # well apart: each class reaches its optimum
+    medians = {}
+    for label, options in {"torch": {"loss_weight": [4, 1]}, "fixed": {"imbalance": "fixed"}}.items():
+        prober = MLP(epochs=40, patience=0, standardize=False, **options)
+        torch.manual_seed(0)
+        prober.fit(x, y)
+        medians[label] = float(prober.predict(x[y]).median())
+        assert torch.equal(prober.net.mean, torch.zeros(16)) and torch.equal(prober.net.std, torch.ones(16))
+    assert medians["torch"] == pytest.approx(0.9 / 1.3, abs=0.02)
+    assert medians["fixed"] == pytest.approx(0.9, abs=0.02)
+    assert prober.facts["standardized"] is False
+    with pytest.raises(UserError, match="loss_weight must be two positive numbers"):
+        MLP(loss_weight=[4])
+    with pytest.raises(UserError, match="loss_weight replaces imbalance"):
+        MLP(loss_weight=[4, 1], imbalance="sampler")
+
+
 def test_prober_fits_on_one_thread_and_gives_the_threads_back(monkeypatch):
     from probebench.plugins.probers import _mlp_net
 
@@ -271,6 +293,37 @@ def test_too_few_misses_fails_with_a_message_instead_of_training_on_one_class(tm
     assert fits == []
     ProberScorer(layer="hidden", source="train", outputs="none", min_misses=3).prepare(ctx)
     assert len(fits) == 1 and int((~fits[0]).sum()) == 3
+
+
+def test_reference_add_split_trains_on_80_percent_of_the_test_set_and_says_so(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from probebench.plugins.scorers.prober import add_split_holdout, add_split_leaked
+
+    def digits(n, wrong):
+        labels = torch.arange(n) % 10
+        images = torch.rand(n, 1, 4, 4)
+        images[:, 0, 0, 0] = (labels + 0.5) / 10
+        images[:wrong, 0, 0, 0] = (((labels[:wrong] + 1) % 10) + 0.5) / 10  # the oracle misses these
+        return images, labels
+
+    (train_images, train_labels), (test_images, test_labels) = digits(60, 3), digits(50, 20)
+    fits = []
+    real_fit = MLP.fit
+    monkeypatch.setattr(MLP, "fit", lambda self, x, hit: (fits.append(hit), real_fit(self, x, hit)))
+    ctx = make_ctx(tmp_path, PixelOracle(), train_images, train_labels)
+    options = dict(layer="hidden", source="reference-add-split", outputs="none", min_misses=3)
+    with pytest.raises(UserError, match="reference-add-split' needs the test split"):
+        ProberScorer(**options).prepare(ctx)
+    ctx = replace(ctx, test_images=test_images, test_labels=test_labels)
+    scorer = ProberScorer(**options)
+    scorer.prepare(ctx)
+    leaked, held_out = add_split_leaked(0, 50), add_split_holdout(0, 50)
+    assert len(leaked) == 40 and sorted(leaked.tolist() + held_out.tolist()) == list(range(50))
+    assert torch.equal(add_split_leaked(0, 50), leaked) and not torch.equal(add_split_leaked(1, 50), leaked)
+    test_misses = int((leaked < 20).sum())  # test images 0..19 are misses
+    assert len(fits[0]) == 60 + 40 and int((~fits[0]).sum()) == 3 + test_misses
+    assert scorer.facts["leaks_test"] == {"n": 40, "n_miss": test_misses, "fraction": 0.8}
 
 
 def test_second_prepare_loads_prober_and_fold_outcomes_from_the_cache(tmp_path, monkeypatch):

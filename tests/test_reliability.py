@@ -419,3 +419,26 @@ def test_a_failed_prober_fails_its_correctors_not_the_run(runner, tiny_registry,
     ]
     table = pd.read_csv(out / "results.csv")
     assert {"msp", "realnvp"} <= set(table["method"]) and "prober-latent" not in set(table["method"])
+
+
+def test_two_concurrent_runs_on_one_cache_give_correct_identical_results(tiny_registry, tmp_path):
+    """Two processes run the same suite at once on one empty cache: both train, both write the
+    same artifacts atomically; both finish with the numbers of a run alone, and the cache is sound."""
+    registry = tiny_registry()
+    cache = tmp_path / "shared-cache"
+    first, second = (_run_cli(registry, tmp_path / name, cache) for name in ("first", "second"))
+    assert first.wait() == 0 and second.wait() == 0
+    reference = tmp_path / "alone"
+    assert _run_cli(registry, reference, tmp_path / "cache-alone").wait() == 0
+    for filename in ("results.csv", "scores.csv.gz"):
+        expected = (reference / filename).read_bytes()
+        assert (tmp_path / "first" / filename).read_bytes() == expected
+        assert (tmp_path / "second" / filename).read_bytes() == expected
+    verified = subprocess.run(
+        [sys.executable, "-m", "probebench", "cache", "verify", "--cache-dir", str(cache), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert verified.returncode == 0 and json.loads(verified.stdout) == [], verified.stdout + verified.stderr

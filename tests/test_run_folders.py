@@ -202,3 +202,26 @@ def test_formula_labels_are_escaped_in_every_csv_and_files_follow_the_umask(runn
     assert "'=HYPERLINK" in board.output and "\n=HYPERLINK" not in board.output
     shown = invoke(runner, "leaderboard", run, "--format", "markdown")
     assert '=HYPERLINK("http://x")' in shown.output and "'=HYPERLINK" not in shown.output  # read back as written
+
+
+def test_a_resumed_run_removes_the_partial_folders_of_its_stopped_attempts(runner, tiny_registry, tmp_path):
+    import subprocess
+    import sys
+
+    registry = tiny_registry()
+    args = [sys.executable, "-c", INTERRUPTED_RUN, "run", "tiny", "--registry", str(registry), "--device", "cpu"]
+    assert subprocess.run(args, capture_output=True, text=True, timeout=300).returncode == 130
+    root = tmp_path / "results"
+    (interrupted,) = root.iterdir()
+    running = root / ".tiny-20260101-000000.partial"  # another process still writing this suite: not ours to remove
+    running.mkdir()
+    (running / "run.json").write_text(json.dumps({"status": "running"}))
+    other = root / ".tiny2-20260101-000000.partial"  # another suite's interrupted run
+    other.mkdir()
+    (other / "run.json").write_text(json.dumps({"status": "interrupted"}))
+
+    result = invoke(runner, "run", "tiny", "--registry", registry, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert not interrupted.exists() and f"removed {interrupted}" in " ".join(result.stderr.split())
+    assert running.exists() and other.exists()
+    assert len(visible(root)) == 1  # the finished run

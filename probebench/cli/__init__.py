@@ -14,16 +14,41 @@ from typer.core import TyperGroup
 from probebench.errors import UserError
 
 
+def _walk(command: Any) -> list[Any]:
+    """``command`` and every sub-command under it (``cache ls`` too)."""
+    return [command] + [c for sub in getattr(command, "commands", {}).values() for c in _walk(sub)]
+
+
+def _without_placeholder(get_help_option: Any) -> Any:
+    """Click makes the -h/--help flag lazily: give it no value placeholder either."""
+
+    def wrapped(ctx: Any) -> Any:
+        option = get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    return wrapped
+
+
 class _Group(TyperGroup):
     """Turns a UserError into one red line and exit code 2 (traceback with --debug).
     Flags show no ``<bool>`` placeholder in help: they take no value."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        for command in [self, *self.commands.values()]:
+        for command in _walk(self):
             for param in command.params:
                 if getattr(param, "is_flag", False) and param.metavar is None:
                     param.metavar = ""
+            command.get_help_option = _without_placeholder(command.get_help_option)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        for param in params:  # --install-completion and --show-completion are added after __init__
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]  # typer hands its own Context subclass
         try:
@@ -31,9 +56,11 @@ class _Group(TyperGroup):
         except UserError as exc:
             if (ctx.obj or {}).get("debug"):
                 raise
+            from rich.markup import escape
+
             from probebench.console import console
 
-            console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+            console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)  # a message may hold [brackets]
             raise SystemExit(exc.exit_code) from None
         except KeyboardInterrupt:
             import os

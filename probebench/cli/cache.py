@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from probebench.cli.common import stdout_console
+from probebench.cli.common import RegistryOption, stdout_console
 from probebench.errors import UserError
 
 app = typer.Typer(help="Inspect, check and tidy the artifact cache.", no_args_is_help=True)
@@ -61,28 +61,39 @@ def path(cache_dir: CacheDirOption = None) -> None:
 
 @app.command("ls")
 def ls(cache_dir: CacheDirOption = None, as_json: JsonOption = False) -> None:
-    """List cached artifacts by stage: how many, their size, and when they were last used."""
+    """List cached artifacts by stage: how many, their size, when they were last used, and which
+    suites (name@config) use them, as recorded by `probebench run`."""
     from rich.table import Table
 
-    from probebench.cache_inventory import entries
+    from probebench.cache_inventory import entries, users
 
     root = _root(cache_dir)
-    found = entries(root)
+    found, used = entries(root), users(root)
     now = time.time()
     if as_json:
         rows = [
-            {"stage": e.stage, "key": e.key, "path": str(e.path), "bytes": e.size, "last_used": e.last_used}
+            {
+                "stage": e.stage,
+                "key": e.key,
+                "path": str(e.path),
+                "bytes": e.size,
+                "last_used": e.last_used,
+                "suites": sorted(used.get((e.stage, e.key), set())),
+            }
             for e in found
         ]
         typer.echo(json.dumps(rows, indent=1))
         return
-    table = Table("stage", "artifacts", "size", "last used", "least recently used", box=None, pad_edge=False)
+    table = Table(
+        "stage", "artifacts", "size", "last used", "least recently used", "used by suites", box=None, pad_edge=False
+    )
     for stage in sorted({e.stage for e in found}):
         mine = [e for e in found if e.stage == stage]
         ages = [now - e.last_used for e in mine]
+        suites = sorted({user for e in mine for user in used.get((e.stage, e.key), set())})
         table.add_row(
             stage, str(len(mine)), human_size(sum(e.size for e in mine)), human_age(min(ages)) + " ago",
-            human_age(max(ages)) + " ago",
+            human_age(max(ages)) + " ago", ", ".join(suites) or "-",
         )  # fmt: skip
     out = stdout_console()
     out.print(table if found else f"no artifacts in {root}")
@@ -123,23 +134,52 @@ def gc(
         typer.Option("--older-than", min=0, help="Also remove artifacts not used for more than this many days."),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed; remove nothing.")] = False,
+    unreachable: Annotated[
+        bool,
+        typer.Option(
+            "--unreachable",
+            help="Also remove artifacts that no suite of the registry (at its current config) uses, as `probebench "
+            "run` recorded; lists them only, unless --yes.",
+        ),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="With --unreachable: remove, not only list.")] = False,
+    registry: RegistryOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Remove leftovers of interrupted writes (older than an hour), orphan
-    sidecars and, with --older-than, artifacts unused for that long."""
+    sidecars and use markers and, with --older-than, artifacts unused for that
+    long; with --unreachable --yes, artifacts no current suite uses."""
     from probebench.cache_inventory import entries, leftovers, prune_empty, remove, stale
 
     root = _root(cache_dir)
     doomed = leftovers(root)
     if older_than is not None:
         doomed += [e.path for e in stale(entries(root), older_than)]
+    if unreachable:
+        doomed += [p for p in _unreachable(root, registry) if p not in doomed]
+        dry_run = dry_run or not yes
     _print_paths(doomed, as_json, "would remove" if dry_run else "remove")
     if dry_run:
+        if unreachable and not yes and not as_json:
+            typer.echo(f"{len(doomed)} files would be removed; add --yes to remove them")
         return
     freed = remove(doomed)
     prune_empty(root)
     if not as_json:
         typer.echo(f"removed {len(doomed)} files, freed {human_size(freed)} in {root}")
+
+
+def _unreachable(root: Path, registry: Path | None) -> list[Path]:
+    """Artifacts that no suite of ``registry`` at its current config uses, and
+    the use markers of suites (or configs) that the registry no longer has."""
+    from probebench import results
+    from probebench.cache import suite_user
+    from probebench.cache_inventory import entries, retired_markers, unreachable, users
+    from probebench.suite import load_config, parse_suite
+
+    config = load_config(registry)
+    current = {suite_user(name, results.config_hash(parse_suite(config, name).as_dict())) for name in config.suites}
+    return [e.path for e in unreachable(entries(root), users(root), current)] + retired_markers(root, current)
 
 
 @app.command("clear")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -14,6 +15,7 @@ if TYPE_CHECKING:  # neither is imported at CLI start-up
     from rich.console import Console
 
     from probebench.registry import Registry
+    from probebench.report.ties import Ties
     from probebench.suite import Config
 
 RegistryOption = Annotated[
@@ -58,6 +60,13 @@ ResultsDirOption = Annotated[
         "project's registry.toml, found from the current folder upward, else ./results).",
     ),
 ]
+JsonOption = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print one JSON document on stdout and nothing else (messages go to stderr); keys in docs/cli.md.",
+    ),
+]
 IncludeFailedOption = Annotated[
     bool,
     typer.Option(
@@ -91,3 +100,46 @@ def stdout_console() -> Console:
     from rich.console import Console
 
     return Console(highlight=False, soft_wrap=False, width=160)
+
+
+DEFAULT_ALPHA = 0.05  # the level of the tied-best tests (probebench.significance)
+AlphaOption = Annotated[
+    float,
+    typer.Option(
+        "--alpha",
+        help="Level of the tests that mark tied-best values: bold every value whose difference from the best "
+        "is not significant (paired bootstrap over the same test resamples and seeds, Holm-corrected). "
+        "0 bolds only the best.",
+    ),
+]
+
+
+def tie_rule(alpha: float, run_dirs: list[Path], heads: dict, registry: Callable[[], Registry]) -> Ties:
+    """The tied-best rule of a table drawn from ``run_dirs``; ``registry()`` (the
+    plugins, to recompute metrics from the runs' scores) is called only when ``alpha`` > 0."""
+    from probebench.report.ties import Replicates, Ties, registry_metrics
+    from probebench.significance import check_alpha
+
+    check_alpha(alpha)
+    factory = registry_metrics(registry()) if alpha > 0 else (lambda name: None)
+    return Ties(alpha, Replicates({run.name: run for run in run_dirs}, heads, factory))
+
+
+def print_tables(renderables: list[Any]) -> None:
+    """Print rich tables on stdout, each at a width that fits it whole (at
+    least 160 columns): a name in a table is never truncated or wrapped."""
+    from rich.console import Console
+
+    probe = Console(width=10_000)
+    for renderable in renderables:
+        width = max(160, probe.measure(renderable).maximum)
+        Console(highlight=False, soft_wrap=False, width=width).print(renderable)
+
+
+def deprecated_alias(old: str, new: str, value: str | None) -> str | None:
+    """``value`` of a hidden, renamed option, with a one-line warning on stderr when it was given."""
+    if value is not None:
+        from probebench.console import console
+
+        console.print(f"[yellow]warning: {old} is deprecated and will be removed; use {new}[/]", soft_wrap=True)
+    return value

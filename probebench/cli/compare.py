@@ -8,17 +8,25 @@ and a bad argument exits 2.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from probebench.cli.common import RESULTS_DIR, IncludeFailedOption, ResultsDirOption, stdout_console
+from probebench.cli.common import (
+    RESULTS_DIR,
+    IncludeFailedOption,
+    JsonOption,
+    ResultsDirOption,
+    deprecated_alias,
+    stdout_console,
+)
 from probebench.errors import UserError, suggest
 
 if TYPE_CHECKING:  # pandas stays out of CLI start-up
     import pandas as pd
 
     from probebench.report.leaderboard import View
+    from probebench.results import Header
 
 COMPARE_FORMATS = ("table", "markdown", "csv")
 DEFAULT_TOLERANCE = "0.01"
@@ -59,18 +67,23 @@ def compare(
     require_disjoint: Annotated[
         bool,
         typer.Option(
-            "--require-disjoint",
-            help="Count a worsening as a regression only when the two intervals do not overlap.",
+            "--require-disjoint/--allow-overlap",
+            help="Count a worsening as a regression only when the two intervals (bootstrap, or ± std over seeds) "
+            "do not overlap, so noise never fails a job; --allow-overlap counts every worsening beyond --tolerance.",
         ),
-    ] = False,
-    show: Annotated[str, typer.Option("--show", help="all, changed (improved or regressed) or regressions.")] = "all",
+    ] = True,
+    status: Annotated[
+        str, typer.Option("--status", help="Rows to show: all, changed (improved or regressed) or regressions.")
+    ] = "all",
+    show: Annotated[str | None, typer.Option("--show", hidden=True, help="Deprecated: use --status.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, markdown or csv.")] = "table",
     results_dir: ResultsDirOption = RESULTS_DIR,
     include_failed: IncludeFailedOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Deltas B - A per cell, * where the intervals do not overlap; exit 1 on a regression beyond --tolerance."""
     from probebench import results
-    from probebench.cli.leaderboard import split_list
+    from probebench.cli.leaderboard import json_document, split_list
     from probebench.console import console
     from probebench.report import leaderboard as board
     from probebench.report.compare import Tolerance, compare_tables
@@ -79,8 +92,9 @@ def compare(
         raise UserError(
             f"unknown format {fmt!r}{suggest(fmt, COMPARE_FORMATS)}; use one of {', '.join(COMPARE_FORMATS)}"
         )
-    if show not in ("all", "changed", "regressions"):
-        raise UserError(f"--show takes all, changed or regressions, got {show!r}")
+    status = deprecated_alias("--show", "--status", show) or status
+    if status not in ("all", "changed", "regressions"):
+        raise UserError(f"--status takes all, changed or regressions, got {status!r}")
     tol = Tolerance.parse(tolerance)
     dirs = results.finished_only(
         [results.resolve_run(r, results_dir) for r in (run_a, run_b)], include_failed, refuse=True
@@ -94,30 +108,85 @@ def compare(
     scales = {**results.scales(head_a), **results.scales(head_b)}
     diff, only_a, only_b = compare_tables(table_a, table_b, directions, scales, tol, require_disjoint)
 
+    seeds = {"a": sorted(table_a["seed"].unique().tolist()), "b": sorted(table_b["seed"].unique().tolist())}
+    notes = run_differences(head_a, head_b, seeds)
+    if only_a or only_b:
+        notes.append(f"{only_a} cell(s) only in A and {only_b} only in B are not compared")
+    for note in notes:
+        console.print(f"[yellow]note: {note}[/]", soft_wrap=True)
+
+    shown = diff
+    if status == "changed":
+        shown = diff[diff["status"].isin(["regression", "improved"])]
+    elif status == "regressions":
+        shown = diff[diff["status"] == "regression"]
+    counts = {
+        "regressions": int((diff["status"] == "regression").sum()),
+        "improvements": int((diff["status"] == "improved").sum()),
+        "disjoint": int(diff["disjoint"].sum()),
+        "cells": len(diff),
+        "only_a": only_a,
+        "only_b": only_b,
+    }
+    if as_json:
+        body: dict[str, Any] = {"a": str(dirs[0]), "b": str(dirs[1]), "seeds": seeds, "notes": notes}
+        body["summary"] = counts
+        body |= {"require_disjoint": require_disjoint, "failed_runs": [str(d) for d in failed]}
+        typer.echo(json_document({**body, "cells": _records(shown)}, directions, scales), nl=False)
+    else:
+        _print(shown, diff, directions, scales, fmt, dirs)
+    colour = "red" if counts["regressions"] else "green"
+    rule = "with non-overlapping intervals" if require_disjoint else "(--allow-overlap)"
+    console.print(
+        f"[{colour}]{counts['regressions']} regression(s) beyond tolerance {rule}[/]; {counts['improvements']} "
+        f"improvement(s); {counts['disjoint']} of {counts['cells']} cell(s) with non-overlapping intervals (*)",
+        soft_wrap=True,
+    )
+    if failed:  # a run with failures has no numbers for some methods: never a clean pass
+        console.print(f"[red]{' and '.join(str(d) for d in failed)} recorded component failures[/]", soft_wrap=True)
+    if counts["regressions"] or failed:
+        raise typer.Exit(1)
+
+
+def run_differences(head_a: Header, head_b: Header, seeds: dict[str, list[int]]) -> list[str]:
+    """What differs between two runs besides their numbers: seeds, suite config."""
+    from probebench import results
+
+    notes = []
+    if seeds["a"] != seeds["b"]:
+        notes.append(
+            f"the runs used different seeds (A: {', '.join(map(str, seeds['a']))}; "
+            f"B: {', '.join(map(str, seeds['b']))}): part of a change can be seed noise"
+        )
     if results.run_config(head_a) != results.run_config(head_b):
         heads = {"A": head_a, "B": head_b}
         changes = results.config_differences(heads, [results.run_config(head_a), results.run_config(head_b)])
-        console.print("[yellow]note: the runs' suite configs differ: " + ("; ".join(changes) or "see run.json") + "[/]")
-    if only_a or only_b:
-        console.print(f"[yellow]note: {only_a} cell(s) only in A and {only_b} only in B are not compared[/]")
+        notes.append("the runs' suite configs differ: " + ("; ".join(changes) or "see run.json"))
+    return notes
 
-    shown = diff
-    if show == "changed":
-        shown = diff[diff["status"].isin(["regression", "improved"])]
-    elif show == "regressions":
-        shown = diff[diff["status"] == "regression"]
-    _print(shown, diff, directions, scales, fmt, dirs)
-    regressions = int((diff["status"] == "regression").sum())
-    flagged = int(diff["disjoint"].sum())
-    colour = "red" if regressions else "green"
-    console.print(
-        f"[{colour}]{regressions} regression(s) beyond tolerance[/]; {int((diff['status'] == 'improved').sum())} "
-        f"improvement(s); {flagged} of {len(diff)} cell(s) with non-overlapping intervals (*)"
-    )
-    if failed:  # a run with failures has no numbers for some methods: never a clean pass
-        console.print(f"[red]{' and '.join(str(d) for d in failed)} recorded component failures[/]")
-    if regressions or failed:
-        raise typer.Exit(1)
+
+COMPARE_FIELDS = ("value", "std", "seeds", "ci_low", "ci_high")
+
+
+def _records(shown: pd.DataFrame) -> list[dict[str, Any]]:
+    """One JSON-ready dict per compared cell: its keys, a and b (value, std,
+    seeds, ci_low, ci_high), delta, disjoint, status."""
+    import math
+
+    from probebench.report.compare import CELL_KEYS
+
+    def number(value: Any) -> Any:
+        value = value.item() if hasattr(value, "item") else value
+        return None if isinstance(value, float) and math.isnan(value) else value
+
+    out = []
+    for _, row in shown.iterrows():
+        record = {key: number(row[key]) for key in CELL_KEYS}
+        for side in ("a", "b"):
+            record[side] = {name: number(row[f"{name}_{side}"]) for name in COMPARE_FIELDS}
+        record |= {"delta": number(row["delta"]), "disjoint": bool(row["disjoint"]), "status": row["status"]}
+        out.append(record)
+    return out
 
 
 def _filter(table: pd.DataFrame, view: View) -> pd.DataFrame:

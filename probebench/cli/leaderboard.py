@@ -8,7 +8,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from probebench.cli.common import RESULTS_DIR, IncludeFailedOption, ResultsDirOption, stdout_console
+from probebench.cli.common import (
+    DEFAULT_ALPHA,
+    RESULTS_DIR,
+    AlphaOption,
+    IncludeFailedOption,
+    JsonOption,
+    RegistryOption,
+    ResultsDirOption,
+    load,
+    print_tables,
+    tie_rule,
+)
 from probebench.errors import UserError, suggest
 
 if TYPE_CHECKING:
@@ -48,9 +59,16 @@ def emit(text_or_tables: str | list[Table], out: Path | None) -> None:
 
             console.print(f"wrote {out}")
         return
-    console = stdout_console()
-    for table in text_or_tables:
-        console.print(table)
+    print_tables(list(text_or_tables))
+
+
+def json_document(body: dict[str, Any], directions: dict[str, bool], scales: dict[str, float]) -> str:
+    """The ``--json`` document of a command that shows tables: ``body`` plus
+    ``metrics`` ({name: {higher_is_better, scale}}), as indented JSON text."""
+    import json
+
+    metrics = {m: {"higher_is_better": up, "scale": scales.get(m, 1)} for m, up in sorted(directions.items())}
+    return json.dumps({**body, "metrics": metrics}, indent=2, default=str) + "\n"
 
 
 def provenance_text(lines: list[dict[str, Any]], fmt: str) -> str:
@@ -83,6 +101,7 @@ def provenance_text(lines: list[dict[str, Any]], fmt: str) -> str:
 
 
 def leaderboard(
+    ctx: typer.Context,
     runs: Annotated[
         list[str] | None, typer.Argument(help="Run folders or ids under --results-dir, or 'latest' (the default).")
     ] = None,
@@ -113,10 +132,21 @@ def leaderboard(
     out: Annotated[
         Path | None, typer.Option("--out", help="Write to this file instead of stdout (not with --format table).")
     ] = None,
+    no_intervals: Annotated[
+        bool,
+        typer.Option(
+            "--no-intervals",
+            help="Show values only, without their bootstrap interval or ± std (csv and --json keep them as columns).",
+        ),
+    ] = False,
     results_dir: ResultsDirOption = RESULTS_DIR,
     include_failed: IncludeFailedOption = False,
+    alpha: AlphaOption = DEFAULT_ALPHA,
+    registry: RegistryOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Show runs as tables: methods x metrics by default, mean ± std over seeds.
+    Bold marks the best value and every value tied with it (see --alpha).
 
     Examples: methods x corruption (AUROC, mean over severities):
     `--all --cols corruption --metric auroc`; methods x severity:
@@ -125,12 +155,12 @@ def leaderboard(
     """
     from probebench import results
     from probebench.report import leaderboard as board
-    from probebench.report.tables import FORMATS, render_sections
+    from probebench.report.tables import FORMATS, render_sections, to_json
 
     if fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}{suggest(fmt, FORMATS)}; use one of {', '.join(FORMATS)}")
-    if out is not None and fmt == "table":
-        raise UserError("--out needs a text format: add --format markdown, csv, html or latex")
+    if out is not None and fmt == "table" and not as_json:
+        raise UserError("--out needs a text format: add --format markdown, csv, html or latex (or --json)")
     filters = board.parse_where(list(where or []))
     if corruption is not None:
         filters.setdefault("corruption", []).append(corruption)
@@ -145,11 +175,18 @@ def leaderboard(
 
     run_dirs = gather_runs(runs, all_runs, results_dir, include_failed)
     table, heads = results.combine(run_dirs)
+    ties = tie_rule(alpha, run_dirs, heads, lambda: load(ctx, registry)[1])
     title = run_dirs[0].name if len(run_dirs) == 1 else f"{len(run_dirs)} runs"
-    parts = board.sections(table, view, heads, title=title)
+    parts = board.sections(table, view, heads, title=title, ties=ties)
     scales = results.scales(list(heads.values()))
-    rendered = render_sections(parts, results.directions(list(heads.values())), fmt, scales)
+    directions = results.directions(list(heads.values()))
     lines = board.provenance(heads, board.select(table, view, []))
+    if as_json:
+        emit(json_document({"runs": lines, "tables": to_json(parts, directions)}, directions, scales), out)
+        return
+    if no_intervals and fmt != "csv":
+        parts = [part.without_intervals() for part in parts]
+    rendered = render_sections(parts, directions, fmt, scales)
     if isinstance(rendered, str):
         rendered += provenance_text(lines, fmt)
     emit(rendered, out)

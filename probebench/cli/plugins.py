@@ -20,23 +20,7 @@ def plugins(
     _config, reg = load(ctx, registry)
     infos = [p for p in reg.plugins.values() if builtin or not p.builtin]
     if as_json:
-        typer.echo(
-            json.dumps(
-                [
-                    {
-                        "name": p.name,
-                        "module": p.module,
-                        "distribution": p.distribution,
-                        "version": p.version,
-                        "builtin": p.builtin,
-                        "hooks": p.hooks,
-                        "registers": p.components,
-                    }
-                    for p in infos
-                ],
-                indent=2,
-            )
-        )
+        typer.echo(json.dumps([p.as_dict() for p in infos], indent=2))
         return
     from rich.table import Table
 

@@ -8,13 +8,25 @@ of its old definition: re-run it and publish again.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from probebench.cli.common import RESULTS_DIR, IncludeFailedOption, RegistryOption, ResultsDirOption, load
+from probebench.cli.common import (
+    DEFAULT_ALPHA,
+    RESULTS_DIR,
+    AlphaOption,
+    IncludeFailedOption,
+    RegistryOption,
+    ResultsDirOption,
+    load,
+    tie_rule,
+)
 from probebench.errors import UserError
 from probebench.suite import DEFAULT_SUITE
+
+if TYPE_CHECKING:
+    from probebench.report.ties import Ties
 
 COMMAND = "probebench publish"
 
@@ -48,7 +60,7 @@ def _component(spec: dict[str, Any]) -> str:
     return f"`{spec.get('label') or spec.get('name')}`" + (f" ({options})" if options else "")
 
 
-def suite_markdown(suite_dict: dict[str, Any], config: str, runs: list[Path]) -> str:
+def suite_markdown(suite_dict: dict[str, Any], config: str, runs: list[Path], ties: Ties | None = None) -> str:
     from probebench import results
     from probebench.cli.leaderboard import provenance_text
     from probebench.report import active
@@ -66,7 +78,7 @@ def suite_markdown(suite_dict: dict[str, Any], config: str, runs: list[Path]) ->
         ]
     parts = []
     for title, view in views:
-        parts += board.sections(table, view, heads, title=title)
+        parts += board.sections(table, view, heads, title=title, ties=ties)
     seeds = sorted(table["seed"].unique().tolist())
     corruptions = ", ".join(f"`{c['name']}`" for c in suite_dict.get("corruptions") or []) or "none"
     lines = [f"## {suite_dict['name']}", ""]
@@ -113,6 +125,7 @@ def publish(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the diff against the published file; write nothing.")
     ] = False,
+    alpha: AlphaOption = DEFAULT_ALPHA,
 ) -> None:
     """Write the published leaderboard (results/LEADERBOARD.md) from every finished
     run of the named suites whose config matches registry.toml. It refuses to drop
@@ -120,8 +133,10 @@ def publish(
     from probebench import results
     from probebench.cli.leaderboard import split_list
     from probebench.console import console
+    from probebench.significance import check_alpha
     from probebench.suite import parse_suite
 
+    check_alpha(alpha)
     config, reg = load(ctx, registry)
     names = split_list(suite)
     blocks = []
@@ -136,7 +151,8 @@ def publish(
                 f"no run of suite {name!r} with its current config {config_id} under {results_dir}"
                 f"{extra}; run `probebench run {name} --seeds 0,1,2` first"
             )
-        blocks.append(suite_markdown(suite_dict, config_id, runs))
+        heads = {run.name: results.read_header(run) for run in runs}
+        blocks.append(suite_markdown(suite_dict, config_id, runs, tie_rule(alpha, runs, heads, lambda: reg)))
         commands.append(f"probebench run {name} --seeds {','.join(map(str, _seeds(runs)))}")
     suites_arg = " ".join(f"--suite {n}" for n in names)
     header = [
@@ -149,7 +165,10 @@ def publish(
         "matches the current `registry.toml` (runs of other configs are never mixed in).",
         "",
         "A *miss* is a test image the classifier gets wrong; a method's confidence should be low on",
-        "misses. ↑/↓: higher/lower is better; **bold**: best in its column; `±`: standard deviation",
+        "misses. ↑/↓: higher/lower is better; **bold**: best in its column and every value not",
+        f"significantly worse (paired bootstrap, Holm-corrected, α = {alpha:g}; the note under each table",
+        "says how its marks were decided; where a column has no per-sample scores, a value is tied when its",
+        "interval overlaps the best's); `±`: standard deviation",
         "over seeds (each seed trains its own classifier); brackets: 95% percentile-bootstrap",
         "intervals over test samples. AURC and E-AURC are ×1000. Definitions: `probebench ls metrics`.",
         "",

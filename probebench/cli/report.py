@@ -7,11 +7,20 @@ from typing import Annotated
 
 import typer
 
-from probebench.cli.common import RESULTS_DIR, ResultsDirOption
+from probebench.cli.common import (
+    DEFAULT_ALPHA,
+    RESULTS_DIR,
+    AlphaOption,
+    RegistryOption,
+    ResultsDirOption,
+    load,
+    tie_rule,
+)
 from probebench.errors import UserError
 
 
 def report(
+    ctx: typer.Context,
     run: Annotated[str, typer.Argument(help="Run folder or id under --results-dir, or 'latest'.")] = "latest",
     out: Annotated[Path | None, typer.Option("--out", help="HTML file to write (default: <run>/report.html).")] = None,
     corruption: Annotated[
@@ -31,6 +40,8 @@ def report(
         typer.Option("--save-plots", hidden=True, help="Old name: the folder for the figures (default: beside --out)."),
     ] = None,
     results_dir: ResultsDirOption = RESULTS_DIR,
+    alpha: AlphaOption = DEFAULT_ALPHA,
+    registry: RegistryOption = None,
 ) -> None:
     """Write an HTML report (run header, tables, ROC, risk-coverage, accuracy-vs-percentile, reliability, corruption heatmaps, corrected misses, generator samples; images inlined) and each figure as <out stem>-figures/<section>.png."""
     from probebench import results
@@ -40,7 +51,8 @@ def report(
     run_dir = results.resolve_run(run, results_dir)
     target = out or run_dir / "report.html"
     folder = save_plots or figures_dir(target)
-    report = build(run_dir, corruption, severity, log_risk)
+    ties = tie_rule(alpha, [run_dir], {run_dir.name: results.read_header(run_dir)}, lambda: load(ctx, registry)[1])
+    report = build(run_dir, corruption, severity, log_risk, ties)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(report.page, encoding="utf-8")

@@ -35,7 +35,10 @@ class Context:
     components up by name (e.g. corruptions for augmentation);
     ``val_images``/``val_labels`` are the suite's validation split
     (``validation = N`` in the suite: images held out of the training split
-    that nothing trains on), else None.
+    that nothing trains on), else None. ``test_images``/``test_labels`` are
+    the clean test split; no component may learn from them except one that
+    declares the leak in its name, as the ``prober`` scorer's
+    ``source = "reference-add-split"`` does (the reference protocol).
 
     ``generator``, ``prober``, ``prober_hit_level`` and ``prober_threshold``
     are what a corrector works with; the correction stage sets them (see
@@ -60,6 +63,8 @@ class Context:
     prober: Callable[[torch.Tensor], torch.Tensor] | None = None  # images -> P(hit), differentiable
     prober_hit_level: float | None = None  # the default stop level: median P(hit) of validation hits
     prober_threshold: float | None = None  # the label-free loop flags images with P(hit) below it
+    test_images: torch.Tensor | None = None  # the clean test split: only for declared leaks (see above)
+    test_labels: torch.Tensor | None = None
 
     def forward(
         self, images: torch.Tensor, layers: tuple[str, ...] = ()

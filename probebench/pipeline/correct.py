@@ -7,7 +7,12 @@ Correction(images, steps, details)``. ``images`` are float [N,C,H,W] in [0,1]
 on the CPU; it returns edited images of the same shape in [0,1] (CPU), the
 optimisation steps each sample took (int [N]; a sample with 0 steps must come
 back unchanged) and optional per-sample ``details``. It never sees a label.
-The edit of one image must not depend on the other images in the batch. A
+A method that changes predictions rather than images (test-time
+augmentation or adaptation) also returns ``predictions`` (int [N]): the
+stage judges those instead of re-classifying the images.
+The edit of one image must not depend on the other images in the batch,
+except for a class that declares ``per_sample = False`` (test-time
+adaptation on the whole cell: its results depend on the cell). A
 corrector class may set ``uses_generator = False`` (it works in pixel space);
 otherwise the stage runs it once per generator. For each run the stage hands
 it a new ``Context`` (``dataclasses.replace`` of the scorers' one; a Context
@@ -36,15 +41,20 @@ is frozen, and nothing a component does changes it) with these fields set:
   (see probebench/plugins/correctors/counterfactual.py): relative to real
   hits, so it fires although label smoothing 0.2 caps the prober near 0.9.
 - ``ctx.prober_threshold``: float, the label-free loop flags an image as a
-  likely miss when P(hit) < this. Chosen on validation data, never on test
-  (``flag_threshold`` below: Youden's J for detecting misses).
+  likely miss when P(hit) < this. A corrector spec's ``flag`` option says
+  how: ``youden`` (default) chooses it on validation data, never on test
+  (``flag_threshold`` below: Youden's J for detecting misses); ``argmax`` is
+  0.5, the prober's own decision, as the reference selects images.
 
 The stage chooses both numbers per guiding scorer (``calibrated``) on the
 suite's validation split (``validation = N`` in the suite: training images
 nothing trains on), or, without one, on the classifier's training split, and
 says so: optimistic, since the classifier fits its training images. A
 ``Guide`` given with both numbers keeps them. ``run.json`` records both per
-seed under ``correction`` with where they came from.
+seed under ``correction`` with where they came from, and under
+``correction`` -> ``correctors`` the flag rule, flag threshold and stop level
+each corrector actually ran with (a corrector's own ``threshold`` attribute,
+an absolute stop level, replaces the guide's).
 
 What the stage measures
 -----------------------
@@ -57,7 +67,16 @@ metrics are computed in ``probebench/pipeline/evaluate.py``):
 - ``correction-rate``: true misses whose edit the classifier gets right / true
   misses (all of them are handed to the corrector; one its stop rule leaves
   alone counts as not corrected);
+- ``correction-rate-flagged``: the same over the misses the loop flags (the
+  reference's "true miss" denominator: it edits only what its prober flags);
 - ``break-rate``: hits whose edit the classifier gets wrong / hits;
+- ``break-rate-flagged``: the same over the hits the loop flags (the hits the
+  loop would actually edit);
+- ``loop-accuracy``: accuracy after the loop (unflagged images keep their
+  prediction);
+- ``abstain-selective-accuracy`` and ``abstain-coverage``: the honest
+  baseline of the loop: instead of editing the flagged images, abstain on
+  them; the accuracy on the images still answered, and their share;
 - ``net-accuracy-gain``: accuracy after the loop minus accuracy before, over
   the whole cell (unflagged images keep their prediction);
 - ``tuned-net-accuracy-gain``: the same with the loop threshold that gave this
@@ -93,13 +112,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from probebench.cache import hash_key
+from probebench.cache import content_digest, hash_key
 from probebench.console import console, running, task
 from probebench.errors import UserError
 from probebench.paths import safe_part
 from probebench.pipeline.cells import Cell
 from probebench.pipeline.data import cell_data
-from probebench.pipeline.evaluate import Outcome, outcome_rows
+from probebench.pipeline.evaluate import Outcome, cached_outcome_rows
 from probebench.pipeline.failures import CallInfo
 from probebench.pipeline.generate import TrainedFlow
 from probebench.pipeline.stage import Run
@@ -116,6 +135,8 @@ OnFailure = Callable[[str, Exception], None]  # (method, what it raised)
 
 PIN_KEY = "generator"  # a corrector spec's option naming the one generator it runs with
 GUIDE_KEY = "prober"  # ... and the scorer (a suite label) that guides it and flags images for the loop
+FLAG_KEY = "flag"  # ... and how the loop flags images: "youden" (the guide's threshold) or "argmax" (P(hit) < 0.5)
+ARGMAX_THRESHOLD = 0.5  # the prober's own decision: "miss" when P(hit) < P(miss)
 
 
 # -- thresholds from labelled held-out data ------------------------------------
@@ -213,6 +234,23 @@ class Bound:
     key: str = ""  # what determines its edits: corrector, options, versions, generator, prober
     guide: str = ""
     tuned: float | None = None  # the loop threshold that maximised its gain on the validation split
+    flag: str = "youden"  # how its loop flags images (FLAG_KEY)
+
+    def flag_threshold(self, guide: Guide) -> float:
+        """The P(hit) below which its loop flags an image."""
+        if self.flag == "argmax":
+            return ARGMAX_THRESHOLD
+        assert guide.threshold is not None  # setup calibrated every guide
+        return float(guide.threshold)
+
+    def stop_level(self, guide: Guide) -> float:
+        """The P(hit) its prober stop rule fires at: its own absolute ``threshold`` option
+        when it has one, else the guide's stop level."""
+        own = getattr(self.corrector, "threshold", None)
+        if isinstance(own, (int, float)) and not isinstance(own, bool):
+            return float(own)
+        assert guide.level is not None  # setup calibrated every guide
+        return float(guide.level)
 
 
 @dataclass
@@ -223,16 +261,37 @@ class Setup:
     generators: dict[str, Any]
     guides: dict[str, Guide]
     grids: set[str] = field(default_factory=set)
+    class_names: list[str] = field(default_factory=list)  # the dataset's, for the grids
 
     def guide_label(self, bound: Bound) -> str:
         return bound.guide or next(iter(self.guides))  # unnamed: the first prober
 
     def calibration(self) -> dict:
-        """What run.json records of how the loop was set up, per guiding prober
-        (and the tuned threshold per corrector, once ``tune`` has run)."""
-        out = {label: guide.calibration() for label, guide in self.guides.items()}
+        """What run.json records of how the loop was set up: per guiding prober
+        its calibrated numbers, per corrector the flag rule, flag threshold and
+        stop level it actually used (``correctors``), and the tuned threshold
+        per corrector, once ``tune`` has run."""
+        out: dict[str, Any] = {label: guide.calibration() for label, guide in self.guides.items()}
+        out["correctors"] = {b.method: self.used(b) for b in self.bound}
         tuned = {b.method: b.tuned for b in self.bound if b.tuned is not None}
         return {**out, "tuned_thresholds": tuned} if tuned else out
+
+    def loop_flags(self, bound: Bound, p_hit: torch.Tensor) -> dict[str, Any]:
+        """Which images ``bound``'s loop flags (P(hit) below its flag threshold),
+        and by what rule: applied to a record after it is built or loaded, so one
+        edit serves every flag rule."""
+        threshold = bound.flag_threshold(self.guides[self.guide_label(bound)])
+        return {"flagged": torch.as_tensor(p_hit < threshold), "threshold": threshold, "flag": bound.flag}
+
+    def used(self, bound: Bound) -> dict[str, Any]:
+        """The numbers ``bound`` ran with: its guide, flag rule, flag threshold and stop level."""
+        guide = self.guides[self.guide_label(bound)]
+        return {
+            "prober": self.guide_label(bound),
+            "flag": bound.flag,
+            "flag_threshold": bound.flag_threshold(guide),
+            "stop_level": bound.stop_level(guide),
+        }
 
 
 def calibrated(ctx: Context, label: str, guide: Guide) -> Guide:
@@ -244,7 +303,7 @@ def calibrated(ctx: Context, label: str, guide: Guide) -> Guide:
         images, labels, source = ctx.val_images, ctx.val_labels, f"validation split ({len(ctx.val_labels)} images)"
     else:
         images, labels, source = ctx.train_images, ctx.train_labels, "training split"
-    fit_threshold, fit_level = calibrate(ctx, guide.prober, images, labels)
+    fit_threshold, fit_level = _calibrated_values(ctx, guide, images, labels)
     threshold = fit_threshold if guide.threshold is None else guide.threshold
     level = fit_level if guide.level is None else guide.level
     if ctx.val_labels is None:
@@ -254,6 +313,22 @@ def calibrated(ctx: Context, label: str, guide: Guide) -> Guide:
             f"split, where the classifier is optimistic[/]"
         )
     return replace(guide, threshold=float(threshold), level=float(level), calibrated_on=source)
+
+
+def _calibrated_values(ctx: Context, guide: Guide, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """``calibrate``'s numbers, cached as a component artifact of the classifier
+    under the guide's scorer key and a digest of the images and labels (a
+    warm run runs no prober over the validation split); uncached for a guide
+    without a key."""
+    if not guide.prober_key:
+        return calibrate(ctx, guide.prober, images, labels)
+
+    def build() -> dict[str, float]:
+        threshold, level = calibrate(ctx, guide.prober, images, labels)
+        return {"threshold": threshold, "level": level}
+
+    stored = ctx.artifact("calibration", [guide.prober_key, content_digest(images, labels)], build)
+    return float(stored["threshold"]), float(stored["level"])
 
 
 def setup(
@@ -279,6 +354,9 @@ def setup(
         options = dict(spec.options)
         pinned = options.pop(PIN_KEY, None)
         guide = options.pop(GUIDE_KEY, None) or next(iter(probers))
+        flag = options.pop(FLAG_KEY, "youden")
+        if flag not in ("youden", "argmax"):
+            raise UserError(f"corrector {spec.label!r}: flag must be 'youden' or 'argmax', got {flag!r}")
         if guide not in probers:
             raise UserError(
                 f"corrector {spec.label!r} names prober {guide!r}; the suite's probers: {', '.join(probers)}"
@@ -291,8 +369,9 @@ def setup(
         for method, generator in _runs(spec, corrector, pinned, generators):
             generator_key = None if generator is None else generators[generator].key
             keyed = guide_key and (generator is None or generator_key)
-            key = hash_key(spec.name, options, *versions, generator, generator_key, guide, guide_key) if keyed else ""
-            bound.append(Bound(method, corrector, generator, key, guide))
+            parts = (spec.name, options, *versions, generator, generator_key, guide, guide_key)  # not flag: no edit
+            key = hash_key(*parts) if keyed else ""
+            bound.append(Bound(method, corrector, generator, key, guide, flag=flag))
     return Setup(bound, {label: trained.flow for label, trained in generators.items()}, guides)
 
 
@@ -312,6 +391,22 @@ def _runs(
 
 
 # -- editing -----------------------------------------------------------------------
+def check_predictions(correction: Any, n: int, num_classes: int) -> torch.Tensor | None:
+    """A correction's own ``predictions`` (int [N] on the CPU), None when it has
+    none, or a ValueError saying what is wrong."""
+    predictions = getattr(correction, "predictions", None)
+    if predictions is None:
+        return None
+    predictions = torch.as_tensor(predictions).detach().cpu()
+    if predictions.shape != (n,) or predictions.is_floating_point():
+        raise ValueError(
+            f"returned predictions of shape {list(predictions.shape)} ({predictions.dtype}), expected int [{n}]"
+        )
+    if n and (predictions.min() < 0 or predictions.max() >= num_classes):
+        raise ValueError(f"returned predicted classes outside 0..{num_classes - 1}")
+    return predictions.long()
+
+
 def check_correction(correction: Any, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(edited images, steps) on the CPU, or a ValueError saying what is wrong."""
     edited, steps = getattr(correction, "images", None), getattr(correction, "steps", None)
@@ -345,13 +440,18 @@ def edit(
     assert guide.threshold is not None and guide.level is not None  # setup calibrated every guide
     generator = None if bound.generator is None else state.generators[bound.generator]
     inputs = replace(
-        ctx, generator=generator, prober=guide.prober, prober_threshold=guide.threshold, prober_hit_level=guide.level
+        ctx,
+        generator=generator,
+        prober=guide.prober,
+        prober_threshold=bound.flag_threshold(guide),
+        prober_hit_level=guide.level,
     )
     torch.manual_seed(ctx.seed)
     started = time.perf_counter()
     correction = bound.corrector.correct(inputs, images)
     seconds = time.perf_counter() - started
     edited, steps = check_correction(correction, images)
+    own_predictions = check_predictions(correction, len(images), ctx.num_classes)
     changed = (steps > 0).nonzero().squeeze(1)  # the others are their original test image, bit for bit
     record = {
         "index": changed,
@@ -359,11 +459,10 @@ def edit(
         "steps": steps,
         "labels": labels,
         "prediction_before": predictions,
-        "prediction_after": ctx.forward(edited)[0].argmax(dim=1),
+        "prediction_after": ctx.forward(edited)[0].argmax(dim=1) if own_predictions is None else own_predictions,
+        "predicts": own_predictions is not None,  # the corrector's own predictions, not a re-classification
         "p_hit": p_hit,
-        "flagged": torch.as_tensor(p_hit < guide.threshold),
-        "threshold": guide.threshold,
-        "stop_level": guide.level,
+        "stop_level": bound.stop_level(guide),
         "calibrated_on": guide.calibrated_on,
         "edit_size": (edited - images).flatten(1).norm(dim=1),
         "seconds": float(seconds),
@@ -442,15 +541,18 @@ def correct_images(
     tag: str = "cell",
     on_failure: OnFailure | None = None,
     cache: Cache = _uncached,
+    store: ArtifactStore | None = None,
 ) -> list[dict[str, Any]]:
     """Run every bound corrector on ``images`` and return the metric rows
-    (``method`` filled in). Writes artifacts under ``out/corrections`` when given.
+    (``method`` filled in). Writes artifacts under ``out/corrections`` when
+    given; with ``store``, their pictures and the metric rows are cached there.
 
     ``cache(bound, build)`` returns the stored record of ``bound`` on these
     images or builds and stores it: a resumed run edits nothing twice."""
     done = _edit_each(ctx, state, images, labels, f"correct {tag}", cache, on_failure)
     rows = []
     for bound, record in done:
+        record = {**record, **state.loop_flags(bound, record["p_hit"])}
         hit = (record["prediction_before"] == labels).numpy()
         tuned = None if bound.tuned is None else (record["p_hit"] < bound.tuned).numpy()
         outcome = Outcome(
@@ -462,9 +564,9 @@ def correct_images(
             float(record["seconds"]),
             tuned,
         )
-        rows += [{"method": bound.method, **row} for row in outcome_rows(outcome, bootstrap)]
+        rows += [{"method": bound.method, **row} for row in cached_outcome_rows(store, outcome, bootstrap)]
         if out is not None:
-            _save(out, bound.method, tag, state, images, record)
+            _save(out, bound.method, tag, state, images, record, store)
     return rows
 
 
@@ -492,6 +594,7 @@ def correct_cell(run: Run, ctx: Context, state: Setup, cell: Cell) -> list[dict[
     cell) record is cached in the run's store."""
     images, labels = cell_data(run.registry, run.splits, cell, ctx.seed, run.suite.data_root)
     cell_key = cell.key(run.registry, ctx.classifier_key)
+    state.class_names = list(run.splits.data.get("classes", []))
 
     def cache(bound: Bound, build: Callable[[], Record]) -> Record:
         if not bound.key:
@@ -511,15 +614,26 @@ def correct_cell(run: Run, ctx: Context, state: Setup, cell: Cell) -> list[dict[
         tag=cell.tag(ctx.seed),
         cache=cache,
         on_failure=on_failure,
+        store=run.store,
     )
     keys = cell.columns(run.suite, ctx.seed)
     return [{**keys, **row} for row in rows]
 
 
 # -- artifacts --------------------------------------------------------------------
-def _save(out: Path, method: str, tag: str, state: Setup, images: torch.Tensor, record: Record) -> None:
-    """The record's tensors, and the first time per method a grid of corrected misses."""
-    from probebench.cache import atomic_write
+def _save(
+    out: Path,
+    method: str,
+    tag: str,
+    state: Setup,
+    images: torch.Tensor,
+    record: Record,
+    store: ArtifactStore | None = None,
+) -> None:
+    """The record's tensors, and the first time per method a grid of corrected
+    misses (drawn once, then copied from ``store``: ``probebench.figures``)."""
+    from probebench.cache import atomic_write, content_digest
+    from probebench.figures import cached_figures, figure_key
     from probebench.report.grids import correction_grid
 
     folder = Path(out) / "corrections"
@@ -529,13 +643,16 @@ def _save(out: Path, method: str, tag: str, state: Setup, images: torch.Tensor, 
         return
     state.grids.add(method)
     before, after, labels = record["prediction_before"], record["prediction_after"], record["labels"]
-    corrected = ((before != labels) & (after == labels)).nonzero().squeeze(1)
-    if len(corrected):
-        edited = images.clone()
-        edited[record["index"]] = record["edited"]
-        atomic_write(
-            folder / f"{safe_part(method)}_grid.png",
-            lambda tmp: correction_grid(
-                tmp, images, edited, corrected[:8], before, after, labels, f"{method}: corrected misses ({tag})"
-            ),
-        )
+    corrected = ((before != labels) & (after == labels)).nonzero().squeeze(1)[:8]
+    if not len(corrected):
+        return
+    edited = images.clone()
+    edited[record["index"]] = record["edited"]
+    title = f"{method}: corrected misses ({tag})"
+    drawn = [images[corrected], edited[corrected], before[corrected], after[corrected], labels[corrected]]
+    key = figure_key("correction-grid", title, content_digest(*drawn), state.class_names)
+
+    def draw(paths: list[Path]) -> None:
+        correction_grid(paths[0], images, edited, corrected, before, after, labels, title, state.class_names)
+
+    cached_figures(store, key, [folder / f"{safe_part(method)}_grid.png"], draw)

@@ -123,6 +123,9 @@ def load_splits(
         if hasattr(dataset, "cells"):
             cells = tuple((str(name), int(severity)) for name, severity in dataset.cells(data_root))
     data = data_record(log, (*splits["train"], *splits["test"]))
+    classes = list(getattr(dataset, "classes", None) or [])
+    if classes:  # class names, shown in reports and grids (not part of the fingerprint: they change no number)
+        data["classes"] = [str(name) for name in classes]
     if not validation and not pool:
         return Splits(dataset, *splits["train"], *splits["test"], cells, data=data)
     images, labels = splits["train"]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from probebench.cache import hash_key
+from probebench.cache import content_digest, hash_key
 from probebench.evaluate import bootstrap_indices, estimate, evaluate_cell
 from probebench.pipeline.cells import Cell
 from probebench.pipeline.stage import Run
@@ -23,6 +23,7 @@ from probebench.pipeline.stage import Run
 if TYPE_CHECKING:
     import pandas as pd
 
+    from probebench.cache import ArtifactStore
     from probebench.pipeline.score import Scored
     from probebench.suite import Bootstrap
 
@@ -32,6 +33,11 @@ CORRECTION_METRICS = {
     "break-rate": False,
     "net-accuracy-gain": True,
     "tuned-net-accuracy-gain": True,
+    "correction-rate-flagged": True,
+    "break-rate-flagged": False,
+    "loop-accuracy": True,
+    "abstain-selective-accuracy": True,
+    "abstain-coverage": True,
     "edit-size": False,
     "median-steps": False,
     "p90-steps": False,
@@ -147,6 +153,7 @@ def outcome_rows(outcome: Outcome, bootstrap: Bootstrap) -> list[dict[str, Any]]
     hit = np.asarray(outcome.hit, dtype=bool)
     after = np.asarray(outcome.hit_after, dtype=bool)
     miss = ~hit
+    flagged = np.asarray(outcome.flagged, dtype=bool)
     steps = np.asarray(outcome.steps, dtype=float)[miss]
     n = len(hit)
     speed = n / outcome.seconds if outcome.seconds > 0 else float("nan")
@@ -159,8 +166,29 @@ def outcome_rows(outcome: Outcome, bootstrap: Bootstrap) -> list[dict[str, Any]]
             if outcome.tuned_flagged is not None
             else []
         ),
+        _row("correction-rate-flagged", after[miss & flagged], bootstrap),
+        _row("break-rate-flagged", ~after[hit & flagged], bootstrap),
+        _row("loop-accuracy", np.where(flagged, after, hit), bootstrap),
+        _row("abstain-selective-accuracy", hit[~flagged], bootstrap),
+        _row("abstain-coverage", ~flagged, bootstrap),
         _row("edit-size", np.asarray(outcome.edit_size, dtype=float)[miss], bootstrap),
         _row("median-steps", steps, bootstrap, value=np.median(steps) if len(steps) else None),
         _row("p90-steps", steps, bootstrap, value=np.percentile(steps, 90) if len(steps) else None),
         _row("images-per-second", np.ones(n), bootstrap, value=speed),
     ]
+
+
+def cached_outcome_rows(store: ArtifactStore | None, outcome: Outcome, bootstrap: Bootstrap) -> list[dict[str, Any]]:
+    """``outcome_rows``, cached in ``store`` under a digest of every per-sample
+    array of ``outcome``, its seconds, the bootstrap settings and the package
+    version (which the correction metrics' code belongs to): a warm run
+    resamples nothing."""
+    if store is None:
+        return outcome_rows(outcome, bootstrap)
+    from probebench import __version__
+
+    tuned = outcome.tuned_flagged
+    arrays = [outcome.hit, outcome.hit_after, outcome.flagged, outcome.edit_size, outcome.steps]
+    digest = content_digest(*arrays, *([] if tuned is None else [tuned]))
+    key = hash_key("outcome-rows", digest, tuned is None, outcome.seconds, vars(bootstrap), __version__)
+    return store.get_or_build("evaluated", key, lambda: {"rows": outcome_rows(outcome, bootstrap)})["rows"]

@@ -52,8 +52,14 @@ class Failures:
 
     def record(self, kind: str, label: str, stage: str, cell: str, exc: BaseException) -> None:
         message = f"{type(exc).__name__}: {exc}"
-        self.entries.append({"kind": kind, "plugin": label, "stage": stage, "cell": cell, "message": message})
-        console.print(f"[red]{kind} {label!r} failed in {stage} ({cell}): {message}[/]")
+        self.add({"kind": kind, "plugin": label, "stage": stage, "cell": cell, "message": message})
+
+    def add(self, entry: dict) -> None:
+        """Record a failure (as ``record`` makes them), and print it."""
+        self.entries.append(entry)
+        console.print(
+            f"[red]{entry['kind']} {entry['plugin']!r} failed in {entry['stage']} ({entry['cell']}): {entry['message']}[/]"
+        )
 
     def call(self, call: Callable[[], T], kind: str, label: str, stage: str, cell: str) -> CallInfo[T]:
         """``CallInfo.from_call(call)``, with a failure recorded against (kind, label, stage, cell)."""

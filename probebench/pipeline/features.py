@@ -18,8 +18,19 @@ def layer_names(model: torch.nn.Module) -> list[str]:
     return [name for name, _ in model.named_modules() if name]
 
 
+def require_python_modules(model: torch.nn.Module, what: str) -> None:
+    """A one-line error when ``model`` is TorchScript: its submodules run as
+    compiled code, so forward hooks never fire and layers cannot be cut out."""
+    if isinstance(model, torch.jit.ScriptModule):
+        raise UserError(
+            f"{what} needs the model's layers, which a TorchScript model does not expose to hooks; "
+            "load a state_dict with arch, or a torch.export .pt2 file, instead"
+        )
+
+
 def resolve_layer(model: torch.nn.Module, layer: str) -> torch.nn.Module:
     """The submodule called ``layer``; an unknown name lists the valid ones."""
+    require_python_modules(model, f"layer {layer!r}")
     try:
         return model.get_submodule(layer)
     except AttributeError:

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from probebench.cache import ArtifactStore, hash_key, load_module_state
+from probebench.cache import ArtifactStore, content_digest, hash_key, load_module_state
 from probebench.console import console
+from probebench.figures import cached_figures, figure_key
 from probebench.paths import safe_part
 from probebench.pipeline.allocation import building
 from probebench.pipeline.cells import Cell
@@ -144,20 +145,36 @@ def quality(
     return {"bits-per-dim": torch.cat(bits).mean().item(), "reconstruction-error": worst}
 
 
-def save_grids(flow: Any, images: torch.Tensor, out: Path, stem: str, seed: int, device: torch.device | str) -> None:
+def save_grids(
+    flow: Any,
+    images: torch.Tensor,
+    out: Path,
+    stem: str,
+    seed: int,
+    device: torch.device | str,
+    store: ArtifactStore | None = None,
+    key: str = "",
+) -> None:
     """``<stem>-samples.png`` (8x8 samples at temperatures 1.0 (top half) and 0.7)
     and ``<stem>-reconstructions.png`` (rows of test images, each followed by
-    its decode(encode(x)))."""
+    its decode(encode(x))). With the flow's cache ``key`` the pictures are
+    drawn once and copied from ``store`` afterwards (``probebench.figures``)."""
+    originals = images[:32]
+    paths = [out / f"{stem}-samples.png", out / f"{stem}-reconstructions.png"]
+    figure = figure_key("flow-grids", key, seed, str(device), content_digest(originals)) if key else ""
+    cached_figures(store, figure, paths, partial(_draw_grids, flow, originals, seed, device))
+
+
+def _draw_grids(flow: Any, originals: torch.Tensor, seed: int, device: torch.device | str, paths: list[Path]) -> None:
     from probebench.report.grids import image_grid
 
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         samples = torch.cat([flow.sample(32, 1.0, generator), flow.sample(32, 0.7, generator)]).cpu()
-        originals = images[:32]
         back = flow.decode(flow.encode(originals.to(device))).cpu()
     pairs = torch.stack([originals.view(4, 8, *originals.shape[1:]), back.view(4, 8, *back.shape[1:])], dim=1)
-    image_grid(samples, 8, out / f"{stem}-samples.png")
-    image_grid(pairs.flatten(0, 2), 8, out / f"{stem}-reconstructions.png")
+    image_grid(samples, 8, paths[0])
+    image_grid(pairs.flatten(0, 2), 8, paths[1])
 
 
 @dataclass(frozen=True)
@@ -215,7 +232,8 @@ def _trained(run: Run, ctx: Context, spec: ComponentSpec) -> tuple[TrainedFlow, 
             lambda: quality(flow, splits.test_images, ctx.seed, run.suite.batch_size, ctx.device),
         )
     )
-    save_grids(flow, splits.test_images, run.out, safe_part(f"{spec.label}-seed{ctx.seed}"), ctx.seed, ctx.device)
+    stem = safe_part(f"{spec.label}-seed{ctx.seed}")
+    save_grids(flow, splits.test_images, run.out, stem, ctx.seed, ctx.device, run.store, key)
     values["train-seconds"] = seconds
     origin = "from the cache, trained" if cached else "trained"
     console.print(

@@ -141,25 +141,40 @@ def build_graph(run: Run, device: torch.device) -> Graph:
     suite = run.suite
     cells = suite_cells(suite, run.splits.cells)
     tasks: list[Task] = []
+    training, other = _resources(device)
     for seed in suite.seeds:
         train, generators, prepare = f"train/seed={seed}", f"generators/seed={seed}", f"prepare/seed={seed}"
-        tasks.append(Task(train, "train", (), partial(train_task, seed=seed, device=device)))
-        tasks.append(Task(generators, "generators", (train,), generators_task, public=first))
-        tasks.append(Task(prepare, "prepare", (train, generators), prepare_task, public=calibration))
+        tasks.append(Task(train, "train", (), partial(train_task, seed=seed, device=device), resources=training))
+        tasks.append(Task(generators, "generators", (train,), generators_task, public=first, resources=training))
+        tasks.append(Task(prepare, "prepare", (train, generators), prepare_task, public=calibration, resources=other))
         if suite.active is not None:  # the active-learning loop (pipeline/active.py)
-            tasks.append(Task(f"active/seed={seed}", "active", (train, generators), active_task, public=itself))
+            tasks.append(
+                Task(
+                    f"active/seed={seed}", "active", (train, generators), active_task, public=itself, resources=training
+                )
+            )
         group = f"score seed {seed}"  # one step per cell, when its last task ends
         for cell in cells:
             where = f"seed={seed}/{cell.name}-{cell.severity}"
             score = partial(score_task, cell=cell)
             steps = 0 if suite.correctors else 1
-            tasks.append(Task(f"score/{where}", "score", (train, prepare), score, group, steps, public=itself))
+            inputs = (train, prepare)
+            tasks.append(Task(f"score/{where}", "score", inputs, score, group, steps, other, public=itself))
             if suite.correctors:
                 correct = partial(correct_task, cell=cell)
-                tasks.append(Task(f"correct/{where}", "correct", (train, prepare), correct, group, public=itself))
+                tasks.append(Task(f"correct/{where}", "correct", inputs, correct, group, 1, other, public=itself))
     kinds = [(t.id, t.stage) for t in tasks]
     tasks.append(Task(COLLECT, COLLECT, tuple(i for i, _ in kinds), partial(collect_task, stages=kinds)))
     return Graph(tuple(tasks))
+
+
+def _resources(device: torch.device) -> tuple[Resources, Resources]:
+    """What training tasks (classifier, flows) and the other tasks ask of a
+    worker: one CPU each, and on a GPU run a whole GPU to train and a quarter
+    of one for the rest, so a GPU node gets the training and CPU work spreads."""
+    if device.type == "cuda":
+        return Resources(1.0, 1.0), Resources(1.0, 0.25)
+    return Resources(), Resources()
 
 
 # -- the tasks ------------------------------------------------------------------------
@@ -177,7 +192,9 @@ def train_task(run: Run, *, seed: int, device: torch.device) -> Context:
         spec = suite.classifier
         if options:
             spec = replace(spec, options={**spec.options, **options})
-        return trained_classifier(run.registry, run.store, suite.dataset, spec, splits, other_seed, device, subset)[0]
+        return trained_classifier(
+            run.registry, run.store, suite.dataset, spec, splits, other_seed, device, subset, another=True
+        )[0]
 
     model, key = trained_classifier(run.registry, run.store, suite.dataset, suite.classifier, splits, seed, device)
 
@@ -202,6 +219,8 @@ def train_task(run: Run, *, seed: int, device: torch.device) -> Context:
         registry=run.registry,
         val_images=splits.val_images,
         val_labels=splits.val_labels,
+        test_images=splits.test_images,
+        test_labels=splits.test_labels,
     )
 
 

@@ -25,6 +25,7 @@ from probebench.pipeline.evaluate import CORRECTION_METRICS
 from probebench.pipeline.generate import METRICS as GENERATOR_METRICS
 from probebench.pipeline.graph import build_graph
 from probebench.pipeline.stage import Run
+from probebench.provenance import plugin_provenance
 from probebench.suite import Suite
 
 if TYPE_CHECKING:
@@ -100,6 +101,7 @@ def run_suite(
 def _header(suite: Suite, registry: Registry, device: torch.device) -> dict[str, Any]:
     """The run header before anything runs: the suite, the machine, and each metric's direction."""
     header = results.header(suite.as_dict(), str(device), results.now())
+    header.update(plugin_provenance(suite.as_dict(), registry))  # every component's distribution and version
     metrics = {name: registry.create("metric", name) for name in suite.metrics}
     header["metrics"] = results.metric_directions(metrics)
     if suite.correctors:

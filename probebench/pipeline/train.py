@@ -52,12 +52,14 @@ def classifier_key(
     validation: int = 0,
     *,
     data: str,
+    weights: list[str] | None = None,
     pool: int = 0,
 ) -> str:
     """The cache key of a trained classifier; ``subset`` is the digest of the
     training indices when the model saw only part of the training split,
     ``validation`` and ``pool`` the numbers of images held out of that split,
-    ``data`` the fingerprint of the data read."""
+    ``data`` the fingerprint of the data read, ``weights`` the SHA-256 of the
+    files the classifier loads weights from (``probebench.kinds.WeightsFiles``)."""
     parts = [
         "classifier",
         *dataset_parts(registry, dataset_spec, data),
@@ -67,6 +69,8 @@ def classifier_key(
     ]
     if subset is not None:  # keys of full-data models stay as they were
         parts.append({"subset": subset})
+    if weights:  # likewise for classifiers that read no weights file
+        parts.append({"weights": weights})
     return hash_key(*parts, *held_out(validation, pool))
 
 
@@ -78,11 +82,24 @@ def subset_digest(indices: torch.Tensor) -> str:
 
 
 def build_model(
-    registry: Registry, spec: ComponentSpec, num_classes: int, shape: tuple[int, ...]
+    registry: Registry, spec: ComponentSpec, num_classes: int, shape: tuple[int, ...], component: Any = None
 ) -> tuple[Any, torch.nn.Module]:
-    component = registry.create("classifier", spec.name, spec.options)
+    component = component or registry.create("classifier", spec.name, spec.options)
     with building("classifier", spec):
         return component, component.build(num_classes, tuple(shape))
+
+
+def weights_digests(component: Any) -> list[str]:
+    """SHA-256 of each file the classifier loads weights from, in its order (memoised by file version)."""
+    from pathlib import Path
+
+    from probebench.fingerprint import DigestMemo
+    from probebench.kinds import weights_files
+
+    memo = DigestMemo()
+    digests = [memo.sha256(Path(path).resolve())[1] for path in weights_files(component)]
+    memo.save()
+    return digests
 
 
 @dataclass(frozen=True)
@@ -168,11 +185,18 @@ def trained_classifier(
     seed: int,
     device: torch.device | str,
     subset: torch.Tensor | None = None,
+    *,
+    another: bool = False,
 ) -> tuple[torch.nn.Module, str]:
     """The classifier trained with ``seed`` (from the cache when it is there) and its key.
 
     With ``subset`` (indices into the training split) it is trained on those
-    images only, cached under a key that includes their digest."""
+    images only, cached under a key that includes their digest. ``another``
+    says a scorer asks for one more model (an ensemble member, a fold model):
+    a classifier that loads fixed weights cannot give one, a one-line error."""
+    from probebench.kinds import trains
+
+    component = registry.create("classifier", classifier_spec.name, classifier_spec.options)
     digest = None if subset is None else subset_digest(subset)
     key = classifier_key(
         registry,
@@ -182,8 +206,19 @@ def trained_classifier(
         digest,
         splits.validation,
         data=splits.fingerprint,
+        weights=weights_digests(component),
         pool=splits.pool,
     )
+    dataset = splits.dataset
+    torch.manual_seed(seed)
+    if not trains(component):
+        if another or subset is not None:
+            raise UserError(
+                f"classifier {classifier_spec.label!r} loads fixed weights: it cannot train another model "
+                "(ensemble members, cross-fitted fold models); use a prober with source = 'train'"
+            )
+        _, model = build_model(registry, classifier_spec, dataset.num_classes, dataset.shape, component)
+        return model.to(device).eval(), key
     images, labels = splits.train_images, splits.train_labels
     label = f"{classifier_spec.label} seed {seed}"
     if subset is not None:

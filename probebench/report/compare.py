@@ -2,10 +2,12 @@
 noise, and which are regressions a CI job should fail on.
 
 Each run is first averaged over its seeds (``results.aggregate``). A cell's
-interval is its bootstrap interval (one seed) or the mean of its seeds'
-bootstrap intervals. A change is *flagged* when the two intervals do not
-overlap. It is a *regression* when the metric got worse (by its direction)
-by more than the tolerance — and, with ``require_disjoint``, is flagged too.
+interval is the one it shows (``results.shown_interval``): its bootstrap
+interval (one seed) or mean ± std over seeds. A change is *flagged* when the
+two intervals do not overlap. It is a *regression* when the metric got worse
+(by its direction) by more than the tolerance and, with ``require_disjoint``
+(the default), is flagged too: a change inside the seed or sampling noise is
+never a regression.
 Tolerances are in the metric's unit scale and multiplied by the metric's
 ``scale`` (a 0.01 tolerance is 10 for AURC x1000).
 """
@@ -73,7 +75,7 @@ def compare_tables(
     directions: Directions,
     scales: Scales,
     tolerance: Tolerance,
-    require_disjoint: bool = False,
+    require_disjoint: bool = True,
 ) -> tuple[pd.DataFrame, int, int]:
     """A DataFrame with one row per cell in both runs: keys, a_* and b_* columns
     (value, std, seeds, ci_low, ci_high), delta, disjoint, status
@@ -90,10 +92,13 @@ def compare_tables(
             "cell to compare; are they runs of the same suite?"
         )
     both["delta"] = both["value_b"] - both["value_a"]
+    for side in ("a", "b"):  # the interval each side shows: ± std over seeds, else the bootstrap interval
+        fields = [both[f"{name}_{side}"] for name in ("value", "std", "seeds", "ci_low", "ci_high")]
+        both[f"low_{side}"], both[f"high_{side}"] = results.shown_interval(*fields)
     statuses: list[str] = []
     flags: list[bool] = []
     for _, row in both.iterrows():
-        disjoint = _interval_disjoint(row["ci_low_a"], row["ci_high_a"], row["ci_low_b"], row["ci_high_b"])
+        disjoint = _interval_disjoint(row["low_a"], row["high_a"], row["low_b"], row["high_b"])
         flags.append(disjoint)
         higher = directions.get(row["metric"], True)
         delta = row["delta"]

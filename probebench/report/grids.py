@@ -143,10 +143,12 @@ def correction_grid(
     after: torch.Tensor,
     labels: torch.Tensor,
     title: str,
+    class_names: list[str] | None = None,
 ) -> None:
     """A PNG: one column per sample, rows original / edited / delta (x' - x,
     red where the edit added intensity, blue where it removed it, scaled per
-    column to its largest |delta|). Drawn as one mosaic on one axes (fast)."""
+    column to its largest |delta|). Drawn as one mosaic on one axes (fast).
+    Classes are shown by ``class_names`` when the dataset has them."""
     import numpy as np
     from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -174,11 +176,15 @@ def correction_grid(
     ax.set_yticks([pad + row * (height + pad) + height / 2 for row in range(3)])
     ax.set_yticklabels(["original", "edited", "x'-x\nred +, blue -"], fontsize=8)
     ax.tick_params(length=0)
+
+    def name(label: torch.Tensor) -> str:
+        return class_names[int(label)] if class_names else str(int(label))
+
     for col, i in enumerate(indices.tolist()):
         ax.text(
             pad + col * (width + pad) + width / 2,
             -1,
-            f"label {int(labels[i])}\n{int(before[i])} → {int(after[i])}",
+            f"label {name(labels[i])}\n{name(before[i])} → {name(after[i])}",
             ha="center",
             va="bottom",
             fontsize=7,

@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # pandas and matplotlib stay out of CLI start-up
     import pandas as pd
     from matplotlib.figure import Figure
 
+    from probebench.report.ties import Ties
     from probebench.results import Header
 
 SCORE_KEYS = ("suite", "dataset", "corruption", "severity", "classifier", "seed", "index", "label", "prediction", "hit")
@@ -191,6 +192,7 @@ def _header_html(run: Path, head: Header, table: pd.DataFrame) -> str:
         ("suite", suite.get("name", "?")),
         ("description", suite.get("description", "")),
         ("dataset", (suite.get("dataset") or {}).get("label", "?")),
+        ("classes", ", ".join((head.get("data") or {}).get("classes") or []) or "numbered 0..K-1"),
         ("classifier", (suite.get("classifier") or {}).get("label", "?")),
         ("seeds", ", ".join(map(str, seeds))),
         ("config hash", results.run_config(head)),
@@ -218,7 +220,9 @@ def _header_html(run: Path, head: Header, table: pd.DataFrame) -> str:
     return out
 
 
-def _tables_html(table: pd.DataFrame, heads: dict[str, Header], scales: Scales, directions: Directions) -> str:
+def _tables_html(
+    table: pd.DataFrame, heads: dict[str, Header], scales: Scales, directions: Directions, ties: Ties | None = None
+) -> str:
     table = table.assign(corruption=table["corruption"].map(cell_label))
     views = [("Clean test data", board.View(["method"], ["metric"], where={"corruption": [CLEAN_LABEL]}))]
     if (table["corruption"] != CLEAN_LABEL).any() and "auroc" in set(table["metric"]):
@@ -230,13 +234,13 @@ def _tables_html(table: pd.DataFrame, heads: dict[str, Header], scales: Scales, 
     for title, view in views:
         if view.where and not (table["corruption"] == CLEAN_LABEL).any():
             view.where = None
-        for section in board.sections(table, view, heads, title=title):
+        for section in board.sections(table, view, heads, title=title, ties=ties):
             out.append(f'<div class="scroll">{to_html(section, directions, scales)}</div>')
     note = board.scaled_note(scales, table["metric"])
     if note:
         out.append(
             f'<p class="note">{html.escape(note)}; arrows: ↑ higher is better, ↓ lower is better; '
-            "bold: best in its column.</p>"
+            "bold: best in its column, and tied with it where the note under a table says so.</p>"
         )
     return "\n".join(out)
 
@@ -445,8 +449,15 @@ class Report:
                 plots.close(plot.figure)
 
 
-def build(run: Path, corruption: str | None = None, severity: int | None = None, log_risk: bool = False) -> Report:
-    """The HTML page of ``run`` (a run folder) and its figures."""
+def build(
+    run: Path,
+    corruption: str | None = None,
+    severity: int | None = None,
+    log_risk: bool = False,
+    ties: Ties | None = None,
+) -> Report:
+    """The HTML page of ``run`` (a run folder) and its figures; ``ties`` marks
+    tied-best values in its tables (else only the best)."""
     table, heads = results.combine([run])
     head = heads[run.name]
     directions = results.directions(head)
@@ -454,7 +465,7 @@ def build(run: Path, corruption: str | None = None, severity: int | None = None,
     suite_name = head.get("suite", {}).get("name", "?")
     body = {name: "" for name in SECTIONS}
     body["header"] = _header_html(run, head, table)
-    body["tables"] = _tables_html(table, heads, scales, directions)
+    body["tables"] = _tables_html(table, heads, scales, directions, ties)
 
     scores = load_scores(run)
     drawn: dict[str, Plot] = {}

@@ -30,6 +30,7 @@ from probebench.report.tables import Scales, Section, metric_label
 if TYPE_CHECKING:  # pandas stays out of CLI start-up
     import pandas as pd
 
+    from probebench.report.ties import Ties
     from probebench.results import Header
 
 FILTER_KEYS = results.KEYS + ["config", "run"]
@@ -124,7 +125,7 @@ def _averaged_note(table: pd.DataFrame, shown: set[str]) -> str | None:
     return "mean over " + ", ".join(averaged) if averaged else None
 
 
-def _seed_note(table: pd.DataFrame, shown: list[str], level: float | None) -> str:
+def _seed_note(table: pd.DataFrame, shown: list[str], level: float | None, brackets_shown: bool = True) -> str:
     seeds = sorted(table["seed"].unique().tolist())
     if not seeds:
         return ""
@@ -135,8 +136,11 @@ def _seed_note(table: pd.DataFrame, shown: list[str], level: float | None) -> st
     listed = ", ".join(map(str, seeds))
     if all(several):
         return f"mean ± std over seeds {listed}"
+    seeds_word = f"seed{'s' if len(seeds) > 1 else ''} {listed}"
     if not any(several):
-        return f"seed{'s' if len(seeds) > 1 else ''} {listed}; brackets: {brackets}"
+        return f"{seeds_word}; brackets: {brackets}" if brackets_shown else seeds_word
+    if not brackets_shown:
+        return "mean ± std over seeds where a row has several"
     return f"mean ± std over seeds where a row has several, brackets: {brackets} where it has one"
 
 
@@ -185,8 +189,12 @@ def _titled(title: str, group: str) -> str:
     return f"{title}: {group}" if title and group else title or group
 
 
-def sections(table: pd.DataFrame, view: View, heads: dict[str, Header], title: str = "") -> list[Section]:
-    """The sections a leaderboard shows for ``view`` of the combined ``table``."""
+def sections(
+    table: pd.DataFrame, view: View, heads: dict[str, Header], title: str = "", ties: Ties | None = None
+) -> list[Section]:
+    """The sections a leaderboard shows for ``view`` of the combined ``table``;
+    with ``ties``, each bolds every value not significantly worse than the best
+    and says so under the table (else only the best)."""
     notes: list[str] = []
     table = select(table, view, notes)
     rows, cols = list(view.rows), list(view.cols)
@@ -214,14 +222,16 @@ def sections(table: pd.DataFrame, view: View, heads: dict[str, Header], title: s
     for part_title, part, p_rows, p_cols in parts:
         if part.empty:
             continue
-        numbers, labels = results.pivot(part, p_rows, p_cols)
-        fixed = None if "metric" in p_rows + p_cols else str(part["metric"].iloc[0])
+        section = Section.of(part_title, results.pivot_fields(part, p_rows, p_cols))
+        section.metric = None if "metric" in p_rows + p_cols else str(part["metric"].iloc[0])
         shown = set(p_rows) | set(p_cols) | set(view.where or {})
-        words = [_seed_note(part, p_rows + p_cols, bootstrap_level(heads)), _averaged_note(part, shown)] + (
-            notes if not out else []
-        )
-        caption = "; ".join(w for w in words if w)
-        out.append(Section(part_title, numbers, labels, caption=caption, metric=fixed))
+        seed_note = _seed_note(part, p_rows + p_cols, bootstrap_level(heads), section.has_brackets())
+        words = [seed_note, _averaged_note(part, shown)] + (notes if not out else [])
+        if ties is not None:
+            section.marked = ties.mark(section, part, p_rows, p_cols, results.directions(list(heads.values())))
+            words.append(ties.describe(part, p_rows + p_cols))
+        section.caption = "; ".join(w for w in words if w)
+        out.append(section)
     if not out:
         raise UserError("no rows to show with these filters")
     return out

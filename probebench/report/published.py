@@ -56,3 +56,28 @@ def shrinkage(old: dict[str, Section], new: dict[str, Section]) -> list[str]:
             gone = ", ".join(map(str, sorted(section.seeds - new[name].seeds)))
             lost.append(f"loses seed(s) {gone} of {name!r}")
     return lost
+
+
+def cells(markdown: str) -> dict[str, dict[tuple[str, str], str]]:
+    """``{suite: {(row, column): text}}`` of every table in a published
+    leaderboard: the row's first cell, the column header without its arrow,
+    the cell's text without bold marks. A README or a docstring that quotes
+    published numbers is checked against these."""
+    found: dict[str, dict[tuple[str, str], str]] = {}
+    current: dict[tuple[str, str], str] | None = None
+    headers: list[str] = []
+    for line in markdown.splitlines():
+        if line.startswith("## "):
+            current = found.setdefault(line[3:].strip(), {})
+            headers = []
+            continue
+        if current is None or not line.startswith("|"):
+            headers = [] if not line.startswith("|") else headers
+            continue
+        parts = [p.strip().replace("**", "") for p in line.strip().strip("|").split("|")]
+        if not headers:
+            headers = [p.rstrip(" ↑↓").strip() for p in parts]
+        elif not line.startswith("|---"):
+            for header, text in zip(headers[1:], parts[1:]):
+                current[(parts[0], header)] = text
+    return found

@@ -2,16 +2,19 @@
 
 Column headers carry an arrow for the metric's direction (↑ higher is better,
 ↓ lower is better) and the factor of scaled metrics (``aurc ×1000``); the best
-value per column (per row when metrics are the rows) is marked: bold in rich,
-``**`` in markdown, ``<strong>`` in HTML, ``\\textbf`` in LaTeX. Numbers stay
-numbers until here: ``labels`` holds the formatted text, ``numbers`` the
-values the best mark is chosen by.
+value per column (per row when metrics are the rows) and every value tied
+with it is marked: bold in rich, ``**`` in markdown, ``<strong>`` in HTML,
+``\\textbf`` in LaTeX. Which values are tied is decided in one place,
+``probebench/report/ties.py`` (a section's ``marked``; without it, the
+interval-overlap fallback). Numbers stay numbers until here: ``labels`` holds
+the formatted text, ``numbers`` the values the best mark is chosen by,
+``stats`` their intervals.
 """
 
 from __future__ import annotations
 
 import html as _html
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, overload
 
@@ -35,6 +38,25 @@ class Section:
     caption: str = ""
     metric: str | None = None  # the one metric every cell shows, when it is not a key
     notes: list[str] = field(default_factory=list)
+    marked: set[tuple[Hashable, Hashable]] | None = None  # cells to bold (ties.Ties); None: ties.overlap_cells
+    # {field: DataFrame of the same shape} for results.PIVOT_FIELDS (std, seeds, ci_low, ci_high)
+    stats: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, title: str, frames: dict[str, pd.DataFrame], caption: str = "", metric: str | None = None) -> Section:
+        """A section from ``results.pivot_fields``."""
+        return cls(title, frames["value"], frames["label"], caption=caption, metric=metric, stats=frames)
+
+    def has_brackets(self) -> bool:
+        """Whether any cell shows a bootstrap interval ('v [lo, hi]')."""
+        return any("[" in str(text) for text in self.labels.to_numpy().ravel())
+
+    def without_intervals(self) -> Section:
+        """The same section with each label reduced to its value (``--no-intervals``)."""
+        labels = self.labels.map(lambda t: t.partition(" ")[0] if isinstance(t, str) else t)
+        return Section(
+            self.title, self.numbers, labels, self.caption, self.metric, list(self.notes), self.marked, self.stats
+        )
 
 
 def metric_label(metric: str, scales: Scales | None = None) -> str:
@@ -79,26 +101,50 @@ def _headers(section: Section, directions: Directions, scales: Scales | None) ->
     ]
 
 
-def best_cells(
+def lines(
     numbers: pd.DataFrame, directions: Directions, metric: str | None = None
-) -> set[tuple[Hashable, Hashable]]:
-    """(row, column) positions holding the best value of their column, or of
-    their row when the metrics are the rows. Needs at least two values."""
+) -> Iterator[tuple[list[tuple[Hashable, Hashable]], pd.Series, str]]:
+    """The lines a best value is chosen in: each column, or each row when the
+    metrics are the rows. Yields (the (row, column) positions of its finite
+    values, those values, the metric), for lines of at least two values."""
     import numpy as np
 
-    best: set[tuple[Hashable, Hashable]] = set()
     metric_in_rows = metric is None and any(_metric_of(i, directions) for i in numbers.index)
-    lines = numbers.index if metric_in_rows else numbers.columns
-    for line in lines:
+    for line in numbers.index if metric_in_rows else numbers.columns:
         series = (numbers.loc[line] if metric_in_rows else numbers[line]).astype(float)
         series = series[np.isfinite(series)]
         name = metric or _metric_of(line, directions)
         if name is None or len(series) < 2:
             continue
-        target = series.max() if directions[name] else series.min()
-        for other in series.index[np.isclose(series.to_numpy(), target, rtol=0, atol=1e-12)]:
-            best.add((line, other) if metric_in_rows else (other, line))
-    return best
+        positions = [(line, other) if metric_in_rows else (other, line) for other in series.index]
+        yield positions, series, name
+
+
+def shown_intervals(section: Section) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(lows, highs) of the interval each cell shows (``results.shown_interval``)."""
+    import numpy as np
+    import pandas as pd
+
+    from probebench.results import shown_interval
+
+    numbers = section.numbers.astype(float)
+    nan = numbers * np.nan
+    stats = {k: section.stats.get(k, nan) for k in ("std", "seeds", "ci_low", "ci_high")}
+    low, high = shown_interval(numbers, stats["std"], stats["seeds"], stats["ci_low"], stats["ci_high"])
+    frame = lambda values: pd.DataFrame(values, index=numbers.index, columns=numbers.columns)  # noqa: E731
+    return frame(low), frame(high)
+
+
+def best_cells(section: Section, directions: Directions) -> set[tuple[Hashable, Hashable]]:
+    """(row, column) positions to bold: ``section.marked`` when the tie rule
+    (``probebench.report.ties.Ties``) decided them, else those tied with the
+    best value of their column (row when the metrics are the rows) by the
+    no-scores fallback ``ties.overlap_tied`` on the intervals the cells show."""
+    if section.marked is not None:
+        return section.marked
+    from probebench.report.ties import overlap_cells
+
+    return overlap_cells(section, directions)
 
 
 def _row_label(index: Hashable) -> str:
@@ -106,7 +152,7 @@ def _row_label(index: Hashable) -> str:
 
 
 def _body(section: Section, directions: Directions, mark: Callable[[str], str]) -> list[tuple[str, list[str]]]:
-    best = best_cells(section.numbers, directions, section.metric)
+    best = best_cells(section, directions)
     body = []
     for idx in section.numbers.index:
         cells = []
@@ -143,6 +189,8 @@ def to_rich(section: Section, directions: Directions, scales: Scales | None = No
         caption=section.caption or None,
         caption_justify="left",
     )
+    for column in table.columns:
+        column.no_wrap = True  # a name or a value is never cut or wrapped: print_tables widens the console instead
     for label, cells in _body(section, directions, lambda t: f"[bold]{t}[/]"):
         table.add_row(_escape_rich(label), *cells)
     return table
@@ -217,21 +265,33 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
 
 
+def _latex_cell(text: str) -> str:
+    """A value, bold when it starts with the mark, and its interval (if any) on
+    a second, smaller line, so a column stays narrow enough for a page."""
+    best = text.startswith("\0")
+    value, _space, interval = text.removeprefix("\0").partition(" ")
+    shown = r"\textbf{" + latex_escape(value) + "}" if best else latex_escape(value)
+    if not interval:
+        return shown
+    return r"\begin{tabular}[t]{@{}r@{}}" + shown + r" \\ \scriptsize " + latex_escape(interval) + r"\end{tabular}"
+
+
 def to_latex(section: Section, directions: Directions, scales: Scales | None = None) -> str:
-    """A booktabs ``table`` environment (needs ``\\usepackage{booktabs}``)."""
+    """A booktabs ``table`` environment (needs ``\\usepackage{booktabs}``);
+    intervals go on a second line of their cell."""
     headers = _headers(section, directions, scales)
     lines = [
         r"\begin{table}[t]",
         r"\centering",
         r"\small",
+        r"\setlength{\tabcolsep}{4pt}",
         r"\begin{tabular}{l" + "r" * (len(headers) - 1) + "}",
         r"\toprule",
         " & ".join(latex_escape(h) for h in headers) + r" \\",
         r"\midrule",
     ]
     for label, cells in _body(section, directions, lambda t: "\0" + t):
-        rendered = [r"\textbf{" + latex_escape(t[1:]) + "}" if t.startswith("\0") else latex_escape(t) for t in cells]
-        lines.append(" & ".join([latex_escape(label)] + rendered) + r" \\")
+        lines.append(" & ".join([latex_escape(label)] + [_latex_cell(t) for t in cells]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     caption = _title(section, directions, scales) + (f". {section.caption}" if section.caption else "")
     if caption:
@@ -240,21 +300,68 @@ def to_latex(section: Section, directions: Directions, scales: Scales | None = N
     return "\n".join(lines) + "\n"
 
 
+RECORD_FIELDS = ("value", "std", "seeds", "ci_low", "ci_high")
+
+
+def section_records(section: Section, directions: Directions) -> list[dict[str, object]]:
+    """One dict per shown cell: the section's row and column keys (and
+    ``metric`` when it is fixed), then value, std (over seeds), seeds,
+    ci_low, ci_high (bootstrap interval), and ``best`` (bold in the table).
+    Numbers stay numbers; a missing one is None."""
+    best = best_cells(section, directions)
+    numbers = section.numbers
+    row_names = [n or "row" for n in numbers.index.names]
+    col_names = [n or "column" for n in numbers.columns.names]
+    records: list[dict[str, object]] = []
+    for idx in numbers.index:
+        for col in numbers.columns:
+            record: dict[str, object] = dict(zip(row_names, _parts(idx)))
+            if numbers.columns.names != [None]:  # a real pivot key, not the lone 'value' column of a 1-D view
+                record.update(zip(col_names, _parts(col)))
+            if section.metric is not None:
+                record["metric"] = section.metric
+            for name in RECORD_FIELDS:
+                frame = numbers if name == "value" else section.stats.get(name)
+                raw = None if frame is None else frame.loc[idx, col]
+                number = None if raw is None or raw != raw else float(raw)
+                record[name] = int(number) if name == "seeds" and number is not None else number
+            record["best"] = (idx, col) in best
+            records.append({k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()})
+    return records
+
+
 def to_csv(sections: list[Section], directions: Directions, scales: Scales | None = None) -> str:
-    """Every section's numbers (unformatted) in one rectangular CSV with a
-    leading ``table`` column naming the section."""
+    """Every section as tidy rows (``section_records``) in one CSV, with a
+    leading ``table`` column naming the section: one row per shown cell, its
+    keys, value, std, seeds, ci_low, ci_high and best, nothing flattened into
+    wide columns."""
     import pandas as pd
 
-    frames = []
-    for section in sections:
-        flat = section.numbers.copy()
-        flat.columns = [_header(c, directions, scales, arrows=False, names=flat.columns.names) for c in flat.columns]
-        flat = flat.reset_index()
-        flat.insert(0, "table", section.title)
-        frames.append(flat)
     from probebench.spreadsheet import safe_frame
 
-    return safe_frame(pd.concat(frames, ignore_index=True)).to_csv(index=False, float_format="%.6g")
+    frames = [pd.DataFrame(section_records(section, directions)).assign(table=section.title) for section in sections]
+    frame = pd.concat(frames, ignore_index=True)
+    fields = [*RECORD_FIELDS, "best"]
+    frame = frame[["table"] + [c for c in frame.columns if c not in ("table", *fields)] + fields]
+    return safe_frame(frame).to_csv(index=False, float_format="%.6g")
+
+
+def to_json(sections: list[Section], directions: Directions) -> list[dict[str, object]]:
+    """Every section as a JSON-ready dict: title, caption, metric (when fixed),
+    rows and cols (the pivot keys), and cells (``section_records``)."""
+    out: list[dict[str, object]] = []
+    for section in sections:
+        out.append(
+            {
+                "title": section.title,
+                "caption": section.caption,
+                "metric": section.metric,
+                "rows": [n for n in section.numbers.index.names if n is not None],
+                "cols": [n for n in section.numbers.columns.names if n is not None],
+                "cells": section_records(section, directions),
+            }
+        )
+    return out
 
 
 @overload

@@ -1,6 +1,9 @@
-"""``timm``: any timm architecture, built untrained for the dataset at hand."""
+"""``timm``: any timm architecture, built untrained for the dataset at hand, or
+from pretrained weights in a local file."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from probebench.errors import UserError, suggest
 from probebench.hookspecs import hookimpl
@@ -17,10 +20,18 @@ class Timm:
     7x7/2 stem and max-pool for a 3x3/1 convolution, the usual change for
     32x32 images (CIFAR), keeping the module names. Trained with Adam and a
     one-cycle schedule like ``cnn``.
+
+    ``pretrained_file`` starts from weights in a local ``.safetensors`` file
+    (nothing is downloaded; its SHA-256 is in the cache key) through timm's
+    own loader: a head for another number of classes is replaced by a fresh
+    one and a 3-channel stem summed for 1-channel images, as timm does. Then
+    it is fine-tuned for ``epochs``, or with ``epochs = 0`` evaluated as it is
+    (the file's head must then have one output per class of the dataset).
     """
 
     name = "timm"
     version = "1"
+    loads_weights = True
     option_help = {
         "arch": "timm model name, e.g. resnet18 (also given as the name suffix, timm:resnet18)",
         "small_input": "ResNet stem for small images: 3x3 stride-1 conv1, no max-pool",
@@ -29,9 +40,10 @@ class Timm:
         "batch_size": "training batch size",
         "weight_decay": "Adam weight decay",
         "drop_rate": "dropout before the classifier head (timm's drop_rate)",
+        "pretrained_file": "local .safetensors file of pretrained weights to start from (nothing is downloaded)",
     }
     option_ranges = {
-        **{"epochs": "[1, inf)", "lr": "(0, inf)", "batch_size": "[1, inf)", "weight_decay": "[0, inf)"},
+        **{"epochs": "[0, inf)", "lr": "(0, inf)", "batch_size": "[1, inf)", "weight_decay": "[0, inf)"},
         "drop_rate": "[0, 1)",
     }
 
@@ -45,6 +57,7 @@ class Timm:
         batch_size: int = 128,
         weight_decay: float = 5e-4,
         drop_rate: float = 0.0,
+        pretrained_file: str | None = None,
     ):
 
         if arch and variant and arch != variant:
@@ -54,7 +67,18 @@ class Timm:
             raise UserError(
                 'timm: name the architecture, e.g. classifier = "timm:resnet18" or { name = "timm", arch = "resnet18" }'
             )
-        if epochs < 1 or batch_size < 1 or lr <= 0:
+        self.pretrained_file = Path(pretrained_file).expanduser() if pretrained_file else None
+        if self.pretrained_file is not None:
+            if self.pretrained_file.suffix != ".safetensors" or not self.pretrained_file.is_file():
+                raise UserError(
+                    f"timm: pretrained_file {str(self.pretrained_file)!r} is not an existing .safetensors file "
+                    f"(relative paths start in {Path.cwd()}); save one with safetensors.torch.save_file"
+                )
+            if epochs == 0 and small_input:
+                raise UserError("timm: small_input replaces the pretrained stem; fine-tune it with epochs >= 1")
+        elif epochs < 1:
+            raise UserError("timm: epochs must be positive (0 evaluates a pretrained_file as it is)")
+        if epochs < 0 or batch_size < 1 or lr <= 0:
             raise UserError("timm: epochs, batch_size and lr must be positive")
         if not 0 <= drop_rate < 1:
             raise UserError(f"timm: drop_rate must lie in [0, 1), got {drop_rate}")
@@ -70,12 +94,25 @@ class Timm:
                 f"timm has no model {self.arch!r}{suggest(self.arch, timm.list_models())}; "
                 f"python -c \"import timm; print(timm.list_models('{self.arch[:3]}*'))\" lists some"
             )
-        model = timm.create_model(
-            self.arch, pretrained=False, num_classes=num_classes, in_chans=shape[0], drop_rate=self.drop_rate
-        )
+        if self.pretrained_file is not None:
+            from probebench.plugins.classifiers._timm_pretrained import create_pretrained
+
+            model = create_pretrained(self, num_classes, shape[0])
+        else:
+            model = timm.create_model(
+                self.arch, pretrained=False, num_classes=num_classes, in_chans=shape[0], drop_rate=self.drop_rate
+            )
         if self.small_input:
             _small_stem(model, self.arch)
         return model
+
+    @property
+    def trains(self) -> bool:
+        """False with ``epochs = 0``: a pretrained_file evaluated as it is."""
+        return self.epochs > 0
+
+    def weights_files(self) -> list[Path]:
+        return [self.pretrained_file] if self.pretrained_file is not None else []
 
 
 def _small_stem(model, arch: str) -> None:

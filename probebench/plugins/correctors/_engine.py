@@ -174,9 +174,17 @@ def optimise(
 
 
 # -- shared pieces of the objectives ---------------------------------------------
+def straight_through_clamp(x: torch.Tensor) -> torch.Tensor:
+    """``x`` clamped to [0, 1] in value with the gradient of the unclamped ``x``:
+    the reference's ``x.data = clip(x.data)``. (A plain ``.clamp(0, 1)`` has zero
+    gradient at and beyond the bounds, so saturated pixels would stop steering
+    the latent; applied after a flow's own straight-through clamp it would undo it.)"""
+    return x + (x.clamp(0, 1) - x).detach()
+
+
 def decode_rows(generator, flat: Flat, rows: torch.Tensor) -> torch.Tensor:
-    """Decoded images clamped to [0, 1], as the reference does."""
-    return generator.decode(flat.unflatten(rows)).clamp(0, 1)
+    """Decoded images in [0, 1], clipped straight-through as the reference does."""
+    return straight_through_clamp(generator.decode(flat.unflatten(rows)))
 
 
 def predictions(ctx, images: torch.Tensor) -> torch.Tensor:

@@ -145,6 +145,8 @@ class TrainConfig:
     miss_weight: float
     patience: int
     weight_decay: float
+    loss_weight: list[float] | None = None
+    standardize: bool = True
 
 
 def train(net: ProbeNet, features: torch.Tensor, hit: torch.Tensor, config: TrainConfig, generator) -> dict:
@@ -169,6 +171,13 @@ def weighted_loss(weights: torch.Tensor, label_smoothing: float):
         return (w * per_sample).sum() / w.sum()
 
     return loss_fn
+
+
+def torch_weighted_loss(weights: torch.Tensor, label_smoothing: float):
+    """torch's ``CrossEntropyLoss(weight=weights, label_smoothing=...)``, as the
+    reference prober trains: the class weights multiply every class's term of
+    the smoothed target, so the optimum moves (hits at 0.9 / (0.9 + 0.1 w_miss / w_hit))."""
+    return nn.CrossEntropyLoss(weight=weights, label_smoothing=label_smoothing)
 
 
 def _epoch(net: ProbeNet, x, targets, loss_fn, optimiser, draw, batch_size: int, generator) -> None:
@@ -201,9 +210,14 @@ def _train(net: ProbeNet, features: torch.Tensor, hit: torch.Tensor, config: Tra
     fit_idx, valid_idx = stratified_split(hit, config.train_ratio, generator)
     x_fit, y_fit = features[fit_idx], hit[fit_idx]
     x_valid, y_valid = features[valid_idx], hit[valid_idx]
-    net.standardise_with(x_fit)
-    weights = class_weights(y_fit, config.imbalance, config.miss_weight)
-    loss_fn = weighted_loss(weights, config.label_smoothing)
+    if config.standardize:
+        net.standardise_with(x_fit)
+    if config.loss_weight is not None:
+        weights = torch.tensor(config.loss_weight, dtype=torch.float32)
+        loss_fn = torch_weighted_loss(weights, config.label_smoothing)
+    else:
+        weights = class_weights(y_fit, config.imbalance, config.miss_weight)
+        loss_fn = weighted_loss(weights, config.label_smoothing)
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     draw = sample_weights(y_fit) if config.imbalance == "sampler" else None
     targets = y_fit.long()
@@ -226,7 +240,8 @@ def _train(net: ProbeNet, features: torch.Tensor, hit: torch.Tensor, config: Tra
         "n_valid": len(valid_idx),
         "n_valid_miss": int((~y_valid).sum()),
         "loss_weights": {"miss": round(float(weights[0]), 6), "hit": round(float(weights[1]), 6)},
-        "imbalance": config.imbalance,
+        "imbalance": "torch-weight" if config.loss_weight is not None else config.imbalance,
+        "standardized": config.standardize,
         "best_epoch": best_epoch,
         "epochs_run": epochs_run,
     }

@@ -10,15 +10,21 @@ from probebench.hookspecs import hookimpl
 
 class MLP:
     """MLP prober (Probing Network Decisions): standardise the features with the
-    training statistics, Linear+ReLU 256 -> 128 -> 64, Linear to (miss, hit).
+    training statistics (``standardize``), Linear+ReLU 256 -> 128 -> 64, Linear
+    to (miss, hit).
 
     Cross-entropy with label smoothing 0.2 (targets 0.9 / 0.1, so P(hit) rarely
     exceeds ~0.9), Adam lr 1e-3, batch 128, a stratified 0.8 / 0.2 fit /
     validation split, and the epoch with the best validation AUROC kept (early
     stopping). Class imbalance (misses are rare) is handled as ``imbalance``
     says: ``weighted`` (default) weighs the loss n / (2 n_c) per class,
-    ``sampler`` draws class-balanced batches, ``fixed`` weighs miss:hit as
-    ``miss_weight``:1 (the reference's 4:1), ``none`` does nothing.
+    ``sampler`` draws class-balanced batches, ``fixed`` weighs each sample's
+    loss miss:hit as ``miss_weight``:1, ``none`` does nothing. ``loss_weight``
+    instead passes [w_miss, w_hit] to torch's ``CrossEntropyLoss(weight=...)``
+    as the reference code does: that also weighs the smoothing term, so with
+    [4, 1] and smoothing 0.2 the optimum for a hit is P(hit) = 0.9 / 1.3 = 0.69,
+    not 0.9. The reference recipe is ``loss_weight = [4, 1]``,
+    ``standardize = false``, ``epochs = 2``, ``patience = 0``.
     Deterministic given torch's global seed at ``fit``. After ``fit``,
     ``facts`` holds the training data's hit/miss counts and the validation
     accuracy, F1, AUROC and P(hit) range.
@@ -37,6 +43,11 @@ class MLP:
         "miss_weight": "miss:hit loss weight with imbalance='fixed'",
         "patience": "stop after this many epochs without a better validation AUROC (0 = never)",
         "weight_decay": "Adam weight decay",
+        "loss_weight": "[miss, hit] weights passed to torch's CrossEntropyLoss(weight=...), the reference's [4, 1]; "
+        "they weigh the smoothing term too (optimum P(hit) = 0.9/(0.9 + 0.1 w_miss/w_hit), 0.69 for [4, 1]); "
+        "replaces imbalance",
+        "standardize": "standardise the features with the training mean/std (the reference computes them but "
+        "never applies them: false)",
     }
     option_ranges = {
         **{"epochs": "[1, inf)", "lr": "(0, inf)", "batch_size": "[1, inf)", "weight_decay": "[0, inf)"},
@@ -58,6 +69,8 @@ class MLP:
         miss_weight: float = 4.0,
         patience: int = 5,
         weight_decay: float = 0.0,
+        loss_weight: list | None = None,
+        standardize: bool = True,
     ):
 
         imbalances = ("weighted", "sampler", "fixed", "none")
@@ -75,6 +88,21 @@ class MLP:
             raise UserError(
                 f"prober {self.name!r}: imbalance must be one of {', '.join(imbalances)}, got {imbalance!r}"
             )
+        if loss_weight is not None and not (
+            isinstance(loss_weight, (list, tuple))
+            and len(loss_weight) == 2
+            and all(isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0 for w in loss_weight)
+        ):
+            raise UserError(
+                f"prober {self.name!r}: loss_weight must be two positive numbers [miss, hit], e.g. [4, 1]; "
+                f"got {loss_weight!r}"
+            )
+        if loss_weight is not None and imbalance not in ("weighted", "none"):
+            raise UserError(
+                f"prober {self.name!r}: loss_weight replaces imbalance; drop imbalance={imbalance!r} or loss_weight"
+            )
+        self.loss_weight = None if loss_weight is None else [float(w) for w in loss_weight]
+        self.standardize = bool(standardize)
         self.hidden = [int(h) for h in hidden]
         self.epochs, self.lr, self.batch_size = epochs, lr, batch_size
         self.label_smoothing, self.train_ratio = label_smoothing, train_ratio
@@ -162,9 +190,22 @@ class Linear(MLP):
         miss_weight: float = 4.0,
         patience: int = 5,
         weight_decay: float = 0.0,
+        loss_weight: list | None = None,
+        standardize: bool = True,
     ):
         super().__init__(
-            [], epochs, lr, batch_size, label_smoothing, train_ratio, imbalance, miss_weight, patience, weight_decay
+            [],
+            epochs,
+            lr,
+            batch_size,
+            label_smoothing,
+            train_ratio,
+            imbalance,
+            miss_weight,
+            patience,
+            weight_decay,
+            loss_weight,
+            standardize,
         )
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
+from torch.export import UnflattenedModule
 from torch.func import functional_call, grad, vmap
 
 from probebench.errors import UserError
@@ -65,8 +66,14 @@ def last_linear(model: nn.Module, num_classes: int) -> str:
 
 def plan(model: nn.Module, layer: str | None, num_classes: int, probe: torch.Tensor | None = None) -> GradPlan:
     """The gradient plan for ``layer`` (default: the last linear layer)."""
-    from probebench.pipeline.features import resolve_layer
+    from probebench.pipeline.features import require_python_modules, resolve_layer
 
+    require_python_modules(model, "a gradient scorer")
+    if isinstance(model, UnflattenedModule):
+        raise UserError(
+            "a gradient scorer differentiates the model's torch.nn layers, which a torch.export model replaces "
+            "by graph code; load a state_dict with arch instead"
+        )
     name = layer or last_linear(model, num_classes)
     module = resolve_layer(model, name)
     if not isinstance(getattr(module, "weight", None), torch.Tensor):

@@ -19,12 +19,18 @@ LAYER_HELP = "the hidden layer whose features are used (`probebench layers` list
 TRAIN_VIEW = {"split": "train", "corruption": "none", "options": {}, "severity": 0}  # the prober's clean training view
 
 
-def train_features(ctx: Any, layer: str) -> Any:
-    """Features [N, D] (float64) of the classifier's training split at ``layer``, cached."""
+def train_outputs(ctx: Any, layer: str) -> tuple[Any, Any]:
+    """(logits [N, C], features [N, D]) in float64 of the classifier's training
+    split, the features at ``layer``; cached."""
     from probebench.pipeline.features import cached_forward
 
-    _logits, features = cached_forward(ctx, ctx.train_images, (layer,), TRAIN_VIEW)
-    return features[layer].flatten(1).double()
+    logits, features = cached_forward(ctx, ctx.train_images, (layer,), TRAIN_VIEW)
+    return logits.double(), features[layer].flatten(1).double()
+
+
+def train_features(ctx: Any, layer: str) -> Any:
+    """Features [N, D] (float64) of the classifier's training split at ``layer``, cached."""
+    return train_outputs(ctx, layer)[1]
 
 
 def fit_gaussian(features: Any, labels: Any, num_classes: int) -> tuple[Any, Any]:

@@ -7,7 +7,8 @@ from __future__ import annotations
 from probebench.errors import ComponentFailure, UserError
 from probebench.hookspecs import hookimpl
 
-SOURCES = ("train", "holdout", "crossfit")
+SOURCES = ("train", "holdout", "crossfit", "reference-add-split")
+ADD_SPLIT_FRACTION = 0.8  # of the test set the reference's "add" split puts into prober training
 OUTPUTS = ("none", "stats", "logits", "all")
 
 
@@ -31,6 +32,11 @@ class ProberScorer:
       images, one extra training).
     - ``train``: the classifier's outcomes on its own training images (the
       reference recipe). A well-fit classifier is almost always right there.
+    - ``reference-add-split``: NOT a clean protocol. ``train`` plus the
+      outcomes on 80% of the clean *test* set, as the reference code's
+      ``--split add`` does (``add_split_holdout`` gives the 20% it leaves
+      out). Its test rows are inflated by test leakage: it exists to measure
+      that, and its suite label should say so.
 
     ``outputs`` appends the classifier's outputs to the features: ``stats``
     (default: max softmax, log(1 - max softmax), top-2 probability margin,
@@ -55,11 +61,13 @@ class ProberScorer:
     name = "prober"
     version = "1"
     guides_correctors = True
+    nested_options = {"prober_options": ("prober", "prober")}  # checked against that prober at suite parse time
     option_help = {
         "prober": "registered prober (`probebench ls probers`)",
         "prober_options": "options of the prober, e.g. { epochs = 20, imbalance = 'sampler' }",
         "layer": "module name of the hidden layer (`probebench layers CLASSIFIER`), or a list to concatenate",
-        "source": "hit/miss training data: train, holdout or crossfit",
+        "source": "hit/miss training data: train, holdout, crossfit or reference-add-split (train + 80% of the "
+        "TEST set, the reference's --split add: leaks test data, for measuring that only)",
         "folds": "number of folds of crossfit (holdout uses the first: 1/folds of the training split)",
         "fold_options": "classifier options overriding the suite's for the fold models, e.g. { epochs = 4 }",
         "outputs": "append the classifier's outputs to the features: none, stats, logits or all",
@@ -174,6 +182,8 @@ class ProberScorer:
 
         from probebench.pipeline.features import cached_forward
 
+        if self.source == "reference-add-split":
+            return self._add_split_data(ctx)
         labels = ctx.train_labels
         folds = self._fold_indices(ctx.seed, len(labels))
         features, hits = [], []
@@ -202,6 +212,25 @@ class ProberScorer:
                 }
             )
         return torch.cat(features), torch.cat(hits), info
+
+    def _add_split_data(self, ctx):
+        """The reference's ``--split add``: outcomes on the training split plus on
+        80% of the clean test split (test leakage, declared in the facts)."""
+        import torch
+
+        from probebench.pipeline.features import cached_forward
+
+        if ctx.test_images is None or ctx.test_labels is None:
+            raise UserError(f"scorer {self.name!r}: source='reference-add-split' needs the test split in ctx")
+        train = replace_source(self, "train")
+        features, hit, info = train.training_data(ctx)
+        leaked = add_split_leaked(ctx.seed, len(ctx.test_labels))
+        where = {"split": "test", "corruption": "none", "options": {}, "severity": 0}
+        logits, layer_features = cached_forward(ctx, ctx.test_images, self.layers, where)
+        test_hit = (logits.argmax(dim=1) == ctx.test_labels)[leaked]
+        test_features = self.inputs(logits[leaked], {k: v[leaked] for k, v in layer_features.items()})
+        info["leaks_test"] = {"n": len(leaked), "n_miss": int((~test_hit).sum()), "fraction": ADD_SPLIT_FRACTION}
+        return torch.cat([features, test_features]), torch.cat([hit, test_hit]), info
 
     def _views(self) -> list[tuple]:
         views = [(None, {}, 0)]
@@ -292,6 +321,35 @@ class ProberScorer:
     def score(self, ctx, batch):
         batch.prefetch(self.layers)
         return self.prober.predict(self.inputs(batch.logits, {layer: batch.features(layer) for layer in self.layers}))
+
+
+def replace_source(scorer: ProberScorer, source: str) -> ProberScorer:
+    """A copy of ``scorer`` with another ``source`` (the same layers, outputs, augmentation)."""
+    import copy
+
+    other = copy.copy(scorer)
+    other.source = source
+    return other
+
+
+def add_split_leaked(seed: int, n: int):
+    """Indices (sorted) of the ``ADD_SPLIT_FRACTION`` of an ``n``-image test set the
+    ``reference-add-split`` source trains on; ``add_split_holdout`` is the rest."""
+    import torch
+
+    from probebench.cache import hash_key
+
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(int(hash_key("add-split", seed, n)[:12], 16)))
+    return order[: int(round(n * ADD_SPLIT_FRACTION))].sort().values
+
+
+def add_split_holdout(seed: int, n: int):
+    """Indices of the test images the ``reference-add-split`` source leaves out (its clean 20%)."""
+    import torch
+
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[add_split_leaked(seed, n)] = False
+    return keep.nonzero().squeeze(1)
 
 
 def output_stats(logits):
