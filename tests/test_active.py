@@ -211,3 +211,56 @@ def test_two_rounds_end_to_end_write_rows_per_round_strategy_and_oracle(runner, 
     assert len(acquired["labels"]) == 10 and torch.equal(acquired["labels"], acquired["source_labels"])
     # results.csv and its readers are unchanged by the active rows
     assert runner.invoke(app, ["leaderboard", str(out)]).exit_code == 0
+
+
+def test_badge_gradient_embedding_is_the_last_layer_gradient_at_the_predicted_label():
+    from probebench.plugins.acquirers._features import gradient_embedding
+
+    torch.manual_seed(0)
+    layer, features = torch.nn.Linear(6, 4), torch.randn(9, 6)
+    logits = layer(features).detach()
+    expected = []
+    for x in features:  # autograd, one image at a time
+        layer.zero_grad()
+        out = layer(x.unsqueeze(0))
+        torch.nn.functional.cross_entropy(out, out.argmax(dim=1)).backward()
+        expected.append(-layer.weight.grad.flatten())
+    assert torch.allclose(gradient_embedding(features, logits), torch.stack(expected), atol=1e-6)
+
+
+def toy_boundary_pool():
+    """A linear 2-class toy whose boundary is x0 = 0: four tight clusters of
+    uncertain points on it (x0 ~ 0.3, the first at x0 ~ 0.01: the least certain)
+    in four directions of (x1, x2), and 200 confident points far from it."""
+    gen = torch.Generator().manual_seed(0)
+    centres = [(0.01, 5, 0), (0.3, -5, 0), (0.3, 0, 5), (0.3, 0, -5)]
+    clusters = [torch.tensor(c) + 0.005 * torch.randn(25, 3, generator=gen) for c in centres]
+    confident = torch.cat([torch.full((200, 1), 30.0), 5 * torch.randn(200, 2, generator=gen)], dim=1)
+    confident[::2, 0] = -30.0
+    points = torch.cat([*clusters, confident])
+    group = torch.cat([torch.full((25,), i) for i in range(4)] + [torch.full((200,), -1)])
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3, 2))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[1.0, 0, 0], [-1.0, 0, 0]]))
+        model[1].bias.zero_()
+    return points.reshape(-1, 1, 1, 3), group, model
+
+
+def test_badge_picks_diverse_uncertain_points_and_is_seeded():
+    pool, group, model = toy_boundary_pool()
+    registry = builtin_registry()
+    ctx = dataclasses.replace(tiny_context(classifier=model), registry=registry)
+    badge, margin = registry.create("acquirer", "badge"), registry.create("acquirer", "margin")
+    assert set(group[margin.acquire(ctx, pool, 4, torch.Generator()).source].tolist()) == {0}  # one cluster
+    picks = []
+    for seed in range(10):
+        got = badge.acquire(ctx, pool, 4, torch.Generator().manual_seed(seed))
+        assert not got.generated.any() and torch.equal(got.images, pool[got.source])
+        assert len(set(got.source.tolist())) == 4
+        groups = group[got.source]
+        # confident points' embeddings collapse to the origin: at most one of them; every cluster at most once
+        # so at least three of the four picks are uncertain (random: 100 of 300), each from another cluster
+        assert (groups == -1).sum() <= 1 and len(set(groups[groups >= 0].tolist())) == int((groups >= 0).sum()) >= 3
+        assert torch.equal(got.source, badge.acquire(ctx, pool, 4, torch.Generator().manual_seed(seed)).source)
+        picks.append(tuple(got.source.tolist()))
+    assert len(set(picks)) > 1  # the generator drives the sampling
