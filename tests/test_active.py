@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -264,3 +266,29 @@ def test_badge_picks_diverse_uncertain_points_and_is_seeded():
         assert torch.equal(got.source, badge.acquire(ctx, pool, 4, torch.Generator().manual_seed(seed)).source)
         picks.append(tuple(got.source.tolist()))
     assert len(set(picks)) > 1  # the generator drives the sampling
+
+
+def test_warm_start_retrains_from_the_previous_round_and_is_cached_apart(runner, tiny_registry, tmp_path):
+    """`warm_start = true` gives other round models than the default (from
+    scratch); both stay in the cache side by side, and a rerun trains nothing."""
+    cache = Path(os.environ["PROBEBENCH_CACHE"])
+    table = '{{ rounds = 1, budget = 10, pool = 60, strategies = ["random"], oracle = "source-label"{warm} }}'
+
+    def run(warm: str, name: str) -> tuple[pd.Series, set[str]]:
+        suite = ACTIVE_SUITE.format(active=table.format(warm=warm))
+        suite = "\n".join(line for line in suite.splitlines() if not line.startswith("generators"))  # no flow
+        args = ["run", "tiny-active", "--registry", str(tiny_registry(suite)), "--out", str(tmp_path / name)]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        scores = pd.read_csv(tmp_path / name / "active_scores.csv.gz")
+        return scores.set_index(["round", "index"])["msp"], {
+            p.name for p in (cache / "classifier").glob("*.pt")
+        }  # the session cache
+
+    scratch, after_scratch = run("", "scratch")
+    warm, after_warm = run(", warm_start = true", "warm")
+    assert len(after_warm - after_scratch) == 1  # the warm round: a new cache entry beside scratch's
+    for round_ in (0, 1):  # round 0 is the suite's classifier for both; then the models differ
+        assert np.array_equal(scratch.loc[round_].to_numpy(), warm.loc[round_].to_numpy()) == (round_ == 0)
+    again, after_again = run(", warm_start = true", "warm-again")
+    assert after_again == after_warm and again.equals(warm)  # cached: nothing retrained, the same scores
