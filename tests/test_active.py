@@ -292,3 +292,48 @@ def test_warm_start_retrains_from_the_previous_round_and_is_cached_apart(runner,
         assert np.array_equal(scratch.loc[round_].to_numpy(), warm.loc[round_].to_numpy()) == (round_ == 0)
     again, after_again = run(", warm_start = true", "warm-again")
     assert after_again == after_warm and again.equals(warm)  # cached: nothing retrained, the same scores
+
+
+def test_pooled_gains_equal_a_loop_over_seed_and_image_resamples():
+    from probebench.evaluate import bootstrap_indices, percentile_interval
+    from probebench.report.active import pooled_gains
+    from probebench.significance import seed_draws
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in (0, 1, 2):
+        for strategy, oracle, p in (("random", "pool-label", 0.8), ("margin", "pool-label", 0.9), ("bp", "ens", 0.7)):
+            for round_ in (0, 1):
+                hit = rng.random(40) < (0.75 if round_ == 0 else p)
+                rows += [
+                    {
+                        "seed": seed,
+                        "index": i,
+                        "hit": h,
+                        "round": round_,
+                        "labels": 10 + round_,
+                        "strategy": strategy,
+                        "oracle": oracle,
+                    }
+                    for i, h in enumerate(hit)
+                ]
+    hits = pd.DataFrame(rows)
+    got = pooled_gains(hits, resamples=200).set_index("strategy")
+    assert set(got.index) == {"margin", "bp"} and (got["round"] == 1).all()
+    draws = seed_draws(3, 200, 0)
+    for strategy in ("margin", "bp"):
+        gains = []
+        for seed in (0, 1, 2):
+
+            def hit(name, seed=seed):
+                part = hits[(hits.seed == seed) & (hits.strategy == name) & (hits["round"] == 1)]
+                return part.sort_values("index")["hit"].to_numpy(dtype=float)
+
+            gains.append(hit(strategy) - hit("random"))
+        indices = [bootstrap_indices(40, 200, seed) for seed in (0, 1, 2)]  # each seed's image resamples
+        replicates = [np.mean([gains[s][indices[s][b]].mean() for s in draws[b]]) for b in range(200)]
+        low, high = percentile_interval(np.array(replicates), 0.95)
+        row = got.loc[strategy]
+        assert row["value"] == pytest.approx(np.mean([g.mean() for g in gains]))
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
+        assert row["seeds"] == 3
