@@ -216,18 +216,30 @@ def test_two_rounds_end_to_end_write_rows_per_round_strategy_and_oracle(runner, 
 
 
 def test_badge_gradient_embedding_is_the_last_layer_gradient_at_the_predicted_label():
-    from probebench.plugins.acquirers._features import gradient_embedding
+    from probebench.plugins.acquirers._features import gradient_scale
 
     torch.manual_seed(0)
     layer, features = torch.nn.Linear(6, 4), torch.randn(9, 6)
-    logits = layer(features).detach()
     expected = []
     for x in features:  # autograd, one image at a time
         layer.zero_grad()
         out = layer(x.unsqueeze(0))
         torch.nn.functional.cross_entropy(out, out.argmax(dim=1)).backward()
         expected.append(-layer.weight.grad.flatten())
-    assert torch.allclose(gradient_embedding(features, logits), torch.stack(expected), atol=1e-6)
+    embedding = gradient_scale(layer(features).detach()).unsqueeze(2) * features.unsqueeze(1)
+    assert torch.allclose(embedding.flatten(1), torch.stack(expected), atol=1e-6)
+
+
+def test_badge_seeds_equal_k_means_pp_on_the_materialised_embeddings():
+    from probebench.plugins.acquirers._features import badge_seeds, gradient_scale, kmeans_pp_seeds
+
+    torch.manual_seed(1)
+    features, logits = torch.randn(300, 16), 3 * torch.randn(300, 5)
+    full = (gradient_scale(logits).unsqueeze(2) * features.unsqueeze(1)).flatten(1).double()
+    for seed in range(3):
+        factored = badge_seeds(features, logits, 20, torch.Generator().manual_seed(seed))
+        plain = kmeans_pp_seeds((full * full).sum(1), lambda i: full @ full[i], 20, torch.Generator().manual_seed(seed))
+        assert torch.equal(factored, plain) and factored[0] == int((full * full).sum(1).argmax())
 
 
 def toy_boundary_pool():

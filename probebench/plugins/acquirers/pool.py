@@ -149,10 +149,9 @@ class Badge:
     version = "1"
 
     def acquire(self, ctx, pool, k, generator):
-        from probebench.plugins.acquirers._features import embed_and_logits, gradient_embedding, kmeans_pp_seeds
+        from probebench.plugins.acquirers._features import badge_seeds, embed_and_logits
 
-        features, logits = embed_and_logits(ctx, pool, None)
-        return picked(pool, kmeans_pp_seeds(gradient_embedding(features, logits), k, generator))
+        return picked(pool, badge_seeds(*embed_and_logits(ctx, pool, None), k, generator))
 
 
 @hookimpl
