@@ -76,3 +76,18 @@ def kmeans_pp_seeds(
             weights = (~taken).double()
         chosen.append(int(torch.multinomial(weights, 1, generator=generator)))
     return torch.tensor(chosen, dtype=torch.long)
+
+
+def k_center_greedy(pool: torch.Tensor, labelled: torch.Tensor, k: int, chunk: int = 1024) -> torch.Tensor:
+    """Indices of ``k`` pool rows chosen greedily to minimise the largest
+    distance from any pool row to its nearest labelled-or-chosen row."""
+    nearest = torch.full((len(pool),), float("inf"))
+    for start in range(0, len(labelled), chunk):
+        nearest = torch.minimum(nearest, torch.cdist(pool, labelled[start : start + chunk]).min(dim=1).values)
+    chosen = []
+    for _ in range(min(k, len(pool))):
+        pick = int(torch.argmax(nearest))
+        chosen.append(pick)
+        nearest = torch.minimum(nearest, torch.cdist(pool, pool[pick : pick + 1]).squeeze(1))
+        nearest[pick] = -1.0  # never again
+    return torch.tensor(chosen, dtype=torch.long)
