@@ -196,6 +196,13 @@ def test_two_rounds_end_to_end_write_rows_per_round_strategy_and_oracle(runner, 
     for _, row in gains[gains.strategy == "margin"].iterrows():
         assert row["value"] == pytest.approx(margin[row["round"]] - random[row["round"]], abs=1e-5)
         assert row["ci_low"] <= row["value"] <= row["ci_high"]
+    # from the per-sample scores, the pooled gain of one seed is the stored row, interval included
+    from probebench.report.active import load_hits, pooled_gains
+
+    pooled = pooled_gains(load_hits([out]), resamples=50).set_index(["strategy", "oracle", "round"])
+    stored = gains.set_index(["strategy", "oracle", "round"]).loc[pooled.index]
+    for column in ("value", "ci_low", "ci_high"):
+        assert np.allclose(pooled[column], stored[column], atol=1e-6), column
     # the source-label oracle never disagrees with the source; the rows say which oracle labelled
     disagree = table[table.metric == "oracle-source-disagreement"]
     assert set(disagree.oracle) <= {"ensemble-oracle", "source-label"}
