@@ -101,3 +101,12 @@ def register_oracles() -> list[type]:
     """Return Oracle classes: ``label(ctx, images, source_labels) -> labels``
     (who labels acquired images in active learning; see ``probebench.kinds.Oracle``).
     """
+
+
+@hookspec
+def register_attacks() -> list[type]:
+    """Return Attack classes: ``__call__(model, images, labels, severity, generator) -> images``.
+
+    Adversarial test cells: a suite's ``attacks`` list names them with their
+    ``severities``; each is crafted against the run's own classifier.
+    """

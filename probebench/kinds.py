@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # torch stays out of CLI start-up
+    from pathlib import Path
+
     import torch
 
     from probebench.pipeline.context import Batch, Context
@@ -94,6 +96,57 @@ def weights_files(classifier: object) -> list[Any]:
 def trains(classifier: object) -> bool:
     """Whether the train stage trains a classifier's built model (``WeightsFiles.trains``)."""
     return getattr(classifier, "trains", True) is not False
+
+
+@runtime_checkable
+class SelfTraining(Protocol):
+    """A capability a classifier may declare: it trains itself.
+
+    The class attribute ``trains_itself = True`` declares it; the train stage
+    then calls the component's ``fit`` instead of its own cross-entropy loop
+    (a GAN, for one, needs two optimisers), caches the weights and the
+    returned loss curves like any classifier's, and calls ``save_figures``
+    with the run folder whenever a run uses the model.
+    """
+
+    trains_itself: ClassVar[bool]
+
+    def fit(
+        self,
+        model: torch.nn.Module,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        seed: int,
+        device: torch.device | str,
+        label: str,
+    ) -> dict[str, list[float]]:
+        """Train ``model`` (built by ``build``) on the training split, deterministic
+        given ``seed``, leaving it in eval mode; return loss curves by name
+        (one value per epoch), which are cached with the weights."""
+
+    def save_figures(
+        self,
+        model: torch.nn.Module,
+        history: dict[str, list[float]],
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        out: Path,
+        stem: str,
+    ) -> None:
+        """Write PNGs named ``<stem>-*.png`` into the run folder ``out`` (they
+        join the report's grids), from the trained ``model``, its ``history``
+        and test ``images``/``labels``."""
+
+
+def trains_itself(classifier: object) -> bool:
+    """Whether a classifier class (or instance) declares the ``SelfTraining`` capability."""
+    return getattr(classifier, "trains_itself", False) is True
+
+
+def uses_generator(corrector: object) -> bool:
+    """Whether a corrector class (or instance) edits through one of the suite's
+    generators (the default) rather than in pixel space (``uses_generator = False``)."""
+    return getattr(corrector, "uses_generator", True) is not False
 
 
 @runtime_checkable
@@ -272,6 +325,25 @@ class Oracle(Protocol):
         attribute ``labels_generated = True`` says it can label generated images."""
 
 
+@runtime_checkable
+class Attack(Protocol):
+    name: ClassVar[str]
+
+    def __call__(
+        self,
+        model: torch.nn.Module,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        severity: int,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        """An adversarial copy of ``images`` (same shape, in [0, 1]) at
+        ``severity`` 1..5 against ``model``'s logits (the suite's classifier,
+        in eval mode, on the run's device). ``labels`` only guide the attack
+        (as in every robustness benchmark); the harness scores the result
+        like any test cell. Deterministic given the ``torch.Generator``."""
+
+
 KINDS: dict[str, type] = {
     "dataset": Dataset,
     "corruption": Corruption,
@@ -284,6 +356,7 @@ KINDS: dict[str, type] = {
     "logger": Logger,
     "acquirer": Acquirer,
     "oracle": Oracle,
+    "attack": Attack,
 }
 
 # Capabilities a component of a kind may declare: Protocol -> (kind, the class
@@ -291,6 +364,7 @@ KINDS: dict[str, type] = {
 CAPABILITIES: dict[type, tuple[str, str]] = {
     Guide: ("scorer", "guides_correctors"),
     WeightsFiles: ("classifier", "loads_weights"),
+    SelfTraining: ("classifier", "trains_itself"),
 }
 
 # What a class must define for its kind; checked when a plugin registers it.
@@ -306,4 +380,5 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "logger": ("name", "log_run"),
     "acquirer": ("name", "acquire"),
     "oracle": ("name", "label"),
+    "attack": ("name", "__call__"),
 }

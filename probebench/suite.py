@@ -61,6 +61,13 @@ class CorruptionSpec:
 
 
 @dataclass(frozen=True)
+class AttackSpec(CorruptionSpec):
+    """An adversarial attack of the suite's ``attacks`` list: like a
+    corruption's spec, but its cells are crafted against the classifier
+    (``probebench/pipeline/attack.py``)."""
+
+
+@dataclass(frozen=True)
 class Bootstrap:
     resamples: int = 1000
     confidence: float = 0.95
@@ -108,6 +115,7 @@ class Suite:
     validation: int = 0  # training images held out as a validation split (probebench/pipeline/data.py)
     log: tuple[ComponentSpec, ...] = ()  # loggers that receive the finished run (probebench/loggers.py)
     active: ActiveSpec | None = None  # an active-learning loop (probebench/pipeline/active.py)
+    attacks: tuple[AttackSpec, ...] = ()  # adversarial cells against the classifier (probebench/pipeline/attack.py)
 
     def as_dict(self) -> dict[str, Any]:
         """The suite as resolved, for the run header and cache keys. Without
@@ -196,6 +204,7 @@ _SUITE_KEYS: dict[str, type | tuple[type, ...]] = {
     "log": list,
     "validation": int,
     "active": dict,
+    "attacks": list,
 }
 _REQUIRED_KEYS = ("dataset", "classifier", "scorers", "metrics")
 
@@ -234,7 +243,7 @@ def parse_suite(config: Config, name: str, registry: Registry | None = None, **o
         metrics=tuple(_metric_name(m, where) for m in raw["metrics"]),
         generators=tuple(_component(g, where, "generators") for g in raw.get("generators", [])),
         seeds=tuple(seeds),
-        corruptions=tuple(_corruption(c, where) for c in raw.get("corruptions", [])),
+        corruptions=tuple(_severity_spec(c, where, "corruptions", CorruptionSpec) for c in raw.get("corruptions", [])),
         clean=raw.get("clean", True),
         bootstrap=_bootstrap(raw.get("bootstrap", {}), where),
         data_root=raw.get("data_root"),
@@ -243,6 +252,7 @@ def parse_suite(config: Config, name: str, registry: Registry | None = None, **o
         validation=raw.get("validation", 0),
         log=tuple(_component(entry, where, "log") for entry in raw.get("log", [])),
         active=_active(raw["active"], where) if "active" in raw else None,
+        attacks=tuple(_severity_spec(a, where, "attacks", AttackSpec) for a in raw.get("attacks", [])),
     )
     for kind, specs in (("scorer", suite.scorers), ("generator", suite.generators), ("corrector", suite.correctors)):
         labels = [s.label for s in specs]
@@ -284,17 +294,19 @@ def _metric_name(value: Any, where: str) -> str:
     return value
 
 
-def _corruption(value: Any, where: str) -> CorruptionSpec:
-    spec = _component(value, where, "corruptions")
+def _severity_spec(value: Any, where: str, key: str, spec_class: type[CorruptionSpec]) -> Any:
+    """An entry of ``corruptions`` or ``attacks``: a name or a table with its options and ``severities`` (1..5)."""
+    spec = _component(value, where, key)
     options = dict(spec.options)
     severities = options.pop("severities", [1, 2, 3, 4, 5])
     if (
         not isinstance(severities, list)
         or not severities
-        or not all(isinstance(s, int) and 1 <= s <= 5 for s in severities)
+        or not all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= 5 for s in severities)
     ):
-        raise UserError(f"{where}: corruption {spec.name!r} severities must be a list of 1..5, got {severities!r}")
-    return CorruptionSpec(spec.name, options, tuple(severities))
+        kind = key.rstrip("s")
+        raise UserError(f"{where}: {kind} {spec.name!r} severities must be a list of 1..5, got {severities!r}")
+    return spec_class(spec.name, options, tuple(severities))
 
 
 def _bootstrap(value: dict, where: str) -> Bootstrap:
@@ -347,6 +359,8 @@ def validate(suite: Suite, registry: Registry, where: str) -> None:
         check("scorer", spec)
     for corruption in suite.corruptions:
         check("corruption", corruption)
+    for attack in suite.attacks:
+        check("attack", attack)
     for spec in suite.generators:
         check("generator", spec)
     for metric in suite.metrics:
@@ -382,7 +396,7 @@ def _check_correction_inputs(suite: Suite, registry: Registry, where: str) -> No
     """Correctors edit in a generator's latent space guided by a scorer that
     declares the ``probebench.kinds.Guide`` capability: the suite must have
     both, and a corrector's ``prober`` option must name such a scorer."""
-    from probebench.kinds import can_guide
+    from probebench.kinds import can_guide, uses_generator
 
     guides = []
     for spec in suite.scorers:
@@ -396,7 +410,7 @@ def _check_correction_inputs(suite: Suite, registry: Registry, where: str) -> No
             )
         guides.append(spec.label)
     missing = []
-    if not suite.generators:
+    if not suite.generators and any(uses_generator(registry.get("corrector", s.name)) for s in suite.correctors):
         missing.append("'generators'")
     if not guides:
         others = ", ".join(spec.label for spec in suite.scorers)

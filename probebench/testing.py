@@ -30,6 +30,7 @@ import torch
 
 from probebench.errors import UserError
 from probebench.kinds import (
+    Attack,
     Classifier,
     Correction,
     Corrector,
@@ -385,6 +386,29 @@ def check_metric(metric: Metric, n: int = 60, resamples: int = 4) -> float:
     return float(single)
 
 
+@_one_thread
+def check_attack(attack: Attack) -> dict[int, torch.Tensor]:
+    """Against a tiny model trained on ``tiny_data``: every severity 1..5
+    keeps shape and [0, 1], the same generator seed gives the same output,
+    and the model's accuracy at severity 5 is at most its accuracy at 1."""
+    images, labels = tiny_data(48)
+    model = train_tiny(tiny_model(), images, labels)
+    outputs: dict[int, torch.Tensor] = {}
+    accuracy: dict[int, float] = {}
+    for severity in range(1, 6):
+        out = attack(model, images.clone(), labels, severity, torch.Generator().manual_seed(0))
+        where = f"attack {attack.name!r} severity {severity}"
+        _check_image_batch(out, where, tuple(images.shape[1:]))
+        assert out.shape == images.shape, f"{where}: returned {list(out.shape)} for {list(images.shape)}"
+        again = attack(model, images.clone(), labels, severity, torch.Generator().manual_seed(0))
+        assert torch.equal(out, again), f"{where}: not deterministic given the generator"
+        outputs[severity] = out
+        with torch.no_grad():
+            accuracy[severity] = (model(out).argmax(1) == labels).float().mean().item()
+    assert accuracy[5] <= accuracy[1], f"attack {attack.name!r}: accuracy at severity 5 above 1 ({accuracy})"
+    return outputs
+
+
 CHECKS: dict[str, Callable[..., Any]] = {
     "dataset": check_dataset,
     "corruption": check_corruption,
@@ -394,6 +418,7 @@ CHECKS: dict[str, Callable[..., Any]] = {
     "scorer": check_scorer,
     "corrector": check_corrector,
     "metric": check_metric,
+    "attack": check_attack,
 }
 
 

@@ -1,6 +1,7 @@
 """Test cells: what the score, evaluate and correct stages run on, one at a time.
 
-A cell is the clean test split, one (corruption, severity) of it, or a
+A cell is the clean test split, one (corruption, severity) of it, one
+(attack, severity) crafted against the classifier (``attack.py``), or a
 pre-corrupted test set the dataset ships itself (CIFAR-10-C, CURE-TSR). A leaf
 module: the stages name cells through it and it imports none of them.
 """
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from probebench.cache import hash_key
 from probebench.results import CLEAN
-from probebench.suite import CorruptionSpec, Suite
+from probebench.suite import AttackSpec, CorruptionSpec, Suite
 
 if TYPE_CHECKING:
     from probebench.registry import Registry
@@ -22,8 +23,8 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Cell:
     """``corruption`` is None (the clean test split), a suite's
-    ``CorruptionSpec`` applied at ``severity``, or the name of a cell the
-    dataset ships."""
+    ``CorruptionSpec`` applied at ``severity`` (an ``AttackSpec`` for an
+    attack), or the name of a cell the dataset ships."""
 
     corruption: CorruptionSpec | str | None = None
     severity: int = 0
@@ -41,13 +42,20 @@ class Cell:
         corruption = self.corruption
         if isinstance(corruption, str):  # a dataset's own cell: the classifier key already names the dataset
             return hash_key(classifier_key, "dataset-cell", corruption, self.severity)
+        kind = ["attack"] if self.kind == "attack" else []  # corruption cells keep the keys they had
         return hash_key(
             classifier_key,
+            *kind,
             corruption.name if corruption else None,
             corruption.options if corruption else None,
-            getattr(registry.get("corruption", corruption.name), "version", "1") if corruption else None,
+            getattr(registry.get(self.kind, corruption.name), "version", "1") if corruption else None,
             self.severity,
         )
+
+    @property
+    def kind(self) -> str:
+        """The component kind that makes the cell's images: ``attack`` or ``corruption``."""
+        return "attack" if isinstance(self.corruption, AttackSpec) else "corruption"
 
     def where(self, seed: int) -> str:
         """How failures name the cell: ``seed=0 corruption=noise severity=3``."""
@@ -71,9 +79,10 @@ class Cell:
 
 def suite_cells(suite: Suite, dataset_cells: Iterable[tuple[str, int]] = ()) -> list[Cell]:
     """The cells of a run in order: clean (unless ``clean = false``), each
-    corruption of the suite at each of its severities, then the cells the
-    dataset ships (``dataset_cells``: (name, severity) pairs)."""
+    corruption of the suite at each of its severities, each attack at each of
+    its severities, then the cells the dataset ships (``dataset_cells``:
+    (name, severity) pairs)."""
     cells = [Cell()] if suite.clean else []
-    for spec in suite.corruptions:
+    for spec in (*suite.corruptions, *suite.attacks):
         cells += [Cell(spec, severity) for severity in spec.severities]
     return cells + [Cell(name, severity) for name, severity in dataset_cells]

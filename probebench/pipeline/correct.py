@@ -103,7 +103,7 @@ method one PNG grid of original / edited / delta for corrected misses.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -115,9 +115,10 @@ import torch
 from probebench.cache import content_digest, hash_key
 from probebench.console import console, running, task
 from probebench.errors import UserError
+from probebench.kinds import uses_generator
 from probebench.paths import safe_part
+from probebench.pipeline.attack import cell_images
 from probebench.pipeline.cells import Cell
-from probebench.pipeline.data import cell_data
 from probebench.pipeline.evaluate import Outcome, cached_outcome_rows
 from probebench.pipeline.failures import CallInfo
 from probebench.pipeline.generate import TrainedFlow
@@ -342,7 +343,7 @@ def setup(
     pinned with a ``generator`` option; guided by the first of ``probers``
     unless a ``prober`` option names another) and fix each guide's threshold
     and stop level."""
-    if not generators or not probers:
+    if not probers or (not generators and needs_generators(correctors, registry)):
         raise UserError(
             f"correctors need a generator and a scorer that can guide them; got generators "
             f"{sorted(generators) or 'none'} and guides {sorted(probers) or 'none'}: add a generator and a "
@@ -375,11 +376,16 @@ def setup(
     return Setup(bound, {label: trained.flow for label, trained in generators.items()}, guides)
 
 
+def needs_generators(correctors: Iterable[ComponentSpec], registry: Registry) -> bool:
+    """Whether any of ``correctors`` edits through a generator (a flow of the suite)."""
+    return any(uses_generator(registry.get("corrector", spec.name)) for spec in correctors)
+
+
 def _runs(
     spec: ComponentSpec, corrector: Any, pinned: str | None, generators: Mapping[str, TrainedFlow]
 ) -> list[tuple[str, str | None]]:
     """(method label, generator label) of each run of a corrector."""
-    if not getattr(corrector, "uses_generator", True):
+    if not uses_generator(corrector):
         return [(spec.label, None)]
     if pinned is not None:
         if pinned not in generators:
@@ -592,7 +598,7 @@ def tune(ctx: Context, state: Setup, store: ArtifactStore | None = None, on_fail
 def correct_cell(run: Run, ctx: Context, state: Setup, cell: Cell) -> list[dict[str, Any]]:
     """The tidy rows of every corrector on one test cell; each (corrector,
     cell) record is cached in the run's store."""
-    images, labels = cell_data(run.registry, run.splits, cell, ctx.seed, run.suite.data_root)
+    images, labels = cell_images(run, ctx, cell)
     cell_key = cell.key(run.registry, ctx.classifier_key)
     state.class_names = list(run.splits.data.get("classes", []))
 

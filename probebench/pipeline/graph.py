@@ -182,7 +182,7 @@ def train_task(run: Run, *, seed: int, device: torch.device) -> Context:
     """The seed's classifier, trained or loaded, in the ``Context`` components see."""
     from probebench.cache import hash_key
     from probebench.pipeline.context import Context
-    from probebench.pipeline.train import trained_classifier
+    from probebench.pipeline.train import save_classifier_figures, trained_classifier
 
     suite, splits = run.suite, run.splits
 
@@ -197,6 +197,7 @@ def train_task(run: Run, *, seed: int, device: torch.device) -> Context:
         )[0]
 
     model, key = trained_classifier(run.registry, run.store, suite.dataset, suite.classifier, splits, seed, device)
+    save_classifier_figures(run, model, key, seed)
 
     def artifact(
         stage: str, parts: Any, build: Callable[[], dict[str, Any]], check: Callable[[dict], object] | None = None
@@ -333,7 +334,7 @@ def _correction_setup(
         instance = scorer.prepared(run.failures) if scorer.guides else None
         if instance is not None:
             probers[scorer.spec.label] = correction.Guide(instance.p_hit, scorer.key)
-    if not probers or not flows:
+    if not probers or (not flows and correction.needs_generators(run.suite.correctors, run.registry)):
         for spec in run.suite.correctors:
             run.failures.record(
                 "corrector",

@@ -19,9 +19,9 @@ import torch
 from probebench.cache import hash_key
 from probebench.console import running
 from probebench.kinds import can_guide
+from probebench.pipeline.attack import cell_images
 from probebench.pipeline.cells import Cell
 from probebench.pipeline.context import Batch, Context
-from probebench.pipeline.data import cell_data
 from probebench.pipeline.failures import Failures
 from probebench.pipeline.stage import Run
 from probebench.results import CLEAN
@@ -113,7 +113,7 @@ class CellInputs:
 
     @cached_property
     def data(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return cell_data(self.run.registry, self.run.splits, self.cell, self.ctx.seed, self.run.suite.data_root)
+        return cell_images(self.run, self.ctx, self.cell)
 
     @cached_property
     def batch(self) -> Batch:

@@ -15,11 +15,13 @@ import torch
 from probebench.cache import ArtifactStore, hash_key, load_module_state
 from probebench.console import task
 from probebench.errors import UserError
+from probebench.kinds import trains_itself
 from probebench.pipeline.allocation import building
 from probebench.suite import ComponentSpec
 
 if TYPE_CHECKING:
     from probebench.pipeline.data import Splits
+    from probebench.pipeline.stage import Run
     from probebench.registry import Registry
 
 # Training hyper-parameters a classifier component may set as attributes.
@@ -251,9 +253,29 @@ def fitted(
         model.load_state_dict(init)
 
     def build() -> dict:
-        fit(component, model, images, labels, seed, device, label)
-        return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}
+        history = None
+        if trains_itself(component):
+            history = component.fit(model, images, labels, seed, device, label)
+        else:
+            fit(component, model, images, labels, seed, device, label)
+        payload: dict[str, Any] = {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}
+        if history is not None:  # payloads of other classifiers stay as they were
+            payload["history"] = history
+        return payload
 
     payload = store.get_or_build("classifier", key, build)
     load_module_state(store, "classifier", key, payload, model, classifier_spec.name)
     return model.to(device).eval()
+
+
+def save_classifier_figures(run: Run, model: torch.nn.Module, key: str, seed: int) -> None:
+    """Let a classifier that trains itself draw its figures (loss curves,
+    counterfactuals, ...) into the run folder; nothing for the others."""
+    spec = run.suite.classifier
+    component = run.registry.create("classifier", spec.name, spec.options)
+    if not trains_itself(component):
+        return
+    payload = run.store.load("classifier", key) or {}
+    splits = run.splits
+    stem = f"{spec.label}-seed{seed}"
+    component.save_figures(model, payload.get("history", {}), splits.test_images, splits.test_labels, run.out, stem)

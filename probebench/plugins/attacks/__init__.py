@@ -1,0 +1,3 @@
+"""Built-in adversarial attacks."""
+
+from __future__ import annotations

@@ -1,0 +1,117 @@
+"""The cf-gan classifier (a GAN discriminator with a fake class), its
+self-training capability, the p-fake scorer, on tiny data."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import torch
+
+from probebench.cli import app
+from probebench.errors import UserError
+from probebench.kinds import trains_itself
+from probebench.testing import tiny_data
+
+CFGAN_SUITE = """
+[suite.tiny-cfgan]
+dataset = { name = "mnist-5k", limit = 300 }
+classifier = { name = "cf-gan", epochs = 1, width = 8, unet_width = 4 }
+scorers = ["msp", "p-fake", { name = "prober", source = "train", min_misses = 2, prober_options = { epochs = 2 } }]
+metrics = ["accuracy", "auroc"]
+correctors = ["cf-gan"]
+attacks = [{ name = "pgd", severities = [2], steps = 2 }]
+seeds = [0]
+bootstrap = { resamples = 0 }
+"""
+
+
+def _fit(seed: int = 0):
+    from probebench.plugins.classifiers.cfgan import CFGAN
+
+    component = CFGAN(epochs=2, batch_size=16, width=4, unet_width=4)
+    images, labels = tiny_data(48, shape=(1, 12, 12))  # 3 classes
+    torch.manual_seed(seed)
+    model = component.build(3, (1, 12, 12))
+    history = component.fit(model, images, labels, seed, "cpu", "test")
+    return component, model, history, images
+
+
+def test_cfgan_gives_class_logits_a_fake_output_and_counterfactuals():
+    component, model, history, images = _fit()
+    assert trains_itself(component)
+    assert set(history) == {"classification", "fake", "adversarial", "cycle", "sparsity"}
+    assert all(len(curve) == 2 for curve in history.values())
+    with torch.no_grad():
+        logits, full = model(images), model.discriminate(images)
+        p_fake = model.p_fake(images)
+        made = model.counterfactual(images, torch.zeros(len(images), dtype=torch.long))
+    assert logits.shape == (48, 3) and full.shape == (48, 4)
+    assert torch.equal(logits, full[:, :3])  # the pipeline sees the C class logits of D
+    assert ((p_fake >= 0) & (p_fake <= 1)).all()
+    assert made.shape == images.shape and made.min() >= 0 and made.max() <= 1
+    assert model.get_submodule("fc_layer.4") is not None  # the cnn's layer names, for probers
+
+
+def test_cfgan_training_is_deterministic_given_the_seed():
+    _, first, _, _ = _fit(seed=3)
+    _, second, _, _ = _fit(seed=3)
+    _, other, _, _ = _fit(seed=4)
+    a, b, c = (torch.cat([p.flatten() for p in m.parameters()]) for m in (first, second, other))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_a_cfgan_run_scores_p_fake_and_saves_loss_curves_and_counterfactuals(runner, tiny_registry, tmp_path):
+    registry = tiny_registry(CFGAN_SUITE)
+    out = tmp_path / "runs" / "cfgan"
+    result = runner.invoke(app, ["run", "tiny-cfgan", "--registry", str(registry), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "results.csv", keep_default_na=False)
+    clean = table[table["corruption"] == "none"]
+    auroc = clean[clean["metric"] == "auroc"].set_index("method")["value"]
+    assert set(auroc.index) == {"msp", "p-fake", "prober"}
+    assert 0 <= auroc["p-fake"] <= 1
+    attacked = table[(table["corruption"] == "pgd") & (table["metric"] == "auroc")]
+    assert set(attacked["method"]) == {"msp", "p-fake", "prober"}  # p-fake scores the attacked images too
+    rates = clean[clean["method"] == "cf-gan"].set_index("metric")["value"]
+    assert {"correction-rate", "break-rate", "net-accuracy-gain"} <= set(rates.index)
+    assert 0 <= rates["correction-rate"] <= 1 and 0 <= rates["break-rate"] <= 1
+    assert (out / "cf-gan-seed0-losses.png").is_file()
+    assert (out / "cf-gan-seed0-counterfactuals.png").is_file()
+    scores = pd.read_csv(out / "scores.csv.gz", keep_default_na=False)
+    assert scores["p-fake"].between(0, 1).all() and scores["p-fake"].nunique() > 1
+
+    again = tmp_path / "runs" / "cfgan-again"  # from the cache: same scores, figures drawn again
+    result = runner.invoke(app, ["run", "tiny-cfgan", "--registry", str(registry), "--out", str(again)])
+    assert result.exit_code == 0, result.output
+    assert "train cf-gan" not in result.output
+    assert pd.read_csv(again / "scores.csv.gz")["p-fake"].equals(scores["p-fake"])
+    assert (again / "cf-gan-seed0-counterfactuals.png").is_file()
+
+
+def test_p_fake_on_another_classifier_fails_in_one_line_naming_cf_gan(runner, tiny_registry, tmp_path):
+    registry = tiny_registry(scorers='["msp", "p-fake"]')
+    out = tmp_path / "runs" / "cnn"
+    result = runner.invoke(app, ["run", "tiny", "--registry", str(registry), "--out", str(out)])
+    lines = [line for line in result.output.splitlines() if "p-fake" in line and "cf-gan" in line]
+    assert lines, result.output
+    assert "Traceback" not in result.output
+
+
+def test_the_cf_gan_corrector_returns_the_counterfactual_toward_the_runner_up_class():
+    from probebench.plugins.correctors.cfgan import CFGANCorrector
+    from probebench.testing import tiny_context
+
+    _, model, _, images = _fit()
+    ctx = SimpleNamespace(classifier=model, batch_size=16, device="cpu")
+    correction = CFGANCorrector().correct(ctx, images)
+    with torch.no_grad():
+        runner_up = model(images).argsort(dim=1, descending=True)[:, 1]
+        expected = model.counterfactual(images, runner_up)
+    assert torch.allclose(correction.images, expected, atol=1e-6)
+    assert (correction.steps == 1).all()
+
+    cnn_ctx = tiny_context()
+    with pytest.raises(UserError, match="corrector cf-gan needs the 'cf-gan' classifier"):
+        CFGANCorrector().correct(cnn_ctx, images[:2])
