@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -194,6 +196,13 @@ def test_two_rounds_end_to_end_write_rows_per_round_strategy_and_oracle(runner, 
     for _, row in gains[gains.strategy == "margin"].iterrows():
         assert row["value"] == pytest.approx(margin[row["round"]] - random[row["round"]], abs=1e-5)
         assert row["ci_low"] <= row["value"] <= row["ci_high"]
+    # from the per-sample scores, the pooled gain of one seed is the stored row, interval included
+    from probebench.report.active import load_hits, pooled_gains
+
+    pooled = pooled_gains(load_hits([out]), resamples=50).set_index(["strategy", "oracle", "round"])
+    stored = gains.set_index(["strategy", "oracle", "round"]).loc[pooled.index]
+    for column in ("value", "ci_low", "ci_high"):
+        assert np.allclose(pooled[column], stored[column], atol=1e-6), column
     # the source-label oracle never disagrees with the source; the rows say which oracle labelled
     disagree = table[table.metric == "oracle-source-disagreement"]
     assert set(disagree.oracle) <= {"ensemble-oracle", "source-label"}
@@ -211,3 +220,139 @@ def test_two_rounds_end_to_end_write_rows_per_round_strategy_and_oracle(runner, 
     assert len(acquired["labels"]) == 10 and torch.equal(acquired["labels"], acquired["source_labels"])
     # results.csv and its readers are unchanged by the active rows
     assert runner.invoke(app, ["leaderboard", str(out)]).exit_code == 0
+
+
+def test_badge_gradient_embedding_is_the_last_layer_gradient_at_the_predicted_label():
+    from probebench.plugins.acquirers._features import gradient_scale
+
+    torch.manual_seed(0)
+    layer, features = torch.nn.Linear(6, 4), torch.randn(9, 6)
+    expected = []
+    for x in features:  # autograd, one image at a time
+        layer.zero_grad()
+        out = layer(x.unsqueeze(0))
+        torch.nn.functional.cross_entropy(out, out.argmax(dim=1)).backward()
+        expected.append(-layer.weight.grad.flatten())
+    embedding = gradient_scale(layer(features).detach()).unsqueeze(2) * features.unsqueeze(1)
+    assert torch.allclose(embedding.flatten(1), torch.stack(expected), atol=1e-6)
+
+
+def test_badge_seeds_equal_k_means_pp_on_the_materialised_embeddings():
+    from probebench.plugins.acquirers._features import badge_seeds, gradient_scale, kmeans_pp_seeds
+
+    torch.manual_seed(1)
+    features, logits = torch.randn(300, 16), 3 * torch.randn(300, 5)
+    full = (gradient_scale(logits).unsqueeze(2) * features.unsqueeze(1)).flatten(1).double()
+    for seed in range(3):
+        factored = badge_seeds(features, logits, 20, torch.Generator().manual_seed(seed))
+        plain = kmeans_pp_seeds((full * full).sum(1), lambda i: full @ full[i], 20, torch.Generator().manual_seed(seed))
+        assert torch.equal(factored, plain) and factored[0] == int((full * full).sum(1).argmax())
+
+
+def toy_boundary_pool():
+    """A linear 2-class toy whose boundary is x0 = 0: four tight clusters of
+    uncertain points on it (x0 ~ 0.3, the first at x0 ~ 0.01: the least certain)
+    in four directions of (x1, x2), and 200 confident points far from it."""
+    gen = torch.Generator().manual_seed(0)
+    centres = [(0.01, 5, 0), (0.3, -5, 0), (0.3, 0, 5), (0.3, 0, -5)]
+    clusters = [torch.tensor(c) + 0.005 * torch.randn(25, 3, generator=gen) for c in centres]
+    confident = torch.cat([torch.full((200, 1), 30.0), 5 * torch.randn(200, 2, generator=gen)], dim=1)
+    confident[::2, 0] = -30.0
+    points = torch.cat([*clusters, confident])
+    group = torch.cat([torch.full((25,), i) for i in range(4)] + [torch.full((200,), -1)])
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3, 2))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[1.0, 0, 0], [-1.0, 0, 0]]))
+        model[1].bias.zero_()
+    return points.reshape(-1, 1, 1, 3), group, model
+
+
+def test_badge_picks_diverse_uncertain_points_and_is_seeded():
+    pool, group, model = toy_boundary_pool()
+    registry = builtin_registry()
+    ctx = dataclasses.replace(tiny_context(classifier=model), registry=registry)
+    badge, margin = registry.create("acquirer", "badge"), registry.create("acquirer", "margin")
+    assert set(group[margin.acquire(ctx, pool, 4, torch.Generator()).source].tolist()) == {0}  # one cluster
+    picks = []
+    for seed in range(10):
+        got = badge.acquire(ctx, pool, 4, torch.Generator().manual_seed(seed))
+        assert not got.generated.any() and torch.equal(got.images, pool[got.source])
+        assert len(set(got.source.tolist())) == 4
+        groups = group[got.source]
+        # confident points' embeddings collapse to the origin: at most one of them; every cluster at most once
+        # so at least three of the four picks are uncertain (random: 100 of 300), each from another cluster
+        assert (groups == -1).sum() <= 1 and len(set(groups[groups >= 0].tolist())) == int((groups >= 0).sum()) >= 3
+        assert torch.equal(got.source, badge.acquire(ctx, pool, 4, torch.Generator().manual_seed(seed)).source)
+        picks.append(tuple(got.source.tolist()))
+    assert len(set(picks)) > 1  # the generator drives the sampling
+
+
+def test_warm_start_retrains_from_the_previous_round_and_is_cached_apart(runner, tiny_registry, tmp_path):
+    """`warm_start = true` gives other round models than the default (from
+    scratch); both stay in the cache side by side, and a rerun trains nothing."""
+    cache = Path(os.environ["PROBEBENCH_CACHE"])
+    table = '{{ rounds = 1, budget = 10, pool = 60, strategies = ["random"], oracle = "source-label"{warm} }}'
+
+    def run(warm: str, name: str) -> tuple[pd.Series, set[str]]:
+        suite = ACTIVE_SUITE.format(active=table.format(warm=warm))
+        suite = "\n".join(line for line in suite.splitlines() if not line.startswith("generators"))  # no flow
+        args = ["run", "tiny-active", "--registry", str(tiny_registry(suite)), "--out", str(tmp_path / name)]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        scores = pd.read_csv(tmp_path / name / "active_scores.csv.gz")
+        return scores.set_index(["round", "index"])["msp"], {
+            p.name for p in (cache / "classifier").glob("*.pt")
+        }  # the session cache
+
+    scratch, after_scratch = run("", "scratch")
+    warm, after_warm = run(", warm_start = true", "warm")
+    assert len(after_warm - after_scratch) == 1  # the warm round: a new cache entry beside scratch's
+    for round_ in (0, 1):  # round 0 is the suite's classifier for both; then the models differ
+        assert np.array_equal(scratch.loc[round_].to_numpy(), warm.loc[round_].to_numpy()) == (round_ == 0)
+    again, after_again = run(", warm_start = true", "warm-again")
+    assert after_again == after_warm and again.equals(warm)  # cached: nothing retrained, the same scores
+
+
+def test_pooled_gains_equal_a_loop_over_seed_and_image_resamples():
+    from probebench.evaluate import bootstrap_indices, percentile_interval
+    from probebench.report.active import pooled_gains
+    from probebench.significance import seed_draws
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in (0, 1, 2):
+        for strategy, oracle, p in (("random", "pool-label", 0.8), ("margin", "pool-label", 0.9), ("bp", "ens", 0.7)):
+            for round_ in (0, 1):
+                hit = rng.random(40) < (0.75 if round_ == 0 else p)
+                rows += [
+                    {
+                        "seed": seed,
+                        "index": i,
+                        "hit": h,
+                        "round": round_,
+                        "labels": 10 + round_,
+                        "strategy": strategy,
+                        "oracle": oracle,
+                    }
+                    for i, h in enumerate(hit)
+                ]
+    hits = pd.DataFrame(rows)
+    got = pooled_gains(hits, resamples=200).set_index("strategy")
+    assert set(got.index) == {"margin", "bp"} and (got["round"] == 1).all()
+    draws = seed_draws(3, 200, 0)
+    for strategy in ("margin", "bp"):
+        gains = []
+        for seed in (0, 1, 2):
+
+            def hit(name, seed=seed):
+                part = hits[(hits.seed == seed) & (hits.strategy == name) & (hits["round"] == 1)]
+                return part.sort_values("index")["hit"].to_numpy(dtype=float)
+
+            gains.append(hit(strategy) - hit("random"))
+        indices = [bootstrap_indices(40, 200, seed) for seed in (0, 1, 2)]  # each seed's image resamples
+        replicates = [np.mean([gains[s][indices[s][b]].mean() for s in draws[b]]) for b in range(200)]
+        low, high = percentile_interval(np.array(replicates), 0.95)
+        row = got.loc[strategy]
+        assert row["value"] == pytest.approx(np.mean([g.mean() for g in gains]))
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
+        assert row["seeds"] == 3

@@ -99,7 +99,7 @@ def suite_markdown(suite_dict: dict[str, Any], config: str, runs: list[Path], ti
         lines += [f"_{note}._", ""]
     active_table = active.load(runs)
     if active_table is not None:
-        lines += [active.markdown(active_table), ""]
+        lines += [active.markdown(active_table, active.load_hits(runs)), ""]
     lines.append(provenance_text(board.provenance(heads, table), "markdown"))
     return "\n".join(lines)
 

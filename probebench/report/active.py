@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 TABLE = "active.csv"  # probebench.pipeline.active.TABLE (the report does not import the pipeline)
+SCORES = "active_scores.csv.gz"  # probebench.pipeline.active.SCORES
+BASELINE = "random"  # probebench.pipeline.active.BASELINE
 RUN_KEYS = ["strategy", "oracle"]
 
 
@@ -35,6 +37,69 @@ def load(runs: list[Path]) -> pd.DataFrame | None:
     table = pd.concat(frames, ignore_index=True)
     keys = ["seed", "method", "metric", "round", "labels", "strategy", "oracle"]
     return table.drop_duplicates(subset=keys, keep="last").reset_index(drop=True)
+
+
+def load_hits(runs: list[Path]) -> pd.DataFrame | None:
+    """Per-sample test outcomes behind ``load``'s accuracy rows: ``seed``,
+    ``index``, ``hit``, ``round``, ``labels``, ``strategy``, ``oracle`` of every
+    run's ``active_scores.csv.gz`` (a seed in several runs is kept from the last)."""
+    import pandas as pd
+
+    columns = ["seed", "index", "hit", "round", "labels", "strategy", "oracle"]
+    frames = [pd.read_csv(run / SCORES, usecols=columns) for run in runs if (run / SCORES).is_file()]
+    if not frames:
+        return None
+    table = pd.concat(frames, ignore_index=True)
+    return table.drop_duplicates(subset=["seed", "index", "round", "strategy", "oracle"], keep="last")
+
+
+def pooled_gains(hits: pd.DataFrame, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """``gain-over-random`` over several seeds: per (strategy, oracle, round),
+    the mean over seeds of test accuracy minus ``random``'s at the same seed
+    and round, with a percentile interval from a bootstrap over seeds and test
+    images together (each replicate draws the seeds with replacement and, for
+    each, resamples its test images; every strategy sees the same draws, so
+    the gains stay paired). Columns as ``aggregate``'s, ``std`` over seeds."""
+    import numpy as np
+    import pandas as pd
+
+    from probebench.evaluate import Resamples, percentile_interval
+    from probebench.significance import seed_draws, seed_resampled
+
+    seeds = sorted(hits["seed"].unique().tolist())
+    draws = seed_draws(len(seeds), resamples, seed)
+    per_line: dict[tuple[str, str, int], list[tuple[float, np.ndarray]]] = {}
+    for i, seed_value in enumerate(seeds):
+        part = hits[hits["seed"] == seed_value]
+        wide = part.pivot(index=[*RUN_KEYS, "round"], columns="index", values="hit")
+        counts = Resamples.draw(wide.shape[1], resamples, seed + i).counts
+        baseline = wide.xs(BASELINE, level="strategy").droplevel("oracle")  # random has pool-label only
+        for (strategy, oracle, round_), row in wide.iterrows():
+            if strategy == BASELINE or round_ == 0:
+                continue
+            gain = row.to_numpy(dtype=float) - baseline.loc[round_].to_numpy(dtype=float)
+            per_line.setdefault((strategy, oracle, round_), []).append((gain.mean(), counts @ gain / len(gain)))
+    rows = []
+    for (strategy, oracle, round_), parts in per_line.items():
+        if len(parts) != len(seeds):
+            continue  # a line some seed lacks is not pooled
+        values = np.array([value for value, _ in parts])
+        replicates = seed_resampled(np.stack([r for _, r in parts]), draws)
+        low, high = percentile_interval(replicates, level)
+        rows.append(
+            {
+                "strategy": strategy,
+                "oracle": oracle,
+                "round": round_,
+                "value": values.mean(),
+                "ci_low": low,
+                "ci_high": high,
+                "std": values.std(ddof=1) if len(values) > 1 else float("nan"),
+                "seeds": len(values),
+                "cells": 1,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def line(strategy: str, oracle: str) -> str:
@@ -61,8 +126,10 @@ def _pivot(agg: pd.DataFrame, column: str) -> pd.DataFrame:
     return agg.pivot(index="line", columns=column, values="label").reindex(agg["line"].drop_duplicates())
 
 
-def markdown(table: pd.DataFrame) -> str:
-    """The active-learning tables in markdown."""
+def markdown(table: pd.DataFrame, hits: pd.DataFrame | None = None) -> str:
+    """The active-learning tables in markdown; with the per-sample ``hits``
+    (``load_hits``) of several seeds, the gain over ``random`` is pooled over
+    seeds with an interval over seeds and test images (``pooled_gains``)."""
     acc = accuracy(table)
     by_labels = _pivot(acc, "labels")
     parts = [
@@ -85,7 +152,16 @@ def markdown(table: pd.DataFrame) -> str:
         agg = metric_by_round(table, metric)
         if agg.empty:
             continue
-        parts += ["", f"### {title}", "", _markdown_table(_pivot(agg, "round"), "strategy \\ round")]
+        note = ""
+        if metric == "gain-over-random" and hits is not None and hits["seed"].nunique() > 1:
+            agg = pooled_gains(hits).merge(agg[[*RUN_KEYS, "round"]], on=[*RUN_KEYS, "round"])
+            agg["std"] = float("nan")  # show the pooled interval (the std over seeds is in the accuracy table)
+            seeds = ", ".join(map(str, sorted(hits["seed"].unique())))
+            note = (
+                f"\n\nMean over seeds {seeds}; brackets: 95% bootstrap interval over seeds and test images "
+                "together (seeds and images resampled, the same draws for every strategy)."
+            )
+        parts += ["", f"### {title}{note}", "", _markdown_table(_pivot(agg, "round"), "strategy \\ round")]
     return "\n".join(parts) + "\n"
 
 

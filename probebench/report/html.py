@@ -361,7 +361,7 @@ def _active_html(run: Path, suite_name: str, drawn: dict[str, Plot], grids: list
         "Test accuracy after each round against the labelled images it was trained on, one line per strategy "
         "(mean over seeds; the band spans the lowest to the highest seed).",
     )
-    tables = f"<pre>{html.escape(active.markdown(table))}</pre>"
+    tables = f"<pre>{html.escape(active.markdown(table, active.load_hits([run])))}</pre>"
     return _img(drawn["learning-curve"]) + tables + "\n".join(map(_img, grids))
 
 

@@ -1,5 +1,5 @@
 """Acquirers that pick images of the unlabelled pool: ``random``, the
-uncertainty strategies and one diversity peer (``coreset``).
+uncertainty strategies and two diversity peers (``coreset``, ``badge``).
 
 The uncertainty strategies pick the ``k`` pool images a scorer is least
 confident about, so each is one scorer plugin seen from the pool's side:
@@ -138,6 +138,22 @@ class Coreset:
         return picked(pool, k_center_greedy(embed(ctx, pool, self.layer), labelled, k))
 
 
+class Badge:
+    """BADGE (Ash et al., ICLR 2020): k-means++ seeding on gradient embeddings,
+    the gradient of the loss with respect to the last linear layer's weights
+    with the predicted class as the label. An embedding's norm grows with the
+    classifier's uncertainty and its direction follows the image's features,
+    so the picks are uncertain and diverse. The generator seeds the sampling."""
+
+    name = "badge"
+    version = "1"
+
+    def acquire(self, ctx, pool, k, generator):
+        from probebench.plugins.acquirers._features import badge_seeds, embed_and_logits
+
+        return picked(pool, badge_seeds(*embed_and_logits(ctx, pool, None), k, generator))
+
+
 @hookimpl
 def register_acquirers():
-    return [Random, LeastConfident, Entropy, Margin, Bald, ProberAcquirer, Coreset]
+    return [Random, LeastConfident, Entropy, Margin, Bald, ProberAcquirer, Coreset, Badge]
