@@ -159,6 +159,7 @@ class ArtifactStore:
         # kernel stamps files from a coarse clock that lags time.time_ns(): a file written before
         # opening is always ignored, one written within a clock tick after may be built again.
         self.fresh_since = fresh_since if fresh_since is not None else (time.time_ns() if fresh else None)
+        self.opened = time.time_ns()
         self.user = user  # suite_user(...) of the suite this store serves: its uses are recorded
         self.write_failed = False
         if self.root.exists() and not self.root.is_dir():
@@ -185,6 +186,14 @@ class ArtifactStore:
         except OSError:
             return False
         return self.fresh_since is None or modified > self.fresh_since
+
+    def stored_since_opened(self, stage: str, key: str) -> bool:
+        """Whether the stored artifact was written after this store was opened:
+        built by this run (or its fit workers, ``executors/workers.py``), not found in the cache."""
+        try:
+            return self.path(stage, key).stat().st_mtime_ns > self.opened
+        except OSError:
+            return False
 
     def load(self, stage: str, key: str, check: Callable[[dict], object] | None = None) -> dict | None:
         """The stored payload, or None when absent, ignored (fresh) or corrupt.

@@ -125,7 +125,8 @@ def trained_generator(
     payload = store.get_or_build("generator", key, build)
     load_module_state(store, "generator", key, payload, flow, generator_spec.name)
     flow.to(device).eval().requires_grad_(False)
-    return flow, float(payload["train_seconds"]), not trained
+    # from the cache: not trained here, nor by this run's fit task (pipeline/fit.py) before it
+    return flow, float(payload["train_seconds"]), not trained and not store.stored_since_opened("generator", key)
 
 
 @torch.no_grad()
