@@ -159,7 +159,8 @@ def test_trained_generator_is_cached_and_reloaded(tmp_path, digits, monkeypatch)
     monkeypatch.setattr(generate, "fit", lambda *a, **k: (calls.append(1), real_fit(*a, **k))[1])
     args = (registry, store, ComponentSpec("mnist-5k"), spec, _splits(digits), 0, torch.device("cpu"))
     first, seconds, cached = generate.trained_generator(*args)
-    second, seconds_again, cached_again = generate.trained_generator(*args)
+    again = (registry, ArtifactStore(tmp_path / "cache"), *args[2:])  # a later run opens the cache anew
+    second, seconds_again, cached_again = generate.trained_generator(*again)
     assert calls == [1] and seconds == seconds_again > 0 and (cached, cached_again) == (False, True)
     assert len(list((tmp_path / "cache" / "generator").glob("*.pt"))) == 1
     with torch.no_grad():
