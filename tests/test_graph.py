@@ -90,9 +90,9 @@ def test_the_local_executor_runs_in_graph_order_and_hands_each_task_its_inputs_o
         ),
         target="d",
     )
-    assert LocalExecutor().execute(graph, "RUN") == 7
+    assert LocalExecutor().execute(graph, ["RUN"]) == 7
     # the target (the collector) sees its inputs' public outputs only
-    assert calls == [("a", "RUN", ()), ("b", "RUN", (2,)), ("c", "RUN", (2, 3)), ("d", "RUN", (5, 20))]
+    assert calls == [(n, ["RUN"], i) for n, i in (("a", ()), ("b", (2,)), ("c", (2, 3)), ("d", (5, 20)))]
     lines = capsys.readouterr().err.splitlines()  # not a terminal: plain progress lines
     assert lines[0] == "start cells (2 steps)" and re.fullmatch(r"done cells: 2/2 in 0:0\d", lines[1])
 
@@ -103,5 +103,5 @@ def test_a_raising_task_stops_the_local_executor_and_its_bar_says_stopped(capsys
 
     graph = Graph((Task("a", "s", (), boom, group="cells"), Task("b", "s", ("a",), lambda run, a: a, group="cells")))
     with pytest.raises(RuntimeError, match="boom"):
-        LocalExecutor().execute(graph, None)
+        LocalExecutor().execute(graph, [None])
     assert re.fullmatch(r"stopped cells: 0/2 in 0:0\d", capsys.readouterr().err.splitlines()[-1])

@@ -2,12 +2,14 @@
 
 ``local`` (the default) runs the tasks in this process, in the graph's
 order; ``ray`` runs each as a Ray task on a cluster (``ray_cluster.py``).
-An executor is any object with ``execute(graph, run) -> the target task's
-output`` (``run``: one run, or several suites' runs for a combined graph); whichever runs a graph, the results are the same bytes.
+An executor is any object with ``execute(graph, runs) -> the target task's
+output`` (``runs``: the runs of a combined graph, ``pipeline/combined.py``, one
+per suite and seed); whichever runs a graph, the results are the same bytes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from probebench.errors import UserError
@@ -17,11 +19,11 @@ if TYPE_CHECKING:
 
 
 class Executor(Protocol):
-    def execute(self, graph: Graph, run: Any) -> Any:  # Any: a Run, or Sequence[Run] for a combined graph
+    def execute(self, graph: Graph, runs: Sequence[Any]) -> Any:
         """Run every task of ``graph`` (each after its inputs) and return the output of ``graph.target``.
 
-        ``run`` is what each task is called with: a ``Run``, or for a graph
-        of several suites (``pipeline/combined.py``) the list of their runs."""
+        ``runs`` is what each task is called with: the runs of a combined
+        graph (``pipeline/combined.py``); a task's own is ``runs[task.run]``."""
         ...
 
 

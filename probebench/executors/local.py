@@ -5,7 +5,7 @@ torch has two or more threads."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -21,15 +21,15 @@ class LocalExecutor:
 
     name = "local"
 
-    def execute(self, graph: Graph, run: Any) -> Any:
-        """Run ``graph``; its tasks are called with ``run`` (the runs, a sequence,
-        of a graph from ``pipeline/combined.py``)."""
+    def execute(self, graph: Graph, runs: Sequence[Any]) -> Any:
+        """Run ``graph``; its tasks are called with ``runs`` (the runs of a
+        graph from ``pipeline/combined.py``; a task's own is ``runs[task.run]``)."""
         from probebench.executors.workers import concurrent_fits, fit_in_workers
 
         outputs: dict[str, Any] = {}
-        fitted = concurrent_fits(graph, run) if isinstance(run, list | tuple) else []
+        fitted = concurrent_fits(graph, runs)
         if fitted:
-            fit_in_workers(fitted, run)
+            fit_in_workers(fitted, runs)
         groups = graph.groups()
         left = {name: tasks for name, (tasks, _) in groups.items()}
         with ExitStack() as stack:
@@ -44,7 +44,7 @@ class LocalExecutor:
                 if item.id == graph.target:
                     inputs = (graph.public(i, outputs[i]) for i in item.inputs)
                 with torch_threads(item.threads):
-                    outputs[item.id] = item.call(run, *inputs)
+                    outputs[item.id] = item.call(runs, *inputs)
                 if group is not None:
                     bar, advance = bars[group]
                     if item.steps:

@@ -196,19 +196,15 @@ class RayExecutor:
         self.address, self.num_cpus, self.artifacts = address, num_cpus, artifacts
         self.started = False  # whether this executor started Ray (then it stops it on Ctrl-C)
 
-    def execute(self, graph: Graph, run: Run | Sequence[Run]) -> Any:
-        """Run ``graph`` with ``run``: one run, or a combined graph's runs (``pipeline/combined.py``)."""
+    def execute(self, graph: Graph, runs: Sequence[Run]) -> Any:
+        """Run ``graph``, a combined graph (``pipeline/combined.py``) of ``runs``."""
         import uuid
 
         import torch
 
         from probebench.executors.object_store import start_reader
         from probebench.executors.progress import StageProgress
-        from probebench.pipeline.combined import combine
 
-        runs = list(run) if isinstance(run, Sequence) else [run]
-        if not isinstance(run, Sequence):  # one run's graph: combined, so every task picks its run alike
-            graph = combine([graph], [run.suite.name])
         ray = import_ray()
         self._connect(ray)
         remote = ray.remote(run_task)
@@ -245,8 +241,7 @@ class RayExecutor:
                 if failure not in failures.entries:
                     failures.add(failure)
         target = graph.task(graph.target)
-        collected = target.call(runs, *(results[i].public for i in target.inputs))
-        return collected if isinstance(run, Sequence) else collected[0]
+        return target.call(runs, *(results[i].public for i in target.inputs))
 
     def _connect(self, ray: Any) -> None:
         if ray.is_initialized():
@@ -260,7 +255,7 @@ class RayExecutor:
     def _wait(
         self,
         ray: Any,
-        runs: list[Run],
+        runs: Sequence[Run],
         refs: dict[str, Any],
         stages: dict[Any, Task],
         results: dict[str, TaskResult],
