@@ -697,6 +697,6 @@ def test_an_argmax_loop_edits_only_what_its_prober_flags_and_keeps_both_denomina
     assert saved["details.reached"].shape == (16,) and not saved["details.reached"][~flagged].any()
     # nothing flagged: the corrector is not called, nothing changes, the flagged rates are undefined
     assert value["nothing", "correction-rate"] == 0.0 and value["nothing", "net-accuracy-gain"] == 0.0
-    assert np.isnan(value["nothing", "correction-rate-flagged"])
+    assert np.isnan(value["nothing", "correction-rate-flagged"]) and np.isnan(value["nothing", "images-per-second"])
     nothing = torch.load(tmp_path / "corrections" / "nothing_seed0_none-0.pt", weights_only=True)
     assert len(nothing["index"]) == 0 and not nothing["steps"].any()

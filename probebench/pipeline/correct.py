@@ -390,7 +390,7 @@ def setup(
             keyed = guide_key and (generator is None or generator_key)
             parts: tuple[Any, ...] = (spec.name, options, *versions, generator, generator_key, guide, guide_key)
             if flag == "argmax":  # it edits only the flagged images (Bound.edits_flagged_only); youden: every one
-                parts += ("edits the argmax-flagged images only",)
+                parts += ("edits only the argmax-flagged images",)
             key = hash_key(*parts) if keyed else ""
             bound.append(Bound(method, corrector, generator, key, guide, flag=flag))
     return Setup(bound, {label: trained.flow for label, trained in generators.items()}, guides)
@@ -477,7 +477,7 @@ def edit(
     torch.manual_seed(ctx.seed)
     started = time.perf_counter()
     correction = bound.corrector.correct(inputs, chosen) if len(chosen) else None
-    seconds = time.perf_counter() - started
+    seconds = time.perf_counter() - started if correction is not None else 0.0  # 0: no speed to report
     if correction is None:  # nothing to edit: the corrector is not called
         edited, steps, own_predictions, details = chosen, torch.zeros(0, dtype=torch.long), None, {}
     else:
