@@ -88,5 +88,7 @@ def test_the_loops_gains_are_pooled_over_seeds_from_the_saved_corrections(ctx, t
     assert text.index("tuned gain, clean") < text.index("net gain, clean")
     line = next(row for row in text.splitlines() if row.startswith("| `prober-latent` |"))
     assert "| +0.375 [+" in line and line.count("✱") == 2  # both intervals exclude zero
+    ordered = correction.markdown(gains, ["prober-latent", "latent-noise"])
+    assert ordered.index("| `prober-latent` |") < ordered.index("| `latent-noise` |")  # the suite's order
     # one seed alone has nothing to pool
     assert correction.markdown(gains[gains.seed == 0]) == ""

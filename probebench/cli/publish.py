@@ -98,7 +98,8 @@ def suite_markdown(suite_dict: dict[str, Any], config: str, runs: list[Path], ti
     if note:
         lines += [f"_{note}._", ""]
     gains = correction.load_gains(runs)
-    pooled = "" if gains is None else correction.markdown(gains)
+    correctors = [spec.get("label") or spec.get("name") for spec in suite_dict.get("correctors") or []]
+    pooled = "" if gains is None else correction.markdown(gains, correctors)
     if pooled:
         lines += [pooled, ""]
     active_table = active.load(runs)

@@ -86,9 +86,10 @@ def _cell(corruption: str, severity: int) -> str:
     return "clean" if corruption == "none" else f"{corruption} {severity}"
 
 
-def markdown(gains: pd.DataFrame) -> str:
-    """The pooled gains as one markdown table: a row per method, a column per
-    (metric, cell); an interval that excludes zero is marked."""
+def markdown(gains: pd.DataFrame, order: list[str] | None = None) -> str:
+    """The pooled gains as one markdown table: a row per method (those in
+    ``order`` first, in that order), a column per (metric, cell); an interval
+    that excludes zero is marked. "" with fewer than two seeds."""
 
     table = pooled(gains)
     if table.empty or gains["seed"].nunique() < 2:
@@ -102,10 +103,10 @@ def markdown(gains: pd.DataFrame) -> str:
         f"{v:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]" + (" ✱" if lo > 0 or hi < 0 else "")
         for v, lo, hi in zip(table["value"], table["ci_low"], table["ci_high"], strict=True)
     ]
-    order = table.sort_values(["metric", "severity"], ascending=[False, True])["column"].drop_duplicates()
-    wide = table.pivot(index="method", columns="column", values="text").reindex(
-        index=table["method"].drop_duplicates(), columns=order
-    )
+    columns = table.sort_values(["metric", "severity"], ascending=[False, True])["column"].drop_duplicates()
+    found = table["method"].drop_duplicates().tolist()
+    rows = [m for m in order or [] if m in found] + [m for m in found if m not in (order or [])]
+    wide = table.pivot(index="method", columns="column", values="text").reindex(index=rows, columns=columns)
     seeds = ", ".join(map(str, sorted(gains["seed"].unique())))
     lines = [
         "### Net accuracy gain of the label-free loop, pooled over seeds",
