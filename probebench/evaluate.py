@@ -18,7 +18,7 @@ statistic of an i.i.d. test set is).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -129,6 +129,34 @@ def percentile_interval(samples: np.ndarray, level: float) -> tuple[float, float
     alpha = (1 - level) / 2
     low, high = np.quantile(samples, [alpha, 1 - alpha])
     return float(low), float(high)
+
+
+def pooled_over_seeds(
+    per_seed: Sequence[np.ndarray], resamples: int = 1000, level: float = 0.95, seed: int = 0
+) -> dict[str, float]:
+    """A per-sample mean measured on several seeds, pooled: ``value`` the mean
+    over seeds of each seed's mean, ``std`` over seeds, and ``ci_low`` /
+    ``ci_high`` a percentile interval from a bootstrap over seeds and samples
+    together (each replicate draws the seeds with replacement and, for each,
+    its own resample of that seed's samples). The draws depend only on the
+    seeds' sample counts and ``seed``, so every quantity measured on the same
+    samples (each method of a table) is resampled alike and stays paired."""
+    from probebench.significance import seed_draws, seed_resampled
+
+    parts = [np.asarray(values, dtype=float) for values in per_seed]
+    means = np.array([part.mean() for part in parts])
+    replicates = np.stack(
+        [Resamples.draw(len(part), resamples, seed + i).counts @ part / len(part) for i, part in enumerate(parts)]
+    )
+    low, high = percentile_interval(seed_resampled(replicates, seed_draws(len(parts), resamples, seed)), level)
+    return {
+        "value": float(means.mean()),
+        "ci_low": low,
+        "ci_high": high,
+        "std": float(means.std(ddof=1)) if len(means) > 1 else float("nan"),
+        "seeds": len(means),
+        "cells": 1,
+    }
 
 
 def bootstrap_values(metrics: dict, confidence: np.ndarray, hit: np.ndarray, resamples: Resamples) -> dict:

@@ -654,3 +654,49 @@ def test_reference_mnist_mirrors_the_reference_script():
         "flag": "argmax",
     }
     assert {spec.name for spec in suite.correctors} == {"prober-latent"}
+
+
+def test_an_argmax_loop_edits_only_what_its_prober_flags_and_keeps_both_denominators(ctx, tmp_path):
+    """As the reference's generate_counterfactual.py edits only the images its prober calls a miss
+    (argmax): an unflagged image is never handed to the corrector, keeps its prediction with 0
+    steps, and a miss left so counts as not corrected over all misses."""
+    from probebench.registry import Registry
+
+    registry = Registry(builtin_modules())
+
+    def shifted(images):  # P(hit) + 0.2: the mildest miss (m = 0.53) rises above 0.5
+        return (ctx.prober(images) + 0.2).clamp(max=1)
+
+    guides = {
+        "shifted": stage.Guide(shifted, "toy-prober", threshold=0.5, level=toy.hit_level()),
+        "none-flagged": stage.Guide(lambda images: shifted(images).clamp(min=0.6), "toy-prober-2", 0.5, 0.95),
+    }
+    specs = [
+        ComponentSpec("prober-latent", {"lr": 0.05, "flag": "argmax", "prober": "shifted"}, "argmax"),
+        ComponentSpec("prober-latent", {"lr": 0.05, "prober": "shifted"}, "every-image"),  # threshold 0.5 too
+        ComponentSpec("prober-latent", {"lr": 0.05, "flag": "argmax", "prober": "none-flagged"}, "nothing"),
+    ]
+    state = stage.setup(specs, registry, ctx, {"identity": TrainedFlow(ctx.generator, "identity-flow")}, guides)
+    assert state.bound[0].key and state.bound[0].key != state.bound[1].key  # not one cached edit for both
+    images, labels = toy.cell()
+    flagged = shifted(images) < 0.5
+    assert flagged.tolist() == [True] * 5 + [False] * 11  # five of the six misses, no hit
+    rows = stage.correct_images(ctx, state, images, labels, BOOT, out=tmp_path, tag="seed0_none-0")
+    value = pd.DataFrame(rows).set_index(["method", "metric"])["value"]
+    assert value["every-image", "correction-rate"] == 1.0 and value["argmax", "correction-rate"] == 5 / 6
+    for metric in ("correction-rate-flagged", "net-accuracy-gain", "loop-accuracy", "abstain-coverage"):
+        assert value["argmax", metric] == value["every-image", metric], metric
+    assert value["argmax", "correction-rate-flagged"] == 1.0 and value["argmax", "break-rate"] == 0.0
+    saved = torch.load(tmp_path / "corrections" / "argmax_seed0_none-0.pt", weights_only=True)
+    everything = torch.load(tmp_path / "corrections" / "every-image_seed0_none-0.pt", weights_only=True)
+    assert torch.equal(saved["flagged"], flagged) and torch.equal(saved["steps"] > 0, flagged)
+    assert torch.equal(saved["prediction_after"][~flagged], saved["prediction_before"][~flagged])
+    assert (everything["steps"][~flagged] > 0).any()  # the Youden loop's corrector edits the others too
+    # the flagged images get the same edits as when every image is edited (an edit is per sample)
+    assert torch.allclose(saved["edited"], everything["edited"][flagged[everything["index"]]], atol=1e-6)
+    assert saved["details.reached"].shape == (16,) and not saved["details.reached"][~flagged].any()
+    # nothing flagged: the corrector is not called, nothing changes, the flagged rates are undefined
+    assert value["nothing", "correction-rate"] == 0.0 and value["nothing", "net-accuracy-gain"] == 0.0
+    assert np.isnan(value["nothing", "correction-rate-flagged"]) and np.isnan(value["nothing", "images-per-second"])
+    nothing = torch.load(tmp_path / "corrections" / "nothing_seed0_none-0.pt", weights_only=True)
+    assert len(nothing["index"]) == 0 and not nothing["steps"].any()

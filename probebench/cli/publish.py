@@ -63,7 +63,7 @@ def _component(spec: dict[str, Any]) -> str:
 def suite_markdown(suite_dict: dict[str, Any], config: str, runs: list[Path], ties: Ties | None = None) -> str:
     from probebench import results
     from probebench.cli.leaderboard import provenance_text
-    from probebench.report import active
+    from probebench.report import active, correction
     from probebench.report import leaderboard as board
     from probebench.report.studies import study_views
     from probebench.report.tables import render_sections
@@ -97,6 +97,11 @@ def suite_markdown(suite_dict: dict[str, Any], config: str, runs: list[Path], ti
     note = board.scaled_note(scales, table["metric"])
     if note:
         lines += [f"_{note}._", ""]
+    gains = correction.load_gains(runs)
+    correctors = [spec.get("label") or spec.get("name") for spec in suite_dict.get("correctors") or []]
+    pooled = "" if gains is None else correction.markdown(gains, correctors)
+    if pooled:
+        lines += [pooled, ""]
     active_table = active.load(runs)
     if active_table is not None:
         lines += [active.markdown(active_table, active.load_hits(runs)), ""]

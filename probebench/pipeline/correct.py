@@ -58,15 +58,20 @@ an absolute stop level, replaces the guide's).
 
 What the stage measures
 -----------------------
-Every corrector edits every image of the test cell once. Because an edit
+Every corrector edits every image of the test cell once, except that a
+corrector whose loop flags by ``argmax`` edits only the images its loop
+flags, as the reference's ``generate_counterfactual.py`` edits only the
+images its prober calls a miss (the others keep their prediction with 0
+steps, exactly what the loop does with them, so every rate below stays
+exact; a miss it leaves alone counts as not corrected). Because an edit
 depends only on its own image, the three views come from that one pass:
 (a) the true misses, (b) the hits, and (c) the label-free loop "flag with the
 prober, edit the flagged images, re-classify". Labels only judge (the
 metrics are computed in ``probebench/pipeline/evaluate.py``):
 
 - ``correction-rate``: true misses whose edit the classifier gets right / true
-  misses (all of them are handed to the corrector; one its stop rule leaves
-  alone counts as not corrected);
+  misses (all of them are handed to the corrector, the flagged ones only
+  with ``argmax``; one it leaves alone counts as not corrected);
 - ``correction-rate-flagged``: the same over the misses the loop flags (the
   reference's "true miss" denominator: it edits only what its prober flags);
 - ``break-rate``: hits whose edit the classifier gets wrong / hits;
@@ -96,8 +101,12 @@ tensors, loadable with ``torch.load(weights_only=True)``: ``index`` of the
 samples the corrector changed (steps > 0) and their ``edited`` images (the
 rest are the cell's images unchanged), per-sample ``steps``, ``labels``,
 ``prediction_before``/``_after``, ``p_hit``, ``flagged``, the threshold and
-stop level, and ``details.*`` (a path only for changed samples, float16); per
-method one PNG grid of original / edited / delta for corrected misses.
+stop level, ``details.*`` (a path only for changed samples, float16), the
+``method`` and ``cell`` (its tag, ``seed0_none-0``) and the per-sample loop
+gains the net-gain rows average (``loop_gain``, ``tuned_loop_gain``: +1 a
+miss fixed, -1 a hit broken; ``probebench.report.correction`` pools them
+over seeds); per method one PNG grid of original / edited / delta for
+corrected misses.
 """
 
 from __future__ import annotations
@@ -119,7 +128,7 @@ from probebench.kinds import uses_generator
 from probebench.paths import safe_part
 from probebench.pipeline.attack import cell_images
 from probebench.pipeline.cells import Cell
-from probebench.pipeline.evaluate import Outcome, cached_outcome_rows
+from probebench.pipeline.evaluate import Outcome, cached_outcome_rows, loop_gain_per_sample
 from probebench.pipeline.failures import CallInfo
 from probebench.pipeline.generate import TrainedFlow
 from probebench.pipeline.stage import Run
@@ -236,6 +245,15 @@ class Bound:
     guide: str = ""
     tuned: float | None = None  # the loop threshold that maximised its gain on the validation split
     flag: str = "youden"  # how its loop flags images (FLAG_KEY)
+
+    @property
+    def edits_flagged_only(self) -> bool:
+        """Whether the corrector sees only the images its loop flags: with
+        argmax flagging, as the reference edits only what its prober calls a
+        miss. An unflagged image keeps its prediction (0 steps), which is
+        what the loop does with it anyway, so every rate stays exact; a
+        Youden loop's corrector edits every image (the all-miss rates)."""
+        return self.flag == "argmax"
 
     def flag_threshold(self, guide: Guide) -> float:
         """The P(hit) below which its loop flags an image."""
@@ -370,7 +388,9 @@ def setup(
         for method, generator in _runs(spec, corrector, pinned, generators):
             generator_key = None if generator is None else generators[generator].key
             keyed = guide_key and (generator is None or generator_key)
-            parts = (spec.name, options, *versions, generator, generator_key, guide, guide_key)  # not flag: no edit
+            parts: tuple[Any, ...] = (spec.name, options, *versions, generator, generator_key, guide, guide_key)
+            if flag == "argmax":  # it edits only the flagged images (Bound.edits_flagged_only); youden: every one
+                parts += ("edits only the argmax-flagged images",)
             key = hash_key(*parts) if keyed else ""
             bound.append(Bound(method, corrector, generator, key, guide, flag=flag))
     return Setup(bound, {label: trained.flow for label, trained in generators.items()}, guides)
@@ -452,12 +472,22 @@ def edit(
         prober_threshold=bound.flag_threshold(guide),
         prober_hit_level=guide.level,
     )
+    index = (p_hit < bound.flag_threshold(guide)).nonzero().squeeze(1) if bound.edits_flagged_only else None
+    chosen = images if index is None else images[index]
     torch.manual_seed(ctx.seed)
     started = time.perf_counter()
-    correction = bound.corrector.correct(inputs, images)
-    seconds = time.perf_counter() - started
-    edited, steps = check_correction(correction, images)
-    own_predictions = check_predictions(correction, len(images), ctx.num_classes)
+    correction = bound.corrector.correct(inputs, chosen) if len(chosen) else None
+    seconds = time.perf_counter() - started if correction is not None else 0.0  # 0: no speed to report
+    if correction is None:  # nothing to edit: the corrector is not called
+        edited, steps, own_predictions, details = chosen, torch.zeros(0, dtype=torch.long), None, {}
+    else:
+        edited, steps = check_correction(correction, chosen)
+        own_predictions = check_predictions(correction, len(chosen), ctx.num_classes)
+        details = dict(getattr(correction, "details", {}) or {})
+    if index is not None:
+        edited, steps, own_predictions, details = _in_place(
+            index, images, predictions, edited, steps, own_predictions, details
+        )
     changed = (steps > 0).nonzero().squeeze(1)  # the others are their original test image, bit for bit
     record = {
         "index": changed,
@@ -473,13 +503,42 @@ def edit(
         "edit_size": (edited - images).flatten(1).norm(dim=1),
         "seconds": float(seconds),
     }
-    for key, value in (getattr(correction, "details", {}) or {}).items():
+    for key, value in details.items():
         if isinstance(value, torch.Tensor) and len(value) == len(steps):
             value = value.detach().cpu()
             if value.dim() > 1:  # images or paths: only the changed samples, paths in half precision
                 value = value[changed].half() if value.dim() > 4 else value[changed]
             record[f"details.{key}"] = value
     return record
+
+
+def _in_place(
+    index: torch.Tensor,
+    images: torch.Tensor,
+    predictions: torch.Tensor,
+    edited: torch.Tensor,
+    steps: torch.Tensor,
+    own_predictions: torch.Tensor | None,
+    details: dict[str, Any],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, dict[str, Any]]:
+    """A correction of ``images[index]`` as a correction of all ``images``:
+    the others unchanged with 0 steps and their own prediction, per-sample
+    details zero there."""
+    all_edited = images.clone()
+    all_edited[index] = edited
+    all_steps = torch.zeros(len(images), dtype=torch.long)
+    all_steps[index] = steps
+    all_predictions = None
+    if own_predictions is not None:
+        all_predictions = predictions.clone()
+        all_predictions[index] = own_predictions
+    spread = {}
+    for key, value in details.items():
+        if isinstance(value, torch.Tensor) and len(value) == len(index):
+            whole = torch.zeros((len(images), *value.shape[1:]), dtype=value.dtype)
+            whole[index] = value.detach().cpu()
+            spread[key] = whole
+    return all_edited, all_steps, all_predictions, spread
 
 
 Cache = Callable[[Bound, Callable[[], Record]], Record]  # (bound, build) -> the stored record, or build()'s
@@ -572,6 +631,7 @@ def correct_images(
         )
         rows += [{"method": bound.method, **row} for row in cached_outcome_rows(store, outcome, bootstrap)]
         if out is not None:
+            record = {**record, **_per_sample_gains(outcome), "method": bound.method, "cell": tag}
             _save(out, bound.method, tag, state, images, record, store)
     return rows
 
@@ -624,6 +684,17 @@ def correct_cell(run: Run, ctx: Context, state: Setup, cell: Cell) -> list[dict[
     )
     keys = cell.columns(run.suite, ctx.seed)
     return [{**keys, **row} for row in rows]
+
+
+def _per_sample_gains(outcome: Outcome) -> dict[str, torch.Tensor]:
+    """What the loop gained on each image (+1 fixed, -1 broken, 0), with its
+    flag threshold and with the tuned one: the samples the net-gain rows
+    average, kept so a report can pool them over seeds
+    (``probebench.report.correction``)."""
+    gains = {"loop_gain": loop_gain_per_sample(outcome.hit, outcome.hit_after, outcome.flagged)}
+    if outcome.tuned_flagged is not None:
+        gains["tuned_loop_gain"] = loop_gain_per_sample(outcome.hit, outcome.hit_after, outcome.tuned_flagged)
+    return {key: torch.as_tensor(value, dtype=torch.int8) for key, value in gains.items()}
 
 
 # -- artifacts --------------------------------------------------------------------

@@ -57,48 +57,30 @@ def pooled_gains(hits: pd.DataFrame, resamples: int = 1000, level: float = 0.95,
     """``gain-over-random`` over several seeds: per (strategy, oracle, round),
     the mean over seeds of test accuracy minus ``random``'s at the same seed
     and round, with a percentile interval from a bootstrap over seeds and test
-    images together (each replicate draws the seeds with replacement and, for
-    each, resamples its test images; every strategy sees the same draws, so
-    the gains stay paired). Columns as ``aggregate``'s, ``std`` over seeds."""
+    images together (``probebench.evaluate.pooled_over_seeds``: every strategy
+    sees the same draws, so the gains stay paired). Columns as
+    ``aggregate``'s, ``std`` over seeds."""
     import numpy as np
     import pandas as pd
 
-    from probebench.evaluate import Resamples, percentile_interval
-    from probebench.significance import seed_draws, seed_resampled
+    from probebench.evaluate import pooled_over_seeds
 
     seeds = sorted(hits["seed"].unique().tolist())
-    draws = seed_draws(len(seeds), resamples, seed)
-    per_line: dict[tuple[str, str, int], list[tuple[float, np.ndarray]]] = {}
-    for i, seed_value in enumerate(seeds):
+    per_line: dict[tuple[str, str, int], list[np.ndarray]] = {}
+    for seed_value in seeds:
         part = hits[hits["seed"] == seed_value]
         wide = part.pivot(index=[*RUN_KEYS, "round"], columns="index", values="hit")
-        counts = Resamples.draw(wide.shape[1], resamples, seed + i).counts
         baseline = wide.xs(BASELINE, level="strategy").droplevel("oracle")  # random has pool-label only
         for (strategy, oracle, round_), row in wide.iterrows():
             if strategy == BASELINE or round_ == 0:
                 continue
             gain = row.to_numpy(dtype=float) - baseline.loc[round_].to_numpy(dtype=float)
-            per_line.setdefault((strategy, oracle, round_), []).append((gain.mean(), counts @ gain / len(gain)))
-    rows = []
-    for (strategy, oracle, round_), parts in per_line.items():
-        if len(parts) != len(seeds):
-            continue  # a line some seed lacks is not pooled
-        values = np.array([value for value, _ in parts])
-        replicates = seed_resampled(np.stack([r for _, r in parts]), draws)
-        low, high = percentile_interval(replicates, level)
-        rows.append(
-            {
-                "strategy": strategy,
-                "oracle": oracle,
-                "round": round_,
-                "value": values.mean(),
-                "ci_low": low,
-                "ci_high": high,
-                "std": values.std(ddof=1) if len(values) > 1 else float("nan"),
-                "seeds": len(values),
-                "cells": 1,
-            }
-        )
+            per_line.setdefault((strategy, oracle, round_), []).append(gain)
+    rows = [
+        {"strategy": strategy, "oracle": oracle, "round": round_, **pooled_over_seeds(gains, resamples, level, seed)}
+        for (strategy, oracle, round_), gains in per_line.items()
+        if len(gains) == len(seeds)  # a line some seed lacks is not pooled
+    ]
     return pd.DataFrame(rows)
 
 
