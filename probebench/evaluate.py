@@ -13,13 +13,19 @@ metric on a laptop core. Batches are processed in chunks to bound memory.
 
 Every metric must therefore be a symmetric function of the samples (any
 statistic of an i.i.d. test set is).
+
+The per-resample values behind each interval are kept (``Estimate.replicates``,
+the ``replicates`` entry of a row): the run writes them to ``replicates.npz``
+and the tied-best test of a leaderboard differences them pair by pair
+(``probebench.significance``), so the intervals and the ties rest on one
+bootstrap pass.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,6 +35,7 @@ if TYPE_CHECKING:
 
 CLASSIFIER_METHOD = "-"  # the method column of rows that describe the classifier alone
 CHUNK_ELEMENTS = 2_000_000  # resample elements per metric call: ~16 MB per float array
+REPLICATES = "replicates"  # the row entry holding an estimate's per-resample values (not a results.csv column)
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,17 @@ class Estimate:
     ci_low: float
     ci_high: float
     n: int
+    replicates: np.ndarray | None = field(default=None, repr=False, compare=False)  # float[B] behind the interval
+
+    def row(self) -> dict[str, Any]:
+        """``{value, ci_low, ci_high, n, replicates}``: the entries of a tidy row."""
+        return {
+            "value": self.value,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "n": self.n,
+            REPLICATES: self.replicates,
+        }
 
 
 def bootstrap_bytes(n: int, resamples: int, metrics: int) -> int:
@@ -190,7 +208,7 @@ def estimates(
     out = {}
     for name, value in values.items():
         low, high = percentile_interval(samples[name], level) if name in samples else (float("nan"),) * 2
-        out[name] = Estimate(value, low, high, len(hit))
+        out[name] = Estimate(value, low, high, len(hit), samples.get(name))
     return out
 
 
@@ -207,10 +225,10 @@ def mean_estimate(per_sample: np.ndarray, resamples: Resamples, level: float) ->
     per_sample = np.asarray(per_sample, dtype=float)
     n = len(per_sample)
     value = float(per_sample.mean()) if n else float("nan")
-    low, high = (float("nan"),) * 2
-    if len(resamples) and np.isfinite(value):
-        low, high = percentile_interval(resamples.counts @ per_sample / n, level)
-    return Estimate(value, low, high, n)
+    if not (len(resamples) and np.isfinite(value)):
+        return Estimate(value, float("nan"), float("nan"), n)
+    replicates = resamples.counts @ per_sample / n
+    return Estimate(value, *percentile_interval(replicates, level), n, replicates)
 
 
 def evaluate_cell(
@@ -220,7 +238,9 @@ def evaluate_cell(
     bootstrap: Bootstrap,
     per_sample: dict[str, np.ndarray] | None = None,
 ) -> list[dict]:
-    """Rows ``{method, metric, value, ci_low, ci_high, n}`` for one cell.
+    """Rows ``{method, metric, value, ci_low, ci_high, n, replicates}`` for one
+    cell (``replicates``: the metric on each resample, float[B], or None
+    where the value has no interval).
 
     Metrics with ``needs_confidence = False`` (accuracy) describe the classifier
     and appear once, with method ``-``; so do metrics with
@@ -251,5 +271,5 @@ def evaluate_cell(
     rows = []
     for name in metrics:  # rows in the suite's metric order, as before
         methods = [CLASSIFIER_METHOD] if name in of_classifier or name in of_probabilities else list(confidences)
-        rows += [{"method": m, "metric": name, **found[(m, name)].__dict__} for m in methods]
+        rows += [{"method": m, "metric": name, **found[(m, name)].row()} for m in methods]
     return rows

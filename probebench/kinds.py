@@ -169,7 +169,13 @@ class Prober(Protocol):
         """Learn P(hit) from features [N,D] and boolean outcomes [N]."""
 
     def predict(self, features: torch.Tensor) -> torch.Tensor:
-        """P(hit) in [0,1], shape [N]. Uses no label."""
+        """P(hit) in [0,1], shape [N]. Uses no label.
+
+        A prober may also define ``log_odds(features) -> float[N]``, the
+        logit of its P(hit); the ``prober`` scorer then ranks by it, so
+        a P(hit) that rounds to exactly 1.0 cannot tie scores (``confidnet``
+        does: its regression toward true-class probabilities near 1
+        saturates the sigmoid)."""
 
 
 @runtime_checkable
@@ -317,7 +323,7 @@ class FinishedRun:
     ``seed``, ``method``, ``metric``, ``value``, ``ci_low``, ``ci_high``,
     ``n``; a seed of -1 never occurs: rows are per seed); ``meta`` is run.json
     as a dict; ``artifacts`` the files worth keeping (results.csv, run.json,
-    scores.csv.gz, report.html and every PNG under the folder)."""
+    scores.csv.gz, replicates.npz, report.html and every PNG under the folder)."""
 
     path: Any
     params: dict[str, Any]

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from probebench.registry import Registry
     from probebench.suite import ComponentSpec
 
-ARTIFACTS = ("results.csv", "run.json", "scores.csv.gz", "report.html")
+ARTIFACTS = ("results.csv", "run.json", "scores.csv.gz", "replicates.npz", "report.html")
 HEADER_PARAMS = ("probebench_version", "torch_version", "python_version", "git_commit", "device", "status")
 
 

@@ -5,7 +5,9 @@ classifier, seed, method, metric) with value, ci_low, ci_high and n; clean test
 data has corruption ``none`` and severity 0. ``run.json`` is the header:
 versions, commit, machine, times, the suite as resolved, metric directions and
 failures. ``scores.csv.gz`` holds the per-sample confidences every number was
-computed from.
+computed from. ``replicates.npz`` holds each value's bootstrap replicates (the
+metric on every resample its interval was taken over), which the tied-best
+marks of leaderboards difference (``probebench.report.ties``).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ COLUMNS = [
 ]
 KEYS = COLUMNS[:8]
 CLEAN = "none"
+REPLICATES_FILE = "replicates.npz"
 
 
 def now() -> str:
@@ -157,7 +160,8 @@ def ensure_writable(out: Path) -> None:
 
 
 def write_run(out: Path, rows: list[dict[str, Any]], run_header: Header, samples: pd.DataFrame | None) -> None:
-    """Write results.csv, scores.csv.gz and run.json atomically (header last).
+    """Write results.csv, scores.csv.gz, replicates.npz (from the rows'
+    ``replicates``) and run.json atomically (header last).
 
     A failure to write (disk full, permissions) leaves no half-written file and
     becomes one clear line; finished stages stay cached, so rerunning is cheap.
@@ -180,6 +184,9 @@ def _write_run(out: Path, rows: list[dict[str, Any]], run_header: Header, sample
     atomic_write(out / "results.csv", lambda tmp: table.to_csv(tmp, index=False, float_format="%.6g"))
     if samples is not None:
         _write_bytes(out / "scores.csv.gz", scores_file_bytes(safe_frame(samples)))
+    replicates = replicates_file_bytes(rows)
+    if replicates is not None:
+        _write_bytes(out / REPLICATES_FILE, replicates)
     _write_bytes(out / "run.json", (json.dumps(run_header, indent=2, default=str) + "\n").encode())
 
 
@@ -192,6 +199,57 @@ def scores_file_bytes(samples: pd.DataFrame) -> bytes:
     import gzip
 
     return gzip.compress(samples.to_csv(index=False).encode(), mtime=0)
+
+
+def replicates_file_bytes(rows: list[dict[str, Any]]) -> bytes | None:
+    """The rows' bootstrap replicates as an ``.npz`` (None when no row has any):
+    ``replicates`` float64 [R, B], the full-sample ``value`` [R] they belong
+    to, and one text array [R] per key column (``KEYS``). Zip entries carry a
+    fixed date, so the same rows give the same bytes."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    from probebench.evaluate import REPLICATES
+
+    kept = [row for row in rows if row.get(REPLICATES) is not None]
+    if not kept:
+        return None
+    arrays = {
+        "replicates": np.stack([np.asarray(row[REPLICATES], dtype=float) for row in kept]),
+        "value": np.array([float(row["value"]) for row in kept]),
+        **{key: np.array([str(row[key]) for row in kept]) for key in KEYS},
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            entry = io.BytesIO()
+            np.lib.format.write_array(entry, array, allow_pickle=False)
+            archive.writestr(
+                zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)),
+                entry.getvalue(),
+                compress_type=zipfile.ZIP_DEFLATED,
+            )
+    return buffer.getvalue()
+
+
+def load_replicates(run: Path) -> dict[tuple[str, ...], tuple[Any, float]] | None:
+    """``{KEYS as text: (replicates float[B], value)}`` of a run folder's
+    replicates.npz; None for a run written before replicates were kept."""
+    import numpy as np
+
+    path = run / REPLICATES_FILE
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            keys = zip(*(stored[key].tolist() for key in KEYS))
+            return {
+                key: (vector, float(value)) for key, vector, value in zip(keys, stored["replicates"], stored["value"])
+            }
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"cannot read {path}: {exc}; run the suite again to rewrite it") from None
 
 
 def _write_bytes(path: Path, data: bytes) -> None:

@@ -8,6 +8,7 @@ import torch
 
 from probebench.hookspecs import hookimpl
 from probebench.kinds import CAPABILITIES, TrueClassTarget, fits_true_class_probability
+from probebench.pipeline.context import Batch
 from probebench.plugins.probers.confidnet import ConfidNet
 from probebench.plugins.probers.mlp import MLP
 from probebench.plugins.scorers.prober import ProberScorer
@@ -94,3 +95,50 @@ def test_the_prober_scorer_hands_the_tcp_of_the_models_whose_outcomes_give_hit(t
     # a TCP above 1/2 is always a hit (the true class has the majority); a miss's TCP is below the top class's
     assert bool(hit[tcp > 0.5].all()) and tcp.shape == hit.shape == (120,)
     assert bool(((tcp >= 0) & (tcp <= 1)).all())
+
+
+def saturating_tcp(n: int, seed: int):
+    """A classifier judged on its own training images: 97% hits, most of them with a
+    true-class probability of exactly 1.0 in float32, the rest ~0.9-1; misses low.
+    Feature 0 carries how sure the classifier was."""
+    generator = torch.Generator().manual_seed(seed)
+    features = torch.randn(n, 8, generator=generator)
+    hit = torch.rand(n, generator=generator) < 0.97
+    margin = 3.0 * features[:, 0] + 2.0
+    tcp = torch.where(hit, torch.sigmoid(margin + 20.0).float(), 0.5 * torch.sigmoid(margin - 3.0))
+    features[:, 0] = torch.where(hit, features[:, 0] + 1.5, features[:, 0] - 1.5)
+    return features, hit, tcp
+
+
+def test_confidnet_still_ranks_when_its_targets_saturate_the_sigmoid():
+    """The collapse of version 1 (lr 1e-3, scored on P(hit)): with TCP ~1 for
+    almost every sample, P(hit) became exactly 1.0 everywhere, every score tied
+    and AUROC was 0.5. The prober scorer ranks ConfidNet by its log-odds."""
+    from sklearn.metrics import roc_auc_score
+
+    features, hit, tcp = saturating_tcp(2500, seed=0)
+    assert (tcp[hit] == 1.0).float().mean() > 0.5  # the trap: most targets are exactly 1 in float32
+    torch.manual_seed(0)
+    prober = ConfidNet()  # the paper's net and lr (1e-3 sends every P(hit) to 1.0 here, AUROC 0.5)
+    prober.fit(features, hit, tcp)
+    test_features, test_hit, _ = saturating_tcp(1500, seed=1)
+    confidence = prober.log_odds(test_features)
+    p_hit = prober.predict(test_features)
+    assert len(torch.unique(confidence)) == len(confidence)  # no ties ...
+    assert len(torch.unique(p_hit)) < len(p_hit)  # ... where P(hit) rounds some to the same float32
+    assert roc_auc_score(test_hit.numpy(), confidence.numpy()) > 0.9
+    assert prober.facts["valid_auroc"] > 0.9
+    assert bool((torch.sigmoid(confidence) - p_hit).abs().max() < 1e-5)  # the log-odds of the same P(hit)
+
+
+def test_the_prober_scorer_ranks_confidnet_by_its_log_odds_and_guides_with_p_hit(tmp_path):
+    images, labels = random_digits(120)
+    ctx = make_ctx(tmp_path, tiny_cnn(), images, labels)
+    scorer = ProberScorer(prober="confidnet", source="train", prober_options={"epochs": 1}, min_misses=3)
+    scorer.prepare(ctx)
+    batch = Batch(ctx, random_digits(30, seed=5)[0])
+    score = scorer.score(ctx, batch)
+    inputs = scorer.inputs(batch.logits, {"fc_layer.4": batch.features("fc_layer.4")})
+    assert torch.equal(score, scorer.prober.log_odds(inputs))
+    with torch.no_grad():
+        assert torch.allclose(torch.sigmoid(score), scorer.p_hit(batch.images), atol=1e-6)

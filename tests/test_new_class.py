@@ -96,12 +96,18 @@ def test_a_run_reports_the_new_class_study_apart_and_its_auroc_traces_to_the_sco
     assert head["data"]["new_classes"] == [8, 9] and head["metrics"]["new-class-auroc"]["higher_is_better"]
 
     from probebench.cli.publish import suite_markdown
+    from probebench.report.ties import Replicates, Ties
 
-    text = suite_markdown(head["suite"], head["config_hash"], [out])
+    # ties from the run's replicates alone: no metric plugin to recompute anything with
+    ties = Ties(0.05, Replicates({out.name: out}, {out.name: head}, lambda name: None))
+    text = suite_markdown(head["suite"], head["config_hash"], [out], ties)
     titles = [line for line in text.splitlines() if line.startswith("**")]
     assert titles[0] == "**iid study: Clean test data**"
     assert "**new-class study: clean test data and unseen-class images**" in titles
     assert titles[-2] == "**new-class study: hits against unseen-class images (new-class-auroc)**"
     assert "classes 8, 9 held out" in text
+    unseen_note = text.split("(new-class-auroc)**")[1].split("**runs**")[0]
+    assert "paired bootstrap over the same 30 test resamples" in unseen_note  # its rows keep their replicates
+    assert "interval overlaps" not in unseen_note
     iid_table = text.split("**iid study: Clean test data**")[1].split("**")[0]
     assert "new-class-auroc" not in iid_table and np.isfinite(table["value"].astype(float)).all()

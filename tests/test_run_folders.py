@@ -191,7 +191,7 @@ def test_formula_labels_are_escaped_in_every_csv_and_files_follow_the_umask(runn
         os.umask(old)
     assert result.exit_code == 0, result.output
     run = tmp_path / "run"
-    for name in ("results.csv", "scores.csv.gz", "run.json"):
+    for name in ("results.csv", "scores.csv.gz", "replicates.npz", "run.json"):
         assert (run / name).stat().st_mode & 0o777 == 0o644, name
     raw = pd.read_csv(run / "results.csv", keep_default_na=False)
     assert '\'=HYPERLINK("http://x")' in set(raw["method"]) and "-" in set(raw["method"])

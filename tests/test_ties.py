@@ -136,7 +136,7 @@ def test_alpha_zero_bolds_only_the_best_and_says_so(runner, tmp_path):
     assert _bold(result.output, "copy") == [True, True]  # equal to the best to the last digit: best too
 
 
-def test_a_value_that_its_scores_do_not_reproduce_is_never_declared_tied(runner, tmp_path):
+def test_a_value_that_its_replicates_do_not_belong_to_is_never_declared_tied(runner, tmp_path):
     run = _imported_run(runner, tmp_path)
     table = pd.read_csv(run / "results.csv", keep_default_na=False)
     worse = (table["method"] == "worse") & (table["metric"] == "auroc")
@@ -146,7 +146,7 @@ def test_a_value_that_its_scores_do_not_reproduce_is_never_declared_tied(runner,
     result = runner.invoke(app, ["leaderboard", str(run), "--format", "markdown", "--metric", "auroc"])
     assert result.exit_code == 0, result.output
     assert _bold(result.output, "worse") == [False]
-    assert re.search(r"1 value\(s\) differ from the metric recomputed from scores.csv.gz", result.output)
+    assert re.search(r"1 value\(s\) differ from the value their bootstrap replicates belong to", result.output)
 
 
 @pytest.mark.parametrize("command", ["leaderboard", "publish", "report"])
@@ -167,3 +167,94 @@ def test_publish_says_how_ties_were_decided_over_seeds(runner, tiny_registry, tm
     sentence = r"paired bootstrap over the same \d+ test resamples and over seeds, Holm-corrected across the column"
     assert re.search(sentence, page) and "α = 0.05" in page
     assert "**bold**: best in its column and every value not" in page
+
+
+def _close_call_run(runner, tmp_path):
+    """`probebench evaluate` of one seed's scores: msp, a noisier copy of it (close:
+    the test has to decide), a weaker method and a clearly worse one."""
+    rng = np.random.default_rng(7)
+    n = 500
+    label = rng.integers(0, 10, n)
+    hit = rng.random(n) < 0.85
+    msp = 0.6 + 0.35 * hit + rng.normal(scale=0.12, size=n)
+    frame = pd.DataFrame(
+        {
+            "label": label,
+            "prediction": np.where(hit, label, (label + 1) % 10),
+            "msp": msp,
+            "noisier": msp + rng.normal(scale=0.02, size=n),
+            "weaker": 0.6 + 0.3 * hit + rng.normal(scale=0.16, size=n),
+            "worse": 0.6 + 0.1 * hit + rng.normal(scale=0.2, size=n),
+        }
+    )
+    frame.to_csv(tmp_path / "scores.csv", index=False)
+    out = tmp_path / "run"
+    args = ["evaluate", str(tmp_path / "scores.csv"), "--name", "t", "--metrics", "accuracy,auroc"]
+    result = runner.invoke(app, [*args, "--resamples", "300", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out, frame, hit
+
+
+METHODS = ["msp", "noisier", "weaker", "worse"]
+
+
+def test_the_run_keeps_the_replicates_its_intervals_were_taken_over(runner, tmp_path):
+    from probebench.evaluate import percentile_interval
+    from probebench.results import load_replicates
+
+    run, frame, hit = _close_call_run(runner, tmp_path)
+    kept = load_replicates(run)
+    table = pd.read_csv(run / "results.csv", keep_default_na=False)
+    indices = bootstrap_indices(len(hit), 300, seed=0)  # the suite's bootstrap seed (default 0)
+    for method in METHODS:
+        vector, value = kept[("t", "imported", "none", "0", "imported", "0", method, "auroc")]
+        # the reference: scikit-learn's AUROC of the miss on -confidence, one resample at a time
+        confidence = frame[method].to_numpy()
+        expected = [roc_auc_score(~hit[rows], -confidence[rows]) for rows in indices]
+        assert np.allclose(vector, expected, rtol=0, atol=1e-9)
+        row = table[(table["method"] == method) & (table["metric"] == "auroc")].iloc[0]
+        low, high = percentile_interval(vector, 0.95)
+        assert [row["value"], row["ci_low"], row["ci_high"]] == pytest.approx([value, low, high], rel=1e-5)
+    accuracy, _ = kept[("t", "imported", "none", "0", "imported", "0", "-", "accuracy")]
+    assert np.allclose(accuracy, [hit[rows].mean() for rows in indices], atol=1e-12)
+
+
+def test_tie_marks_equal_a_plain_paired_bootstrap_with_holm_and_evaluate_no_metric_again(runner, tmp_path):
+    from probebench import results
+    from probebench.registry import Registry
+    from probebench.report import leaderboard as board
+    from probebench.report.ties import Replicates, Ties, registry_metrics
+    from tests.conftest import builtin_modules
+
+    run, frame, hit = _close_call_run(runner, tmp_path)
+    table, heads = results.combine([run])
+    made = registry_metrics(Registry(builtin_modules(), autoload=False))
+    asked: list[str] = []
+
+    def counting(name):  # every metric the tie test would evaluate again passes here
+        asked.append(name)
+        return made(name)
+
+    ties = Ties(0.05, Replicates({run.name: run}, heads, counting))
+    (section,) = board.sections(table, board.View(["method"], ["metric"], ["auroc"]), heads, ties=ties)
+    tied = {row for row, column in section.marked}
+    assert asked == []  # the run's replicates were differenced: no metric made, none evaluated, no second pass
+
+    # the reference, written plainly: the same resample indices, paired differences to the best, Holm
+    indices = bootstrap_indices(len(hit), 300, seed=0)
+    full = {m: roc_auc_score(~hit, -frame[m].to_numpy()) for m in METHODS}
+    per_resample = {m: np.array([roc_auc_score(~hit[r], -frame[m].to_numpy()[r]) for r in indices]) for m in METHODS}
+    best = max(full, key=full.__getitem__)
+    pvalues = {}
+    for method in METHODS:
+        if method != best:
+            diff = per_resample[best] - per_resample[method]
+            pvalues[method] = min(1.0, 2 * (1 + min(np.sum(diff <= 0), np.sum(diff >= 0))) / (len(diff) + 1))
+    expected = {best}
+    ordered = sorted(pvalues, key=pvalues.__getitem__)
+    for rank, method in enumerate(ordered):
+        if pvalues[method] > 0.05 / (len(ordered) - rank):
+            expected |= set(ordered[rank:])  # Holm stops at the first hypothesis it cannot reject
+            break
+    assert tied == expected
+    assert 1 < len(expected) < len(METHODS)  # the case is not trivial: some tied, some not

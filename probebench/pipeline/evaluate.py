@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from probebench.cache import content_digest, hash_key
-from probebench.evaluate import bootstrap_indices, estimate, evaluate_cell
+from probebench.evaluate import REPLICATES, bootstrap_indices, estimate, evaluate_cell
 from probebench.pipeline.cells import Cell
 from probebench.pipeline.stage import Run
 
@@ -49,6 +49,7 @@ CORRECTION_METRICS = {
 # images below hits: AUROC of hits (positive) against held-out-class images,
 # the cell's other misses left out (the auroc metric on that subset).
 NEW_CLASS_AUROC = "new-class-auroc"
+ROWS_FORMAT = "rows+replicates"  # what an ``evaluated`` artifact holds (in its key)
 
 
 def per_sample_column(metric: str) -> str:
@@ -76,10 +77,10 @@ def detection_rows(run: Run, seed: int, cell: Cell, scored: Scored) -> tuple[lis
         rows = evaluate_cell(scored.confidences, hit, metrics, suite.bootstrap, per_sample)
         if scored.unseen is not None and scored.unseen.any():
             rows += new_class_rows(run, scored)
-        return {"rows": rows}
+        return {"rows": [_stored(row) for row in rows]}
 
     evaluated = run.store.get_or_build("evaluated", evaluated_key(run, scored, per_sample), evaluate)
-    rows = [{**keys, **row} for row in evaluated["rows"]]
+    rows = [{**keys, **_loaded(row)} for row in evaluated["rows"]]
     frame = pd.DataFrame(
         {
             **keys,
@@ -94,6 +95,20 @@ def detection_rows(run: Run, seed: int, cell: Cell, scored: Scored) -> tuple[lis
     for name, values in per_sample.items():  # the classifier's per-sample losses that the NLL/Brier rows average
         frame[per_sample_column(name)] = values
     return rows, frame
+
+
+def _stored(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` as an artifact holds it: its replicates as a tensor (artifacts load
+    with ``weights_only``, which reads tensors, not numpy arrays)."""
+    import torch
+
+    replicates = row.get(REPLICATES)
+    return {**row, REPLICATES: None if replicates is None else torch.from_numpy(np.asarray(replicates, dtype=float))}
+
+
+def _loaded(row: dict[str, Any]) -> dict[str, Any]:
+    replicates = row.get(REPLICATES)
+    return {**row, REPLICATES: None if replicates is None else replicates.numpy()}
 
 
 def new_class_rows(run: Run, scored: Scored) -> list[dict[str, Any]]:
@@ -113,7 +128,9 @@ def evaluated_key(run: Run, scored: Scored, per_sample: dict[str, np.ndarray] | 
     ``evaluate_cell`` reads (each method's confidences, hit/miss, the
     per-sample losses of probability metrics), the metric
     plugins with their versions, and the bootstrap settings. A warm run then
-    skips the bootstrap, and any change to its inputs recomputes it."""
+    skips the bootstrap, and any change to its inputs recomputes it. The rows
+    hold each value's bootstrap replicates (``ROWS_FORMAT``: artifacts made
+    before they were kept are not reused)."""
     digest = hashlib.sha256(np.ascontiguousarray(scored.hit, dtype=bool).tobytes())
     if scored.unseen is not None:  # the new-class rows read which misses are unseen-class images
         digest.update(b"unseen:" + np.ascontiguousarray(scored.unseen, dtype=bool).tobytes())
@@ -125,7 +142,8 @@ def evaluated_key(run: Run, scored: Scored, per_sample: dict[str, np.ndarray] | 
         (m, getattr(run.registry.get("metric", m), "version", "1"), run.registry.entry("metric", m).plugin.version)
         for m in run.suite.metrics
     ]
-    return hash_key("evaluated", digest.hexdigest(), list(scored.confidences), metrics, vars(run.suite.bootstrap))
+    parts = (digest.hexdigest(), list(scored.confidences), metrics, vars(run.suite.bootstrap), ROWS_FORMAT)
+    return hash_key("evaluated", *parts)
 
 
 # -- correction --------------------------------------------------------------------
@@ -168,7 +186,7 @@ def _row(metric: str, values: np.ndarray, bootstrap: Bootstrap, value: float | N
         }
     indices = bootstrap_indices(len(values), bootstrap.resamples, bootstrap.seed)
     est = estimate(_mean, values, values, indices, bootstrap.confidence)
-    return {"metric": metric, **est.__dict__}
+    return {"metric": metric, **{k: v for k, v in est.row().items() if k != REPLICATES}}
 
 
 def outcome_rows(outcome: Outcome, bootstrap: Bootstrap) -> list[dict[str, Any]]:

@@ -1,23 +1,22 @@
-"""Tied-best marks of a leaderboard section, recomputed from the runs' per-sample scores.
+"""Tied-best marks of a leaderboard section, from the bootstrap replicates the intervals were taken over.
 
 A run's ``results.csv`` holds each metric with its percentile interval over
-bootstrap resamples of the test samples (``probebench.evaluate``). The
-resamples are drawn from the suite's ``bootstrap`` seed, so this module draws
-exactly those resamples again for a cell (``Resamples.draw``), evaluates every
-shown metric on them from ``scores.csv.gz``, and hands the paired replicates to
-``probebench.significance.tied_best``. Nothing is drawn anew: the intervals and
-the ties rest on the same resamples.
+bootstrap resamples of the test samples (``probebench.evaluate``); the run
+keeps the metric's value on every one of those resamples in
+``replicates.npz``. This module reads those replicates and hands them, paired
+resample by resample, to ``probebench.significance.tied_best``: the intervals
+and the ties rest on one bootstrap pass, nothing is evaluated again.
 
-This is the one tie decision of every table. Only where a column (or row) has
-no per-sample scores to test with (e.g. rows imported without a scores file,
-or a table drawn without ``Ties``) does the fallback ``overlap_tied`` decide:
-a value is tied when its shown interval overlaps the best value's interval.
+Runs written before ``replicates.npz`` existed have their replicates rebuilt
+once from ``scores.csv.gz`` on the same resamples (``Resamples.draw`` with the
+suite's ``bootstrap`` seed). Only where a column (or row) has neither (e.g.
+rows imported without a scores file, or a table drawn without ``Ties``) does
+the fallback ``overlap_tied`` decide: a value is tied when its shown interval
+overlaps the best value's interval.
 
-A replicate is rebuilt only when the full-sample value recomputed from the
-scores file equals the one in ``results.csv`` to the 6 significant digits it
-is stored with (scores files keep every float exactly, so a run's own values
-always trace; files written before that kept 7 digits, which could tie
-distinct scores): a cell whose number cannot be traced to its scores is never
+A replicate vector is used only when the value it belongs to equals the one in
+``results.csv`` to the 6 significant digits it is stored with: a cell whose
+number cannot be traced to its replicates (e.g. edited by hand) is never
 declared tied, only marked when its value equals the best.
 """
 
@@ -42,7 +41,7 @@ if TYPE_CHECKING:
 
 CELL_KEYS = ["run", "suite", "dataset", "corruption", "severity", "classifier", "seed"]
 MetricFactory = Callable[[str], Any]  # a metric name -> a metric plugin instance (or None when unknown)
-TRACE_RTOL, TRACE_ATOL = 1e-5, 1e-9  # recomputed (exact scores) vs stored value (6 significant digits)
+TRACE_RTOL, TRACE_ATOL = 1e-5, 1e-9  # the replicates' own value vs the stored one (6 significant digits)
 OVERLAP_RULE = "bold: the best value and every value whose interval overlaps the best's"
 
 
@@ -96,15 +95,17 @@ def _overlap_line(
 
 @dataclass
 class Replicates:
-    """Per-resample values of the rows of a results table, recomputed lazily
-    from the runs' ``scores.csv.gz`` with each run's own resamples."""
+    """Per-resample values of the rows of a results table: read from each run's
+    ``replicates.npz``, or (runs written before it) recomputed lazily from its
+    ``scores.csv.gz`` with the run's own resamples."""
 
     runs: dict[str, Path]  # run name -> folder
     heads: dict[str, Header]
     metric: MetricFactory
     _scores: dict[str, pd.DataFrame | None] = field(default_factory=dict)
+    _stored: dict[str, dict[tuple[str, ...], tuple[np.ndarray, float]] | None] = field(default_factory=dict)
     _cache: dict[tuple[Hashable, ...], np.ndarray | None] = field(default_factory=dict)
-    untraced: int = 0  # rows whose value could not be recomputed from their scores
+    untraced: int = 0  # rows whose value differs from the one their replicates belong to
 
     def resamples(self, run: str) -> int:
         return int((self.heads[run].get("suite") or {}).get("bootstrap", {}).get("resamples", 0) or 0)
@@ -116,19 +117,36 @@ class Replicates:
         stored = dict(zip(keys, rows["value"].astype(float)))
         by_cell: dict[tuple[Hashable, ...], dict[str, list[str]]] = {}
         for key in missing:
-            by_cell.setdefault(key[: len(CELL_KEYS)], {}).setdefault(str(key[-2]), []).append(str(key[-1]))
+            kept = self._kept(str(key[0]))
+            if kept is not None:  # the run's own replicates, drawn with its intervals
+                vector, value = kept.get(_text_key(key[1:]), (None, float("nan")))
+                self._keep(key, vector, value, stored[key])
+            else:
+                by_cell.setdefault(key[: len(CELL_KEYS)], {}).setdefault(str(key[-2]), []).append(str(key[-1]))
         for cell, methods in by_cell.items():
             for method, metrics in methods.items():
                 found = self._compute(cell, method, metrics)
                 for name in metrics:
                     key = (*cell, method, name)
                     vector, value = found.get(name, (None, float("nan")))
-                    traced = vector is not None and np.isclose(
-                        value, stored[key], rtol=TRACE_RTOL, atol=TRACE_ATOL, equal_nan=True
-                    )
-                    self.untraced += vector is not None and not traced
-                    self._cache[key] = vector if traced else None
+                    self._keep(key, vector, value, stored[key])
         return [self._cache[k] for k in keys]
+
+    def _keep(self, key: tuple[Hashable, ...], vector: np.ndarray | None, value: float, stored: float) -> None:
+        """Cache ``vector`` for ``key`` when the value it belongs to is the stored one."""
+        traced = vector is not None and np.isclose(value, stored, rtol=TRACE_RTOL, atol=TRACE_ATOL, equal_nan=True)
+        self.untraced += vector is not None and not traced
+        self._cache[key] = vector if traced else None
+
+    def _kept(self, run: str) -> dict[tuple[str, ...], tuple[np.ndarray, float]] | None:
+        """The replicates a run kept (by ``_text_key``), None when it kept none."""
+        if run not in self._stored:
+            from probebench.results import load_replicates
+
+            folder = self.runs.get(run)
+            kept = load_replicates(folder) if folder is not None else None
+            self._stored[run] = None if kept is None else {_text_key(k): v for k, v in kept.items()}
+        return self._stored[run]
 
     def _frame(self, run: str) -> pd.DataFrame | None:
         if run not in self._scores:
@@ -224,8 +242,8 @@ class Ties:
         sentence = describe(self.alpha, [c for c in counts if c > 0], "seed" not in keys and per_cell > 1)
         if untraced:
             sentence += (
-                f"; {untraced} value(s) differ from the metric recomputed from scores.csv.gz and are bold only "
-                "where they equal the best"
+                f"; {untraced} value(s) differ from the value their bootstrap replicates belong to and are bold "
+                "only where they equal the best"
             )
         if self.fallback:
             sentence += "; where a line has no per-sample scores: " + OVERLAP_RULE.removeprefix("bold: ")
@@ -249,6 +267,22 @@ class Ties:
             position = (row[0] if len(row) == 1 else row, col[0] if len(col) == 1 else col)
             out[position] = _seed_mean(group)
         return out
+
+
+def _text_key(key: tuple[Hashable, ...]) -> tuple[str, ...]:
+    """A row's (suite, dataset, corruption, severity, classifier, seed, method,
+    metric) as text, the clean cell under the report's word for it, whole
+    numbers without a decimal point (a table may hold them as floats)."""
+    from probebench.report.html import cell_label
+
+    def text(value: Hashable) -> str:
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value)
+
+    parts = [text(v) for v in key]
+    parts[2] = cell_label(parts[2])
+    return tuple(parts)
 
 
 def _seed_mean(group: pd.DataFrame) -> tuple[np.ndarray | None, tuple[Any, ...]]:

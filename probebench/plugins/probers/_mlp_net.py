@@ -43,6 +43,12 @@ class ProbeNet(nn.Module):
     def p_hit(self, features: torch.Tensor) -> torch.Tensor:
         return self(features).softmax(dim=1)[:, 1]
 
+    def log_odds(self, features: torch.Tensor) -> torch.Tensor:
+        """log P(hit) / P(miss): the pre-sigmoid value of ``p_hit``, which keeps
+        its order where ``p_hit`` rounds to exactly 1.0 (float32 does beyond ~17)."""
+        logits = self(features)
+        return logits[:, 1] - logits[:, 0]
+
 
 def class_weights(hit: torch.Tensor, imbalance: str, miss_weight: float = 4.0) -> torch.Tensor:
     """Cross-entropy weights [w_miss, w_hit] for ``imbalance``:
@@ -98,21 +104,23 @@ def _quantiles(values: np.ndarray) -> dict:
     return {k: round(float(v), 6) for k, v in zip(("min", "p05", "p50", "p95", "max"), q)}
 
 
-def evaluate(net: ProbeNet, features: torch.Tensor, hit: torch.Tensor) -> dict:
+def evaluate(net: ProbeNet, features: torch.Tensor, hit: torch.Tensor, by_log_odds: bool = False) -> dict:
     """Validation facts: accuracy at P(hit) 0.5, F1 of hit and of miss, AUROC
-    (hit positive on P(hit), the same number as miss AUROC on -P(hit)), and the
-    range of P(hit) on validation hits and misses."""
+    (hit positive on P(hit), or on its log-odds with ``by_log_odds``: the same
+    number unless P(hit) saturates; equal to miss AUROC on the negated score),
+    and the range of P(hit) on validation hits and misses."""
     from sklearn.metrics import f1_score
 
     with torch.no_grad():
         p = net.eval().p_hit(features).numpy()
+        ranked = net.log_odds(features).numpy() if by_log_odds else p
     y = hit.numpy().astype(bool)
     pred = p >= 0.5
     return {
         "valid_accuracy": round(float((pred == y).mean()), 6),
         "valid_f1": round(float(f1_score(y, pred, zero_division=0)), 6),
         "valid_f1_miss": round(float(f1_score(~y, ~pred, zero_division=0)), 6),
-        "valid_auroc": round(_auroc(p, y), 6),
+        "valid_auroc": round(_auroc(ranked, y), 6),
         "p_hit_valid_hits": _quantiles(p[y]),
         "p_hit_valid_misses": _quantiles(p[~y]),
     }
@@ -165,7 +173,9 @@ def train(
     With ``tcp`` (the true-class probability [N] of each sample) the loss is
     ConfidNet's: the mean squared error between P(hit) and the TCP, unweighted
     (the class options are then unused); the split and early stopping still
-    use ``hit``."""
+    use ``hit``, and the validation AUROC ranks the log-odds of P(hit): a
+    regression toward TCPs of ~1 saturates the sigmoid, and an AUROC of
+    float32 P(hit) would then see ties that the net's outputs do not have."""
     with one_thread():
         return _train(net, features, hit, config, generator, tcp)
 
@@ -212,13 +222,15 @@ def _epoch(net: ProbeNet, x, targets, loss_fn, optimiser, draw, batch_size: int,
         optimiser.step()
 
 
-def _rank(net: ProbeNet, x_valid, y_valid, loss_fn, valid_targets) -> tuple[float, float]:
+def _rank(net: ProbeNet, x_valid, y_valid, loss_fn, valid_targets, by_log_odds: bool) -> tuple[float, float]:
     """How good the current epoch is: (validation AUROC, -validation loss),
     compared in that order; a one-class validation split has no AUROC and is
-    ranked by the loss alone."""
+    ranked by the loss alone. The AUROC ranks P(hit), or with ``by_log_odds``
+    its log-odds."""
     with torch.no_grad():
         valid_logits = net.eval()(x_valid)
-        auroc = _auroc(valid_logits.softmax(dim=1)[:, 1].numpy(), y_valid.numpy().astype(bool))
+        ranked = valid_logits[:, 1] - valid_logits[:, 0] if by_log_odds else valid_logits.softmax(dim=1)[:, 1]
+        auroc = _auroc(ranked.numpy(), y_valid.numpy().astype(bool))
         valid_loss = float(loss_fn(valid_logits, valid_targets))
     return (-1.0 if np.isnan(auroc) else auroc, -valid_loss)
 
@@ -246,7 +258,7 @@ def _train(net: ProbeNet, features: torch.Tensor, hit: torch.Tensor, config: Tra
     for epoch in range(1, config.epochs + 1):
         _epoch(net, x_fit, targets, loss_fn, optimiser, draw, config.batch_size, generator)
         epochs_run = epoch
-        rank = _rank(net, x_valid, y_valid, loss_fn, valid_targets)
+        rank = _rank(net, x_valid, y_valid, loss_fn, valid_targets, by_log_odds=tcp is not None)
         if rank > best_rank:
             best_rank, best_epoch, best_state = rank, epoch, copy.deepcopy(net.state_dict())
         elif config.patience and epoch - best_epoch >= config.patience:
@@ -266,5 +278,5 @@ def _train(net: ProbeNet, features: torch.Tensor, hit: torch.Tensor, config: Tra
         "best_epoch": best_epoch,
         "epochs_run": epochs_run,
     }
-    facts.update(evaluate(net, x_valid, y_valid))
+    facts.update(evaluate(net, x_valid, y_valid, by_log_odds=tcp is not None))
     return facts

@@ -60,7 +60,9 @@ class ProberScorer:
     """
 
     name = "prober"
-    version = "1"
+    version = (
+        "2"  # 2: scores by a prober's log_odds where it defines one (the scores' cache key holds no prober version)
+    )
     guides_correctors = True
     requests_classifiers = True  # the fold models (classifier_requests)
     nested_options = {"prober_options": ("prober", "prober")}  # checked against that prober at suite parse time
@@ -338,8 +340,11 @@ class ProberScorer:
         return self.prober.predict(self.inputs(logits, captured))
 
     def score(self, ctx, batch):
+        """P(hit), or the log-odds of a prober that defines ``log_odds`` (its
+        P(hit) saturates: see ``probebench.kinds.Prober``)."""
         batch.prefetch(self.layers)
-        return self.prober.predict(self.inputs(batch.logits, {layer: batch.features(layer) for layer in self.layers}))
+        inputs = self.inputs(batch.logits, {layer: batch.features(layer) for layer in self.layers})
+        return getattr(self.prober, "log_odds", self.prober.predict)(inputs)
 
 
 def replace_source(scorer: ProberScorer, source: str) -> ProberScorer:
