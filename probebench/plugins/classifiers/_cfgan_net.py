@@ -157,10 +157,9 @@ def fit(
     ``class_weight`` x the cross-entropy of class logits on G(x, t) toward
     the target t (a class other than x's), ``cycle_weight`` x L1 of
     G(G(x, t), y) to x and ``identity_weight`` x L1 of G(x, y) to x. The
-    class logits come from a frozen copy of D taken after the warm-up
-    (``class_source = "frozen"``) or from D itself as it trains
-    (``"discriminator"``, the paper's joint training). Returns per-epoch
-    means."""
+    class logits come from D itself as it trains (``class_source =
+    "discriminator"``, the paper's joint training) or from a frozen copy of D
+    taken after the warm-up (``"frozen"``). Returns per-epoch means."""
     generator = torch.Generator().manual_seed(seed)
     g_params = list(model.generator.parameters())
     g_ids = {id(p) for p in g_params}

@@ -27,9 +27,9 @@ class CFGAN:
     log(p_real / p_fake), real images up, G's counterfactuals down) and one G
     step (-realness of its counterfactuals, a class loss toward the target,
     a cycle-consistent L1 of G(G(x, t), y) to x, an identity L1 of G(x, y) to
-    x). By default G's class loss comes from a frozen copy of D taken after
-    the warm-up (``class_source = "frozen"``), a deviation from the paper's
-    joint training; ``"discriminator"`` uses D as it trains. Saves loss
+    x). G's class loss comes from D as it trains (``class_source =
+    "discriminator"``, the paper's joint training) or from a frozen copy of D
+    taken after the warm-up (``"frozen"``). Saves loss
     curves, a counterfactual grid and a saliency grid |x - G(x, c)| into the
     run folder.
     """
@@ -46,7 +46,7 @@ class CFGAN:
         "class_weight": "weight of G's cross-entropy of D's class logits on G(x, t) toward t",
         "cycle_weight": "weight of the cycle-consistent L1 loss |G(G(x,t),y) - x|",
         "identity_weight": "weight of the identity L1 loss |G(x,y) - x| (no change toward x's own class)",
-        "class_source": "where G's class loss comes from: 'frozen' (a copy of D after the warm-up) or 'discriminator' (D)",
+        "class_source": "where G's class loss comes from: 'frozen' (a copy of D after the warm-up) or 'discriminator' (D as it trains, the default)",
         "dropout": "dropout probability in D's fc_layer",
         "width": "channels of D's first conv layer (the second has twice as many)",
         "unet_width": "channels of G's first UNet level (doubling per level)",
@@ -62,7 +62,7 @@ class CFGAN:
         class_weight: float = 1.0,
         cycle_weight: float = 10.0,
         identity_weight: float = 1.0,
-        class_source: str = "frozen",
+        class_source: str = "discriminator",
         dropout: float = 0.3,
         width: int = 32,
         unet_width: int = 16,
