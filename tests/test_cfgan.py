@@ -148,3 +148,46 @@ def test_a_warm_up_as_long_as_the_training_is_a_one_line_error():
 
     with pytest.raises(UserError, match=r"warmup_epochs must lie in \[0, epochs\) = \[0, 2\), got 2"):
         CFGAN(epochs=2, warmup_epochs=2)
+
+
+def test_the_generator_starts_as_the_identity_and_its_clamp_passes_gradients_at_the_bounds():
+    from probebench.plugins.classifiers._cfgan_net import clamp_straight_through
+    from probebench.plugins.classifiers.cfgan import CFGAN
+
+    images, _ = tiny_data(8, shape=(1, 12, 12))
+    model = CFGAN(width=4, unet_width=4).build(3, (1, 12, 12))
+    with torch.no_grad():
+        assert torch.equal(model.counterfactual(images, torch.zeros(8, dtype=torch.long)), images)
+    edit = torch.tensor([-0.5, 0.5, 1.5], requires_grad=True)
+    clamped = clamp_straight_through(edit)
+    clamped.sum().backward()
+    assert clamped.tolist() == [0.0, 0.5, 1.0]
+    assert edit.grad.tolist() == [1.0, 1.0, 1.0]  # torch.clamp gives 0 at the first and last
+
+
+def test_g_sees_the_mean_training_image_of_the_target_class():
+    _, model, _, images = _fit()
+    labels = tiny_data(48, shape=(1, 12, 12))[1]
+    prototypes = model.generator.prototypes
+    for c in range(3):
+        assert torch.allclose(prototypes[c], images[labels == c].mean(dim=0))
+    x, target = images[:4], torch.ones(4, dtype=torch.long)
+    with torch.no_grad():
+        before = model.counterfactual(x, target)
+        prototypes[1] = 1 - prototypes[1]
+        after = model.counterfactual(x, target)
+    assert not torch.equal(before, after)
+    assert "generator.prototypes" in model.state_dict()  # saved with the cached model
+
+
+@pytest.mark.parametrize("source", ["frozen", "discriminator"])
+def test_both_class_sources_train_and_another_is_a_one_line_error(source):
+    from probebench.plugins.classifiers.cfgan import CFGAN
+
+    component = CFGAN(epochs=2, warmup_epochs=1, batch_size=16, width=4, unet_width=4, class_source=source)
+    images, labels = tiny_data(48, shape=(1, 12, 12))
+    model = component.build(3, (1, 12, 12))
+    history = component.fit(model, images, labels, 0, "cpu", "test")
+    assert math.isfinite(history["target"][1])
+    with pytest.raises(UserError, match="class_source must be one of frozen, discriminator, got 'judge'"):
+        CFGAN(class_source="judge")

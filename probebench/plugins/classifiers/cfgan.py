@@ -10,33 +10,43 @@ from typing import Any
 from probebench.errors import UserError
 from probebench.hookspecs import hookimpl
 
+# where G's class loss comes from (kept here, not in the torch module, so options validate without torch)
+CLASS_SOURCES = ("frozen", "discriminator")
+
 
 class CFGAN:
     """Discriminator-classifier D: the ``cnn`` network with C + 1 outputs (its
     layers keep the cnn's names, e.g. ``fc_layer.4``); the pipeline sees the
     logits of the C classes. G: a two-level UNet conditioned on the target
-    class (image sides divisible by 4, e.g. 28 or 32).
+    class (one-hot channels and the class's mean training image) that edits
+    x residually (image sides divisible by 4, e.g. 28 or 32).
 
     Trains itself (the ``SelfTraining`` capability) with StarGAN's recipe:
     ``warmup_epochs`` of D's classifier on real images, then per batch one D
-    step (real images toward their class, G's counterfactuals toward "fake")
-    and one G step (counterfactuals toward their target class and not fake,
+    step (class cross-entropy on real images only; hinge loss on D's realness
+    log(p_real / p_fake), real images up, G's counterfactuals down) and one G
+    step (-realness of its counterfactuals, a class loss toward the target,
     a cycle-consistent L1 of G(G(x, t), y) to x, an identity L1 of G(x, y) to
-    x). Saves loss curves, a counterfactual grid and a saliency grid
-    |x - G(x, c)| into the run folder.
+    x). G's class loss comes from D as it trains (``class_source =
+    "discriminator"``, the paper's joint training) or from a frozen copy of D
+    taken after the warm-up (``"frozen"``). Saves loss
+    curves, a counterfactual grid and a saliency grid |x - G(x, c)| into the
+    run folder.
     """
 
     name = "cf-gan"
-    version = "2"
+    version = "3"
     trains_itself = True
     option_help = {
         "epochs": "training epochs, the warm-up included (then one D step and one G step per batch)",
         "warmup_epochs": "first epochs that train D's classifier on real images only",
-        "lr": "learning rate of both Adam optimisers (betas 0.5, 0.999)",
+        "warmup_lr": "learning rate of D's Adam during the warm-up",
+        "lr": "learning rate of both Adam optimisers after the warm-up (betas 0.5, 0.999)",
         "batch_size": "training batch size",
         "class_weight": "weight of G's cross-entropy of D's class logits on G(x, t) toward t",
         "cycle_weight": "weight of the cycle-consistent L1 loss |G(G(x,t),y) - x|",
         "identity_weight": "weight of the identity L1 loss |G(x,y) - x| (no change toward x's own class)",
+        "class_source": "where G's class loss comes from: 'frozen' (a copy of D after the warm-up) or 'discriminator' (D as it trains, the default)",
         "dropout": "dropout probability in D's fc_layer",
         "width": "channels of D's first conv layer (the second has twice as many)",
         "unet_width": "channels of G's first UNet level (doubling per level)",
@@ -44,26 +54,33 @@ class CFGAN:
 
     def __init__(
         self,
-        epochs: int = 8,
-        warmup_epochs: int = 2,
-        lr: float = 5e-4,
+        epochs: int = 4,
+        warmup_epochs: int = 1,
+        warmup_lr: float = 1e-3,
+        lr: float = 1e-4,
         batch_size: int = 32,
-        class_weight: float = 5.0,
-        cycle_weight: float = 5.0,
-        identity_weight: float = 0.5,
+        class_weight: float = 1.0,
+        cycle_weight: float = 10.0,
+        identity_weight: float = 1.0,
+        class_source: str = "discriminator",
         dropout: float = 0.3,
         width: int = 32,
-        unet_width: int = 8,
+        unet_width: int = 16,
     ):
         if epochs < 1 or batch_size < 1 or width < 1 or unet_width < 1:
             raise UserError("cf-gan: epochs, batch_size, width and unet_width must be positive")
         if not 0 <= warmup_epochs < epochs:
             raise UserError(f"cf-gan: warmup_epochs must lie in [0, epochs) = [0, {epochs}), got {warmup_epochs}")
-        if lr <= 0 or min(class_weight, cycle_weight, identity_weight) < 0:
-            raise UserError("cf-gan: lr must be positive; class_weight, cycle_weight and identity_weight not negative")
+        if class_source not in CLASS_SOURCES:
+            raise UserError(f"cf-gan: class_source must be one of {', '.join(CLASS_SOURCES)}, got {class_source!r}")
+        if min(lr, warmup_lr) <= 0 or min(class_weight, cycle_weight, identity_weight) < 0:
+            raise UserError(
+                "cf-gan: lr and warmup_lr must be positive; class_weight, cycle_weight and identity_weight not negative"
+            )
         if not 0 <= dropout < 1:
             raise UserError(f"cf-gan: dropout must lie in [0, 1), got {dropout}")
-        self.epochs, self.warmup_epochs, self.lr, self.batch_size = epochs, warmup_epochs, lr, batch_size
+        self.epochs, self.warmup_epochs, self.warmup_lr, self.lr = epochs, warmup_epochs, warmup_lr, lr
+        self.batch_size, self.class_source = batch_size, class_source
         self.class_weight, self.cycle_weight, self.identity_weight = class_weight, cycle_weight, identity_weight
         self.dropout, self.width, self.unet_width = dropout, width, unet_width
 
@@ -83,11 +100,13 @@ class CFGAN:
         recipe = GANRecipe(
             self.epochs,
             self.warmup_epochs,
+            self.warmup_lr,
             self.lr,
             self.batch_size,
             self.class_weight,
             self.cycle_weight,
             self.identity_weight,
+            self.class_source,
         )
         with task(f"train {label}", self.epochs * math.ceil(len(images) / self.batch_size)) as advance:
             return fit(model, images, labels, recipe, seed, device, advance)
