@@ -42,7 +42,7 @@ class GradNorm(_LayerGradients):
 
     Measured on mnist-5k with the cnn, this published orientation detects misses
     worse than chance (results/LEADERBOARD.md, suite mnist-quick, seeds 0-2,
-    `grad-norm`: AUROC 0.218 ± 0.029): a confident softmax
+    `grad-norm`: AUROC 0.220 ± 0.025): a confident softmax
     prediction has many strongly negative logits, each adding |sigmoid(z_c) - 1|
     ≈ 1 to the gradient. The sign is kept as published."""
 
@@ -83,8 +83,8 @@ class GradTrust(_LayerGradients):
       max_c (z_c - 1/C)^4 / mean_c (z_c - 1/C)^4 exactly (a test holds the
       gradient path to it). On mnist-5k this orientation (higher = more
       trust) detects misses (results/LEADERBOARD.md, suite mnist-quick, seeds
-      0-2, `gradtrust:demo`: AUROC 0.857 ± 0.024); the counterfactual form
-      does as well as msp (`gradtrust:counterfactual`: AUROC 0.955 ± 0.005).
+      0-2, `gradtrust:demo`: AUROC 0.858 ± 0.025); the counterfactual form
+      does as well as msp (`gradtrust:counterfactual`: AUROC 0.954 ± 0.004).
 
     ``layer`` takes the gradient at another (earlier) layer, e.g. ``fc_layer.3``
     of the cnn, where no closed form exists; gradients are per sample via
