@@ -163,9 +163,8 @@ def active_stage(run: Run, ctx: Context, flows: dict[str, TrainedFlow]) -> dict[
 
 @dataclass(frozen=True)
 class Line:
-    """One strategy (``strategy``: its index in the suite's) labelled by one oracle."""
+    """One strategy labelled by one oracle (``generates``: the strategy makes images)."""
 
-    strategy: int
     spec: ComponentSpec
     oracle: ComponentSpec
     generates: bool
@@ -192,10 +191,10 @@ def _lines(run: Run) -> list[Line]:
     """The loop's lines: each strategy, once per oracle when it generates images."""
     assert run.suite.active is not None
     out = []
-    for index, spec in enumerate(run.suite.active.strategies):
+    for spec in run.suite.active.strategies:
         generates = bool(getattr(run.registry.get("acquirer", spec.name), "generates", False))
         oracles = run.suite.active.oracles if generates else (ComponentSpec(POOL_ORACLE),)
-        out += [Line(index, spec, oracle, generates) for oracle in oracles]
+        out += [Line(spec, oracle, generates) for oracle in oracles]
     return out
 
 
