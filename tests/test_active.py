@@ -356,3 +356,41 @@ def test_pooled_gains_equal_a_loop_over_seed_and_image_resamples():
         assert row["value"] == pytest.approx(np.mean([g.mean() for g in gains]))
         assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
         assert row["seeds"] == 3
+
+
+def test_lines_in_two_worker_processes_give_the_bytes_of_one_process(runner, tiny_registry, tmp_path, monkeypatch):
+    """PROBEBENCH_WORKERS=2 runs the strategies' loops side by side in worker
+    processes (the oracles first, the generating lines after them); the rows,
+    per-sample scores and acquired images are those of one process running them in turn."""
+    registry = tiny_registry(ACTIVE_SUITE.format(active=GOOD))
+
+    def run(workers: str, name: str) -> str:
+        monkeypatch.setenv("PROBEBENCH_WORKERS", workers)
+        args = ["run", "tiny-active", "--registry", str(registry), "--out", str(tmp_path / name)]
+        result = runner.invoke(app, [*args, "--cache-dir", str(tmp_path / f"cache-{name}"), "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "processes" not in run("1", "one")
+    assert "active learning seed 0 in 2 processes" in run("2", "two")
+    for name in ("active.csv", "active_scores.csv.gz"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+    acquired = sorted(p.name for p in (tmp_path / "one" / "active").glob("*.pt"))
+    assert acquired == sorted(p.name for p in (tmp_path / "two" / "active").glob("*.pt")) and acquired
+    for name in acquired:
+        one, two = (torch.load(tmp_path / run / "active" / name, weights_only=True) for run in ("one", "two"))
+        assert all(torch.equal(one[key], two[key]) for key in one), name
+    seconds = json.loads((tmp_path / "two" / "run.json").read_text())["active"]["seconds"]["0"]
+    assert set(seconds) == {
+        "random (pool-label)",
+        "margin (pool-label)",
+        "boundary-path (ensemble-oracle)",
+        "boundary-path (source-label)",
+    }
+    assert all(set(phases) == {"evaluate", "acquire", "retrain"} for phases in seconds.values())
+
+
+def test_a_bad_worker_count_is_one_line(runner, tiny_registry, monkeypatch):
+    monkeypatch.setenv("PROBEBENCH_WORKERS", "two")
+    result = runner.invoke(app, ["run", "tiny", "--registry", str(tiny_registry())])
+    assert result.exit_code != 0 and "PROBEBENCH_WORKERS must be a whole number >= 1, got 'two'" in result.output

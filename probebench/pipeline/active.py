@@ -41,6 +41,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +49,7 @@ import numpy as np
 import torch
 
 from probebench.cache import atomic_write, hash_key
-from probebench.console import running, task
+from probebench.console import console, running, task
 from probebench.evaluate import REPLICATES
 from probebench.pipeline.cells import Cell
 from probebench.pipeline.context import Context
@@ -102,45 +103,190 @@ def round_generator(seed: int, label: str, oracle: str, round_: int) -> torch.Ge
 def active_stage(run: Run, ctx: Context, flows: dict[str, TrainedFlow]) -> dict[str, Any]:
     """Run the loop for ``ctx``'s seed; its rows and per-sample frames go to
     ``<out>/active/seed<S>.*`` (``collect`` joins them). Returns each oracle's
-    test accuracy (run.json: ``active`` -> ``oracles`` -> seed)."""
+    test accuracy and each line's seconds (run.json: ``active`` -> ``oracles``
+    and ``seconds`` -> seed).
+
+    The lines (a strategy and its oracle) are independent of each other, so
+    each runs on one torch thread: in worker processes side by side when the
+    run may use two or more (``probebench/executors/workers.py``), else one
+    after another here; the same bytes either way. The oracles train first:
+    the lines that need them wait for them, the others start at once."""
     import pandas as pd
 
-    suite, splits = run.suite, run.splits
-    active = suite.active
-    assert active is not None and splits.pool_images is not None and splits.pool_labels is not None
-    flow = next(iter(flows.values())).flow if flows else None
-    base = replace(ctx, generator=flow)
-    oracles = _oracles(run, base)
-    test_accuracy = {
-        label: float((oracle.label(base, splits.test_images, splits.test_labels) == splits.test_labels).float().mean())
-        for label, oracle in oracles.items()
-    }
-    trajectories = _trajectories(run, base)
-    rows: list[dict[str, Any]] = []
-    frames: list[pd.DataFrame] = []
-    hits: dict[tuple[str, str, int], np.ndarray] = {}
-    with task(f"active learning seed {ctx.seed}", len(trajectories) * (active.rounds + 1)) as advance:
-        for trajectory in trajectories:
-            model, trajectory.key = ctx.classifier, ctx.classifier_key
-            for round_ in range(active.rounds + 1):
-                rctx = _round_context(run, base, trajectory, model)
-                round_rows, frame, hit = _evaluate(run, rctx, trajectory, round_)
-                rows += round_rows
-                frames.append(frame)
-                hits[(trajectory.spec.label, trajectory.oracle.label, round_)] = hit
-                if round_ < active.rounds:
-                    rows += _acquire(run, rctx, trajectory, oracles, round_)
-                    model = _retrain(run, rctx, trajectory, model)
-                advance()
-    rows += _gains(run, trajectories, hits, ctx.seed)
+    from probebench.executors.local import torch_threads
+    from probebench.executors.object_store import ShippingStore
+    from probebench.executors.workers import worker_count
+
+    active = run.suite.active
+    assert active is not None
+    flow_label = next(iter(flows), None)
+    base = replace(ctx, generator=flows[flow_label].flow if flow_label is not None else None)
+    lines = _lines(run)
+    # worker processes share the cache folder: not on a Ray worker whose artifacts travel through Ray
+    shared = not isinstance(run.store, ShippingStore)
+    workers = min(worker_count(), len(lines)) if ctx.device.type == "cpu" and shared else 1
+    threads = 1 if ctx.device.type == "cpu" and len(lines) >= 2 else None
+    what = f"active learning seed {ctx.seed}" + (f" in {workers} processes" if workers >= 2 else "")
+    with torch_threads(threads), task(what, len(lines) * (active.rounds + 1)) as advance:
+        if workers >= 2:
+            followed = _side_by_side(run, ctx, flow_label, lines, workers, advance)
+            oracles = _oracles(run, base)  # from the store: a worker trained them
+        else:
+            oracles = _oracles(run, base)
+            followed = []
+            for line in lines:
+                followed.append(_follow(run, base, _trajectory(run, base, line), oracles))
+                advance(active.rounds + 1)
+        splits = run.splits
+        test_accuracy = {
+            label: float(
+                (oracle.label(base, splits.test_images, splits.test_labels) == splits.test_labels).float().mean()
+            )
+            for label, oracle in oracles.items()
+        }
+    for line, result in zip(lines, followed, strict=True):
+        console.print(
+            f"active seed {ctx.seed} {line.name}: " + ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
+        )
+    rows = [row for result in followed for row in result.rows] + _gains(run, lines, followed, ctx.seed)
     folder = run.out / FOLDER
     table = pd.DataFrame(rows)
     atomic_write(folder / f"seed{ctx.seed}.csv", lambda tmp: table.to_csv(tmp, index=False))
-    scores = pd.concat(frames, ignore_index=True)
+    scores = pd.concat([frame for result in followed for frame in result.frames], ignore_index=True)
     atomic_write(
         folder / f"seed{ctx.seed}_scores.csv.gz", lambda tmp: scores.to_csv(tmp, index=False, compression="gzip")
     )
-    return {label: {"test_accuracy": accuracy} for label, accuracy in test_accuracy.items()}
+    return {
+        "oracles": {label: {"test_accuracy": accuracy} for label, accuracy in test_accuracy.items()},
+        "seconds": {line.name: result.seconds for line, result in zip(lines, followed, strict=True)},
+    }
+
+
+@dataclass(frozen=True)
+class Line:
+    """One strategy labelled by one oracle (``generates``: the strategy makes images)."""
+
+    spec: ComponentSpec
+    oracle: ComponentSpec
+    generates: bool
+
+    @property
+    def name(self) -> str:
+        return f"{self.spec.label} ({self.oracle.label})"
+
+
+@dataclass
+class Followed:
+    """What one line's loop made: rows, per-sample frames, test hits and
+    labelled images per round, and seconds spent per phase (CPU time of the
+    process that ran it, which ran nothing else meanwhile)."""
+
+    rows: list[dict[str, Any]]
+    frames: list[pd.DataFrame]
+    hits: dict[int, np.ndarray]
+    labels: dict[int, int]
+    seconds: dict[str, float]
+
+
+def _lines(run: Run) -> list[Line]:
+    """The loop's lines: each strategy, once per oracle when it generates images."""
+    assert run.suite.active is not None
+    out = []
+    for spec in run.suite.active.strategies:
+        generates = bool(getattr(run.registry.get("acquirer", spec.name), "generates", False))
+        oracles = run.suite.active.oracles if generates else (ComponentSpec(POOL_ORACLE),)
+        out += [Line(spec, oracle, generates) for oracle in oracles]
+    return out
+
+
+def _trajectory(run: Run, base: Context, line: Line) -> Trajectory:
+    assert run.splits.pool_labels is not None
+    acquirer = run.registry.create("acquirer", line.spec.name, line.spec.options)
+    pool = torch.arange(len(run.splits.pool_labels))
+    return Trajectory(line.spec, acquirer, line.oracle, pool, base.classifier_key)
+
+
+def _follow(run: Run, base: Context, trajectory: Trajectory, oracles: dict[str, Any]) -> Followed:
+    """One line's rounds: evaluate, acquire, retrain, ..., evaluate."""
+    import time
+
+    assert run.suite.active is not None
+    result = Followed([], [], {}, {}, {"evaluate": 0.0, "acquire": 0.0, "retrain": 0.0})
+
+    def timed(phase: str, call: Callable[[], Any]) -> Any:
+        started = time.process_time()
+        value = call()
+        result.seconds[phase] += time.process_time() - started
+        return value
+
+    model, trajectory.key = base.classifier, base.classifier_key
+    for round_ in range(run.suite.active.rounds + 1):
+        rctx = _round_context(run, base, trajectory, model)
+        rows, frame, hit = timed("evaluate", partial(_evaluate, run, rctx, trajectory, round_))
+        result.rows += rows
+        result.frames.append(frame)
+        result.hits[round_], result.labels[round_] = hit, len(rctx.train_labels)
+        if round_ < run.suite.active.rounds:
+            result.rows += timed("acquire", partial(_acquire, run, rctx, trajectory, oracles, round_))
+            model = timed("retrain", partial(_retrain, run, rctx, trajectory, model))
+    return result
+
+
+def _side_by_side(
+    run: Run, ctx: Context, flow_label: str | None, lines: list[Line], workers: int, advance: Any
+) -> list[Followed]:
+    """Every line's loop in ``workers`` worker processes, in the lines' order,
+    the generating ones (which wait for the oracles) as soon as the oracles are trained."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    from probebench.executors.workers import run_workers
+
+    assert run.suite.active is not None
+    ready = [i for i, line in enumerate(lines) if not line.generates]
+    waiting = [i for i, line in enumerate(lines) if line.generates]
+    results: dict[int, Followed] = {}
+    with run_workers(run, workers) as submit:
+        running = {submit(partial(_oracles_task, seed=ctx.seed, device=ctx.device)): -1}
+        while running:
+            while ready and len(running) < workers:
+                i = ready.pop(0)
+                call = partial(_follow_task, seed=ctx.seed, device=ctx.device, flow_label=flow_label, line=lines[i])
+                running[submit(call)] = i
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                i = running.pop(future)
+                value = future.result()
+                if i < 0:  # the oracles are in the store: the generating lines may start, first
+                    ready, waiting = waiting + ready, []
+                else:
+                    results[i] = value
+                    advance(run.suite.active.rounds + 1)
+    return [results[i] for i in range(len(lines))]
+
+
+def _base_context(run: Run, seed: int, device: torch.device, flow_label: str | None) -> Context:
+    """In a worker: the seed's context (classifier and flow from the store), as the driver has it."""
+    from probebench.pipeline.generate import trained_generator
+    from probebench.pipeline.graph import train_task
+
+    ctx = train_task(run, seed=seed, device=device)
+    if flow_label is None:
+        return ctx
+    spec = next(spec for spec in run.suite.generators if spec.label == flow_label)
+    flow = trained_generator(run.registry, run.store, run.suite.dataset, spec, run.splits, seed, device)[0]
+    return replace(ctx, generator=flow)
+
+
+def _oracles_task(run: Run, *, seed: int, device: torch.device) -> None:
+    """In a worker: train the seed's oracles into the store."""
+    _oracles(run, _base_context(run, seed, device, None))
+
+
+def _follow_task(run: Run, *, seed: int, device: torch.device, flow_label: str | None, line: Line) -> Followed:
+    """In a worker: one line's loop (its oracles loaded from the store when it generates images)."""
+    base = _base_context(run, seed, device, flow_label)
+    oracles = _oracles(run, base) if line.generates else {}
+    return _follow(run, base, _trajectory(run, base, line), oracles)
 
 
 def _oracles(run: Run, base: Context) -> dict[str, Any]:
@@ -162,17 +308,6 @@ def _oracles(run: Run, base: Context) -> dict[str, Any]:
             oracle.prepare(octx)
         oracles[spec.label] = oracle
     return oracles
-
-
-def _trajectories(run: Run, base: Context) -> list[Trajectory]:
-    assert run.suite.active is not None and run.splits.pool_labels is not None
-    pool = torch.arange(len(run.splits.pool_labels))
-    out = []
-    for spec in run.suite.active.strategies:
-        acquirer = run.registry.create("acquirer", spec.name, spec.options)
-        oracles = run.suite.active.oracles if getattr(acquirer, "generates", False) else (ComponentSpec(POOL_ORACLE),)
-        out += [Trajectory(spec, acquirer, oracle, pool.clone(), base.classifier_key) for oracle in oracles]
-    return out
 
 
 def _trainer(
@@ -219,8 +354,8 @@ def _round_context(run: Run, base: Context, trajectory: Trajectory, model: torch
     )
 
 
-def _columns(trajectory: Trajectory, round_: int, labels: int) -> dict[str, Any]:
-    return {"round": round_, "labels": labels, "strategy": trajectory.spec.label, "oracle": trajectory.oracle.label}
+def _columns(line: Trajectory | Line, round_: int, labels: int) -> dict[str, Any]:
+    return {"round": round_, "labels": labels, "strategy": line.spec.label, "oracle": line.oracle.label}
 
 
 def _evaluate(
@@ -307,26 +442,22 @@ def _retrain(run: Run, rctx: Context, trajectory: Trajectory, previous: torch.nn
     return model
 
 
-def _gains(
-    run: Run, trajectories: list[Trajectory], hits: dict[tuple[str, str, int], np.ndarray], seed: int
-) -> list[dict[str, Any]]:
-    """``gain-over-random`` rows: per strategy and round, test accuracy minus the
+def _gains(run: Run, lines: list[Line], followed: list[Followed], seed: int) -> list[dict[str, Any]]:
+    """``gain-over-random`` rows: per line and round, test accuracy minus the
     ``random`` strategy's at the same round, paired over test images."""
-    baseline = next((t for t in trajectories if t.spec.name == BASELINE), None)
+    baseline = next((result for line, result in zip(lines, followed, strict=True) if line.spec.name == BASELINE), None)
     if baseline is None:
         return []
     assert run.suite.active is not None
     rows = []
-    for trajectory in trajectories:
-        if trajectory is baseline:
+    for line, result in zip(lines, followed, strict=True):
+        if result is baseline:
             continue
         for round_ in range(1, run.suite.active.rounds + 1):
-            mine = hits[(trajectory.spec.label, trajectory.oracle.label, round_)].astype(float)
-            theirs = hits[(baseline.spec.label, baseline.oracle.label, round_)].astype(float)
-            labels = len(run.splits.train_labels) + sum(len(y) for y in trajectory.labels[:round_])
-            keys = {**Cell().columns(run.suite, seed), "method": trajectory.spec.label}
-            row = _row("gain-over-random", mine - theirs, run.suite.bootstrap)
-            rows.append({**keys, **row, **_columns(trajectory, round_, labels)})
+            gain = result.hits[round_].astype(float) - baseline.hits[round_].astype(float)
+            keys = {**Cell().columns(run.suite, seed), "method": line.spec.label}
+            row = _row("gain-over-random", gain, run.suite.bootstrap)
+            rows.append({**keys, **row, **_columns(line, round_, result.labels[round_])})
     return rows
 
 

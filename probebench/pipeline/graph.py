@@ -311,8 +311,9 @@ def collect_task(run: Run, *outputs: Any, stages: list[tuple[str, str]]) -> Coll
             facts.setdefault(seed, {}).update(output.facts)
         elif stage == "correct":
             collected.rows += output
-        elif stage == "active":
-            collected.header.setdefault("active", {}).setdefault("oracles", {})[seed] = output
+        elif stage == "active":  # per seed: the oracles' test accuracy, each line's seconds
+            for part, value in output.items():
+                collected.header.setdefault("active", {}).setdefault(part, {})[seed] = value
     order = [spec.label for spec in run.suite.scorers]
     learnt = {seed: {k: f[k] for k in order if k in f} for seed, f in facts.items() if f}
     if calibrations:
