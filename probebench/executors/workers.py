@@ -69,9 +69,11 @@ def _fit(token: str, spec: RunSpec, fresh_since: int | None, count: int, item: T
     picks its own (``runs[item.run]``, the only one this worker rebuilds)."""
     import torch
 
+    from probebench.allocator import reuse_freed_memory
     from probebench.cache import ArtifactStore
     from probebench.console import console
 
+    reuse_freed_memory()
     torch.set_num_threads(1)
     console.quiet = True  # the driver shows the progress
     run = _runs.get(token)
