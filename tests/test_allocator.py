@@ -34,4 +34,3 @@ def test_reused_memory_is_not_faulted_in_again():
     # glibc's own thresholds give part of the 100 MiB back to the kernel, step after step (~20% here)
     assert default > 2 * pages_per_step
     assert reused < default / 20
-
