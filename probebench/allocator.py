@@ -21,7 +21,6 @@ peak resident size is that of the largest working set, as before.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
@@ -39,10 +38,9 @@ def reuse_freed_memory() -> bool:
         return _done[0]
     ok = False
     if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            mallopt = libc.mallopt
-        except (OSError, AttributeError):  # musl and others: no mallopt
+        try:  # the process's own symbols, libc's among them (no library search: it runs ldconfig)
+            mallopt = ctypes.CDLL(None).mallopt
+        except (OSError, AttributeError):  # a C library without mallopt
             mallopt = None
         if mallopt is not None:
             mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
