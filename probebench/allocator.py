@@ -7,10 +7,11 @@ move with the allocation pattern. A training step allocates and frees tens
 of MiB of activations and gradients: under those moving thresholds glibc
 ended up returning them to the kernel every step and faulting them back in as
 zeroed pages the next. Measured on the default suite's cnn (1 torch thread,
-80 steps of batch 128): 583,000 minor page faults and 1.27 s of system time
-with glibc's defaults, 45,000 and 0.15 s with the thresholds fixed here, the
-same weights to the bit (where a tensor lives does not change how torch
-computes it).
+80 steps of batch 128, ``tests/benchmarks/test_allocator_speed.py``): 594,000
+minor page faults and 1.17 s of system time with glibc's defaults, 43,000
+and 0.19 s with the thresholds fixed here (0.85x the CPU seconds), the same
+weights to the bit (where a tensor lives does not change how torch computes
+it).
 
 ``reuse_freed_memory`` fixes the mmap threshold at its largest value
 (32 MiB: bigger blocks are still mapped and unmapped) and the trim threshold
