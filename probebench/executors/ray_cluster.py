@@ -150,9 +150,11 @@ def run_task(work: Work, graph: Graph, task_id: str, *_inputs_done: TaskResult) 
     are derived here from the cache when this worker has not made them."""
     import torch
 
+    from probebench.allocator import reuse_freed_memory
     from probebench.executors.object_store import ShippingStore, snapshot
     from probebench.pipeline.failures import Failures
 
+    reuse_freed_memory()  # as the driver does (probebench/allocator.py)
     task = graph.task(task_id)
     torch.set_num_threads(task.threads or work.threads)  # a fit task's own count (pipeline/fit.py)
     if _worker.get("token") != work.token:

@@ -125,9 +125,11 @@ def _rebuilt(token: str, spec: RunSpec, fresh_since: int | None) -> Run:
     """In a worker: the driver's run (rebuilt once per worker and run), torch on one thread, the console quiet."""
     import torch
 
+    from probebench.allocator import reuse_freed_memory
     from probebench.cache import ArtifactStore
     from probebench.console import console
 
+    reuse_freed_memory()
     torch.set_num_threads(1)
     console.quiet = True  # the driver shows the progress
     run = _runs.get(token)

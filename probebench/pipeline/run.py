@@ -96,7 +96,10 @@ def run_suites(jobs: Sequence[SuiteRun], device: torch.device, executor: Executo
     An error that stops the graph (or Ctrl-C) marks every suite's run.json
     ``failed`` (``interrupted``); a component failure fails only its own
     cells of its own suite."""
+    from probebench.allocator import reuse_freed_memory
+
     began = time.time()
+    reuse_freed_memory()  # training loops then stop faulting their buffers back in every step
     started: list[_Started] = []
     try:
         for job in jobs:
