@@ -25,6 +25,8 @@ from __future__ import annotations
 import os
 import resource
 import time
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from tests.conftest import builtin_modules
@@ -49,6 +51,7 @@ def _run(folder: Path, cache: str):
     import torch
 
     from probebench.cache import ArtifactStore
+    from probebench.pipeline.combined import in_run
     from probebench.pipeline.data import load_splits
     from probebench.pipeline.fit import fit_tasks
     from probebench.pipeline.stage import Run
@@ -62,7 +65,8 @@ def _run(folder: Path, cache: str):
     with store.active():  # the data cached in the store, as a run caches it: workers read it there
         splits = load_splits(registry, suite.dataset, None, suite.validation)
     run = Run(suite, registry, store, splits, folder / "out")
-    return run, fit_tasks(run, 0, torch.device("cpu"))
+    # as in a run's (combined) graph: each task is called with the runs and picks its own
+    return run, [replace(t, call=partial(in_run, index=0, call=t.call)) for t in fit_tasks(run, 0, torch.device("cpu"))]
 
 
 def test_fit_tasks_in_workers_against_one_after_another(benchmark, tmp_path):
@@ -87,12 +91,12 @@ def test_fit_tasks_in_workers_against_one_after_another(benchmark, tmp_path):
         run, tasks = runs[name]
         with run.store.active(), torch_threads(threads):
             for task in tasks:
-                task.call(run)
+                task.call([run])
 
     tasks = runs["workers"][1]
     assert len(tasks) == 6 and {t.threads for t in tasks} == {1}
     timed("sequential", lambda: one_after_another("sequential", None))
-    benchmark.pedantic(lambda: timed("workers", lambda: fit_in_workers(tasks, runs["workers"][0])), rounds=1)
+    benchmark.pedantic(lambda: timed("workers", lambda: fit_in_workers(tasks, [runs["workers"][0]])), rounds=1)
     timed("sequential_one_thread", lambda: one_after_another("sequential_one_thread", 1))
     assert all(task.done(runs["workers"][0]) for task in tasks)  # every model stored
     benchmark.extra_info.update(
