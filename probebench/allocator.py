@@ -22,6 +22,7 @@ peak resident size is that of the largest working set, as before.
 from __future__ import annotations
 
 import ctypes
+import functools
 import sys
 
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
@@ -29,22 +30,16 @@ M_MMAP_THRESHOLD = -3
 MMAP_BYTES = 32 * 1024 * 1024  # glibc's upper bound for M_MMAP_THRESHOLD on 64-bit systems
 TRIM_BYTES = 1024 * 1024 * 1024
 
-_done: list[bool] = []
 
-
+@functools.cache
 def reuse_freed_memory() -> bool:
     """Fix glibc's malloc thresholds in this process (see the module's
-    docstring); False, and nothing changed, where the C library is not glibc."""
-    if _done:
-        return _done[0]
-    ok = False
-    if sys.platform.startswith("linux"):
-        try:  # the process's own symbols, libc's among them (no library search: it runs ldconfig)
-            mallopt = ctypes.CDLL(None).mallopt
-        except (OSError, AttributeError):  # a C library without mallopt
-            mallopt = None
-        if mallopt is not None:
-            mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-            ok = bool(mallopt(M_MMAP_THRESHOLD, MMAP_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_BYTES))
-    _done.append(ok)
-    return ok
+    docstring), once; False, and nothing changed, where the C library is not glibc."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:  # the process's own symbols, libc's among them (no library search: it runs ldconfig)
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # a C library without mallopt
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_BYTES))

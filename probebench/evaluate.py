@@ -57,6 +57,11 @@ class Estimate:
         }
 
 
+def without_replicates(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` without its ``replicates`` entry (for tables that keep none, e.g. active.csv)."""
+    return {key: value for key, value in row.items() if key != REPLICATES}
+
+
 def bootstrap_bytes(n: int, resamples: int, metrics: int) -> int:
     """Peak memory of one cell's bootstrap: drawing resamples of ``n`` samples
     as counts holds int64 indices, their offsets and bincount (24 bytes per

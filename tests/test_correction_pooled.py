@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 from probebench.evaluate import bootstrap_indices, percentile_interval, pooled_over_seeds
+from probebench.executors.local import torch_threads
 from probebench.pipeline import correct as stage
 from probebench.pipeline.generate import TrainedFlow
 from probebench.suite import Bootstrap, ComponentSpec
@@ -45,10 +45,8 @@ def test_the_pooled_interval_covers_the_spread_between_seeds():
 
 @pytest.fixture
 def ctx():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield toy.context(level=toy.hit_level())
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield toy.context(level=toy.hit_level())
 
 
 def run_seed(ctx, seed: int, out):

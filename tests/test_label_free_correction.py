@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from probebench.errors import UserError
+from probebench.executors.local import torch_threads
 from probebench.pipeline import correct as stage
 from probebench.pipeline.generate import TrainedFlow
 from probebench.plugins.correctors._adaptation import adapted_parameters, shifted
@@ -26,10 +27,8 @@ from tests.conftest import builtin_modules
 
 @pytest.fixture
 def ctx():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield toy.context(level=toy.hit_level())
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield toy.context(level=toy.hit_level())
 
 
 def test_the_target_is_the_most_voted_class_other_than_the_prediction():

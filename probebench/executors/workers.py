@@ -53,14 +53,14 @@ def worker_count() -> int:
 
 def concurrent_fits(graph: Graph, runs: Sequence[Run]) -> list[Task]:
     """The one-thread fit tasks without inputs that still have work, when they
-    are two or more and torch has two or more threads here; else none. A
+    are two or more and ``worker_count()`` is two or more; else none. A
     task of run ``runs[task.run]`` (``pipeline/combined.py``)."""
     pending = [t for t in graph if t.threads == 1 and not t.inputs and not (t.done and t.done(runs[t.run]))]
     return pending if worker_count() >= 2 and len(pending) >= 2 else []
 
 
 def fit_in_workers(tasks: list[Task], runs: Sequence[Run]) -> None:
-    """Run ``tasks`` in worker processes, at most torch's thread count at
+    """Run ``tasks`` in worker processes, at most ``worker_count()`` at
     once; a task that fails (or a worker that dies) is left to the task that
     loads its model, which trains it again and reports the failure."""
     import multiprocessing

@@ -50,7 +50,7 @@ import torch
 
 from probebench.cache import atomic_write, hash_key
 from probebench.console import console, running, task
-from probebench.evaluate import REPLICATES
+from probebench.evaluate import without_replicates
 from probebench.pipeline.cells import Cell
 from probebench.pipeline.context import Context
 from probebench.pipeline.evaluate import _row, detection_rows
@@ -370,7 +370,7 @@ def _evaluate(
     columns = _columns(trajectory, round_, len(rctx.train_labels))
     for name, value in columns.items():
         frame[name] = value
-    rows = [{k: v for k, v in row.items() if k != REPLICATES} for row in rows]  # active.csv keeps no replicates
+    rows = [without_replicates(row) for row in rows]  # active.csv keeps no replicates
     return [{**row, **columns} for row in rows], frame, scored.hit
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from probebench.cache import content_digest, hash_key
-from probebench.evaluate import REPLICATES, bootstrap_indices, estimate, evaluate_cell
+from probebench.evaluate import REPLICATES, bootstrap_indices, estimate, evaluate_cell, without_replicates
 from probebench.pipeline.cells import Cell
 from probebench.pipeline.stage import Run
 
@@ -186,7 +186,7 @@ def _row(metric: str, values: np.ndarray, bootstrap: Bootstrap, value: float | N
         }
     indices = bootstrap_indices(len(values), bootstrap.resamples, bootstrap.seed)
     est = estimate(_mean, values, values, indices, bootstrap.confidence)
-    return {"metric": metric, **{k: v for k, v in est.row().items() if k != REPLICATES}}
+    return {"metric": metric, **without_replicates(est.row())}
 
 
 def outcome_rows(outcome: Outcome, bootstrap: Bootstrap) -> list[dict[str, Any]]:
