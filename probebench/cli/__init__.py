@@ -144,4 +144,32 @@ cache_command.register(app)
 
 
 def main() -> None:
-    app(prog_name="probebench")
+    """The ``probebench`` command. Once the command is over (its output flushed,
+    other threads joined, the exit handlers run) the process ends with
+    ``os._exit``: the interpreter's teardown, which frees every module and
+    tensor one at a time, took 0.45 s of a 2.9 s warm run and about 1.3 s of
+    a cold one."""
+    import atexit
+    import contextlib
+    import os
+    import sys
+    import threading
+
+    try:
+        app(prog_name="probebench")
+        code: object = 0
+    except SystemExit as stop:
+        code = stop.code
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more can be said
+            stream.flush()
+    os._exit(code)

