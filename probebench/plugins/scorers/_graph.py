@@ -37,9 +37,20 @@ class Split:
     traced: bool
 
 
+class _Tracer(fx.Tracer):
+    """``torch.fx``'s tracer, which also keeps as one node each module whose
+    class says ``fx_leaf = True`` (as it keeps torch.nn's own layers), e.g.
+    the cnn's ``MaxPool2x2``, whose forward picks a kernel by its input's layout."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return getattr(m, "fx_leaf", False) or super().is_leaf_module(m, module_qualified_name)
+
+
 def trace(model: nn.Module) -> fx.GraphModule | None:
     try:
-        return fx.symbolic_trace(model)
+        tracer = _Tracer()
+        graph = tracer.trace(model)
+        return fx.GraphModule(tracer.root, graph, type(model).__name__)
     except Exception:  # data-dependent control flow, unsupported ops: no split
         return None
 
@@ -51,7 +62,7 @@ def split_before(
     ``is_target(name, module)`` holds, so that the module and everything after it
     form the tail and everything before it the trunk.
 
-    The graph comes from ``torch.fx.symbolic_trace``; the cut is accepted only if
+    The graph comes from ``torch.fx``'s tracer (``trace``); the cut is accepted only if
     the tail reads nothing computed in the trunk except the target's input (no
     skip connection crosses it). When ``probe`` images are given, the split must
     also reproduce ``model(probe)``. Returns None when any of this fails."""
