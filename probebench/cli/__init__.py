@@ -158,7 +158,7 @@ def main() -> None:
     except SystemExit as stop:
         code = stop.code
     if sys.getprofile() is not None or sys.gettrace() is not None:
-        sys.exit(code)
+        raise SystemExit(code)
     _exit_now(code)
 
 

@@ -2,8 +2,9 @@
 
 Per seed: the classifier, each flow, and the other classifiers its scorers
 request (``probebench.kinds.ClassifierRequests``: ensemble members, fold
-models). A fit task only puts its model into the artifact store; the
-``train``, ``generators`` and ``prepare`` tasks then load it. So the fit
+models). A fit task only puts its model into the artifact store (a flow's
+with its quality and grids, ``generate.judged``); the ``train``,
+``generators`` and ``prepare`` tasks then load it. So the fit
 tasks depend on nothing and an executor may run them at once
 (``probebench/executors/workers.py``).
 
@@ -80,7 +81,7 @@ def fit_done(run: Run, *, fit: Fit) -> bool:
 
 def fit_task(run: Run, *, fit: Fit, device: torch.device) -> None:
     """Train ``fit``'s model into the store unless it is there."""
-    from probebench.pipeline.generate import trained_generator
+    from probebench.pipeline.generate import judged, trained_generator
     from probebench.pipeline.train import trained_classifier
 
     if fit_done(run, fit=fit):
@@ -92,7 +93,8 @@ def fit_task(run: Run, *, fit: Fit, device: torch.device) -> None:
                 run.registry, run.store, suite.dataset, fit.spec, run.splits, fit.seed, device, fit.subset
             )
         else:
-            trained_generator(run.registry, run.store, suite.dataset, fit.spec, run.splits, fit.seed, device)
+            flow = trained_generator(run.registry, run.store, suite.dataset, fit.spec, run.splits, fit.seed, device)[0]
+            judged(run, fit.spec, fit.seed, flow, device)  # its quality and grids, while other models train
     except Exception:  # the task that loads the model trains it again and reports why it failed
         return
 

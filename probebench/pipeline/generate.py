@@ -218,23 +218,10 @@ def generator_stage(run: Run, ctx: Context) -> tuple[list[dict[str, Any]], dict[
 
 def _trained(run: Run, ctx: Context, spec: ComponentSpec) -> tuple[TrainedFlow, dict[str, float]]:
     """One generator trained (or loaded), its quality measured (cached) and its grids saved."""
-    splits = run.splits
-    key = generator_key(
-        run.registry, run.suite.dataset, spec, ctx.seed, splits.validation, data=splits.fingerprint, pool=splits.pool
-    )
     flow, seconds, cached = trained_generator(
-        run.registry, run.store, run.suite.dataset, spec, splits, ctx.seed, ctx.device
+        run.registry, run.store, run.suite.dataset, spec, run.splits, ctx.seed, ctx.device
     )
-    # the test split is fixed by the dataset spec, which the generator key holds
-    values = dict(
-        run.store.get_or_build(
-            "generator-quality",
-            hash_key("quality", key),
-            lambda: quality(flow, splits.test_images, ctx.seed, run.suite.batch_size, ctx.device),
-        )
-    )
-    stem = safe_part(f"{spec.label}-seed{ctx.seed}")
-    save_grids(flow, splits.test_images, run.out, stem, ctx.seed, ctx.device, run.store, key)
+    key, values = judged(run, spec, ctx.seed, flow, ctx.device)
     values["train-seconds"] = seconds
     origin = "from the cache, trained" if cached else "trained"
     console.print(
@@ -242,3 +229,24 @@ def _trained(run: Run, ctx: Context, spec: ComponentSpec) -> tuple[TrainedFlow, 
         f"reconstruction error {values['reconstruction-error']:.2g} ({origin} in {seconds:.0f} s)"
     )
     return TrainedFlow(flow, key), values
+
+
+def judged(run: Run, spec: ComponentSpec, seed: int, flow: Any, device: torch.device | str) -> tuple[str, dict]:
+    """The flow's cache key and its quality on the test split (cached), with
+    its grids saved to the run folder (drawn once, then copied from the
+    cache). The flow's fit task calls it too, right after training, so that
+    on a worker it overlaps the other models' training."""
+    splits = run.splits
+    key = generator_key(
+        run.registry, run.suite.dataset, spec, seed, splits.validation, data=splits.fingerprint, pool=splits.pool
+    )
+    # the test split is fixed by the dataset spec, which the generator key holds
+    values = dict(
+        run.store.get_or_build(
+            "generator-quality",
+            hash_key("quality", key),
+            lambda: quality(flow, splits.test_images, seed, run.suite.batch_size, device),
+        )
+    )
+    save_grids(flow, splits.test_images, run.out, safe_part(f"{spec.label}-seed{seed}"), seed, device, run.store, key)
+    return key, values
