@@ -43,7 +43,7 @@ def _fit(seed: int = 0):
 def test_cfgan_gives_class_logits_a_fake_output_and_counterfactuals():
     component, model, history, images = _fit()
     assert trains_itself(component)
-    assert set(history) == {"classification", "fake", "target", "realness", "cycle", "identity", "sparsity", "mask"}
+    assert set(history) == {"classification", "fake", "target", "realness", "cycle", "identity", "sparsity"}
     assert all(len(curve) == 2 for curve in history.values())
     assert all(math.isnan(curve[0]) for name, curve in history.items() if name != "classification")  # warm-up
     assert all(math.isfinite(value) for curve in history.values() for value in curve[1:])
@@ -213,6 +213,35 @@ def test_the_sparsity_loss_is_the_mean_edit_and_a_large_weight_keeps_g_nearer_x(
             made = model.counterfactual(images, (labels + 1) % 3)
         edits.append(edit_sparsity(made, images).item())
     assert edits[0] > 0.1 and edits[1] < edits[0] / 10
+
+
+def test_the_mask_loss_closes_the_mask_of_a_masked_edit():
+    from probebench.plugins.classifiers.cfgan import CFGAN
+
+    images, labels = tiny_data(48, shape=(1, 12, 12))
+    masks = []
+    for weight in (0.0, 10.0):
+        component = CFGAN(
+            epochs=3,
+            warmup_epochs=1,
+            batch_size=16,
+            lr=1e-2,
+            width=4,
+            unet_width=4,
+            class_weight=10.0,
+            cycle_weight=0.0,
+            identity_weight=0.0,
+            sparsity_weight=0.0,
+            edit="masked",
+            mask_weight=weight,
+        )
+        torch.manual_seed(0)
+        model = component.build(3, (1, 12, 12))
+        history = component.fit(model, images, labels, 0, "cpu", "test")
+        assert math.isfinite(history["mask"][2])  # recorded with edit = "masked" only
+        with torch.no_grad():
+            masks.append(model.generator.edit_and_mask(images, (labels + 1) % 3)[1].mean().item())
+    assert masks[1] < masks[0] / 2
 
 
 def test_g_sees_the_mean_training_image_of_the_target_class_only_with_prototype():

@@ -160,7 +160,8 @@ class GANRecipe:
     mask_weight: float = 0.0
 
 
-# the per-epoch means fit() records (warm-up epochs record the classification loss only)
+# the per-epoch means fit() records (warm-up epochs record the classification loss only; "mask" only
+# with edit = "masked")
 CURVES = ("classification", "fake", "target", "realness", "cycle", "identity", "sparsity", "mask")
 
 
@@ -216,12 +217,13 @@ def fit(
     model.to(device).train()
     model.generator.set_prototypes(images.to(device), labels.to(device))
     judge = model
-    history: dict[str, list[float]] = {name: [] for name in CURVES}
+    curves = CURVES if model.generator.edit == "masked" else tuple(name for name in CURVES if name != "mask")
+    history: dict[str, list[float]] = {name: [] for name in curves}
     for epoch in range(recipe.epochs):
         adversarial = epoch >= recipe.warmup_epochs
         if adversarial and judge is model and recipe.class_source == "frozen":
             judge = _frozen_copy(model)
-        sums = dict.fromkeys(CURVES, 0.0)
+        sums = dict.fromkeys(curves, 0.0)
         order = torch.randperm(len(images), generator=generator)
         batches = 0
         for start in range(0, len(images), recipe.batch_size):
@@ -238,10 +240,11 @@ def fit(
             for name, value in losses.items():
                 if not torch.isfinite(value):
                     raise UserError(f"training cf-gan diverged ({name} loss {value.item()}); lower its lr")
-                sums[name] += value.item()
+                if name in sums:
+                    sums[name] += value.item()
             batches += 1
             advance()
-        for name in CURVES:
+        for name in curves:
             if adversarial or name == "classification":
                 history[name].append(sums[name] / batches)
             else:
