@@ -319,3 +319,23 @@ def test_both_class_sources_train_and_another_is_a_one_line_error(source):
     assert math.isfinite(history["target"][1])
     with pytest.raises(UserError, match="class_source must be one of frozen, discriminator, got 'judge'"):
         CFGAN(class_source="judge")
+
+
+def test_the_generator_options_enter_the_cf_gan_cache_key():
+    from probebench.pipeline.train import classifier_key
+    from probebench.registry import Registry
+    from probebench.suite import ComponentSpec, load_config
+
+    registry = Registry(load_config().builtin)
+    dataset = ComponentSpec("mnist-5k")
+    keys = {
+        classifier_key(registry, dataset, ComponentSpec("cf-gan", options), 0, data="d")
+        for options in (
+            {},
+            {"sparsity_weight": 1.0},
+            {"edit": "masked"},
+            {"upsample": "transpose"},
+            {"prototype": True},
+        )
+    }
+    assert len(keys) == 5
