@@ -22,6 +22,7 @@ def main() -> None:
     from probebench.cache import ArtifactStore
     from probebench.pipeline.data import load_splits
     from probebench.pipeline.train import trained_classifier
+    from probebench.plugins.classifiers._cfgan_checks import source_retrieval_rate
     from probebench.registry import Registry
     from probebench.suite import load_config, parse_suite
 
@@ -29,6 +30,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
     parser.add_argument("--gan-suite", default="mnist-cfgan")
     parser.add_argument("--judge-suite", default="mnist-cfgan-cnn")
+    parser.add_argument("--sources", type=int, default=100, help="source images of the retrieval rate")
     args = parser.parse_args()
 
     config = load_config()
@@ -39,7 +41,7 @@ def main() -> None:
     store = ArtifactStore()
     images, labels = splits.test_images, splits.test_labels
     num_classes = splits.dataset.num_classes
-    print("seed  judge-rate  mean|x-G(x,c)|  identity-judge-rate  mean|x-G(x,y)|")
+    print("seed  judge-rate  mean|x-G(x,c)|  identity-judge-rate  mean|x-G(x,y)|  retrieval  chance")
     for seed in (int(s) for s in args.seeds.split(",")):
         gan, _ = trained_classifier(registry, store, gan_suite.dataset, gan_suite.classifier, splits, seed, "cpu")
         judge, _ = trained_classifier(registry, store, judge_suite.dataset, judge_suite.classifier, splits, seed, "cpu")
@@ -55,7 +57,16 @@ def main() -> None:
             same = gan.counterfactual(images, labels)
             kept = float((judge(same).argmax(dim=1) == labels).float().mean())
             same_distance = float((same - images).abs().mean())
-        print(f"{seed:4d}  {hits / pairs:10.3f}  {distance / pairs:14.3f}  {kept:19.3f}  {same_distance:14.3f}")
+            retrieval = chance = 0.0
+            sources, source_labels = images[: args.sources], labels[: args.sources]
+            for c in range(num_classes):
+                x = sources[source_labels != c]
+                retrieval += source_retrieval_rate(gan.counterfactual(x, torch.full((len(x),), c)), x) / num_classes
+                chance += 1 / len(x) / num_classes
+        print(
+            f"{seed:4d}  {hits / pairs:10.3f}  {distance / pairs:14.3f}  {kept:19.3f}  {same_distance:14.3f}"
+            f"  {retrieval:9.3f}  {chance:6.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def _fit(seed: int = 0):
 def test_cfgan_gives_class_logits_a_fake_output_and_counterfactuals():
     component, model, history, images = _fit()
     assert trains_itself(component)
-    assert set(history) == {"classification", "fake", "target", "realness", "cycle", "identity"}
+    assert set(history) == {"classification", "fake", "target", "realness", "cycle", "identity", "sparsity"}
     assert all(len(curve) == 2 for curve in history.values())
     assert all(math.isnan(curve[0]) for name, curve in history.items() if name != "classification")  # warm-up
     assert all(math.isfinite(value) for curve in history.values() for value in curve[1:])
@@ -150,24 +150,108 @@ def test_a_warm_up_as_long_as_the_training_is_a_one_line_error():
         CFGAN(epochs=2, warmup_epochs=2)
 
 
-def test_the_generator_starts_as_the_identity_and_its_clamp_passes_gradients_at_the_bounds():
+@pytest.mark.parametrize("edit", ["residual", "masked"])
+@pytest.mark.parametrize("upsample", ["nearest", "transpose"])
+def test_the_generator_starts_as_the_identity_and_its_clamp_passes_gradients_at_the_bounds(edit, upsample):
     from probebench.plugins.classifiers._cfgan_net import clamp_straight_through
     from probebench.plugins.classifiers.cfgan import CFGAN
 
     images, _ = tiny_data(8, shape=(1, 12, 12))
-    model = CFGAN(width=4, unet_width=4).build(3, (1, 12, 12))
+    model = CFGAN(width=4, unet_width=4, edit=edit, upsample=upsample).build(3, (1, 12, 12))
     with torch.no_grad():
         assert torch.equal(model.counterfactual(images, torch.zeros(8, dtype=torch.long)), images)
-    edit = torch.tensor([-0.5, 0.5, 1.5], requires_grad=True)
-    clamped = clamp_straight_through(edit)
+    edit_values = torch.tensor([-0.5, 0.5, 1.5], requires_grad=True)
+    clamped = clamp_straight_through(edit_values)
     clamped.sum().backward()
     assert clamped.tolist() == [0.0, 0.5, 1.0]
-    assert edit.grad.tolist() == [1.0, 1.0, 1.0]  # torch.clamp gives 0 at the first and last
+    assert edit_values.grad.tolist() == [1.0, 1.0, 1.0]  # torch.clamp gives 0 at the first and last
 
 
-def test_g_sees_the_mean_training_image_of_the_target_class():
-    _, model, _, images = _fit()
-    labels = tiny_data(48, shape=(1, 12, 12))[1]
+def test_the_masked_edit_keeps_x_where_the_mask_is_closed_and_edits_where_it_is_open():
+    from probebench.plugins.classifiers.cfgan import CFGAN
+
+    images, _ = tiny_data(8, shape=(1, 12, 12))
+    model = CFGAN(width=4, unet_width=4, edit="masked").build(3, (1, 12, 12))
+    target = torch.zeros(8, dtype=torch.long)
+    with torch.no_grad():
+        model.generator.out.bias.copy_(torch.tensor([1.0, -40.0]))  # Δ = 1 everywhere, mask logit -40: closed
+        closed, mask = model.generator.edit_and_mask(images, target)
+        assert torch.allclose(closed, images, atol=1e-6) and mask.max() < 1e-15
+        model.generator.out.bias.copy_(torch.tensor([1.0, 40.0]))  # mask open: x + 2 tanh(1), clamped
+        opened, mask = model.generator.edit_and_mask(images, target)
+    assert torch.allclose(mask, torch.ones_like(mask))
+    assert torch.allclose(opened, (images + 2 * math.tanh(1.0)).clamp(0, 1))
+
+
+def test_the_sparsity_loss_is_the_mean_edit_and_a_large_weight_keeps_g_nearer_x():
+    from probebench.plugins.classifiers._cfgan_net import edit_sparsity
+    from probebench.plugins.classifiers.cfgan import CFGAN
+
+    x, made = torch.zeros(2, 1, 2, 2), torch.tensor([0.0, 0.5, 1.0, 0.5]).view(1, 1, 2, 2).repeat(2, 1, 1, 1)
+    assert edit_sparsity(made, x).item() == pytest.approx(0.5)
+
+    images, labels = tiny_data(48, shape=(1, 12, 12))
+    edits = []
+    for weight in (0.0, 10.0):  # only the class loss pulls G away from x: it alone makes a large edit
+        component = CFGAN(
+            epochs=3,
+            warmup_epochs=1,
+            batch_size=16,
+            lr=1e-2,
+            width=4,
+            unet_width=4,
+            class_weight=10.0,
+            cycle_weight=0.0,
+            identity_weight=0.0,
+            sparsity_weight=weight,
+        )
+        torch.manual_seed(0)
+        model = component.build(3, (1, 12, 12))
+        history = component.fit(model, images, labels, 0, "cpu", "test")
+        assert math.isfinite(history["sparsity"][2])
+        with torch.no_grad():
+            made = model.counterfactual(images, (labels + 1) % 3)
+        edits.append(edit_sparsity(made, images).item())
+    assert edits[0] > 0.1 and edits[1] < edits[0] / 10
+
+
+def test_the_mask_loss_closes_the_mask_of_a_masked_edit():
+    from probebench.plugins.classifiers.cfgan import CFGAN
+
+    images, labels = tiny_data(48, shape=(1, 12, 12))
+    masks = []
+    for weight in (0.0, 10.0):
+        component = CFGAN(
+            epochs=3,
+            warmup_epochs=1,
+            batch_size=16,
+            lr=1e-2,
+            width=4,
+            unet_width=4,
+            class_weight=10.0,
+            cycle_weight=0.0,
+            identity_weight=0.0,
+            sparsity_weight=0.0,
+            edit="masked",
+            mask_weight=weight,
+        )
+        torch.manual_seed(0)
+        model = component.build(3, (1, 12, 12))
+        history = component.fit(model, images, labels, 0, "cpu", "test")
+        assert math.isfinite(history["mask"][2])  # recorded with edit = "masked" only
+        with torch.no_grad():
+            masks.append(model.generator.edit_and_mask(images, (labels + 1) % 3)[1].mean().item())
+    assert masks[1] < masks[0] / 2
+
+
+def test_g_sees_the_mean_training_image_of_the_target_class_only_with_prototype():
+    from probebench.plugins.classifiers.cfgan import CFGAN
+
+    component = CFGAN(epochs=2, warmup_epochs=1, batch_size=16, width=4, unet_width=4, prototype=True)
+    images, labels = tiny_data(48, shape=(1, 12, 12))
+    torch.manual_seed(0)
+    model = component.build(3, (1, 12, 12))
+    component.fit(model, images, labels, 0, "cpu", "test")
     prototypes = model.generator.prototypes
     for c in range(3):
         assert torch.allclose(prototypes[c], images[labels == c].mean(dim=0))
@@ -178,6 +262,50 @@ def test_g_sees_the_mean_training_image_of_the_target_class():
         after = model.counterfactual(x, target)
     assert not torch.equal(before, after)
     assert "generator.prototypes" in model.state_dict()  # saved with the cached model
+
+    _, plain, _, _ = _fit()  # the default: no prototype channel, so the class means change nothing
+    with torch.no_grad():
+        before = plain.counterfactual(x, target)
+        plain.generator.prototypes[1] = 1 - plain.generator.prototypes[1]
+        assert torch.equal(before, plain.counterfactual(x, target))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"upsample": "bilinear"}, "upsample must be one of nearest, transpose, got 'bilinear'"),
+        ({"edit": "paint"}, "edit must be one of residual, masked, got 'paint'"),
+        ({"mask_weight": 1.0}, "mask_weight needs edit = 'masked'"),
+        ({"sparsity_weight": -1.0}, "sparsity_weight and mask_weight not negative"),
+        ({"prototype": "yes"}, "prototype must be true or false, got 'yes'"),
+    ],
+)
+def test_bad_generator_options_are_one_line_errors(options, message):
+    from probebench.plugins.classifiers.cfgan import CFGAN
+
+    with pytest.raises(UserError, match=message) as error:
+        CFGAN(**options)
+    assert "\n" not in str(error.value)
+
+
+def test_source_retrieval_is_one_for_an_editing_g_and_chance_for_a_template():
+    from probebench.plugins.classifiers._cfgan_checks import source_retrieval_rate
+
+    sources = torch.rand(20, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+    assert source_retrieval_rate(sources + 0.01, sources) == 1.0
+    template = torch.full_like(sources, 0.5)  # the same picture whatever the source
+    assert source_retrieval_rate(template, sources) == pytest.approx(1 / 20)
+
+
+def test_deleting_the_top_pixels_replaces_exactly_the_k_most_salient():
+    from probebench.plugins.classifiers._cfgan_checks import delete_top_pixels
+
+    images = torch.ones(2, 1, 3, 3)
+    saliency = torch.arange(18, dtype=torch.float).view(2, 1, 3, 3)
+    saliency[1] = saliency[1].flip(-1)
+    deleted = delete_top_pixels(images, saliency, 2, torch.zeros_like(images))
+    assert deleted[0, 0].flatten().tolist() == [1, 1, 1, 1, 1, 1, 1, 0, 0]
+    assert deleted[1, 0].flatten().tolist() == [1, 1, 1, 1, 1, 1, 0, 0, 1]
 
 
 @pytest.mark.parametrize("source", ["frozen", "discriminator"])
@@ -191,3 +319,23 @@ def test_both_class_sources_train_and_another_is_a_one_line_error(source):
     assert math.isfinite(history["target"][1])
     with pytest.raises(UserError, match="class_source must be one of frozen, discriminator, got 'judge'"):
         CFGAN(class_source="judge")
+
+
+def test_the_generator_options_enter_the_cf_gan_cache_key():
+    from probebench.pipeline.train import classifier_key
+    from probebench.registry import Registry
+    from probebench.suite import ComponentSpec, load_config
+
+    registry = Registry(load_config().builtin)
+    dataset = ComponentSpec("mnist-5k")
+    keys = {
+        classifier_key(registry, dataset, ComponentSpec("cf-gan", options), 0, data="d")
+        for options in (
+            {},
+            {"sparsity_weight": 1.0},
+            {"edit": "masked"},
+            {"upsample": "transpose"},
+            {"prototype": True},
+        )
+    }
+    assert len(keys) == 5

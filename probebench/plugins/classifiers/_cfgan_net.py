@@ -29,33 +29,51 @@ def clamp_straight_through(x: torch.Tensor) -> torch.Tensor:
     return x + (x.clamp(0, 1) - x).detach()
 
 
+def _upsample(cin: int, cout: int, mode: str) -> nn.Module:
+    """Doubles the sides: nearest-neighbour upsampling and a 3x3 conv
+    (``"nearest"``, no checkerboard) or a 2x2 transposed conv of stride 2
+    (``"transpose"``, version 3's, whose uneven overlap left a checkerboard)."""
+    if mode == "transpose":
+        return nn.ConvTranspose2d(cin, cout, 2, stride=2)
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, cout, 3, padding=1))
+
+
 class UNet(nn.Module):
-    """A two-level UNet G(x, target) that predicts an edit: it returns
-    x + 2 tanh(Δ), clamped to [0, 1] straight-through. The target class enters
-    as one-hot channels at every level and, at the input, as its prototype:
-    the mean training image of the target class (``prototypes``, a buffer
-    filled by ``fit`` and saved with the model). The prototype is a fixed
-    function of the class, so G is still G(x, class); it gives G a picture of
-    where the target's strokes lie, which the one-hot alone did not teach in
-    a few hundred steps (the judge rate on mnist-5k rose from chance to most
-    pairs). The output layer starts at zero, so G starts as the identity.
+    """A two-level UNet G(x, target) that predicts an edit Δ: it returns
+    x + 2 tanh(Δ) (``edit = "residual"``) or x + m 2 tanh(Δ) with a mask
+    m = sigmoid(.) in (0, 1) per pixel (``edit = "masked"``, GANimation's
+    attention: where m is 0, x passes unchanged), clamped to [0, 1]
+    straight-through. The target class enters as one-hot channels at every
+    level and, with ``prototype``, also at the input as the class's mean
+    training image (``prototypes``, a buffer filled by ``fit`` and saved with
+    the model; version 3's way out of a collapse, which let G paste a class
+    template whatever x was). The output layer starts at zero, so G starts
+    as the identity (for ``"masked"`` m starts at 1/2 and Δ at 0).
     Earlier forms collapsed on mnist-5k: a sigmoid image (all black), x +
     tanh(.) clamped (the identity: no gradient at the bounds) and a sigmoid
     mask over a sigmoid content image (black)."""
 
-    def __init__(self, num_classes: int, shape: tuple[int, int, int], base: int = 16):
+    def __init__(
+        self,
+        num_classes: int,
+        shape: tuple[int, int, int],
+        base: int = 16,
+        prototype: bool = False,
+        upsample: str = "nearest",
+        edit: str = "residual",
+    ):
         super().__init__()
         channels = shape[0]
-        self.num_classes = num_classes
+        self.num_classes, self.prototype, self.edit = num_classes, prototype, edit
         self.register_buffer("prototypes", torch.zeros(num_classes, *shape))
-        self.down1 = _double_conv(2 * channels + num_classes, base)
+        self.down1 = _double_conv((2 if prototype else 1) * channels + num_classes, base)
         self.down2 = _double_conv(base + num_classes, 2 * base)
         self.middle = _double_conv(2 * base + num_classes, 4 * base)
-        self.up2 = nn.ConvTranspose2d(4 * base, 2 * base, 2, stride=2)
+        self.up2 = _upsample(4 * base, 2 * base, upsample)
         self.merge2 = _double_conv(4 * base, 2 * base)
-        self.up1 = nn.ConvTranspose2d(2 * base, base, 2, stride=2)
+        self.up1 = _upsample(2 * base, base, upsample)
         self.merge1 = _double_conv(2 * base, base)
-        self.out = nn.Conv2d(base, channels, 1)
+        self.out = nn.Conv2d(base, (2 if edit == "masked" else 1) * channels, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
@@ -65,18 +83,28 @@ class UNet(nn.Module):
             members = images[labels == c]
             self.prototypes[c] = members.mean(dim=0) if len(members) else 0.0
 
-    def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def edit_and_mask(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """G(x, target) and the mask m it applied (all ones for ``"residual"``)."""
         onehot = F.one_hot(target, self.num_classes).to(x.dtype)[:, :, None, None]
 
         def with_target(h: torch.Tensor) -> torch.Tensor:
             return torch.cat([h, onehot.expand(-1, -1, *h.shape[2:])], dim=1)
 
-        h1 = self.down1(torch.cat([with_target(x), self.prototypes[target]], dim=1))
+        first = torch.cat([with_target(x), self.prototypes[target]], dim=1) if self.prototype else with_target(x)
+        h1 = self.down1(first)
         h2 = self.down2(with_target(F.avg_pool2d(h1, 2)))
         h3 = self.middle(with_target(F.avg_pool2d(h2, 2)))
         u2 = self.merge2(torch.cat([self.up2(h3), h2], dim=1))
-        u1 = self.merge1(torch.cat([self.up1(u2), h1], dim=1))
-        return clamp_straight_through(x + 2 * torch.tanh(self.out(u1)))
+        out = self.out(self.merge1(torch.cat([self.up1(u2), h1], dim=1)))
+        if self.edit == "masked":
+            delta, mask = out.chunk(2, dim=1)
+            mask = torch.sigmoid(mask)
+        else:
+            delta, mask = out, torch.ones_like(out)
+        return clamp_straight_through(x + mask * 2 * torch.tanh(delta)), mask
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.edit_and_mask(x, target)[0]
 
 
 class CFGANNet(CNNNet):
@@ -86,13 +114,23 @@ class CFGANNet(CNNNet):
     classes, as every classifier does; ``discriminate`` all C + 1, the last
     being "fake"; ``p_fake`` its softmax probability."""
 
-    def __init__(self, num_classes: int, shape: tuple[int, int, int], dropout: float, width: int, unet_width: int):
+    def __init__(
+        self,
+        num_classes: int,
+        shape: tuple[int, int, int],
+        dropout: float,
+        width: int,
+        unet_width: int,
+        prototype: bool = False,
+        upsample: str = "nearest",
+        edit: str = "residual",
+    ):
         _, height, width_px = shape
         if height % 4 or width_px % 4:
             raise UserError(f"cf-gan's UNet needs image sides divisible by 4 (28, 32), got {height}x{width_px}")
         super().__init__(num_classes + 1, shape, dropout, width)
         self.num_classes = num_classes
-        self.generator = UNet(num_classes, shape, unet_width)
+        self.generator = UNet(num_classes, shape, unet_width, prototype, upsample, edit)
 
     def discriminate(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc_layer(self.conv_layer(x).flatten(1))
@@ -118,16 +156,25 @@ class GANRecipe:
     cycle_weight: float
     identity_weight: float
     class_source: str
+    sparsity_weight: float = 0.0
+    mask_weight: float = 0.0
 
 
-# the per-epoch means fit() records (warm-up epochs record the classification loss only)
-CURVES = ("classification", "fake", "target", "realness", "cycle", "identity")
+# the per-epoch means fit() records (warm-up epochs record the classification loss only; "mask" only
+# with edit = "masked")
+CURVES = ("classification", "fake", "target", "realness", "cycle", "identity", "sparsity", "mask")
 
 
 def other_class(labels: torch.Tensor, num_classes: int, generator: torch.Generator) -> torch.Tensor:
     """A target class drawn uniformly among the classes other than ``labels``."""
     shift = torch.randint(1, num_classes, labels.shape, generator=generator)
     return (labels + shift.to(labels.device)) % num_classes
+
+
+def edit_sparsity(made: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The L1 size of the edit Δ = G(x, t) - x, mean per pixel: the paper's L1
+    sparsity term, which makes a counterfactual change as few pixels as it can."""
+    return (made - x).abs().mean()
 
 
 def realness(outputs: torch.Tensor) -> torch.Tensor:
@@ -170,12 +217,13 @@ def fit(
     model.to(device).train()
     model.generator.set_prototypes(images.to(device), labels.to(device))
     judge = model
-    history: dict[str, list[float]] = {name: [] for name in CURVES}
+    curves = CURVES if model.generator.edit == "masked" else tuple(name for name in CURVES if name != "mask")
+    history: dict[str, list[float]] = {name: [] for name in curves}
     for epoch in range(recipe.epochs):
         adversarial = epoch >= recipe.warmup_epochs
         if adversarial and judge is model and recipe.class_source == "frozen":
             judge = _frozen_copy(model)
-        sums = dict.fromkeys(CURVES, 0.0)
+        sums = dict.fromkeys(curves, 0.0)
         order = torch.randperm(len(images), generator=generator)
         batches = 0
         for start in range(0, len(images), recipe.batch_size):
@@ -192,10 +240,11 @@ def fit(
             for name, value in losses.items():
                 if not torch.isfinite(value):
                     raise UserError(f"training cf-gan diverged ({name} loss {value.item()}); lower its lr")
-                sums[name] += value.item()
+                if name in sums:
+                    sums[name] += value.item()
             batches += 1
             advance()
-        for name in CURVES:
+        for name in curves:
             if adversarial or name == "classification":
                 history[name].append(sums[name] / batches)
             else:
@@ -231,16 +280,20 @@ def _adversarial_step(
     (classification + fake).backward()
     d_opt.step()
 
-    made = model.generator(x, target)
+    made, mask = model.generator.edit_and_mask(x, target)
     looks_real = -realness(model.discriminate(made)).mean()
     toward_target = F.cross_entropy(judge(made), target)
     cycle = (model.generator(made, y) - x).abs().mean()
     identity = (model.generator(x, y) - x).abs().mean()
+    sparsity = edit_sparsity(made, x)
+    mask_size = mask.mean()
     g_loss = (
         looks_real
         + recipe.class_weight * toward_target
         + recipe.cycle_weight * cycle
         + recipe.identity_weight * identity
+        + recipe.sparsity_weight * sparsity
+        + recipe.mask_weight * mask_size
     )
     g_opt.zero_grad(set_to_none=True)
     g_loss.backward()
@@ -253,4 +306,6 @@ def _adversarial_step(
         "realness": looks_real,
         "cycle": cycle,
         "identity": identity,
+        "sparsity": sparsity,
+        "mask": mask_size,
     }

@@ -12,14 +12,17 @@ from probebench.hookspecs import hookimpl
 
 # where G's class loss comes from (kept here, not in the torch module, so options validate without torch)
 CLASS_SOURCES = ("frozen", "discriminator")
+UPSAMPLES = ("nearest", "transpose")
+EDITS = ("residual", "masked")
 
 
 class CFGAN:
     """Discriminator-classifier D: the ``cnn`` network with C + 1 outputs (its
     layers keep the cnn's names, e.g. ``fc_layer.4``); the pipeline sees the
     logits of the C classes. G: a two-level UNet conditioned on the target
-    class (one-hot channels and the class's mean training image) that edits
-    x residually (image sides divisible by 4, e.g. 28 or 32).
+    class (one-hot channels) that edits x residually, optionally through a
+    learnt mask (``edit``), upsampling by nearest neighbour + conv (image
+    sides divisible by 4, e.g. 28 or 32).
 
     Trains itself (the ``SelfTraining`` capability) with StarGAN's recipe:
     ``warmup_epochs`` of D's classifier on real images, then per batch one D
@@ -27,15 +30,18 @@ class CFGAN:
     log(p_real / p_fake), real images up, G's counterfactuals down) and one G
     step (-realness of its counterfactuals, a class loss toward the target,
     a cycle-consistent L1 of G(G(x, t), y) to x, an identity L1 of G(x, y) to
-    x). G's class loss comes from D as it trains (``class_source =
-    "discriminator"``, the paper's joint training) or from a frozen copy of D
-    taken after the warm-up (``"frozen"``). Saves loss
-    curves, a counterfactual grid and a saliency grid |x - G(x, c)| into the
-    run folder.
+    x, the L1 sparsity of the edit G(x, t) - x, and with ``edit = "masked"``
+    an L1 on the mask). Version 4 drops version 3's class-mean input channel
+    (``prototype``), with which G drew a class template whatever x was, and
+    weighs identity 10 and sparsity 5 (version 3: 1 and none). G's class
+    loss comes from D as it trains (``class_source = "discriminator"``, the
+    paper's joint training) or from a frozen copy of D taken after the
+    warm-up (``"frozen"``). Saves loss curves, a counterfactual grid and a
+    saliency grid |x - G(x, c)| into the run folder.
     """
 
     name = "cf-gan"
-    version = "3"
+    version = "4"
     trains_itself = True
     option_help = {
         "epochs": "training epochs, the warm-up included (then one D step and one G step per batch)",
@@ -50,6 +56,11 @@ class CFGAN:
         "dropout": "dropout probability in D's fc_layer",
         "width": "channels of D's first conv layer (the second has twice as many)",
         "unet_width": "channels of G's first UNet level (doubling per level)",
+        "sparsity_weight": "weight of the L1 sparsity loss |G(x,t) - x| (the edit's size; larger keeps more of x)",
+        "edit": "'residual' (x + 2 tanh(Δ)) or 'masked' (x + m 2 tanh(Δ), a learnt mask m in (0, 1), GANimation's)",
+        "mask_weight": "weight of the L1 loss on the mask m (edit = 'masked' only)",
+        "upsample": "G's upsampling: 'nearest' (nearest neighbour + 3x3 conv) or 'transpose' (version 3's transposed conv)",
+        "prototype": "G also sees the target class's mean training image (version 3; lets G paste a class template)",
     }
 
     def __init__(
@@ -61,11 +72,16 @@ class CFGAN:
         batch_size: int = 32,
         class_weight: float = 1.0,
         cycle_weight: float = 10.0,
-        identity_weight: float = 1.0,
+        identity_weight: float = 10.0,
         class_source: str = "discriminator",
         dropout: float = 0.3,
         width: int = 32,
         unet_width: int = 16,
+        sparsity_weight: float = 5.0,
+        edit: str = "residual",
+        mask_weight: float = 0.0,
+        upsample: str = "nearest",
+        prototype: bool = False,
     ):
         if epochs < 1 or batch_size < 1 or width < 1 or unet_width < 1:
             raise UserError("cf-gan: epochs, batch_size, width and unet_width must be positive")
@@ -73,9 +89,19 @@ class CFGAN:
             raise UserError(f"cf-gan: warmup_epochs must lie in [0, epochs) = [0, {epochs}), got {warmup_epochs}")
         if class_source not in CLASS_SOURCES:
             raise UserError(f"cf-gan: class_source must be one of {', '.join(CLASS_SOURCES)}, got {class_source!r}")
-        if min(lr, warmup_lr) <= 0 or min(class_weight, cycle_weight, identity_weight) < 0:
+        if upsample not in UPSAMPLES:
+            raise UserError(f"cf-gan: upsample must be one of {', '.join(UPSAMPLES)}, got {upsample!r}")
+        if edit not in EDITS:
+            raise UserError(f"cf-gan: edit must be one of {', '.join(EDITS)}, got {edit!r}")
+        if mask_weight and edit != "masked":
+            raise UserError(f"cf-gan: mask_weight needs edit = 'masked' (there is no mask with edit = {edit!r})")
+        if not isinstance(prototype, bool):
+            raise UserError(f"cf-gan: prototype must be true or false, got {prototype!r}")
+        weights = (class_weight, cycle_weight, identity_weight, sparsity_weight, mask_weight)
+        if min(lr, warmup_lr) <= 0 or min(weights) < 0:
             raise UserError(
-                "cf-gan: lr and warmup_lr must be positive; class_weight, cycle_weight and identity_weight not negative"
+                "cf-gan: lr and warmup_lr must be positive; class_weight, cycle_weight, identity_weight,"
+                " sparsity_weight and mask_weight not negative"
             )
         if not 0 <= dropout < 1:
             raise UserError(f"cf-gan: dropout must lie in [0, 1), got {dropout}")
@@ -83,13 +109,17 @@ class CFGAN:
         self.batch_size, self.class_source = batch_size, class_source
         self.class_weight, self.cycle_weight, self.identity_weight = class_weight, cycle_weight, identity_weight
         self.dropout, self.width, self.unet_width = dropout, width, unet_width
+        self.sparsity_weight, self.edit, self.mask_weight = sparsity_weight, edit, mask_weight
+        self.upsample, self.prototype = upsample, prototype
 
     def build(self, num_classes: int, shape: tuple[int, int, int]):
         from probebench.plugins.classifiers._cfgan_net import CFGANNet
 
         if num_classes < 2:
             raise UserError(f"cf-gan needs at least 2 classes, got {num_classes}")
-        return CFGANNet(num_classes, shape, self.dropout, self.width, self.unet_width)
+        return CFGANNet(
+            num_classes, shape, self.dropout, self.width, self.unet_width, self.prototype, self.upsample, self.edit
+        )
 
     def fit(self, model, images, labels, seed: int, device, label: str) -> dict[str, list[float]]:
         import math
@@ -107,6 +137,8 @@ class CFGAN:
             self.cycle_weight,
             self.identity_weight,
             self.class_source,
+            self.sparsity_weight,
+            self.mask_weight,
         )
         with task(f"train {label}", self.epochs * math.ceil(len(images) / self.batch_size)) as advance:
             return fit(model, images, labels, recipe, seed, device, advance)
