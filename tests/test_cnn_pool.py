@@ -64,3 +64,11 @@ def test_torch_fx_keeps_the_pools_as_modules_so_mc_dropout_splits_the_cnn():
     assert {"conv_layer.2", "conv_layer.5"} <= {n.target for n in traced.graph.nodes if n.op == "call_module"}
     split = _mc_dropout.plan(model)
     assert split.traced and split.cut == "fc_layer.2"
+
+
+def test_a_torchscript_export_pools_as_nn_maxpool():
+    model = CNNNet(10, (1, 28, 28)).eval()
+    scripted = torch.jit.script(model)
+    x = torch.rand(5, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.equal(scripted(x), model(x))

@@ -17,8 +17,8 @@ class MaxPool2x2(nn.MaxPool2d):
     back channels-first: each window's maximum, and its gradient to the first
     largest element, are those of the plain kernel, so a model trains to the
     same bits (tested), 0.92x the time of a training step of the cnn. Under
-    ``torch.func`` transforms, on other devices and for other layouts it is
-    ``nn.MaxPool2d`` itself. ``torch.fx`` keeps it as one node (``fx_leaf``),
+    ``torch.func`` transforms, in TorchScript, on other devices and for other
+    layouts it is ``nn.MaxPool2d`` itself. ``torch.fx`` keeps it as one node (``fx_leaf``),
     as it keeps ``nn.MaxPool2d``."""
 
     fx_leaf = True
@@ -27,6 +27,12 @@ class MaxPool2x2(nn.MaxPool2d):
         super().__init__(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():  # a TorchScript export of the model: the plain kernel
+            return nn.functional.max_pool2d(x, 2)
+        return self._pooled(x)
+
+    @torch.jit.unused
+    def _pooled(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu" or x.dim() != 4 or not x.is_contiguous() or _transformed(x):
             return super().forward(x)
         if not (torch.is_grad_enabled() and x.requires_grad):
