@@ -41,12 +41,7 @@ def gaussian_blur(images, sigma: float = 2.0):
 def main() -> None:
     import torch
 
-    from probebench.cache import ArtifactStore
-    from probebench.pipeline.data import load_splits
-    from probebench.pipeline.train import trained_classifier
-    from probebench.plugins.classifiers._cfgan_checks import delete_top_pixels
-    from probebench.registry import Registry
-    from probebench.suite import load_config, parse_suite
+    from probebench.plugins.classifiers._cfgan_checks import delete_top_pixels, gan_and_judge
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
@@ -55,16 +50,9 @@ def main() -> None:
     parser.add_argument("--judge-suite", default="mnist-cfgan-cnn")
     args = parser.parse_args()
 
-    config = load_config()
-    registry = Registry(config.builtin)
-    gan_suite = parse_suite(config, args.gan_suite, registry)
-    judge_suite = parse_suite(config, args.judge_suite, registry)
-    splits = load_splits(registry, gan_suite.dataset, gan_suite.data_root)
-    store = ArtifactStore()
+    splits, models = gan_and_judge(args.gan_suite, args.judge_suite, [int(s) for s in args.seeds.split(",")])
     print("seed  fill  k-share  saliency        flips(cf-gan)  flips(cnn)  n")
-    for seed in (int(s) for s in args.seeds.split(",")):
-        gan, _ = trained_classifier(registry, store, gan_suite.dataset, gan_suite.classifier, splits, seed, "cpu")
-        judge, _ = trained_classifier(registry, store, judge_suite.dataset, judge_suite.classifier, splits, seed, "cpu")
+    for seed, gan, judge in models:
         images, labels = splits.test_images, splits.test_labels
         with torch.no_grad():
             logits = gan(images)

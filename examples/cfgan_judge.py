@@ -19,12 +19,7 @@ import argparse
 def main() -> None:
     import torch
 
-    from probebench.cache import ArtifactStore
-    from probebench.pipeline.data import load_splits
-    from probebench.pipeline.train import trained_classifier
-    from probebench.plugins.classifiers._cfgan_checks import source_retrieval_rate
-    from probebench.registry import Registry
-    from probebench.suite import load_config, parse_suite
+    from probebench.plugins.classifiers._cfgan_checks import gan_and_judge, source_retrieval_rate
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
@@ -33,18 +28,11 @@ def main() -> None:
     parser.add_argument("--sources", type=int, default=100, help="source images of the retrieval rate")
     args = parser.parse_args()
 
-    config = load_config()
-    registry = Registry(config.builtin)
-    gan_suite = parse_suite(config, args.gan_suite, registry)
-    judge_suite = parse_suite(config, args.judge_suite, registry)
-    splits = load_splits(registry, gan_suite.dataset, gan_suite.data_root)
-    store = ArtifactStore()
+    splits, models = gan_and_judge(args.gan_suite, args.judge_suite, [int(s) for s in args.seeds.split(",")])
     images, labels = splits.test_images, splits.test_labels
     num_classes = splits.dataset.num_classes
     print("seed  judge-rate  mean|x-G(x,c)|  identity-judge-rate  mean|x-G(x,y)|  retrieval  chance")
-    for seed in (int(s) for s in args.seeds.split(",")):
-        gan, _ = trained_classifier(registry, store, gan_suite.dataset, gan_suite.classifier, splits, seed, "cpu")
-        judge, _ = trained_classifier(registry, store, judge_suite.dataset, judge_suite.classifier, splits, seed, "cpu")
+    for seed, gan, judge in models:
         hits = pairs = 0
         distance = 0.0
         with torch.no_grad():

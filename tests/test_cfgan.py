@@ -183,9 +183,26 @@ def test_the_masked_edit_keeps_x_where_the_mask_is_closed_and_edits_where_it_is_
     assert torch.allclose(opened, (images + 2 * math.tanh(1.0)).clamp(0, 1))
 
 
+def only_class_loss(**options):
+    """A tiny cf-gan whose G is pulled away from x by the class loss alone (no cycle or identity term)."""
+    from probebench.plugins.classifiers.cfgan import CFGAN
+
+    return CFGAN(
+        epochs=3,
+        warmup_epochs=1,
+        batch_size=16,
+        lr=1e-2,
+        width=4,
+        unet_width=4,
+        class_weight=10.0,
+        cycle_weight=0.0,
+        identity_weight=0.0,
+        **options,
+    )
+
+
 def test_the_sparsity_loss_is_the_mean_edit_and_a_large_weight_keeps_g_nearer_x():
     from probebench.plugins.classifiers._cfgan_net import edit_sparsity
-    from probebench.plugins.classifiers.cfgan import CFGAN
 
     x, made = torch.zeros(2, 1, 2, 2), torch.tensor([0.0, 0.5, 1.0, 0.5]).view(1, 1, 2, 2).repeat(2, 1, 1, 1)
     assert edit_sparsity(made, x).item() == pytest.approx(0.5)
@@ -193,18 +210,7 @@ def test_the_sparsity_loss_is_the_mean_edit_and_a_large_weight_keeps_g_nearer_x(
     images, labels = tiny_data(48, shape=(1, 12, 12))
     edits = []
     for weight in (0.0, 10.0):  # only the class loss pulls G away from x: it alone makes a large edit
-        component = CFGAN(
-            epochs=3,
-            warmup_epochs=1,
-            batch_size=16,
-            lr=1e-2,
-            width=4,
-            unet_width=4,
-            class_weight=10.0,
-            cycle_weight=0.0,
-            identity_weight=0.0,
-            sparsity_weight=weight,
-        )
+        component = only_class_loss(sparsity_weight=weight)
         torch.manual_seed(0)
         model = component.build(3, (1, 12, 12))
         history = component.fit(model, images, labels, 0, "cpu", "test")
@@ -216,21 +222,11 @@ def test_the_sparsity_loss_is_the_mean_edit_and_a_large_weight_keeps_g_nearer_x(
 
 
 def test_the_mask_loss_closes_the_mask_of_a_masked_edit():
-    from probebench.plugins.classifiers.cfgan import CFGAN
 
     images, labels = tiny_data(48, shape=(1, 12, 12))
     masks = []
     for weight in (0.0, 10.0):
-        component = CFGAN(
-            epochs=3,
-            warmup_epochs=1,
-            batch_size=16,
-            lr=1e-2,
-            width=4,
-            unet_width=4,
-            class_weight=10.0,
-            cycle_weight=0.0,
-            identity_weight=0.0,
+        component = only_class_loss(
             sparsity_weight=0.0,
             edit="masked",
             mask_weight=weight,
