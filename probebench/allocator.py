@@ -6,12 +6,19 @@ that memory back to the kernel. Both thresholds start small (128 KiB) and
 move with the allocation pattern. A training step allocates and frees tens
 of MiB of activations and gradients: under those moving thresholds glibc
 ended up returning them to the kernel every step and faulting them back in as
-zeroed pages the next. Measured on the default suite's cnn (1 torch thread,
-80 steps of batch 128, ``tests/benchmarks/test_allocator_speed.py``): 594,000
-minor page faults and 1.17 s of system time with glibc's defaults, 43,000
-and 0.19 s with the thresholds fixed here (0.85x the CPU seconds), the same
-weights to the bit (where a tensor lives does not change how torch computes
-it).
+zeroed pages the next. Measured when this module was written, on the
+default suite's cnn (1 torch thread, 80 steps of batch 128,
+``tests/benchmarks/test_allocator_speed.py``): 594,000 minor page faults and
+1.17 s of system time with glibc's defaults, 43,000 and 0.19 s with the
+thresholds fixed here (0.85x the CPU seconds). Since the cnn pools through
+``MaxPool2x2`` its allocations no longer set glibc off (the same benchmark:
+63,000 faults with glibc's defaults, 46,000 with these, and no CPU
+seconds saved: 1.04x), but the RealNVP's
+still do: its fit task in the default suite took 24.1 CPU s with 1.2 million
+faults and 2.4 s of system time under glibc's defaults, 21.8 s with 26,000
+faults and 0.1 s with these thresholds (``tests/benchmarks/fit_task_seconds.py``
+with and without ``--reuse``). The weights are the same to the bit either
+way (where a tensor lives does not change how torch computes it).
 
 ``reuse_freed_memory`` fixes the mmap threshold at its largest value
 (32 MiB: bigger blocks are still mapped and unmapped) and the trim threshold
