@@ -1,6 +1,10 @@
 """Whole runs of the default suite (``mnist-quick``) and of ``mnist-cure``
 (36 corruption cells), cold (an empty artifact cache of their own), each in a
 child process whose peak resident set size the kernel reports (``wait4``).
+The child is started by a small launcher process, not by pytest itself:
+Linux carries a process's peak across ``exec``, so a child forked straight
+from pytest would report pytest's own peak (1.3 GiB after the other
+benchmarks) whenever its real one is smaller (``tests/test_peak_rss.py``).
 
 Tracked (extra_info, listed by summary.py): ``peak_rss_mib`` of each cold run;
 for the default suite also a warm run (everything cached) and
@@ -12,25 +16,18 @@ asserted. Run with `pytest tests/benchmarks --benchmark-only`.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.benchmarks.timing import child_peak_rss
 
 
 def run_suite(suite: str, cache: Path, out: Path) -> tuple[float, float]:
     """(seconds, peak RSS in MiB) of ``probebench run SUITE`` in a child process."""
     args = [sys.executable, "-m", "probebench", "run", suite, "--cache-dir", str(cache), "--out", str(out)]
-    env = {**os.environ, "PROBEBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    started = time.perf_counter()
-    child = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _pid, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - started
-    stderr = child.stderr.read().decode() if child.stderr else ""
-    assert os.waitstatus_to_exitcode(status) == 0, stderr[-2000:]
-    return seconds, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+    return child_peak_rss(args, {**os.environ, "PROBEBENCH_DISABLE_PLUGIN_AUTOLOAD": "1"})
 
 
 @pytest.mark.parametrize("suite", ["mnist-quick", "mnist-cure"])

@@ -1,5 +1,7 @@
-"""Timing helper shared by the benchmarks."""
+"""Timing helpers shared by the benchmarks."""
 
+import subprocess
+import sys
 import time
 
 
@@ -18,3 +20,24 @@ def stat(benchmark, name: str = "min") -> float:
     which runs each benchmark once as a smoke test and keeps no statistics."""
     stats = getattr(benchmark, "stats", None)
     return float(getattr(stats.stats, name)) if stats is not None else float("nan")
+
+
+# Runs argv[1:] and prints its exit code and peak RSS (KiB): a fresh, small
+# process, so the peak it reads is the command's own
+LAUNCHER = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_pid, status, usage = os.wait4(child.pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+"""
+
+
+def child_peak_rss(args: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(seconds, peak RSS in MiB) of ``args`` run in a child process of a
+    launcher; asserts it exits with 0."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", LAUNCHER, *args], env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    code, peak_kib = (int(v) for v in done.stdout.split())
+    assert code == 0, done.stderr[-2000:]
+    return seconds, peak_kib / 1024  # ru_maxrss is in KiB on Linux
