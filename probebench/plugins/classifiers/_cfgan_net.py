@@ -224,8 +224,11 @@ def fit(
     counterfactuals (look real; a logit, so it never saturates),
     ``class_weight`` x the cross-entropy of class logits on G(x, t) toward
     the target t (a class other than x's), ``cycle_weight`` x L1 of
-    G(G(x, t), y) to x and ``identity_weight`` x L1 of G(x, y) to x. The
-    class logits come from D itself as it trains (``class_source =
+    G(G(x, t), y) to x, ``identity_weight`` x L1 of G(x, y) to x and
+    ``sparsity_weight`` x L1 of the edit G(x, t) - x: these closeness
+    penalties are smooth L1 with ``penalty_beta`` > 0 (``distance``) and
+    their weights rise from 0 over the first ``penalty_ramp`` G steps
+    (``penalty_scale``). The class logits come from D itself as it trains (``class_source =
     "discriminator"``, the paper's joint training) or from a frozen copy of D
     taken after the warm-up (``"frozen"``). Returns per-epoch means."""
     generator = torch.Generator().manual_seed(seed)

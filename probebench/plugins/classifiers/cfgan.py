@@ -33,7 +33,11 @@ class CFGAN:
     x, the L1 sparsity of the edit G(x, t) - x, and with ``edit = "masked"``
     an L1 on the mask). Version 4 drops version 3's class-mean input channel
     (``prototype``), with which G drew a class template whatever x was, and
-    weighs identity 10 and sparsity 5 (version 3: 1 and none). G's class
+    weighs identity 10 and sparsity 5 (version 3: 1 and none). Version 5
+    makes the cycle, identity and sparsity penalties smooth L1 (Huber,
+    ``penalty_beta`` 0.05): plain L1 pulls any edit back with a gradient of
+    constant size, which held version 4's G at the identity on one seed of
+    three. G's class
     loss comes from D as it trains (``class_source = "discriminator"``, the
     paper's joint training) or from a frozen copy of D taken after the
     warm-up (``"frozen"``). Saves loss curves, a counterfactual grid and a
