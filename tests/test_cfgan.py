@@ -184,9 +184,10 @@ def test_the_masked_edit_keeps_x_where_the_mask_is_closed_and_edits_where_it_is_
 
 
 def only_class_loss(**options):
-    """A tiny cf-gan whose G is pulled away from x by the class loss alone (no cycle or identity term)."""
+    """A tiny cf-gan whose G is pulled away from x by the class loss alone (no cycle or identity term unless ``options`` set them)."""
     from probebench.plugins.classifiers.cfgan import CFGAN
 
+    defaults = {"cycle_weight": 0.0, "identity_weight": 0.0}
     return CFGAN(
         epochs=3,
         warmup_epochs=1,
@@ -195,9 +196,10 @@ def only_class_loss(**options):
         width=4,
         unet_width=4,
         class_weight=10.0,
-        cycle_weight=0.0,
-        identity_weight=0.0,
-        **options,
+        **{
+            **defaults,
+            **options,
+        },
     )
 
 
@@ -380,7 +382,6 @@ def test_a_smooth_penalty_lets_g_leave_the_identity_where_plain_l1_holds_it():
         component.fit(model, images, labels, 0, "cpu", "test")
         with torch.no_grad():
             edits.append((model.counterfactual(images, (labels + 1) % 3) - images).abs().mean().item())
-    print(edits)
     assert edits[1] > 3 * edits[0]
 
 
