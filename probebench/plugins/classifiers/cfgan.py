@@ -36,8 +36,8 @@ class CFGAN:
     weighs identity 10 and sparsity 5 (version 3: 1 and none). Version 5
     makes the cycle, identity and sparsity penalties smooth L1 (Huber,
     ``penalty_beta`` 0.05): plain L1 pulls any edit back with a gradient of
-    constant size, which held version 4's G at the identity on one seed of
-    three. G's class
+    constant size, which held version 4's G at the identity on seeds 2 and
+    3 of 0-4. G's class
     loss comes from D as it trains (``class_source = "discriminator"``, the
     paper's joint training) or from a frozen copy of D taken after the
     warm-up (``"frozen"``). Saves loss curves, a counterfactual grid and a
