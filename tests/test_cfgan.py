@@ -184,9 +184,10 @@ def test_the_masked_edit_keeps_x_where_the_mask_is_closed_and_edits_where_it_is_
 
 
 def only_class_loss(**options):
-    """A tiny cf-gan whose G is pulled away from x by the class loss alone (no cycle or identity term)."""
+    """A tiny cf-gan whose G is pulled away from x by the class loss alone (no cycle or identity term unless ``options`` set them)."""
     from probebench.plugins.classifiers.cfgan import CFGAN
 
+    defaults = {"cycle_weight": 0.0, "identity_weight": 0.0}
     return CFGAN(
         epochs=3,
         warmup_epochs=1,
@@ -195,9 +196,10 @@ def only_class_loss(**options):
         width=4,
         unet_width=4,
         class_weight=10.0,
-        cycle_weight=0.0,
-        identity_weight=0.0,
-        **options,
+        **{
+            **defaults,
+            **options,
+        },
     )
 
 
@@ -274,6 +276,10 @@ def test_g_sees_the_mean_training_image_of_the_target_class_only_with_prototype(
         ({"mask_weight": 1.0}, "mask_weight needs edit = 'masked'"),
         ({"sparsity_weight": -1.0}, "sparsity_weight and mask_weight not negative"),
         ({"prototype": "yes"}, "prototype must be true or false, got 'yes'"),
+        ({"penalty_ramp": -1}, "penalty_ramp must be a whole number of G steps >= 0, got -1"),
+        ({"penalty_ramp": 2.5}, "penalty_ramp must be a whole number of G steps >= 0, got 2.5"),
+        ({"penalty_beta": 1.5}, r"penalty_beta must lie in \[0, 1\) \(0: plain L1\), got 1.5"),
+        ({"penalty_beta": -0.1}, r"penalty_beta must lie in \[0, 1\)"),
     ],
 )
 def test_bad_generator_options_are_one_line_errors(options, message):
@@ -332,6 +338,63 @@ def test_the_generator_options_enter_the_cf_gan_cache_key():
             {"edit": "masked"},
             {"upsample": "transpose"},
             {"prototype": True},
+            {"penalty_ramp": 125},
+            {"penalty_beta": 0.05},
         )
     }
-    assert len(keys) == 5
+    assert len(keys) == 7
+
+
+def test_the_penalty_ramp_is_zero_at_the_first_g_step_and_full_after_k():
+    from probebench.plugins.classifiers._cfgan_net import penalty_scale
+
+    assert [penalty_scale(step, 4) for step in range(6)] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    assert penalty_scale(0, 0) == 1.0  # no ramp: full weight from the first step
+
+
+def test_the_penalties_do_not_hold_g_while_the_ramp_is_at_its_start():
+    """Cycle, identity and sparsity weighted 100 keep G near x without a ramp;
+    with a ramp far longer than the training they act as if weighted 0."""
+    images, labels = tiny_data(48, shape=(1, 12, 12))
+    edits = {}
+    for name, options in {
+        "none": {"sparsity_weight": 0.0},
+        "held": {"sparsity_weight": 100.0, "cycle_weight": 100.0, "identity_weight": 100.0},
+        "ramped": {"sparsity_weight": 100.0, "cycle_weight": 100.0, "identity_weight": 100.0, "penalty_ramp": 10**6},
+    }.items():
+        component = only_class_loss(**options)
+        torch.manual_seed(0)
+        model = component.build(3, (1, 12, 12))
+        component.fit(model, images, labels, 0, "cpu", "test")
+        with torch.no_grad():
+            edits[name] = (model.counterfactual(images, (labels + 1) % 3) - images).abs().mean().item()
+    assert edits["none"] > 0.1 and edits["held"] < edits["none"] / 10
+    assert edits["ramped"] == pytest.approx(edits["none"], rel=0.05)
+
+
+def test_a_smooth_penalty_lets_g_leave_the_identity_where_plain_l1_holds_it():
+    images, labels = tiny_data(48, shape=(1, 12, 12))
+    edits = []
+    for beta in (0.0, 0.05):
+        component = only_class_loss(sparsity_weight=10.0, penalty_beta=beta)
+        torch.manual_seed(0)
+        model = component.build(3, (1, 12, 12))
+        component.fit(model, images, labels, 0, "cpu", "test")
+        with torch.no_grad():
+            edits.append((model.counterfactual(images, (labels + 1) % 3) - images).abs().mean().item())
+    assert edits[1] > 3 * edits[0]
+
+
+def test_the_smooth_penalty_has_no_pull_at_no_change_and_is_l1_beyond_beta():
+    from probebench.plugins.classifiers._cfgan_net import distance
+
+    x = torch.zeros(1, 1, 2, 2)
+    for d, l1_pull, smooth_pull in ((1e-4, 1.0, 1e-4 / 0.05), (0.3, 1.0, 1.0)):
+        pulls = []
+        for beta in (0.0, 0.05):
+            made = (x + d).requires_grad_(True)
+            distance(made, x, beta).backward()
+            pulls.append(made.grad.abs().sum().item())  # gradient of the mean over the 4 pixels, summed
+        assert pulls == pytest.approx([l1_pull, smooth_pull], rel=1e-4)
+    assert distance(x + 0.3, x, 0.05).item() == pytest.approx(0.3 - 0.025)  # L1 less beta / 2 beyond beta
+    assert distance(x + 0.01, x, 0.05).item() == pytest.approx(0.01**2 / 0.1)  # d^2 / 2 beta within it

@@ -158,6 +158,8 @@ class GANRecipe:
     class_source: str
     sparsity_weight: float = 0.0
     mask_weight: float = 0.0
+    penalty_ramp: int = 0
+    penalty_beta: float = 0.0
 
 
 # the per-epoch means fit() records (warm-up epochs record the classification loss only; "mask" only
@@ -171,10 +173,29 @@ def other_class(labels: torch.Tensor, num_classes: int, generator: torch.Generat
     return (labels + shift.to(labels.device)) % num_classes
 
 
-def edit_sparsity(made: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """The L1 size of the edit Δ = G(x, t) - x, mean per pixel: the paper's L1
-    sparsity term, which makes a counterfactual change as few pixels as it can."""
-    return (made - x).abs().mean()
+def distance(a: torch.Tensor, b: torch.Tensor, beta: float = 0.0) -> torch.Tensor:
+    """The mean per-pixel L1 distance |a - b| (``beta`` 0), or Huber's smooth
+    L1 with ``beta`` > 0: quadratic (d^2 / 2 beta) within ``beta`` of 0, so its
+    gradient vanishes at a = b instead of keeping the constant size of L1's,
+    which makes an unchanged image a fixed point of G's loss."""
+    if beta == 0:
+        return (a - b).abs().mean()
+    return F.smooth_l1_loss(a, b, beta=beta)
+
+
+def edit_sparsity(made: torch.Tensor, x: torch.Tensor, beta: float = 0.0) -> torch.Tensor:
+    """The size of the edit Δ = G(x, t) - x, mean per pixel (L1, or smooth L1
+    with ``beta``): the paper's L1 sparsity term, which makes a counterfactual
+    change as few pixels as it can."""
+    return distance(made, x, beta)
+
+
+def penalty_scale(g_step: int, ramp: int) -> float:
+    """The factor on G's closeness penalties (cycle, identity, sparsity, mask)
+    at its ``g_step``-th step (0 the first): rising linearly from 0 to 1 over
+    the first ``ramp`` steps (1 throughout when ``ramp`` is 0), so G can leave
+    the identity it starts as before the penalties that pull it back bite."""
+    return 1.0 if g_step >= ramp else g_step / ramp
 
 
 def realness(outputs: torch.Tensor) -> torch.Tensor:
@@ -203,8 +224,11 @@ def fit(
     counterfactuals (look real; a logit, so it never saturates),
     ``class_weight`` x the cross-entropy of class logits on G(x, t) toward
     the target t (a class other than x's), ``cycle_weight`` x L1 of
-    G(G(x, t), y) to x and ``identity_weight`` x L1 of G(x, y) to x. The
-    class logits come from D itself as it trains (``class_source =
+    G(G(x, t), y) to x, ``identity_weight`` x L1 of G(x, y) to x and
+    ``sparsity_weight`` x L1 of the edit G(x, t) - x: these closeness
+    penalties are smooth L1 with ``penalty_beta`` > 0 (``distance``) and
+    their weights rise from 0 over the first ``penalty_ramp`` G steps
+    (``penalty_scale``). The class logits come from D itself as it trains (``class_source =
     "discriminator"``, the paper's joint training) or from a frozen copy of D
     taken after the warm-up (``"frozen"``). Returns per-epoch means."""
     generator = torch.Generator().manual_seed(seed)
@@ -219,6 +243,7 @@ def fit(
     judge = model
     curves = CURVES if model.generator.edit == "masked" else tuple(name for name in CURVES if name != "mask")
     history: dict[str, list[float]] = {name: [] for name in curves}
+    g_steps = 0
     for epoch in range(recipe.epochs):
         adversarial = epoch >= recipe.warmup_epochs
         if adversarial and judge is model and recipe.class_source == "frozen":
@@ -231,7 +256,9 @@ def fit(
             x, y = images[idx].to(device), labels[idx].to(device)
             if adversarial:
                 target = other_class(y, model.num_classes, generator)
-                losses = _adversarial_step(model, judge, x, y, target, recipe, d_opt, g_opt)
+                scale = penalty_scale(g_steps, recipe.penalty_ramp)
+                losses = _adversarial_step(model, judge, x, y, target, recipe, scale, d_opt, g_opt)
+                g_steps += 1
             else:
                 losses = {"classification": F.cross_entropy(model(x), y)}
                 warmup_opt.zero_grad(set_to_none=True)
@@ -266,11 +293,13 @@ def _adversarial_step(
     y: torch.Tensor,
     target: torch.Tensor,
     recipe: GANRecipe,
+    scale: float,
     d_opt: torch.optim.Optimizer,
     g_opt: torch.optim.Optimizer,
 ) -> dict[str, torch.Tensor]:
     """One D step, then one G step, on the batch ``x``, ``y`` with targets
-    ``target``; ``judge`` gives G's class logits (D itself or its frozen copy)."""
+    ``target``; ``judge`` gives G's class logits (D itself or its frozen copy);
+    ``scale`` multiplies the weights of G's closeness penalties (the ramp)."""
     with torch.no_grad():
         made = model.generator(x, target)
     real_outputs = model.discriminate(x)
@@ -283,17 +312,20 @@ def _adversarial_step(
     made, mask = model.generator.edit_and_mask(x, target)
     looks_real = -realness(model.discriminate(made)).mean()
     toward_target = F.cross_entropy(judge(made), target)
-    cycle = (model.generator(made, y) - x).abs().mean()
-    identity = (model.generator(x, y) - x).abs().mean()
-    sparsity = edit_sparsity(made, x)
+    cycle = distance(model.generator(made, y), x, recipe.penalty_beta)
+    identity = distance(model.generator(x, y), x, recipe.penalty_beta)
+    sparsity = edit_sparsity(made, x, recipe.penalty_beta)
     mask_size = mask.mean()
     g_loss = (
         looks_real
         + recipe.class_weight * toward_target
-        + recipe.cycle_weight * cycle
-        + recipe.identity_weight * identity
-        + recipe.sparsity_weight * sparsity
-        + recipe.mask_weight * mask_size
+        + scale
+        * (
+            recipe.cycle_weight * cycle
+            + recipe.identity_weight * identity
+            + recipe.sparsity_weight * sparsity
+            + recipe.mask_weight * mask_size
+        )
     )
     g_opt.zero_grad(set_to_none=True)
     g_loss.backward()
