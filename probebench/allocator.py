@@ -11,13 +11,14 @@ default suite's cnn (1 torch thread, 80 steps of batch 128,
 ``tests/benchmarks/test_allocator_speed.py``): 594,000 minor page faults and
 1.17 s of system time with glibc's defaults, 43,000 and 0.19 s with the
 thresholds fixed here (0.85x the CPU seconds). Since the cnn pools through
-``MaxPool2x2`` its allocations no longer set glibc off (the same benchmark:
-63,000 faults with glibc's defaults, 46,000 with these, and no CPU
-seconds saved: 1.04x), but the RealNVP's
-still do: its fit task in the default suite took 24.1 CPU s with 1.2 million
-faults and 2.4 s of system time under glibc's defaults, 21.8 s with 26,000
-faults and 0.1 s with these thresholds (``tests/benchmarks/fit_task_seconds.py``
-with and without ``--reuse``). The weights are the same to the bit either
+``MaxPool2x2`` its allocations no longer set glibc off (the same benchmark,
+nothing else running: 44,000 faults with glibc's defaults, 48,000 with
+these, and no CPU seconds saved: 1.05x), but the RealNVP's still do: its fit
+task in the default suite took 26.7 CPU s with 887,000 faults and 2.1 s of
+system time under glibc's defaults, 24.9 s with 75,000 faults and 0.2 s with
+these thresholds (``OMP_NUM_THREADS=1 python
+tests/benchmarks/fit_task_seconds.py --only realnvp``, with and without
+``--reuse``). The weights are the same to the bit either
 way (where a tensor lives does not change how torch computes it).
 
 ``reuse_freed_memory`` fixes the mmap threshold at its largest value
