@@ -24,24 +24,11 @@ from __future__ import annotations
 import argparse
 
 
-def gaussian_blur(images, sigma: float = 2.0):
-    import torch
-    from torch.nn import functional as F
-
-    radius = int(3 * sigma)
-    offsets = torch.arange(-radius, radius + 1, dtype=images.dtype)
-    kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
-    kernel = kernel / kernel.sum()
-    channels = images.shape[1]
-    rows = kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
-    blurred = F.conv2d(F.pad(images, (radius, radius, 0, 0), mode="replicate"), rows, groups=channels)
-    return F.conv2d(F.pad(blurred, (0, 0, radius, radius), mode="replicate"), rows.transpose(2, 3), groups=channels)
-
-
 def main() -> None:
     import torch
 
     from probebench.plugins.classifiers._cfgan_checks import delete_top_pixels, gan_and_judge
+    from probebench.plugins.corruptions._cure_ops import _filter, _gaussian_kernel
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
@@ -69,7 +56,7 @@ def main() -> None:
             "gradient": probe.grad.abs(),
             "random": torch.rand(x.shape, generator=torch.Generator().manual_seed(seed)),
         }
-        fills = {"zero": torch.zeros_like(x), "blur": gaussian_blur(x)}
+        fills = {"zero": torch.zeros_like(x), "blur": _filter(x, _gaussian_kernel(2.0))}
         pixels = x.shape[2] * x.shape[3]
         for fill_name, fill in fills.items():
             for fraction in (float(f) for f in args.fractions.split(",")):

@@ -196,18 +196,15 @@ def only_class_loss(**options):
         width=4,
         unet_width=4,
         class_weight=10.0,
-        **{
-            **defaults,
-            **options,
-        },
+        **(defaults | options),
     )
 
 
 def test_the_sparsity_loss_is_the_mean_edit_and_a_large_weight_keeps_g_nearer_x():
-    from probebench.plugins.classifiers._cfgan_net import edit_sparsity
+    from probebench.plugins.classifiers._cfgan_net import distance
 
     x, made = torch.zeros(2, 1, 2, 2), torch.tensor([0.0, 0.5, 1.0, 0.5]).view(1, 1, 2, 2).repeat(2, 1, 1, 1)
-    assert edit_sparsity(made, x).item() == pytest.approx(0.5)
+    assert distance(made, x).item() == pytest.approx(0.5)
 
     images, labels = tiny_data(48, shape=(1, 12, 12))
     edits = []
@@ -219,7 +216,7 @@ def test_the_sparsity_loss_is_the_mean_edit_and_a_large_weight_keeps_g_nearer_x(
         assert math.isfinite(history["sparsity"][2])
         with torch.no_grad():
             made = model.counterfactual(images, (labels + 1) % 3)
-        edits.append(edit_sparsity(made, images).item())
+        edits.append(distance(made, images).item())
     assert edits[0] > 0.1 and edits[1] < edits[0] / 10
 
 

@@ -175,19 +175,14 @@ def other_class(labels: torch.Tensor, num_classes: int, generator: torch.Generat
 
 def distance(a: torch.Tensor, b: torch.Tensor, beta: float = 0.0) -> torch.Tensor:
     """The mean per-pixel L1 distance |a - b| (``beta`` 0), or Huber's smooth
-    L1 with ``beta`` > 0: quadratic (d^2 / 2 beta) within ``beta`` of 0, so its
+    L1 with ``beta`` > 0, of G's closeness penalties (cycle, identity, and the
+    paper's sparsity of the edit G(x, t) - x, which makes a counterfactual
+    change as few pixels as it can): quadratic (d^2 / 2 beta) within ``beta`` of 0, so its
     gradient vanishes at a = b instead of keeping the constant size of L1's,
     which makes an unchanged image a fixed point of G's loss."""
     if beta == 0:
         return (a - b).abs().mean()
     return F.smooth_l1_loss(a, b, beta=beta)
-
-
-def edit_sparsity(made: torch.Tensor, x: torch.Tensor, beta: float = 0.0) -> torch.Tensor:
-    """The size of the edit Δ = G(x, t) - x, mean per pixel (L1, or smooth L1
-    with ``beta``): the paper's L1 sparsity term, which makes a counterfactual
-    change as few pixels as it can."""
-    return distance(made, x, beta)
 
 
 def penalty_scale(g_step: int, ramp: int) -> float:
@@ -314,7 +309,7 @@ def _adversarial_step(
     toward_target = F.cross_entropy(judge(made), target)
     cycle = distance(model.generator(made, y), x, recipe.penalty_beta)
     identity = distance(model.generator(x, y), x, recipe.penalty_beta)
-    sparsity = edit_sparsity(made, x, recipe.penalty_beta)
+    sparsity = distance(made, x, recipe.penalty_beta)
     mask_size = mask.mean()
     g_loss = (
         looks_real
